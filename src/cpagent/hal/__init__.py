@@ -1,0 +1,1 @@
+"""Hardware abstraction: one interface per physical device kind, backends chosen by config."""

@@ -1,0 +1,152 @@
+"""Interfaces every hardware backend implements.
+
+The station sees only these classes; which backend sits behind them (the
+simulator, Modbus meters, GPIO relays, an EVSE board) is chosen by config and
+passed in. A backend *must* implement every abstract method. Device failures
+are raised as the matching :class:`cpagent.exc.HalError` subclass, which the
+station turns into a Faulted connector with the error's OCPP error code.
+
+Backends report spontaneous changes (a pilot state change, a device that
+fails or recovers) by calling the listener given to :meth:`Hardware.subscribe`,
+so the station never has to poll fast to notice them.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class PilotState(enum.StrEnum):
+    """IEC 61851 control pilot state as the EVSE measures it."""
+
+    A = "A"  # no vehicle
+    B = "B"  # vehicle connected, not requesting energy
+    C = "C"  # vehicle requests energy
+    D = "D"  # vehicle requests energy, ventilation required
+    E = "E"  # short circuit / no mains
+    F = "F"  # EVSE not available
+
+    @property
+    def plugged(self) -> bool:
+        return self in (PilotState.B, PilotState.C, PilotState.D)
+
+    @property
+    def requests_energy(self) -> bool:
+        return self in (PilotState.C, PilotState.D)
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """One coherent snapshot of a connector's meter.
+
+    ``energy_wh`` is the import register and never decreases. Per-phase tuples
+    have one entry per wired phase (L1, L2, L3). ``soc_percent`` is set only
+    where the EV reports it (the simulator does).
+    """
+
+    energy_wh: float
+    power_w: float
+    voltage_v: tuple[float, ...] = ()
+    current_a: tuple[float, ...] = ()
+    power_phase_w: tuple[float, ...] = ()
+    frequency_hz: float | None = None
+    soc_percent: float | None = None
+
+
+class Meter(abc.ABC):
+    @abc.abstractmethod
+    async def read(self) -> MeterReading:
+        """Return a fresh reading; raise :class:`MeterFault` when the meter fails."""
+
+
+class Contactor(abc.ABC):
+    """The power relay of one connector. Its safe state is open."""
+
+    @abc.abstractmethod
+    async def set_closed(self, closed: bool) -> None:
+        """Drive the relay; raise :class:`ContactorFault` if it does not follow (welded)."""
+
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool:
+        """The last commanded (or, with a feedback contact, measured) state."""
+
+
+class Pilot(abc.ABC):
+    """The control pilot of one connector. Its safe state is 0 A offered (no PWM)."""
+
+    @abc.abstractmethod
+    async def set_offered_current(self, amps: float) -> None:
+        """Offer ``amps`` by PWM duty cycle; below 6 A means no PWM (charging not allowed)."""
+
+    @property
+    @abc.abstractmethod
+    def offered_current(self) -> float:
+        """The current last offered, in A (0 when no PWM)."""
+
+    @abc.abstractmethod
+    async def state(self) -> PilotState:
+        """The pilot state now; raise :class:`PilotFault` when it cannot be measured."""
+
+
+class ConnectorLock(abc.ABC):
+    @abc.abstractmethod
+    async def unlock(self) -> bool:
+        """Release the cable; return False if the lock did not open."""
+
+
+class CardReader(abc.ABC):
+    @abc.abstractmethod
+    async def read_card(self) -> str:
+        """Wait for the next card and return its UID as upper-case hex/text."""
+
+
+@dataclass
+class ConnectorHardware:
+    """The devices wired to one connector (1-based ``connector_id``)."""
+
+    connector_id: int
+    meter: Meter
+    contactor: Contactor
+    pilot: Pilot
+    lock: ConnectorLock | None = None
+    phases: int = 3
+    max_current_a: float = 32.0
+
+
+ChangeListener = Callable[[int], None]
+"""Called with the connector id (0 = the whole charger) whose hardware changed."""
+
+
+@dataclass
+class Hardware:
+    """Everything the station drives. ``close()`` puts every output in its safe state."""
+
+    connectors: dict[int, ConnectorHardware]
+    card_reader: CardReader | None = None
+    _listeners: list[ChangeListener] = field(default_factory=list)
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def notify(self, connector_id: int) -> None:
+        for listener in list(self._listeners):
+            listener(connector_id)
+
+    async def start(self) -> None:
+        """Open devices. Backends override; the default has nothing to open."""
+
+    async def close(self) -> None:
+        """Open every contactor and stop every PWM, ignoring device errors. Idempotent."""
+        for hw in self.connectors.values():
+            try:
+                await hw.pilot.set_offered_current(0.0)
+            except Exception:  # noqa: BLE001 - shutdown must reach every output
+                pass
+            try:
+                await hw.contactor.set_closed(False)
+            except Exception:  # noqa: BLE001
+                pass
