@@ -132,6 +132,10 @@ class Hardware:
     def subscribe(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: ChangeListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def notify(self, connector_id: int) -> None:
         for listener in list(self._listeners):
             listener(connector_id)
@@ -144,9 +148,9 @@ class Hardware:
         for hw in self.connectors.values():
             try:
                 await hw.pilot.set_offered_current(0.0)
-            except Exception:  # noqa: BLE001 - shutdown must reach every output
+            except Exception:
                 pass
             try:
                 await hw.contactor.set_closed(False)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass

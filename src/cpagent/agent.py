@@ -1,0 +1,267 @@
+"""The agent: builds the pieces from the config, runs them, restarts them on a reset.
+
+Lifecycle: open the store (which also refuses a second agent on the same
+data_dir), bring up the hardware, close what a crash left open, start the
+control socket and the CSMS session, run until told to stop. Shutdown is one
+idempotent path that puts every output in its safe state and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from cpagent import __version__
+from cpagent.config import Config
+from cpagent.control import ControlServer
+from cpagent.exc import NotSimulatedError
+from cpagent.hal.base import Hardware
+from cpagent.hal.factory import build_hardware, meter_type
+from cpagent.hal.sim import SimHardware
+from cpagent.protocol.session import NetworkSwitch, Session
+from cpagent.protocol.v16.adapter import (
+    SUPPORTED_FEATURE_PROFILES,
+    V16Adapter,
+    settings_from_keys,
+)
+from cpagent.protocol.v16.charge_point import ChargePoint
+from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.station.model import StationSettings, StopReason
+from cpagent.station.station import Station, UnfinishedTransaction
+from cpagent.store import Store
+
+log = logging.getLogger(__name__)
+traffic = logging.getLogger("cpagent.traffic")
+
+RESET_DRAIN_S = 10.0
+SUBPROTOCOL = "ocpp1.6"
+
+
+class _LoggedConnection:
+    """The websocket as the ``ocpp`` library sees it, with every frame logged."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def recv(self) -> str | bytes:
+        frame = await self.ws.recv()
+        traffic.debug("<- %s", frame)
+        return frame
+
+    async def send(self, frame: str) -> None:
+        traffic.debug("-> %s", frame)
+        await self.ws.send(frame)
+
+
+class Agent:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        hardware: Hardware | None = None,
+        network: NetworkSwitch | None = None,
+    ) -> None:
+        self.config = config
+        self.hardware = hardware
+        self.network = network or NetworkSwitch()
+        self.reset_requested: str | None = None
+        self._stopping = asyncio.Event()
+        self.store = Store(config.storage.data_dir)
+        self.station: Station | None = None
+        self.adapter: V16Adapter | None = None
+        self.session: Session | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> str | None:
+        """Run until stopped; return ``"Soft"``/``"Hard"`` when a Reset asks for a restart."""
+        self.store.open()
+        control: ControlServer | None = None
+        try:
+            hw = self.hardware = self.hardware or build_hardware(self.config)
+            keys = ConfigurationKeys(
+                initial=self.config.ocpp16,
+                persisted=self.store.config_keys(),
+                computed={
+                    "NumberOfConnectors": str(len(hw.connectors)),
+                    "SupportedFeatureProfiles": SUPPORTED_FEATURE_PROFILES,
+                },
+            )
+            settings = StationSettings()
+            settings_from_keys(keys, settings)
+            keys.subscribe(lambda _k, _v: settings_from_keys(keys, settings))
+            adapter = self.adapter = V16Adapter(
+                self.config, self.store, keys, meter_type=meter_type(hw),
+                request_reset=self._reset,
+            )
+            station = self.station = Station(hw, adapter, adapter, settings)
+            adapter.attach(station)
+            await adapter.load_queue()
+            if isinstance(hw, SimHardware):
+                for cid in hw.connectors:
+                    hw.raise_energy_floor(cid, self.store.max_meter_wh(cid))
+            await hw.start()
+            await station.start(**self._recovery())
+            control = ControlServer(self.config.control.socket, self._control)
+            await control.start()
+            self.session = Session(
+                self.config.csms,
+                self.config.charge_point.id,
+                SUBPROTOCOL,
+                self._serve,
+                self.network,
+                ping_interval=lambda: keys.get_int("WebSocketPingInterval"),
+            )
+            log.info("cpagent %s up: %s, %d connector(s), %s hardware", __version__,
+                     self.session.url, len(hw.connectors), self.config.hal.backend)
+            await self._supervise(station, self.session)
+            return self.reset_requested
+        finally:
+            if control is not None:
+                await control.close()
+            if self.hardware is not None:
+                if self.station is not None:
+                    self.station.detach()
+                if self.reset_requested != "Soft":
+                    await self.hardware.close()
+            self.store.close()
+
+    def _recovery(self) -> dict[str, Any]:
+        store = self.store
+        hw = self.hardware
+        assert hw is not None
+        availability = {
+            cid: store.get_state(f"availability.{cid}") != "0" for cid in [0, *hw.connectors]
+        }
+        reason = StopReason.REBOOT if store.get_state("reset.pending") else StopReason.POWER_LOSS
+        store.set_state("reset.pending", "")
+        unfinished = [
+            UnfinishedTransaction(
+                tx.local_id, tx.connector_id, tx.id_tag, tx.meter_start_wh, tx.last_meter_wh
+            )
+            for tx in store.open_transactions()
+        ]
+        return {"availability": availability, "unfinished": unfinished, "recovery_reason": reason}
+
+    async def _supervise(self, station: Station, session: Session) -> None:
+        tasks = [
+            asyncio.create_task(station.run(), name="station"),
+            asyncio.create_task(session.run(), name="session"),
+        ]
+        stopping = asyncio.create_task(self._stopping.wait(), name="stop-signal")
+        try:
+            done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopping and not task.cancelled() and task.exception():
+                    log.critical("%s stopped unexpectedly; restarting", task.get_name(),
+                                 exc_info=task.exception())
+                    self.reset_requested = "Hard"
+        finally:
+            for task in [*tasks, stopping]:
+                task.cancel()
+            await asyncio.gather(*tasks, stopping, return_exceptions=True)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        assert self.adapter is not None
+        cp = ChargePoint(
+            self.config.charge_point.id,
+            _LoggedConnection(ws),
+            self.adapter,
+            response_timeout=self.config.csms.response_timeout_s,
+        )
+        reader = asyncio.create_task(cp.start(), name="ocpp-reader")
+        serving = asyncio.create_task(self.adapter.serve(cp), name="ocpp-serve")
+        try:
+            done, _ = await asyncio.wait([reader, serving], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and (err := task.exception()) is not None:
+                    log.info("connection ended: %r", err)
+        finally:
+            for task in (reader, serving):
+                task.cancel()
+            await asyncio.gather(reader, serving, return_exceptions=True)
+            await cp.close()
+
+    async def _reset(self, kind: str) -> None:
+        """Reset.req: end sessions (their StopTransactions are sent first), then restart."""
+        assert self.station is not None and self.adapter is not None
+        log.warning("%s reset requested by the CSMS", kind)
+        reason = StopReason.HARD_RESET if kind == "Hard" else StopReason.SOFT_RESET
+        await self.station.stop_all(reason)
+        await self.store.run(self.store.set_state, "reset.pending", kind)
+        if not await self.adapter.drain(RESET_DRAIN_S):
+            log.warning("restarting with %d message(s) still queued", self.adapter.queue_depth)
+        self.reset_requested = kind
+        self._stopping.set()
+
+    # ------------------------------------------------------------------ control
+
+    async def _control(self, request: dict[str, Any]) -> Any:
+        cmd = request["cmd"]
+        if cmd == "status":
+            return self.status()
+        if cmd == "sim":
+            args = request.get("args")
+            if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+                raise ValueError("sim needs 'args': a list of strings")
+            return self._sim(args)
+        raise ValueError(f"unknown command {cmd!r}")
+
+    def _sim(self, args: list[str]) -> str:
+        hw = self.hardware
+        if not isinstance(hw, SimHardware):
+            raise NotSimulatedError(
+                "this agent drives real hardware (hal.backend is not \"sim\"); "
+                "sim commands need the simulated backend"
+            )
+        match args:
+            case ["plug", cid]:
+                hw.plug(_connector(cid))
+            case ["unplug", cid]:
+                hw.unplug(_connector(cid))
+            case ["tag", id_tag]:
+                if not 0 < len(id_tag) <= 20:
+                    raise ValueError("an id tag is 1 to 20 characters")
+                hw.present_card(id_tag)
+            case ["ev", cid, state]:
+                hw.force_ev_state(_connector(cid), state)
+            case ["fault", device, cid, ("on" | "off") as onoff]:
+                hw.set_fault(device, _connector(cid), onoff == "on")
+            case ["network", ("up" | "down") as updown]:
+                self.network.set(updown == "up")
+            case _:
+                raise ValueError(f"unknown sim command: {' '.join(args)}")
+        return "ok: " + " ".join(args)
+
+    def status(self) -> dict[str, Any]:
+        station, adapter, session = self.station, self.adapter, self.session
+        assert station is not None and adapter is not None
+        csms = adapter.status()
+        csms["network"] = "up" if self.network.up else "down"
+        csms["last_error"] = session.last_error if session else None
+        return {
+            "charge_point_id": self.config.charge_point.id,
+            "version": __version__,
+            "ocpp_version": self.config.csms.ocpp_version,
+            "hal": self.config.hal.backend,
+            "csms": csms,
+            "charger": {
+                "status": str(station.charger.status) if station.charger.status else None,
+                "operative": station.charger.operative,
+            },
+            "connectors": station.snapshot(),
+            "queue": {"depth": adapter.queue_depth},
+            "firmware": {"status": "Idle"},
+            "diagnostics": {"status": "Idle"},
+        }
+
+
+def _connector(text: str) -> int:
+    with contextlib.suppress(ValueError):
+        return int(text)
+    raise ValueError(f"connector must be a number, not {text!r}")

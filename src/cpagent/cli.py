@@ -1,0 +1,157 @@
+"""The ``cpagent`` command line. Heavy modules are imported only by the commands that need them,
+so ``cpagent status`` and ``cpagent sim`` answer quickly."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="config file (default: $CPAGENT_CONFIG, else /etc/cpagent/cpagent.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cpagent import __version__
+
+    parser = argparse.ArgumentParser(prog="cpagent", description="OCPP charge-point agent")
+    parser.add_argument("--version", action="version", version=f"cpagent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_config(sub.add_parser("run", help="run the agent in the foreground"))
+    _add_config(sub.add_parser("check-config", help="validate the config file"))
+    status = sub.add_parser("status", help="show the running agent's state")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_config(status)
+    sub.add_parser("demo", help="a complete simulated session against a loopback CSMS")
+
+    sim = sub.add_parser("sim", help="drive the simulated hardware of a running agent")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    for name, help_text in (("plug", "connect an EV"), ("unplug", "disconnect the EV")):
+        p = sim_sub.add_parser(name, help=help_text)
+        p.add_argument("connector", type=int)
+        _add_config(p)
+    p = sim_sub.add_parser("tag", help="present an RFID card")
+    p.add_argument("id_tag")
+    _add_config(p)
+    p = sim_sub.add_parser("ev", help="force the EV's pilot state")
+    p.add_argument("connector", type=int)
+    p.add_argument("state", choices=list("ABCDEF"), type=str.upper)
+    _add_config(p)
+    p = sim_sub.add_parser("fault", help="make a device fail or recover")
+    p.add_argument("device", choices=["meter", "relay", "pilot"])
+    p.add_argument("connector", type=int)
+    p.add_argument("state", choices=["on", "off"])
+    _add_config(p)
+    p = sim_sub.add_parser("network", help="cut or restore the network")
+    p.add_argument("state", choices=["up", "down"])
+    _add_config(p)
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"cpagent: {message}", file=sys.stderr)
+
+
+def _load(path: Path | None) -> Any:
+    from cpagent.config import default_config_path, load_config
+
+    return load_config(path or default_config_path())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cpagent.exc import ConfigError, ControlError
+
+    try:
+        if args.command == "demo":
+            from cpagent.testing.demo import run_demo
+
+            return run_demo()
+        config = _load(args.config)
+        if args.command == "check-config":
+            from cpagent.config import summary
+
+            print(summary(config))
+            return EXIT_OK
+        if args.command == "run":
+            from cpagent.runner import run_forever
+
+            return run_forever(config)
+        if args.command == "status":
+            return _status(config, as_json=args.json)
+        if args.command == "sim":
+            return _sim(config, args)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except ControlError as err:
+        _error(str(err))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)
+
+
+def _sim(config: Any, args: argparse.Namespace) -> int:
+    from cpagent.control import request
+
+    words = [args.sim_command]
+    if args.sim_command == "tag":
+        words.append(args.id_tag)
+    elif args.sim_command == "fault":
+        words += [args.device, str(args.connector), args.state]
+    elif args.sim_command == "network":
+        words.append(args.state)
+    else:
+        words.append(str(args.connector))
+        if args.sim_command == "ev":
+            words.append(args.state)
+    print(request(config.control.socket, {"cmd": "sim", "args": words}))
+    return EXIT_OK
+
+
+def _status(config: Any, *, as_json: bool) -> int:
+    from cpagent.control import request
+
+    state = request(config.control.socket, {"cmd": "status"})
+    if as_json:
+        print(json.dumps(state, indent=2))
+        return EXIT_OK
+    csms = state["csms"]
+    link = "connected" if csms["connected"] else "disconnected"
+    if csms.get("network") == "down":
+        link += " (network down)"
+    print(f"charge point  {state['charge_point_id']}  cpagent {state['version']}  "
+          f"OCPP {state['ocpp_version']}  hal {state['hal']}")
+    print(f"csms          {csms['url']}  {link}  registration {csms['registration'] or '-'}")
+    if csms.get("last_error") and not csms["connected"]:
+        print(f"              last error: {csms['last_error']}")
+    print(f"queue         {state['queue']['depth']} message(s) waiting")
+    print(f"charger       {state['charger']['status']}")
+    for c in state["connectors"]:
+        line = f"connector {c['id']}   {c['status']:<14} {c['energy_wh']:>10.0f} Wh {c['power_w']:>8.0f} W"
+        if c["error_code"] != "NoError":
+            line += f"  {c['error_code']}: {c['info'] or ''}"
+        tx = c["transaction"]
+        if tx:
+            line += (f"  transaction {tx['id'] if tx['id'] is not None else '(pending)'}"
+                     f" for {tx['id_tag']}, {tx['energy_wh']:.0f} Wh")
+        print(line)
+    print(f"firmware      {state['firmware']['status']}    diagnostics {state['diagnostics']['status']}")
+    return EXIT_OK

@@ -1,0 +1,102 @@
+"""The local control socket: JSON lines over a unix socket.
+
+One request per line, one answer per line:
+``{"cmd": "status"}`` → ``{"ok": true, "result": {...}}``;
+``{"cmd": "sim", "args": ["plug", "1"]}`` → ``{"ok": true, "result": "..."}``;
+failures → ``{"ok": false, "error": "message"}``. It is how ``cpagent status``
+and ``cpagent sim`` talk to the running agent, and how a manufacturer's own
+display process can read state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from cpagent.exc import ControlError, CpagentError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+MAX_REQUEST = 64 * 1024
+
+
+class ControlServer:
+    def __init__(self, path: Path, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # stale: the store lock proves no other agent owns it
+        self._server = await asyncio.start_unix_server(
+            self._client, path=str(self.path), limit=MAX_REQUEST
+        )
+        os.chmod(self.path, 0o660)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                writer.write(json.dumps(await self._answer(line)).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+                raise ValueError("a request is a JSON object with a string 'cmd'")
+            return {"ok": True, "result": await self.handler(request)}
+        except (ValueError, CpagentError) as err:
+            return {"ok": False, "error": str(err)}
+        except Exception as err:
+            log.exception("control request failed")
+            return {"ok": False, "error": f"internal error: {err!r}"}
+
+
+def request(path: Path, payload: dict[str, Any], timeout: float = 10.0) -> Any:
+    """Blocking client used by the CLI: send one request, return its result or raise."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except (FileNotFoundError, ConnectionRefusedError) as err:
+        raise ControlError(f"no agent answers on {path} (is cpagent running?)") from err
+    except OSError as err:
+        raise ControlError(f"control socket {path}: {err}") from err
+    try:
+        answer = json.loads(data)
+    except ValueError as err:
+        raise ControlError(f"the agent on {path} sent an unreadable answer") from err
+    if not answer.get("ok"):
+        raise ControlError(str(answer.get("error", "request failed")))
+    return answer.get("result")

@@ -1,0 +1,156 @@
+"""The websocket session to the CSMS: connect, keep it up, reconnect forever.
+
+Version-neutral: it owns the transport (URL, subprotocol, basic auth, pings,
+backoff with full jitter, the simulated network switch) and hands each open
+connection to a protocol-specific ``serve`` coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from cpagent.config import CsmsSection
+
+log = logging.getLogger(__name__)
+
+
+class NetworkSwitch:
+    """The charger's network link as far as the agent can cut it (``cpagent sim network``).
+
+    Real deployments leave it up; the simulator uses it to make outages on demand.
+    """
+
+    def __init__(self) -> None:
+        self._up = asyncio.Event()
+        self._up.set()
+        self._down = asyncio.Event()
+
+    @property
+    def up(self) -> bool:
+        return self._up.is_set()
+
+    def set(self, up: bool) -> None:
+        if up:
+            self._down.clear()
+            self._up.set()
+        else:
+            self._up.clear()
+            self._down.set()
+
+    async def wait_up(self) -> None:
+        await self._up.wait()
+
+    async def wait_down(self) -> None:
+        await self._down.wait()
+
+
+def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, initial * 2**attempt)]."""
+    return random.uniform(0, min(cap, initial * (2 ** min(attempt, 30))))
+
+
+class Session:
+    def __init__(
+        self,
+        csms: CsmsSection,
+        charge_point_id: str,
+        subprotocol: str,
+        serve: Callable[[ClientConnection], Awaitable[None]],
+        network: NetworkSwitch,
+        ping_interval: Callable[[], int],
+    ) -> None:
+        self.csms = csms
+        self.url = f"{csms.url}/{charge_point_id}"
+        self.charge_point_id = charge_point_id
+        self.subprotocol = subprotocol
+        self.serve = serve
+        self.network = network
+        self.ping_interval = ping_interval
+        self.connected = False
+        self.last_error: str | None = None
+
+    def _headers(self) -> dict[str, str]:
+        if self.csms.password is None:
+            return {}
+        token = base64.b64encode(
+            f"{self.charge_point_id}:{self.csms.password}".encode()
+        ).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            await self.network.wait_up()
+            try:
+                served = await self._connect_once()
+            except (OSError, InvalidHandshake, TimeoutError) as err:
+                self._note_failure(describe(err))
+                served = False
+            if served:
+                attempt = 0
+            delay = backoff_delay(attempt, self.csms.reconnect_initial_s, self.csms.reconnect_max_s)
+            attempt += 1
+            log.info("reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    def _note_failure(self, why: str) -> None:
+        if why != self.last_error:
+            log.warning("cannot connect to %s: %s", self.url, why)
+        self.last_error = why
+
+    async def _connect_once(self) -> bool:
+        """One connection's life; True if it got as far as being served."""
+        ping = self.ping_interval()
+        async with connect(
+            self.url,
+            subprotocols=[Subprotocol(self.subprotocol)],
+            additional_headers=self._headers(),
+            ping_interval=ping if ping > 0 else None,
+            ping_timeout=ping if ping > 0 else None,
+            open_timeout=self.csms.response_timeout_s,
+            close_timeout=2,
+            max_size=2**22,
+        ) as ws:
+            if ws.subprotocol != self.subprotocol:
+                log.warning("CSMS did not confirm subprotocol %s; continuing", self.subprotocol)
+            log.info("connected to %s", self.url)
+            self.connected = True
+            self.last_error = None
+            serve = asyncio.create_task(self.serve(ws), name="ocpp-connection")
+            cut = asyncio.create_task(self.network.wait_down(), name="network-down")
+            try:
+                await asyncio.wait({serve, cut}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self.connected = False
+                if cut.done():
+                    log.warning("network down: dropping the CSMS connection")
+                    ws.transport.abort()
+                cut.cancel()
+                serve.cancel()
+                results = await asyncio.gather(serve, cut, return_exceptions=True)
+            err = results[0]
+            if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
+                log.warning("connection ended: %s", describe(err))
+            else:
+                log.warning("connection to %s closed", self.url)
+            return True
+
+
+def describe(err: BaseException) -> str:
+    if isinstance(err, InvalidStatus):
+        return f"HTTP {err.response.status_code} from the CSMS"
+    if isinstance(err, ConnectionClosed):
+        return f"closed ({err.rcvd.code if err.rcvd else 'no close frame'})"
+    if isinstance(err, ExceptionGroup):
+        return "; ".join(describe(e) for e in err.exceptions)
+    text = str(err) or type(err).__name__
+    return text
+

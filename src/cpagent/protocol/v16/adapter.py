@@ -1,0 +1,413 @@
+"""The OCPP 1.6 side of the station: outgoing messages, authorization, configuration keys.
+
+The adapter outlives connections. It keeps the ordered outgoing pipeline —
+durable rows from the store for money-bearing messages, volatile entries for
+status — and, while a connection is up and the CSMS has accepted the boot,
+feeds it one CALL at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ocpp.exceptions import OCPPError
+
+from cpagent import __version__
+from cpagent.config import Config
+from cpagent.protocol.v16 import messages
+from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.station.model import (
+    AuthDecision,
+    AuthStatus,
+    MeterSample,
+    StationSettings,
+    StatusChanged,
+    TransactionStarted,
+    TransactionStopped,
+)
+from cpagent.store import AuthCacheRow, OutboxRow, Store
+from cpagent.timeutil import now_iso, parse_iso
+
+if TYPE_CHECKING:
+    from cpagent.protocol.v16.charge_point import ChargePoint
+    from cpagent.station.station import Station
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_FEATURE_PROFILES = "Core,RemoteTrigger"
+
+
+@dataclass
+class Outgoing:
+    action: str
+    payload: dict[str, Any]
+    row: OutboxRow | None = None
+
+    @property
+    def durable(self) -> bool:
+        return self.row is not None
+
+
+class ConnectionLost(Exception):
+    """The connection went away while a message was in flight."""
+
+
+def settings_from_keys(keys: ConfigurationKeys, settings: StationSettings) -> None:
+    """Copy the keys the station acts on into its settings (called on every change)."""
+    settings.connection_timeout_s = keys.get_int("ConnectionTimeOut")
+    settings.meter_value_sample_interval_s = keys.get_int("MeterValueSampleInterval")
+    settings.sampled_measurands = tuple(keys.get_list("MeterValuesSampledData"))
+    settings.clock_aligned_interval_s = keys.get_int("ClockAlignedDataInterval")
+    settings.aligned_measurands = tuple(keys.get_list("MeterValuesAlignedData"))
+    settings.stop_txn_sampled_measurands = tuple(keys.get_list("StopTxnSampledData"))
+    settings.stop_txn_aligned_measurands = tuple(keys.get_list("StopTxnAlignedData"))
+    settings.stop_on_ev_side_disconnect = keys.get_bool("StopTransactionOnEVSideDisconnect")
+    settings.unlock_on_ev_side_disconnect = keys.get_bool("UnlockConnectorOnEVSideDisconnect")
+    settings.authorize_remote_tx_requests = keys.get_bool("AuthorizeRemoteTxRequests")
+
+
+class V16Adapter:
+    """Implements the station's output and authorizer ports for OCPP 1.6."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        keys: ConfigurationKeys,
+        *,
+        meter_type: str,
+        request_reset: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.keys = keys
+        self.meter_type = meter_type
+        self.request_reset = request_reset
+        self.station: Station | None = None
+        self.cp: ChargePoint | None = None
+        self.registration: str | None = None
+        self.registered = False
+        self.connected_since: str | None = None
+        self._pending: collections.deque[Outgoing] = collections.deque()
+        self._pending_changed = asyncio.Event()
+        self._last_sent = time.monotonic()
+        self._connection_ready = False
+
+    def attach(self, station: Station) -> None:
+        self.station = station
+
+    async def load_queue(self) -> None:
+        for row in await self.store.run(self.store.pending):
+            self._pending.append(Outgoing(row.action, row.payload, row))
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(1 for item in self._pending if item.durable)
+
+    def _append(self, item: Outgoing) -> None:
+        self._pending.append(item)
+        self._pending_changed.set()
+
+    # ---------------------------------------------------------- station output
+
+    async def transaction_started(self, event: TransactionStarted) -> int:
+        payload = messages.start_transaction(event)
+        tx, row = await self.store.run(
+            self.store.start_transaction,
+            connector_id=event.connector_id,
+            id_tag=event.id_tag,
+            meter_start_wh=event.meter_start_wh,
+            started_at=event.timestamp,
+            reservation_id=event.reservation_id,
+            message=("StartTransaction", payload),
+        )
+        if event.begin_values:
+            begin = [messages.sampled_value(v) for v in event.begin_values]
+            await self.store.run(
+                self.store.set_state,
+                f"tx.{tx.local_id}.begin",
+                json.dumps([event.timestamp, begin]),
+            )
+        assert row is not None
+        self._append(Outgoing(row.action, row.payload, row))
+        return tx.local_id
+
+    async def transaction_stopped(self, event: TransactionStopped) -> None:
+        raw = await self.store.run(self.store.get_state, f"tx.{event.local_id}.begin")
+        begin = tuple(json.loads(raw)) if raw else None
+        payload = messages.stop_transaction(event, begin)  # type: ignore[arg-type]
+        _, row = await self.store.run(
+            self.store.stop_transaction,
+            event.local_id,
+            meter_stop_wh=event.meter_stop_wh,
+            stopped_at=event.timestamp,
+            reason=str(event.reason),
+            stop_id_tag=event.id_tag,
+            message=("StopTransaction", payload),
+        )
+        assert row is not None
+        self._append(Outgoing(row.action, row.payload, row))
+
+    async def meter_values(self, sample: MeterSample) -> None:
+        payload = messages.meter_values(sample)
+        if sample.tx_local_id is None:
+            if self._connection_ready:
+                self._append(Outgoing("MeterValues", payload))
+            return
+        energy = next(
+            (v.value for v in sample.values if v.measurand == "Energy.Active.Import.Register"),
+            None,
+        )
+        if energy is None:
+            row = await self.store.run(
+                self.store.enqueue, "MeterValues", payload, tx_local_id=sample.tx_local_id
+            )
+        else:
+            row = await self.store.run(
+                self.store.record_meter,
+                sample.tx_local_id,
+                round(energy),
+                sample.timestamp,
+                ("MeterValues", payload),
+            )
+        assert row is not None
+        self._append(Outgoing(row.action, row.payload, row))
+
+    async def availability_changed(self, connector_id: int, operative: bool) -> None:
+        await self.store.run(
+            self.store.set_state, f"availability.{connector_id}", "1" if operative else "0"
+        )
+
+    def status_changed(self, event: StatusChanged) -> None:
+        if self._connection_ready:
+            self._append(Outgoing("StatusNotification", messages.status_notification(event)))
+
+    # ---------------------------------------------------------------- authorizer
+
+    async def authorize(self, id_tag: str) -> AuthDecision:
+        """Ask the CSMS; when it cannot answer, decide from the cache as configured."""
+        cached = await self._cached(id_tag)
+        if (
+            cached is not None
+            and cached.accepted
+            and self.keys.get_bool("LocalPreAuthorize")
+        ):
+            return cached
+        cp = self.cp
+        if cp is not None and self.registered:
+            try:
+                result = await cp.call_payload("Authorize", {"idTag": id_tag})
+            except (OCPPError, TimeoutError, ConnectionLost) as err:
+                log.warning("Authorize for %s got no answer (%s); deciding offline", id_tag, err)
+            else:
+                decision = await self._remember(id_tag, result["idTagInfo"])
+                return decision
+        return self._offline_decision(id_tag, cached)
+
+    def _offline_decision(self, id_tag: str, cached: AuthDecision | None) -> AuthDecision:
+        if cached is not None and self.keys.get_bool("LocalAuthorizeOffline"):
+            log.info("offline: %s %s from the authorization cache", id_tag, cached.status)
+            return cached
+        if cached is None and self.keys.get_bool("AllowOfflineTxForUnknownId"):
+            log.info("offline: unknown id tag %s allowed (AllowOfflineTxForUnknownId)", id_tag)
+            return AuthDecision(AuthStatus.ACCEPTED)
+        return AuthDecision(AuthStatus.INVALID)
+
+    async def _cached(self, id_tag: str) -> AuthDecision | None:
+        if not self.keys.get_bool("AuthorizationCacheEnabled"):
+            return None
+        row = await self.store.run(self.store.cache_get, id_tag)
+        if row is None:
+            return None
+        status = AuthStatus(row.status)
+        if row.expiry is not None and parse_iso(row.expiry) <= datetime.now(UTC):
+            status = AuthStatus.EXPIRED
+        return AuthDecision(status, row.parent_id_tag)
+
+    async def _remember(self, id_tag: str, info: dict[str, Any]) -> AuthDecision:
+        decision = AuthDecision(AuthStatus(info["status"]), info.get("parentIdTag"))
+        if self.keys.get_bool("AuthorizationCacheEnabled"):
+            await self.store.run(
+                self.store.cache_put,
+                AuthCacheRow(id_tag, info["status"], info.get("expiryDate"), info.get("parentIdTag")),
+            )
+        return decision
+
+    # ------------------------------------------------------------ connection life
+
+    def boot_payload(self) -> dict[str, Any]:
+        cp = self.config.charge_point
+        return messages.boot_notification(
+            vendor=cp.vendor,
+            model=cp.model,
+            firmware_version=cp.firmware_version or __version__,
+            serial_number=cp.serial_number,
+            meter_type=self.meter_type,
+        )
+
+    async def serve(self, cp: ChargePoint) -> None:
+        """Drive one connection: boot until accepted, then statuses, queue and heartbeats.
+
+        Returns (or raises) when the connection ends; durable messages stay queued.
+        """
+        self.cp = cp
+        self.connected_since = now_iso()
+        try:
+            await self._boot(cp)
+            self._connection_ready = True
+            assert self.station is not None
+            self.station.resend_status()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._send_loop(cp), name="ocpp-sender")
+                tg.create_task(self._heartbeat_loop(cp), name="ocpp-heartbeat")
+        finally:
+            self.cp = None
+            self.connected_since = None
+            self._connection_ready = False
+            self._pending = collections.deque(i for i in self._pending if i.durable)
+
+    async def _boot(self, cp: ChargePoint) -> None:
+        if self.registered:
+            return
+        while True:
+            result = await cp.call_payload("BootNotification", self.boot_payload())
+            self.registration = result["status"]
+            interval = int(result.get("interval", 0))
+            if result["status"] == "Accepted":
+                self.registered = True
+                if interval > 0:
+                    self.keys.set_runtime("HeartbeatInterval", str(interval))
+                log.info("BootNotification accepted; heartbeat every %s s",
+                         self.keys.get("HeartbeatInterval"))
+                return
+            retry = interval if interval > 0 else self.config.csms.boot_retry_s
+            log.warning("BootNotification %s; retrying in %d s", result["status"], retry)
+            await asyncio.sleep(retry)
+
+    async def _heartbeat_loop(self, cp: ChargePoint) -> None:
+        while True:
+            interval = self.keys.get_int("HeartbeatInterval")
+            if interval <= 0:
+                await asyncio.sleep(10)
+                continue
+            due = self._last_sent + interval - time.monotonic()
+            if due > 0:
+                await asyncio.sleep(due)
+                continue
+            await self.send_heartbeat(cp)
+
+    async def send_heartbeat(self, cp: ChargePoint) -> None:
+        self._last_sent = time.monotonic()
+        try:
+            await cp.call_payload("Heartbeat", {})
+        except (OCPPError, TimeoutError) as err:
+            log.warning("Heartbeat failed: %s", err)
+
+    async def _send_loop(self, cp: ChargePoint) -> None:
+        while True:
+            if not self._pending:
+                self._pending_changed.clear()
+                await self._pending_changed.wait()
+                continue
+            item = self._pending[0]
+            payload = await self._final_payload(item)
+            if payload is None:
+                self._pending.popleft()
+                continue
+            self._last_sent = time.monotonic()
+            try:
+                result = await cp.call_payload(
+                    item.action, payload, unique_id=item.row.message_id if item.row else None
+                )
+            except OCPPError as err:
+                await self._failed(item, f"CALLERROR {err.code}: {err.description}")
+                continue
+            except TimeoutError:
+                await self._failed(item, "no answer")
+                continue
+            await self._delivered(item, result)
+
+    async def _final_payload(self, item: Outgoing) -> dict[str, Any] | None:
+        """Fill in the CSMS transaction id, which may have been unknown when queued."""
+        row = item.row
+        if row is None or row.tx_local_id is None or item.action == "StartTransaction":
+            return item.payload
+        tx = await self.store.run(self.store.get_transaction, row.tx_local_id)
+        if tx is None or tx.transaction_id is None:
+            log.error("dropping %s %s: its transaction has no CSMS id (StartTransaction lost)",
+                      item.action, row.message_id)
+            await self.store.run(self.store.remove, row.seq)
+            return None
+        return {"transactionId": tx.transaction_id, **item.payload}
+
+    async def _failed(self, item: Outgoing, why: str) -> None:
+        if item.row is None:
+            log.warning("%s failed (%s); dropped", item.action, why)
+            self._pending.popleft()
+            return
+        attempts = await self.store.run(self.store.bump_attempts, item.row.seq)
+        limit = max(1, self.keys.get_int("TransactionMessageAttempts"))
+        if attempts >= limit:
+            log.error("%s %s failed %d times (%s); giving up on it",
+                      item.action, item.row.message_id, attempts, why)
+            await self.store.run(self.store.remove, item.row.seq)
+            self._pending.popleft()
+            return
+        delay = self.keys.get_int("TransactionMessageRetryInterval") * attempts
+        log.warning("%s %s failed (%s); retry %d in %d s",
+                    item.action, item.row.message_id, why, attempts, delay)
+        await asyncio.sleep(delay)
+
+    async def _delivered(self, item: Outgoing, result: dict[str, Any]) -> None:
+        row = item.row
+        if row is not None:
+            if item.action == "StartTransaction" and row.tx_local_id is not None:
+                await self._transaction_accepted(row, result)
+            await self.store.run(self.store.remove, row.seq)
+        self._pending.popleft()
+
+    async def _transaction_accepted(self, row: OutboxRow, result: dict[str, Any]) -> None:
+        assert row.tx_local_id is not None
+        transaction_id = int(result["transactionId"])
+        await self.store.run(self.store.set_transaction_id, row.tx_local_id, transaction_id)
+        decision = await self._remember(row.payload["idTag"], result["idTagInfo"])
+        log.info("StartTransaction %d confirmed: transactionId %d (%s)",
+                 row.tx_local_id, transaction_id, decision.status)
+        if self.station is not None:
+            self.station.transaction_confirmed(
+                row.tx_local_id,
+                transaction_id,
+                decision,
+                stop_on_invalid=self.keys.get_bool("StopTransactionOnInvalidId"),
+            )
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every queued message is delivered (used before a reset)."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            if self.cp is None:
+                return False
+            await asyncio.sleep(0.05)
+        return not self._pending
+
+    def send_triggered(self, action: str, payload: dict[str, Any]) -> None:
+        """Queue a volatile message (TriggerMessage answers) behind what is already queued."""
+        self._append(Outgoing(action, payload))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "url": f"{self.config.csms.url}/{self.config.charge_point.id}",
+            "connected": self.cp is not None,
+            "connected_since": self.connected_since,
+            "registration": self.registration,
+        }
+
+

@@ -1,0 +1,291 @@
+"""OCPP 1.6J charge point: CSMS requests translated into station commands.
+
+Built on the ``ocpp`` library's ChargePoint (routing, schema validation),
+with the message intake replaced so that bad frames get the CALLERROR the
+spec wants instead of a log line, and responses nobody waits for are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ocpp.exceptions import (
+    FormationViolationError,
+    FormatViolationError,
+    GenericError,
+    OccurenceConstraintViolationError,
+    OCPPError,
+)
+from ocpp.messages import Call, CallError, CallResult, MessageType, unpack, validate_payload
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as OcppChargePoint
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+from cpagent import __version__
+from cpagent.protocol.v16.adapter import ConnectionLost, V16Adapter
+
+if TYPE_CHECKING:
+    from cpagent.station.station import Station
+
+log = logging.getLogger(__name__)
+
+TRIGGERABLE = {
+    "BootNotification",
+    "DiagnosticsStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "StatusNotification",
+}
+VENDOR_ID = "cpagent"
+
+
+def _error_frame(unique_id: str, error: OCPPError) -> str:
+    code = error.code
+    if isinstance(error, FormatViolationError):
+        code = FormationViolationError.code  # the OCPP-J 1.6 spelling
+    return json.dumps(
+        [4, unique_id, code, error.description, error.details or {}],
+        separators=(",", ":"),
+        default=str,
+    )
+
+
+class ChargePoint(OcppChargePoint):  # type: ignore[misc]
+    def __init__(
+        self,
+        cp_id: str,
+        connection: Any,
+        adapter: V16Adapter,
+        *,
+        response_timeout: float,
+    ) -> None:
+        super().__init__(cp_id, connection, response_timeout=response_timeout)
+        self.adapter = adapter
+        self._awaiting: str | None = None
+        self._deferred: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def station(self) -> Station:
+        assert self.adapter.station is not None
+        return self.adapter.station
+
+    # ------------------------------------------------------------ wire handling
+
+    async def route_message(self, raw_msg: str) -> None:
+        try:
+            msg = unpack(raw_msg)
+        except OCPPError as err:
+            await self._reject_frame(raw_msg, err)
+            return
+        if msg.message_type_id == MessageType.Call:
+            try:
+                await self._handle_call(msg)
+            except OCPPError as err:
+                log.warning("CSMS %s %s refused: %s %s", msg.action, msg.unique_id, err.code,
+                            err.description)
+                await self._send(_error_frame(msg.unique_id, err))
+            except Exception:
+                log.exception("handling CSMS %s failed", msg.action)
+                await self._send(_error_frame(msg.unique_id, GenericError("internal error")))
+            deferred, self._deferred = self._deferred, []
+            for make in deferred:
+                self._spawn(make())
+            return
+        if msg.unique_id != self._awaiting:
+            log.warning("ignoring a response for unknown message id %r", msg.unique_id)
+            return
+        self._response_queue.put_nowait(msg)
+
+    async def _reject_frame(self, raw_msg: str, err: OCPPError) -> None:
+        """A frame that is not a valid OCPP message: answer it if it carries a CALL id."""
+        try:
+            frame = json.loads(raw_msg)
+        except ValueError:
+            frame = None
+        if (
+            isinstance(frame, list)
+            and len(frame) >= 2
+            and frame[0] == MessageType.Call
+            and isinstance(frame[1], str)
+        ):
+            log.warning("malformed CALL %s from the CSMS: %s", frame[1], err.description)
+            await self._send(_error_frame(frame[1], err))
+        else:
+            log.warning("ignoring a frame that is not an OCPP message: %.200r", raw_msg)
+
+    async def call_payload(
+        self, action: str, payload: dict[str, Any], *, unique_id: str | None = None
+    ) -> dict[str, Any]:
+        """Send one CALL and return the CALLRESULT payload.
+
+        Raises the CSMS's CALLERROR as an OCPPError, TimeoutError when no answer
+        comes in time and :class:`ConnectionLost` when the socket goes away.
+        Both the request and the answer are schema-validated.
+        """
+        call = Call(unique_id=unique_id or str(self._unique_id_generator()), action=action,
+                    payload=payload)
+        await validate_payload(call, self._ocpp_version)
+        async with self._call_lock:
+            self._awaiting = call.unique_id
+            try:
+                await self._send(call.to_json())
+                response = await asyncio.wait_for(
+                    self._response_queue.get(), self._response_timeout
+                )
+            except TimeoutError:
+                raise TimeoutError(f"no answer to {action} within {self._response_timeout} s")
+            except Exception as err:
+                if type(err).__name__.startswith("ConnectionClosed"):
+                    raise ConnectionLost(str(err)) from err
+                raise
+            finally:
+                self._awaiting = None
+        if isinstance(response, CallError):
+            raise response.to_exception()
+        assert isinstance(response, CallResult)
+        response.action = action
+        await validate_payload(response, self._ocpp_version)
+        result: dict[str, Any] = response.payload
+        return result
+
+    def _after(self, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``make()`` once the current CALLRESULT has been sent."""
+        self._deferred.append(make)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            log.warning("follow-up of a CSMS request failed: %r", err)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ----------------------------------------------------------------- handlers
+
+    @on(Action.remote_start_transaction)
+    async def on_remote_start(
+        self, id_tag: str, connector_id: int | None = None, **_: Any
+    ) -> call_result.RemoteStartTransaction:
+        ok = connector_id != 0 and await self.station.remote_start(id_tag, connector_id)
+        return call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.remote_stop_transaction)
+    async def on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:
+        ok = await self.station.remote_stop(transaction_id)
+        return call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.reset)
+    async def on_reset(self, type: str) -> call_result.Reset:
+        self._after(lambda: self.adapter.request_reset(type))
+        return call_result.Reset(status="Accepted")
+
+    @on(Action.change_availability)
+    async def on_change_availability(
+        self, connector_id: int, type: str
+    ) -> call_result.ChangeAvailability:
+        status = await self.station.change_availability(connector_id, type == "Operative")
+        return call_result.ChangeAvailability(status=status)
+
+    @on(Action.get_configuration)
+    async def on_get_configuration(
+        self, key: list[str] | None = None
+    ) -> call_result.GetConfiguration:
+        keys = self.adapter.keys
+        max_keys = keys.get_int("GetConfigurationMaxKeys")
+        if key and len(key) > max_keys:
+            raise OccurenceConstraintViolationError(
+                description=f"at most {max_keys} keys per GetConfiguration"
+            )
+        known = []
+        unknown = []
+        wanted = key if key else [spec.name for spec, _ in keys.items()]
+        values = {spec.name: (spec, value) for spec, value in keys.items()}
+        for name in wanted:
+            if name in values:
+                spec, value = values[name]
+                known.append(
+                    {"key": name, "readonly": spec.access.value == "R", "value": value[:500]}
+                )
+            else:
+                unknown.append(name)
+        return call_result.GetConfiguration(
+            configuration_key=known or None, unknown_key=unknown or None
+        )
+
+    @on(Action.change_configuration)
+    async def on_change_configuration(
+        self, key: str, value: str
+    ) -> call_result.ChangeConfiguration:
+        keys = self.adapter.keys
+        status, canonical = keys.check_change(key, value)
+        if status == "Accepted":
+            await self.adapter.store.run(self.adapter.store.set_config_key, key, canonical)
+            keys.apply(key, canonical)
+            log.info("configuration %s changed to %r by the CSMS", key, canonical)
+        else:
+            log.info("configuration change %s=%r: %s", key, value, status)
+        return call_result.ChangeConfiguration(status=status)
+
+    @on(Action.unlock_connector)
+    async def on_unlock_connector(self, connector_id: int) -> call_result.UnlockConnector:
+        status = await self.station.unlock(connector_id)
+        return call_result.UnlockConnector(status=status)
+
+    @on(Action.clear_cache)
+    async def on_clear_cache(self) -> call_result.ClearCache:
+        await self.adapter.store.run(self.adapter.store.cache_clear)
+        return call_result.ClearCache(status="Accepted")
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> call_result.DataTransfer:
+        if vendor_id != VENDOR_ID:
+            return call_result.DataTransfer(status="UnknownVendorId")
+        if message_id == "Version":
+            return call_result.DataTransfer(status="Accepted", data=__version__)
+        return call_result.DataTransfer(status="UnknownMessageId")
+
+    @on(Action.trigger_message)
+    async def on_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> call_result.TriggerMessage:
+        if requested_message not in TRIGGERABLE:
+            return call_result.TriggerMessage(status="NotImplemented")
+        if connector_id is not None and not (
+            0 <= connector_id <= len(self.station.connectors)
+        ):
+            return call_result.TriggerMessage(status="Rejected")
+        self._after(lambda: self._triggered(requested_message, connector_id))
+        return call_result.TriggerMessage(status="Accepted")
+
+    async def _triggered(self, message: str, connector_id: int | None) -> None:
+        adapter = self.adapter
+        if message == "BootNotification":
+            result = await self.call_payload("BootNotification", adapter.boot_payload())
+            adapter.registration = result["status"]
+        elif message == "Heartbeat":
+            await adapter.send_heartbeat(self)
+        elif message == "StatusNotification":
+            self.station.resend_status(connector_id)
+        elif message == "MeterValues":
+            await self.station.sample_now(connector_id or None)
+        elif message == "FirmwareStatusNotification":
+            adapter.send_triggered("FirmwareStatusNotification", {"status": "Idle"})
+        elif message == "DiagnosticsStatusNotification":
+            adapter.send_triggered("DiagnosticsStatusNotification", {"status": "Idle"})
+

@@ -1,0 +1,398 @@
+"""OCPP 1.6 configuration keys: the registry, value validation and effective values.
+
+The registry (:data:`KEYS`) lists every Core profile key of OCPP 1.6 §9.1 by its
+exact, case-sensitive spec name, with its type, access and default. Values are
+kept as *canonical OCPP strings* (``"true"``, ``"300"``, ``"Voltage,SoC"``)
+because that is what GetConfiguration reports and ChangeConfiguration sends;
+:func:`normalize` turns TOML values and ChangeConfiguration strings into that
+form, or explains in a short phrase why it cannot.
+
+Keys of profiles the agent does not implement (Local Auth List Management,
+Reservation, Smart Charging) are deliberately absent: SupportedFeatureProfiles
+must report only what is implemented, and a key the agent would ignore must
+answer NotSupported rather than pretend to be honoured.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "KEYS",
+    "MAX_VALUE_LENGTH",
+    "SUPPORTED_MEASURANDS",
+    "Access",
+    "ChangeStatus",
+    "ConfigurationKeys",
+    "KeySpec",
+    "normalize",
+]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["bool", "int", "csl", "str"]
+ChangeStatus = Literal["Accepted", "Rejected", "NotSupported"]
+
+#: ChangeConfiguration.req and GetConfiguration.conf carry values as CiString500.
+MAX_VALUE_LENGTH = 500
+
+#: Largest integer value accepted where a key sets no maximum of its own: intervals and
+#: counts end up in timers and JSON integers, which must stay within a signed 32-bit int.
+INT_LIMIT = 2**31 - 1
+
+
+class Access(enum.Enum):
+    READ = "R"
+    READ_WRITE = "RW"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """What the spec says about one key.
+
+    ``default`` is the canonical OCPP string used when neither the CSMS nor the
+    config set the key; ``None`` means the agent computes the value (for example
+    NumberOfConnectors). ``minimum``/``maximum`` bound ``int`` keys;
+    ``allowed``/``max_items`` restrict the members of ``csl`` keys, and
+    ``item_name`` names a member in error messages ("'Foo' is not a supported
+    measurand").
+    """
+
+    name: str
+    kind: Kind
+    access: Access
+    default: str | None
+    minimum: int | None = 0
+    allowed: frozenset[str] | None = None
+    max_items: int | None = None
+    maximum: int | None = None
+    item_name: str = "value"
+
+    @property
+    def writable(self) -> bool:
+        return self.access is Access.READ_WRITE
+
+
+SUPPORTED_MEASURANDS: frozenset[str] = frozenset(
+    {
+        "Energy.Active.Import.Register",
+        "Power.Active.Import",
+        "Current.Import",
+        "Voltage",
+        "Frequency",
+        "Current.Offered",
+        "Power.Offered",
+        "SoC",
+    }
+)
+
+#: Members allowed in each measurand list; the matching ``*MaxLength`` key reports the limit.
+_MEASURAND_LIST_MAX = 8
+
+_R = Access.READ
+_RW = Access.READ_WRITE
+
+
+def _bool(name: str, default: str, access: Access = _RW) -> KeySpec:
+    return KeySpec(name, "bool", access, default)
+
+
+def _int(
+    name: str, default: str | None, access: Access = _RW, *, maximum: int | None = None
+) -> KeySpec:
+    return KeySpec(name, "int", access, default, maximum=maximum)
+
+
+def _measurands(name: str, default: str) -> KeySpec:
+    return KeySpec(
+        name,
+        "csl",
+        _RW,
+        default,
+        allowed=SUPPORTED_MEASURANDS,
+        max_items=_MEASURAND_LIST_MAX,
+        item_name="measurand",
+    )
+
+
+_SPECS: tuple[KeySpec, ...] = (
+    _bool("AllowOfflineTxForUnknownId", "false"),
+    _bool("AuthorizationCacheEnabled", "true"),
+    _bool("AuthorizeRemoteTxRequests", "false"),
+    _int("BlinkRepeat", "0"),
+    _int("ClockAlignedDataInterval", "0"),
+    _int("ConnectionTimeOut", "60"),
+    # Members are "<connector>.<rotation>" (e.g. "1.RST"); kept as free text. The limit
+    # matches ConnectorPhaseRotationMaxLength so the agent never holds more than it reports.
+    KeySpec("ConnectorPhaseRotation", "csl", _RW, "0.RST", max_items=8),
+    _int("ConnectorPhaseRotationMaxLength", "8", _R),
+    _int("GetConfigurationMaxKeys", "100", _R),
+    _int("HeartbeatInterval", "300"),
+    _int("LightIntensity", "100", maximum=100),
+    _bool("LocalAuthorizeOffline", "true"),
+    _bool("LocalPreAuthorize", "false"),
+    _int("MaxEnergyOnInvalidId", "0"),
+    _measurands("MeterValuesAlignedData", "Energy.Active.Import.Register"),
+    _int("MeterValuesAlignedDataMaxLength", str(_MEASURAND_LIST_MAX), _R),
+    _measurands("MeterValuesSampledData", "Energy.Active.Import.Register"),
+    _int("MeterValuesSampledDataMaxLength", str(_MEASURAND_LIST_MAX), _R),
+    _int("MeterValueSampleInterval", "60"),
+    _int("MinimumStatusDuration", "0"),
+    _int("NumberOfConnectors", None, _R),
+    _int("ResetRetries", "3"),
+    _bool("StopTransactionOnEVSideDisconnect", "true"),
+    _bool("StopTransactionOnInvalidId", "true"),
+    _measurands("StopTxnAlignedData", ""),
+    _int("StopTxnAlignedDataMaxLength", str(_MEASURAND_LIST_MAX), _R),
+    _measurands("StopTxnSampledData", "Energy.Active.Import.Register"),
+    _int("StopTxnSampledDataMaxLength", str(_MEASURAND_LIST_MAX), _R),
+    KeySpec("SupportedFeatureProfiles", "csl", _R, None, item_name="profile"),
+    _int("SupportedFeatureProfilesMaxLength", "6", _R),
+    _int("TransactionMessageAttempts", "3"),
+    _int("TransactionMessageRetryInterval", "60"),
+    _bool("UnlockConnectorOnEVSideDisconnect", "true"),
+    _int("WebSocketPingInterval", "60"),
+)
+
+#: Every supported key by its exact spec name, in spec (alphabetical) order.
+KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _SPECS}
+
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
+def _int_reason(spec: KeySpec) -> str:
+    if spec.minimum is not None and spec.maximum is not None:
+        return f"must be an integer between {spec.minimum} and {spec.maximum}"
+    if spec.minimum is not None:
+        return f"must be an integer >= {spec.minimum}"
+    if spec.maximum is not None:
+        return f"must be an integer <= {spec.maximum}"
+    return "must be an integer"
+
+
+def _normalize_bool(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower()
+    raise ValueError("must be true or false")
+
+
+def _normalize_int(spec: KeySpec, value: object) -> str:
+    number: int
+    if isinstance(value, bool):  # bool is an int subclass, but never a number here
+        raise ValueError(_int_reason(spec))
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        number = int(value.strip())
+    else:
+        raise ValueError(_int_reason(spec))
+    if spec.minimum is not None and number < spec.minimum:
+        raise ValueError(_int_reason(spec))
+    if spec.maximum is not None and number > spec.maximum:
+        raise ValueError(_int_reason(spec))
+    if abs(number) > INT_LIMIT:
+        raise ValueError(f"must be an integer <= {INT_LIMIT}")
+    return str(number)
+
+
+def _normalize_csl(spec: KeySpec, value: object) -> str:
+    items: list[str]
+    if isinstance(value, str):
+        items = [] if not value.strip() else [item.strip() for item in value.split(",")]
+    elif isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        items = [item.strip() for item in value]
+        if any("," in item for item in items):
+            raise ValueError("list items must not contain ','")
+    else:
+        raise ValueError("must be a list of strings or a comma-separated string")
+    if any(not item for item in items):
+        raise ValueError("must not contain empty items")
+    if spec.allowed is not None:
+        for item in items:
+            if item not in spec.allowed:
+                raise ValueError(f"{item!r} is not a supported {spec.item_name}")
+    if spec.max_items is not None and len(items) > spec.max_items:
+        raise ValueError(f"must have at most {spec.max_items} items")
+    return ",".join(items)
+
+
+def normalize(spec: KeySpec, value: object) -> str:
+    """Return ``value`` as the canonical OCPP string for ``spec``.
+
+    Accepts what a TOML file holds (bool, int, str, list of str) and what
+    ChangeConfiguration sends (always a str). Raises :class:`ValueError` whose
+    message is a short reason phrase fit to follow ``key:`` in a problem line.
+    """
+    canonical: str
+    if spec.kind == "bool":
+        canonical = _normalize_bool(value)
+    elif spec.kind == "int":
+        canonical = _normalize_int(spec, value)
+    elif spec.kind == "csl":
+        canonical = _normalize_csl(spec, value)
+    elif isinstance(value, str):
+        canonical = value
+    else:
+        raise ValueError("must be a string")
+    if len(canonical) > MAX_VALUE_LENGTH:
+        raise ValueError(f"must be at most {MAX_VALUE_LENGTH} characters")
+    return canonical
+
+
+Listener = Callable[[str, str], None]
+
+
+class ConfigurationKeys:
+    """The effective value of every key, as GetConfiguration reports it.
+
+    Precedence, highest first: a value the CSMS set (``persisted``, or later
+    :meth:`apply`), the ``[ocpp16]`` table of the config (``initial``), the
+    agent's ``computed`` values, the spec default. Read-only keys take only
+    computed values and defaults. :meth:`apply` and :meth:`set_runtime` replace
+    the effective value whatever its origin; the latest call wins.
+
+    ``initial`` and ``computed`` come from the agent itself, so a bad entry there
+    is a bug and raises :class:`ValueError`. ``persisted`` comes from disk and
+    may predate the current rules: an entry that is unknown, read-only or no
+    longer valid is ignored with a warning and the key falls back.
+
+    A key whose default is ``None`` and that has no computed value has no value:
+    :meth:`get` returns ``None`` and :meth:`items` leaves it out.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: Mapping[str, str],
+        persisted: Mapping[str, str],
+        computed: Mapping[str, str],
+    ) -> None:
+        self._listeners: list[Listener] = []
+        self._values: dict[str, str] = {
+            name: spec.default for name, spec in KEYS.items() if spec.default is not None
+        }
+        for name, value in computed.items():
+            self._values[name] = self._checked(name, value, "computed", writable_only=False)
+        for name, value in initial.items():
+            self._values[name] = self._checked(name, value, "initial", writable_only=True)
+        for name, value in persisted.items():
+            try:
+                self._values[name] = self._checked(name, value, "persisted", writable_only=True)
+            except ValueError as err:
+                log.warning("ignoring persisted configuration key: %s", err)
+
+    @staticmethod
+    def _checked(name: str, value: str, origin: str, *, writable_only: bool) -> str:
+        spec = KEYS.get(name)
+        if spec is None:
+            raise ValueError(f"{origin} value for {name!r}: unknown OCPP 1.6 configuration key")
+        if writable_only and not spec.writable:
+            raise ValueError(f"{origin} value for {name!r}: read-only; the agent sets it")
+        try:
+            return normalize(spec, value)
+        except ValueError as err:
+            raise ValueError(f"{origin} value {value!r} for {name!r}: {err}") from None
+
+    def known(self, name: str) -> bool:
+        """Whether ``name`` is a supported key (exact, case-sensitive spec name)."""
+        return name in KEYS
+
+    def get(self, name: str) -> str | None:
+        """The canonical value, or ``None`` for an unknown key or one without a value."""
+        return self._values.get(name)
+
+    def _require(self, name: str, kind: Kind) -> str:
+        spec = KEYS.get(name)
+        if spec is None:
+            raise KeyError(name)
+        if spec.kind != kind:
+            raise TypeError(f"{name} is a {spec.kind} key, not {kind}")
+        value = self._values.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def get_int(self, name: str) -> int:
+        """The value of an ``int`` key; KeyError if unknown or unset, TypeError for another kind."""
+        return int(self._require(name, "int"))
+
+    def get_bool(self, name: str) -> bool:
+        """The value of a ``bool`` key.
+
+        Raises KeyError for an unknown key or one without a value, TypeError for another kind.
+        """
+        return self._require(name, "bool") == "true"
+
+    def get_list(self, name: str) -> list[str]:
+        """The members of a ``csl`` key, ``[]`` for an empty list.
+
+        Raises KeyError for an unknown key or one without a value, TypeError for another kind.
+        """
+        value = self._require(name, "csl")
+        return value.split(",") if value else []
+
+    def items(self) -> list[tuple[KeySpec, str]]:
+        """Every key that has a value, in :data:`KEYS` order, with that value."""
+        return [(spec, self._values[name]) for name, spec in KEYS.items() if name in self._values]
+
+    def check_change(self, name: str, value: str) -> tuple[ChangeStatus, str]:
+        """Judge a ChangeConfiguration request without changing anything.
+
+        Returns ``("Accepted", canonical)`` for a valid value of a writable key,
+        ``("NotSupported", reason)`` for an unknown key and ``("Rejected", reason)``
+        for a read-only key or an invalid value. The caller persists ``canonical``
+        and then calls :meth:`apply`.
+        """
+        spec = KEYS.get(name)
+        if spec is None:
+            return "NotSupported", "unknown OCPP 1.6 configuration key"
+        if not spec.writable:
+            return "Rejected", "read-only; the agent sets it"
+        try:
+            return "Accepted", normalize(spec, value)
+        except ValueError as err:
+            return "Rejected", str(err)
+
+    def apply(self, name: str, canonical: str) -> None:
+        """Make an accepted CSMS change effective and tell the listeners.
+
+        Raises :class:`ValueError` for a change :meth:`check_change` would not
+        accept; persisting the value is the caller's job.
+        """
+        status, result = self.check_change(name, canonical)
+        if status != "Accepted":
+            raise ValueError(f"{name}: {result}")
+        self._set(name, result)
+
+    def set_runtime(self, name: str, canonical: str) -> None:
+        """Set a value the agent itself decides (e.g. HeartbeatInterval from BootNotification).
+
+        Same effect as :meth:`apply` but also allowed for read-only keys; such a
+        value is not persisted and lasts until the next change or restart.
+        Raises :class:`ValueError` for an unknown key or an invalid value.
+        """
+        self._set(name, self._checked(name, canonical, "runtime", writable_only=False))
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(name, canonical)`` whenever a key's effective value changes.
+
+        A listener that raises is logged and does not stop the others.
+        """
+        self._listeners.append(listener)
+
+    def _set(self, name: str, canonical: str) -> None:
+        if self._values.get(name) == canonical:
+            return
+        self._values[name] = canonical
+        for listener in list(self._listeners):
+            try:
+                listener(name, canonical)
+            except Exception:
+                log.exception("configuration listener failed for %s=%r", name, canonical)

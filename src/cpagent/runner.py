@@ -1,0 +1,65 @@
+"""``cpagent run``: logging, signals, the restart loop, and clear exits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from cpagent.config import Config
+from cpagent.exc import AlreadyRunningError, StoreError
+
+log = logging.getLogger("cpagent")
+
+EXIT_ERROR = 1
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+async def serve(config: Config) -> None:
+    """Run agents until a stop signal; a Reset or an internal failure builds a fresh one."""
+    from cpagent.agent import Agent
+    from cpagent.protocol.session import NetworkSwitch
+
+    loop = asyncio.get_running_loop()
+    network = NetworkSwitch()
+    hardware = None
+    stop = False
+    while True:
+        agent = Agent(config, hardware=hardware, network=network)
+
+        def on_signal(a: Agent = agent) -> None:
+            nonlocal stop
+            stop = True
+            a.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        result = await agent.run()
+        if stop or result is None:
+            log.info("stopped")
+            return
+        hardware = agent.hardware if result == "Soft" else None
+        log.warning("restarting (%s reset)", result)
+
+
+def run_forever(config: Config) -> int:
+    setup_logging(config.logging.level)
+    try:
+        asyncio.run(serve(config))
+    except AlreadyRunningError as err:
+        print(f"cpagent: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except StoreError as err:
+        print(f"cpagent: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0

@@ -1,0 +1,185 @@
+"""The charger as a domain model: statuses, events, and the ports the station talks through.
+
+Nothing here knows OCPP message shapes. Names follow OCPP 1.6 where the
+concepts coincide (connector statuses, error codes, stop reasons, measurands)
+because those names are shared with OCPP 2.0.1 and with the people reading
+the status output.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ConnectorStatus(enum.StrEnum):
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class StopReason(enum.StrEnum):
+    DE_AUTHORIZED = "DeAuthorized"
+    EMERGENCY_STOP = "EmergencyStop"
+    EV_DISCONNECTED = "EVDisconnected"
+    HARD_RESET = "HardReset"
+    LOCAL = "Local"
+    OTHER = "Other"
+    POWER_LOSS = "PowerLoss"
+    REBOOT = "Reboot"
+    REMOTE = "Remote"
+    SOFT_RESET = "SoftReset"
+    UNLOCK_COMMAND = "UnlockCommand"
+
+
+class AuthStatus(enum.StrEnum):
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    CONCURRENT_TX = "ConcurrentTx"
+
+
+@dataclass(frozen=True)
+class AuthDecision:
+    status: AuthStatus
+    parent_id_tag: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is AuthStatus.ACCEPTED
+
+
+@dataclass(frozen=True)
+class SampledValue:
+    """One measured value; ``context`` and ``measurand`` use the OCPP vocabulary."""
+
+    measurand: str
+    value: float
+    unit: str | None
+    context: str
+    phase: str | None = None
+    location: str = "Outlet"
+
+
+@dataclass(frozen=True)
+class MeterSample:
+    connector_id: int
+    timestamp: str
+    values: tuple[SampledValue, ...]
+    tx_local_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TransactionStarted:
+    connector_id: int
+    id_tag: str
+    meter_start_wh: int
+    timestamp: str
+    begin_values: tuple[SampledValue, ...] = ()
+    reservation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TransactionStopped:
+    local_id: int
+    connector_id: int
+    meter_stop_wh: int
+    timestamp: str
+    reason: StopReason
+    id_tag: str | None = None
+    end_values: tuple[SampledValue, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    connector_id: int
+    status: ConnectorStatus
+    error_code: str
+    timestamp: str
+    info: str | None = None
+    vendor_error_code: str | None = None
+
+
+@dataclass
+class ActiveTransaction:
+    local_id: int
+    id_tag: str
+    meter_start_wh: int
+    started_at: str
+    transaction_id: int | None = None
+    parent_id_tag: str | None = None
+
+
+@dataclass
+class Fault:
+    device: str  # "meter", "relay", "pilot", "reader"
+    error_code: str
+    info: str
+    vendor_error_code: str | None = None
+
+
+@dataclass
+class ConnectorState:
+    """Everything the station knows about one connector; status is derived from it."""
+
+    connector_id: int
+    operative: bool = True
+    pending_inoperative: bool | None = None
+    pilot: str = "A"
+    offered_a: float = 0.0
+    contactor_closed: bool = False
+    faults: dict[str, Fault] = field(default_factory=dict)
+    transaction: ActiveTransaction | None = None
+    authorized_id_tag: str | None = None
+    finishing: bool = False
+    energy_wh: float = 0.0
+    power_w: float = 0.0
+    status: ConnectorStatus | None = None
+    error_code: str = "NoError"
+
+
+class StationOutput(Protocol):
+    """Where the station's results go: the protocol adapter implements it.
+
+    The async methods record money-bearing facts and return only once they are
+    durable; the station waits for them before it moves on.
+    """
+
+    async def transaction_started(self, event: TransactionStarted) -> int:
+        """Persist the start and queue its message; return the local transaction id."""
+
+    async def transaction_stopped(self, event: TransactionStopped) -> None: ...
+
+    async def meter_values(self, sample: MeterSample) -> None: ...
+
+    async def availability_changed(self, connector_id: int, operative: bool) -> None: ...
+
+    def status_changed(self, event: StatusChanged) -> None: ...
+
+
+class Authorizer(Protocol):
+    async def authorize(self, id_tag: str) -> AuthDecision: ...
+
+
+@dataclass
+class StationSettings:
+    """The configuration the station acts on, kept current by the protocol adapter."""
+
+    connection_timeout_s: int = 60
+    meter_value_sample_interval_s: int = 60
+    sampled_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+    clock_aligned_interval_s: int = 0
+    aligned_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+    stop_txn_sampled_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+    stop_txn_aligned_measurands: tuple[str, ...] = ()
+    stop_on_ev_side_disconnect: bool = True
+    unlock_on_ev_side_disconnect: bool = True
+    authorize_remote_tx_requests: bool = False

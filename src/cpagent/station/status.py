@@ -1,0 +1,37 @@
+"""Connector status as a pure function of the connector's state (OCPP 1.6 §4.9 semantics)."""
+
+from __future__ import annotations
+
+from cpagent.station.model import ConnectorState, ConnectorStatus
+
+
+def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
+    """Return ``(status, error_code)`` for a connector.
+
+    Precedence: a device fault beats everything; a running transaction reports
+    where the energy flow stands; without one, availability, then the plug.
+    """
+    if c.faults:
+        first = next(iter(c.faults.values()))
+        return ConnectorStatus.FAULTED, first.error_code
+    if c.pilot == "E":
+        return ConnectorStatus.FAULTED, "EVCommunicationError"
+    if c.transaction is not None:
+        if c.pilot in ("C", "D"):
+            if c.contactor_closed and c.offered_a >= 6.0:
+                return ConnectorStatus.CHARGING, "NoError"
+            return ConnectorStatus.SUSPENDED_EVSE, "NoError"
+        if c.pilot == "B":
+            if c.offered_a < 6.0:
+                return ConnectorStatus.SUSPENDED_EVSE, "NoError"
+            return ConnectorStatus.SUSPENDED_EV, "NoError"
+        return ConnectorStatus.FINISHING, "NoError"
+    if not c.operative or c.pilot == "F":
+        return ConnectorStatus.UNAVAILABLE, "NoError"
+    if c.pilot in ("B", "C", "D"):
+        if c.finishing:
+            return ConnectorStatus.FINISHING, "NoError"
+        return ConnectorStatus.PREPARING, "NoError"
+    if c.authorized_id_tag is not None:
+        return ConnectorStatus.PREPARING, "NoError"
+    return ConnectorStatus.AVAILABLE, "NoError"

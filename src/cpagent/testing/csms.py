@@ -1,0 +1,402 @@
+"""A scriptable OCPP 1.6J central system on loopback, for tests and the demo.
+
+It answers every charge-point message with a sensible default, lets a test
+replace any answer (``responders``), sends CSMS-initiated CALLs, injects raw
+frames, records every frame, and validates every message the charge point
+sends against the OCPP 1.6 JSON schemas — violations are collected in
+``schema_errors`` so a test can assert there were none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from jsonschema.exceptions import ValidationError
+from ocpp.messages import get_validator
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from cpagent.timeutil import now_iso
+
+Responder = Callable[[dict[str, Any]], "dict[str, Any] | CallErrorReply | Awaitable[dict[str, Any] | CallErrorReply] | None"]
+
+
+@dataclass(frozen=True)
+class CallErrorReply:
+    """Return this from a responder to answer with a CALLERROR."""
+
+    code: str = "InternalError"
+    description: str = ""
+
+
+class CsmsCallError(Exception):
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+
+
+@dataclass
+class Frame:
+    """One websocket frame. ``direction`` is ``"in"`` (from the charge point) or ``"out"``."""
+
+    direction: str
+    cp_id: str
+    raw: str
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def message(self) -> list[Any] | None:
+        try:
+            parsed = json.loads(self.raw)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, list) else None
+
+
+@dataclass
+class Received:
+    """A CALL the charge point sent."""
+
+    index: int
+    cp_id: str
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+class LoopbackCsms:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str = "/ocpp",
+        boot_status: str = "Accepted",
+        boot_interval: int = 300,
+        heartbeat_interval: int = 300,
+        password: str | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
+        first_transaction_id: int = 1,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.path = path
+        self.boot_status = boot_status
+        self.boot_interval = boot_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.password = password
+        self.on_frame = on_frame
+        self.responders: dict[str, Responder] = {}
+        self.id_tag_status: dict[str, str] = {}
+        self.frames: list[Frame] = []
+        self.received: list[Received] = []
+        self.call_errors: list[list[Any]] = []
+        self.schema_errors: list[str] = []
+        self.auth_failures: list[str] = []
+        self.subprotocols: list[str | None] = []
+        self.connections: dict[str, ServerConnection] = {}
+        self.transactions: dict[int, dict[str, Any]] = {}
+        self._tx_ids = itertools.count(first_transaction_id)
+        self._changed = asyncio.Condition()
+        self._waiting: dict[str, asyncio.Future[list[Any]]] = {}
+        self._server: Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> LoopbackCsms:
+        self._server = await serve(
+            self._connection,
+            self.host,
+            self.port,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            process_request=self._check_request,
+            ping_interval=None,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def __aenter__(self) -> LoopbackCsms:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}{self.path}"
+
+    # -------------------------------------------------------------------- server
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.password is None:
+            return None
+        cp_id = request.path.rsplit("/", 1)[-1]
+        expected = base64.b64encode(f"{cp_id}:{self.password}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {expected}":
+            self.auth_failures.append(cp_id)
+            return Response(
+                HTTPStatus.UNAUTHORIZED, "Unauthorized",
+                Headers({"WWW-Authenticate": 'Basic realm="ocpp"'}), b"",
+            )
+        return None
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        cp_id = ws.request.path.rsplit("/", 1)[-1]
+        self.subprotocols.append(ws.subprotocol)
+        self.connections[cp_id] = ws
+        await self._notify()
+        try:
+            async for raw in ws:
+                text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+                await self._record(Frame("in", cp_id, text))
+                task = asyncio.create_task(self._handle(ws, cp_id, text))
+                self._handlers.add(task)
+                task.add_done_callback(self._handlers.discard)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.connections.get(cp_id) is ws:
+                del self.connections[cp_id]
+            await self._notify()
+
+    async def _record(self, frame: Frame) -> None:
+        self.frames.append(frame)
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        await self._notify()
+
+    async def _send(self, ws: ServerConnection, cp_id: str, message: list[Any]) -> None:
+        raw = json.dumps(message, separators=(",", ":"))
+        await self._record(Frame("out", cp_id, raw))
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(raw)
+
+    async def _handle(self, ws: ServerConnection, cp_id: str, raw: str) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            self.schema_errors.append(f"non-JSON frame from {cp_id}: {raw[:200]}")
+            return
+        if not isinstance(message, list) or not message:
+            self.schema_errors.append(f"not an OCPP message from {cp_id}: {raw[:200]}")
+            return
+        kind = message[0]
+        if kind in (3, 4):
+            future = self._waiting.pop(message[1], None)
+            if future is not None and not future.done():
+                future.set_result(message)
+            if kind == 4:
+                self.call_errors.append(message)
+            return
+        if kind != 2 or len(message) != 4:
+            self.schema_errors.append(f"malformed frame from {cp_id}: {raw[:200]}")
+            return
+        _, unique_id, action, payload = message
+        self._validate(2, action, payload, f"{action} from {cp_id}")
+        received = Received(len(self.received), cp_id, unique_id, action, payload)
+        self.received.append(received)
+        await self._notify()
+        reply = await self._reply(action, payload)
+        if reply is None:
+            return
+        if isinstance(reply, CallErrorReply):
+            await self._send(ws, cp_id, [4, unique_id, reply.code, reply.description, {}])
+        else:
+            self._validate(3, action, reply, f"the test's {action} answer")
+            await self._send(ws, cp_id, [3, unique_id, reply])
+
+    async def _reply(
+        self, action: str, payload: dict[str, Any]
+    ) -> dict[str, Any] | CallErrorReply | None:
+        responder = self.responders.get(action)
+        if responder is not None:
+            result = responder(payload)
+            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+                result = await result
+            return result
+        return self.default_reply(action, payload)
+
+    def default_reply(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """What a permissive CSMS answers; tests override per action with ``responders``."""
+        if action == "BootNotification":
+            interval = self.heartbeat_interval if self.boot_status == "Accepted" else self.boot_interval
+            return {"status": self.boot_status, "currentTime": now_iso(), "interval": interval}
+        if action == "Heartbeat":
+            return {"currentTime": now_iso()}
+        if action == "Authorize":
+            return {"idTagInfo": {"status": self.id_tag_status.get(payload["idTag"], "Accepted")}}
+        if action == "StartTransaction":
+            tx_id = next(self._tx_ids)
+            self.transactions[tx_id] = dict(payload)
+            status = self.id_tag_status.get(payload["idTag"], "Accepted")
+            return {"transactionId": tx_id, "idTagInfo": {"status": status}}
+        if action == "StopTransaction":
+            if "idTag" in payload:
+                return {"idTagInfo": {"status": self.id_tag_status.get(payload["idTag"], "Accepted")}}
+            return {}
+        if action == "DataTransfer":
+            return {"status": "Accepted"}
+        return {}
+
+    def _validate(self, kind: int, action: str, payload: Any, what: str) -> None:
+        try:
+            validator = get_validator(kind, action, "1.6")
+        except OSError:
+            self.schema_errors.append(f"{what}: unknown action {action!r}")
+            return
+        try:
+            validator.validate(payload)
+        except ValidationError as err:
+            self.schema_errors.append(f"{what}: {err.message}")
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # ---------------------------------------------------------------- test API
+
+    def mark(self) -> int:
+        """A cursor: pass it as ``since`` to wait only for messages received after now."""
+        return len(self.received)
+
+    def messages(self, action: str | None = None, *, since: int = 0) -> list[Received]:
+        return [r for r in self.received[since:] if action is None or r.action == action]
+
+    def payloads(self, action: str, *, since: int = 0) -> list[dict[str, Any]]:
+        return [r.payload for r in self.messages(action, since=since)]
+
+    async def wait_for(
+        self,
+        action: str,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        since: int = 0,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        """The first CALL of ``action`` at or after ``since`` matching ``where``."""
+        return (await self.wait_for_message(action, where, since=since, timeout=timeout)).payload
+
+    async def wait_for_message(
+        self,
+        action: str,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        since: int = 0,
+        timeout: float = 10.0,
+    ) -> Received:
+        def find() -> Received | None:
+            for r in self.received[since:]:
+                if r.action == action and (where is None or where(r.payload)):
+                    return r
+            return None
+
+        async def wait() -> Received:
+            async with self._changed:
+                while (found := find()) is None:
+                    await self._changed.wait()
+                return found
+
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            seen = [f"{r.action}" for r in self.received[since:]]
+            raise AssertionError(f"no {action} within {timeout} s; received since: {seen}") from None
+
+    async def wait_connected(self, cp_id: str | None = None, *, timeout: float = 10.0) -> str:
+        async def wait() -> str:
+            async with self._changed:
+                while True:
+                    for known in self.connections:
+                        if cp_id is None or known == cp_id:
+                            return known
+                    await self._changed.wait()
+
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no charge point connected within {timeout} s") from None
+
+    async def wait_disconnected(self, cp_id: str, *, timeout: float = 10.0) -> None:
+        async def wait() -> None:
+            async with self._changed:
+                while cp_id in self.connections:
+                    await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+    def _connection_for(self, cp_id: str | None) -> tuple[str, ServerConnection]:
+        if cp_id is None:
+            if len(self.connections) != 1:
+                raise AssertionError(f"expected one connected charge point: {list(self.connections)}")
+            cp_id = next(iter(self.connections))
+        return cp_id, self.connections[cp_id]
+
+    async def call(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        cp_id: str | None = None,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        """Send a CSMS-initiated CALL; return the CALLRESULT payload or raise CsmsCallError."""
+        cp_id, ws = self._connection_for(cp_id)
+        unique_id = str(uuid.uuid4())
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[unique_id] = future
+        await self._send(ws, cp_id, [2, unique_id, action, payload])
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(unique_id, None)
+        if reply[0] == 4:
+            raise CsmsCallError(reply[2], reply[3])
+        self._validate(3, action, reply[2], f"{action} answer from {cp_id}")
+        result: dict[str, Any] = reply[2]
+        return result
+
+    async def send_raw(self, raw: str, *, cp_id: str | None = None) -> None:
+        cp_id, ws = self._connection_for(cp_id)
+        await self._record(Frame("out", cp_id, raw))
+        await ws.send(raw)
+
+    async def next_frame(self, *, after: int, timeout: float = 10.0) -> Frame:
+        """The first frame from the charge point recorded at index ``after`` or later."""
+        async def wait() -> Frame:
+            async with self._changed:
+                while True:
+                    for frame in self.frames[after:]:
+                        if frame.direction == "in":
+                            return frame
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def disconnect(self, cp_id: str | None = None) -> None:
+        cp_id, ws = self._connection_for(cp_id)
+        await ws.close()
