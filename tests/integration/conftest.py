@@ -1,0 +1,211 @@
+"""Integration harness: the real ``cpagent run`` process against the loopback CSMS.
+
+Each test gets a fresh data_dir and config file; the charger is driven with the
+real ``cpagent sim`` command and inspected with ``cpagent status --json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cpagent.testing import LoopbackCsms
+
+CPAGENT = str(Path(sys.executable).parent / "cpagent")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_config(path: Path, tables: dict[str, dict[str, Any]]) -> None:
+    lines: list[str] = []
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(*args: str, timeout: float = 15.0) -> Result:
+    proc = await asyncio.create_subprocess_exec(
+        CPAGENT, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+class AgentProcess:
+    """One ``cpagent run`` process with its own config, data_dir and control socket."""
+
+    def __init__(self, workdir: Path, csms_url: str, *, connectors: int = 1,
+                 ocpp16: dict[str, Any] | None = None, csms: dict[str, Any] | None = None,
+                 sim: dict[str, Any] | None = None, cp_id: str = "CP001") -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.config_path = workdir / "cpagent.toml"
+        self.log_path = workdir / "agent.log"
+        self.cp_id = cp_id
+        self.proc: asyncio.subprocess.Process | None = None
+        self.tables: dict[str, dict[str, Any]] = {
+            "charge_point": {
+                "id": cp_id, "vendor": "TestVendor", "model": "TestModel",
+                "serial_number": "SN-0001", "connectors": connectors,
+            },
+            "csms": {
+                "url": csms_url, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5,
+                "response_timeout_s": 5.0, "boot_retry_s": 1, **(csms or {}),
+            },
+            "storage": {"data_dir": str(self.data_dir)},
+            "control": {"socket": str(workdir / "control.sock")},
+            "hal": {"backend": "sim"},
+            "hal.sim": {"ev_max_current_a": 16.0, **(sim or {})},
+            "logging": {"level": "DEBUG"},
+            "ocpp16": {"MeterValueSampleInterval": 0, **(ocpp16 or {})},
+        }
+        self.write()
+
+    def write(self) -> None:
+        write_config(self.config_path, self.tables)
+
+    async def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            CPAGENT, "run", "--config", str(self.config_path),
+            stdout=log, stderr=log, start_new_session=True,
+        )
+        log.close()
+
+    async def sim(self, *args: str, check: bool = True) -> Result:
+        result = await run_cli("sim", *args, "--config", str(self.config_path))
+        if check:
+            assert result.returncode == 0, (result, self.log())
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        result = await run_cli("status", "--json", "--config", str(self.config_path))
+        assert result.returncode == 0, (result, self.log())
+        state: dict[str, Any] = json.loads(result.stdout)
+        return state
+
+    async def wait_status(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+        """Poll ``cpagent status`` until ``predicate(state)`` holds (the control socket has no
+        push channel; polling is bounded by ``timeout``)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            state = await self.status()
+            if predicate(state):
+                return state
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"status never matched: {state}")
+            await asyncio.sleep(0.1)
+
+    async def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        return code
+
+    async def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        await self.proc.wait()
+
+    async def wait_exit(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A short directory (unix socket paths are limited to ~100 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="cpa-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def csms() -> AsyncIterator[LoopbackCsms]:
+    async with LoopbackCsms() as server:
+        yield server
+    assert server.schema_errors == [], server.schema_errors
+
+
+@pytest.fixture
+async def agent_factory(
+    workdir: Path, csms: LoopbackCsms, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    """Make (and on teardown stop) agent processes; ``make(**kw)`` returns an AgentProcess."""
+    made: list[AgentProcess] = []
+
+    def make(name: str = "a", **kwargs: Any) -> AgentProcess:
+        path = workdir / name
+        path.mkdir(exist_ok=True)
+        agent = AgentProcess(path, kwargs.pop("csms_url", csms.url), **kwargs)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        if agent.proc is not None and agent.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await agent.stop()
+            if agent.proc.returncode is None:
+                agent.proc.kill()
+                await agent.proc.wait()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for agent in made:
+            sys.stderr.write(f"\n----- agent log {agent.workdir} -----\n{agent.log()[-20000:]}\n")
+
+
+@pytest.fixture
+async def agent(agent_factory: Any, csms: LoopbackCsms) -> AgentProcess:
+    """A started single-connector agent whose BootNotification was accepted."""
+    a: AgentProcess = agent_factory()
+    await a.start()
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)
+    return a
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, "rep_" + rep.when, rep)
+
+
+os.environ.setdefault("CPAGENT_CONFIG", "/nonexistent/cpagent.toml")
