@@ -96,7 +96,10 @@ class Agent:
             settings_from_keys(keys, settings)
             keys.subscribe(lambda _k, _v: settings_from_keys(keys, settings))
             adapter = self.adapter = V16Adapter(
-                self.config, self.store, keys, meter_type=meter_type(hw),
+                self.config,
+                self.store,
+                keys,
+                meter_type=meter_type(hw),
                 request_reset=self._reset,
             )
             station = self.station = Station(hw, adapter, adapter, settings)
@@ -117,8 +120,13 @@ class Agent:
                 self.network,
                 ping_interval=lambda: keys.get_int("WebSocketPingInterval"),
             )
-            log.info("cpagent %s up: %s, %d connector(s), %s hardware", __version__,
-                     self.session.url, len(hw.connectors), self.config.hal.backend)
+            log.info(
+                "cpagent %s up: %s, %d connector(s), %s hardware",
+                __version__,
+                self.session.url,
+                len(hw.connectors),
+                self.config.hal.backend,
+            )
             await self._supervise(station, self.session)
             return self.reset_requested
         finally:
@@ -158,8 +166,11 @@ class Agent:
             done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stopping and not task.cancelled() and task.exception():
-                    log.critical("%s stopped unexpectedly; restarting", task.get_name(),
-                                 exc_info=task.exception())
+                    log.critical(
+                        "%s stopped unexpectedly; restarting",
+                        task.get_name(),
+                        exc_info=task.exception(),
+                    )
                     self.reset_requested = "Hard"
         finally:
             for task in [*tasks, stopping]:
@@ -216,7 +227,7 @@ class Agent:
         hw = self.hardware
         if not isinstance(hw, SimHardware):
             raise NotSimulatedError(
-                "this agent drives real hardware (hal.backend is not \"sim\"); "
+                'this agent drives real hardware (hal.backend is not "sim"); '
                 "sim commands need the simulated backend"
             )
         match args:

@@ -137,21 +137,29 @@ def _status(config: Any, *, as_json: bool) -> int:
     link = "connected" if csms["connected"] else "disconnected"
     if csms.get("network") == "down":
         link += " (network down)"
-    print(f"charge point  {state['charge_point_id']}  cpagent {state['version']}  "
-          f"OCPP {state['ocpp_version']}  hal {state['hal']}")
+    print(
+        f"charge point  {state['charge_point_id']}  cpagent {state['version']}  "
+        f"OCPP {state['ocpp_version']}  hal {state['hal']}"
+    )
     print(f"csms          {csms['url']}  {link}  registration {csms['registration'] or '-'}")
     if csms.get("last_error") and not csms["connected"]:
         print(f"              last error: {csms['last_error']}")
     print(f"queue         {state['queue']['depth']} message(s) waiting")
     print(f"charger       {state['charger']['status']}")
     for c in state["connectors"]:
-        line = f"connector {c['id']}   {c['status']:<14} {c['energy_wh']:>10.0f} Wh {c['power_w']:>8.0f} W"
+        line = (
+            f"connector {c['id']}   {c['status']:<14} "
+            f"{c['energy_wh']:>10.0f} Wh {c['power_w']:>8.0f} W"
+        )
         if c["error_code"] != "NoError":
             line += f"  {c['error_code']}: {c['info'] or ''}"
         tx = c["transaction"]
         if tx:
-            line += (f"  transaction {tx['id'] if tx['id'] is not None else '(pending)'}"
-                     f" for {tx['id_tag']}, {tx['energy_wh']:.0f} Wh")
+            line += (
+                f"  transaction {tx['id'] if tx['id'] is not None else '(pending)'}"
+                f" for {tx['id_tag']}, {tx['energy_wh']:.0f} Wh"
+            )
         print(line)
-    print(f"firmware      {state['firmware']['status']}    diagnostics {state['diagnostics']['status']}")
+    firmware, diagnostics = state["firmware"]["status"], state["diagnostics"]["status"]
+    print(f"firmware      {firmware}    diagnostics {diagnostics}")
     return EXIT_OK

@@ -14,6 +14,7 @@ so the station never has to poll fast to notice them.
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,11 +147,7 @@ class Hardware:
     async def close(self) -> None:
         """Open every contactor and stop every PWM, ignoring device errors. Idempotent."""
         for hw in self.connectors.values():
-            try:
+            with contextlib.suppress(Exception):  # shutdown must reach every output
                 await hw.pilot.set_offered_current(0.0)
-            except Exception:
-                pass
-            try:
+            with contextlib.suppress(Exception):
                 await hw.contactor.set_closed(False)
-            except Exception:
-                pass

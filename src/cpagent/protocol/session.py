@@ -11,7 +11,8 @@ import asyncio
 import base64
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -63,7 +64,7 @@ class Session:
         csms: CsmsSection,
         charge_point_id: str,
         subprotocol: str,
-        serve: Callable[[ClientConnection], Awaitable[None]],
+        serve: Callable[[ClientConnection], Coroutine[Any, Any, None]],
         network: NetworkSwitch,
         ping_interval: Callable[[], int],
     ) -> None:
@@ -80,9 +81,7 @@ class Session:
     def _headers(self) -> dict[str, str]:
         if self.csms.password is None:
             return {}
-        token = base64.b64encode(
-            f"{self.charge_point_id}:{self.csms.password}".encode()
-        ).decode()
+        token = base64.b64encode(f"{self.charge_point_id}:{self.csms.password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
     async def run(self) -> None:
@@ -153,4 +152,3 @@ def describe(err: BaseException) -> str:
         return "; ".join(describe(e) for e in err.exceptions)
     text = str(err) or type(err).__name__
     return text
-

@@ -45,5 +45,7 @@ def sample_values(
             volts = reading.voltage_v[0] if reading.voltage_v else nominal_voltage_v
             out.append(SampledValue(m, round(offered_a * volts * phases, 1), "W", context))
         elif m == "SoC" and reading.soc_percent is not None:
-            out.append(SampledValue(m, round(reading.soc_percent, 1), "Percent", context, None, "EV"))
+            out.append(
+                SampledValue(m, round(reading.soc_percent, 1), "Percent", context, None, "EV")
+            )
     return tuple(out)

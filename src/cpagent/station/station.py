@@ -207,7 +207,9 @@ class Station:
         for c in self.connectors.values():
             tx = c.transaction
             if tx is not None and tx.transaction_id == transaction_id:
-                self._spawn(self._locked_stop(c, StopReason.REMOTE), f"remote-stop-{c.connector_id}")
+                self._spawn(
+                    self._locked_stop(c, StopReason.REMOTE), f"remote-stop-{c.connector_id}"
+                )
                 return True
         return False
 
@@ -240,9 +242,9 @@ class Station:
         """Return Accepted, Scheduled (a session runs; applied when it ends) or Rejected."""
         if connector_id != 0 and connector_id not in self.connectors:
             return "Rejected"
-        targets = list(self.connectors.values()) if connector_id == 0 else [
-            self.connectors[connector_id]
-        ]
+        targets = (
+            list(self.connectors.values()) if connector_id == 0 else [self.connectors[connector_id]]
+        )
         scheduled = False
         async with self._lock:
             if connector_id == 0:
@@ -257,8 +259,9 @@ class Station:
             self._refresh_charger()
         return "Scheduled" if scheduled else "Accepted"
 
-    def transaction_confirmed(self, local_id: int, transaction_id: int, decision: AuthDecision,
-                              stop_on_invalid: bool) -> None:
+    def transaction_confirmed(
+        self, local_id: int, transaction_id: int, decision: AuthDecision, stop_on_invalid: bool
+    ) -> None:
         """The CSMS answered a StartTransaction: learn its id; end a session it refuses."""
         for c in self.connectors.values():
             tx = c.transaction
@@ -269,7 +272,10 @@ class Station:
             if not decision.accepted:
                 log.warning(
                     "connector %d: CSMS refused id tag %s of transaction %d (%s)",
-                    c.connector_id, tx.id_tag, transaction_id, decision.status,
+                    c.connector_id,
+                    tx.id_tag,
+                    transaction_id,
+                    decision.status,
                 )
                 if stop_on_invalid:
                     self._spawn(self._locked_stop(c, StopReason.DE_AUTHORIZED), "deauthorize")
@@ -443,12 +449,7 @@ class Station:
     # --------------------------------------------------------------- transactions
 
     def _free(self, c: ConnectorState) -> bool:
-        return (
-            c.transaction is None
-            and c.operative
-            and not c.faults
-            and c.pilot not in ("E", "F")
-        )
+        return c.transaction is None and c.operative and not c.faults and c.pilot not in ("E", "F")
 
     def _authorize(self, c: ConnectorState, id_tag: str, *, implicit: bool) -> None:
         self._clear_authorization(c)
@@ -477,7 +478,9 @@ class Station:
         candidates = [c] + [
             o
             for o in self.connectors.values()
-            if o is not c and self._implicit_auth.get(o.connector_id) and not self._plugged[o.connector_id]
+            if o is not c
+            and self._implicit_auth.get(o.connector_id)
+            and not self._plugged[o.connector_id]
         ]
         for o in candidates:
             if o.authorized_id_tag is not None:
@@ -492,24 +495,34 @@ class Station:
         self._clear_authorization(c)
         reading = await self._read_meter(c)
         if reading is None:
-            log.error("connector %d: cannot start a session for %s: meter failed",
-                      c.connector_id, id_tag)
+            log.error(
+                "connector %d: cannot start a session for %s: meter failed", c.connector_id, id_tag
+            )
             self._refresh(c)
             return
         timestamp = now_iso()
-        begin = self._values(c, self.settings.stop_txn_sampled_measurands, reading,
-                             "Transaction.Begin")
+        begin = self._values(
+            c, self.settings.stop_txn_sampled_measurands, reading, "Transaction.Begin"
+        )
         meter_start = round(reading.energy_wh)
         local_id = await self.output.transaction_started(
             TransactionStarted(c.connector_id, id_tag, meter_start, timestamp, begin)
         )
         c.transaction = ActiveTransaction(
-            local_id, id_tag, meter_start, timestamp,
+            local_id,
+            id_tag,
+            meter_start,
+            timestamp,
             parent_id_tag=decision.parent_id_tag if decision else None,
         )
         c.finishing = False
-        log.info("connector %d: session %d started for %s at %d Wh",
-                 c.connector_id, local_id, id_tag, meter_start)
+        log.info(
+            "connector %d: session %d started for %s at %d Wh",
+            c.connector_id,
+            local_id,
+            id_tag,
+            meter_start,
+        )
         await self._energize(c, True)
         self._samplers[c.connector_id] = asyncio.create_task(
             self._sampler(c, local_id), name=f"sampler-{c.connector_id}"
@@ -534,14 +547,24 @@ class Station:
         )
         await self.output.transaction_stopped(
             TransactionStopped(
-                tx.local_id, c.connector_id, max(meter_stop, tx.meter_start_wh), now_iso(),
-                reason, id_tag, end,
+                tx.local_id,
+                c.connector_id,
+                max(meter_stop, tx.meter_start_wh),
+                now_iso(),
+                reason,
+                id_tag,
+                end,
             )
         )
         c.transaction = None
         c.finishing = self._plugged[c.connector_id]
-        log.info("connector %d: session %d stopped (%s) at %d Wh",
-                 c.connector_id, tx.local_id, reason, meter_stop)
+        log.info(
+            "connector %d: session %d stopped (%s) at %d Wh",
+            c.connector_id,
+            tx.local_id,
+            reason,
+            meter_stop,
+        )
         if c.pending_inoperative is not None:
             await self._set_operative(c, not c.pending_inoperative)
             self._refresh_charger()
@@ -554,11 +577,17 @@ class Station:
             reading = await self._read_meter(c)
             if reading is not None:
                 meter = max(meter, round(reading.energy_wh))
-        log.warning("session %d on connector %d was interrupted; closing it (%s) at %d Wh",
-                    tx.local_id, tx.connector_id, reason, meter)
+        log.warning(
+            "session %d on connector %d was interrupted; closing it (%s) at %d Wh",
+            tx.local_id,
+            tx.connector_id,
+            reason,
+            meter,
+        )
         await self.output.transaction_stopped(
-            TransactionStopped(tx.local_id, tx.connector_id, max(meter, tx.meter_start_wh),
-                               now_iso(), reason)
+            TransactionStopped(
+                tx.local_id, tx.connector_id, max(meter, tx.meter_start_wh), now_iso(), reason
+            )
         )
 
     async def _energize(self, c: ConnectorState, on: bool) -> None:
@@ -584,11 +613,13 @@ class Station:
             await self.output.availability_changed(c.connector_id, operative)
         self._refresh(c)
 
-    def _values(self, c: ConnectorState, measurands: tuple[str, ...], reading: MeterReading,
-                context: str) -> tuple[Any, ...]:
+    def _values(
+        self, c: ConnectorState, measurands: tuple[str, ...], reading: MeterReading, context: str
+    ) -> tuple[Any, ...]:
         hw = self.hardware.connectors[c.connector_id]
-        return sample_values(measurands, reading, context=context, offered_a=c.offered_a,
-                             phases=hw.phases)
+        return sample_values(
+            measurands, reading, context=context, offered_a=c.offered_a, phases=hw.phases
+        )
 
     # --------------------------------------------------------------------- status
 
@@ -596,7 +627,10 @@ class Station:
         assert c.status is not None
         fault = next(iter(c.faults.values()), None)
         return StatusChanged(
-            c.connector_id, c.status, c.error_code, now_iso(),
+            c.connector_id,
+            c.status,
+            c.error_code,
+            now_iso(),
             info=fault.info[:50] if fault else None,
             vendor_error_code=fault.vendor_error_code if fault else None,
         )
@@ -605,8 +639,12 @@ class Station:
         status, error_code = derive_status(c)
         if (status, error_code) != (c.status, c.error_code):
             c.status, c.error_code = status, error_code
-            log.info("connector %d: %s%s", c.connector_id, status,
-                     "" if error_code == "NoError" else f" ({error_code})")
+            log.info(
+                "connector %d: %s%s",
+                c.connector_id,
+                status,
+                "" if error_code == "NoError" else f" ({error_code})",
+            )
             self.output.status_changed(self._status_event(c))
 
     def _refresh_charger(self) -> None:
@@ -626,24 +664,28 @@ class Station:
         for c in self.connectors.values():
             tx = c.transaction
             fault = next(iter(c.faults.values()), None)
-            out.append({
-                "id": c.connector_id,
-                "status": str(c.status) if c.status else None,
-                "error_code": c.error_code,
-                "info": fault.info if fault else None,
-                "operative": c.operative,
-                "pilot": c.pilot,
-                "offered_a": c.offered_a,
-                "contactor_closed": c.contactor_closed,
-                "energy_wh": round(c.energy_wh, 1),
-                "power_w": round(c.power_w, 1),
-                "transaction": None if tx is None else {
-                    "id": tx.transaction_id,
-                    "local_id": tx.local_id,
-                    "id_tag": tx.id_tag,
-                    "meter_start_wh": tx.meter_start_wh,
-                    "started_at": tx.started_at,
-                    "energy_wh": round(c.energy_wh - tx.meter_start_wh, 1),
-                },
-            })
+            out.append(
+                {
+                    "id": c.connector_id,
+                    "status": str(c.status) if c.status else None,
+                    "error_code": c.error_code,
+                    "info": fault.info if fault else None,
+                    "operative": c.operative,
+                    "pilot": c.pilot,
+                    "offered_a": c.offered_a,
+                    "contactor_closed": c.contactor_closed,
+                    "energy_wh": round(c.energy_wh, 1),
+                    "power_w": round(c.power_w, 1),
+                    "transaction": None
+                    if tx is None
+                    else {
+                        "id": tx.transaction_id,
+                        "local_id": tx.local_id,
+                        "id_tag": tx.id_tag,
+                        "meter_start_wh": tx.meter_start_wh,
+                        "started_at": tx.started_at,
+                        "energy_wh": round(c.energy_wh - tx.meter_start_wh, 1),
+                    },
+                }
+            )
         return out

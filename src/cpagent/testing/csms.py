@@ -30,7 +30,9 @@ from websockets.http11 import Request, Response
 
 from cpagent.timeutil import now_iso
 
-Responder = Callable[[dict[str, Any]], "dict[str, Any] | CallErrorReply | Awaitable[dict[str, Any] | CallErrorReply] | None"]
+Responder = Callable[[dict[str, Any]], Any]
+"""Returns a payload dict, a :class:`CallErrorReply`, None (no answer at all), or an awaitable
+of one of those."""
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,10 @@ class LoopbackCsms:
         if request.headers.get("Authorization") != f"Basic {expected}":
             self.auth_failures.append(cp_id)
             return Response(
-                HTTPStatus.UNAUTHORIZED, "Unauthorized",
-                Headers({"WWW-Authenticate": 'Basic realm="ocpp"'}), b"",
+                HTTPStatus.UNAUTHORIZED,
+                "Unauthorized",
+                Headers({"WWW-Authenticate": 'Basic realm="ocpp"'}),
+                b"",
             )
         return None
 
@@ -236,15 +240,18 @@ class LoopbackCsms:
         responder = self.responders.get(action)
         if responder is not None:
             result = responder(payload)
-            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            if isinstance(result, Awaitable):
                 result = await result
-            return result
+            reply: dict[str, Any] | CallErrorReply | None = result
+            return reply
         return self.default_reply(action, payload)
 
     def default_reply(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """What a permissive CSMS answers; tests override per action with ``responders``."""
         if action == "BootNotification":
-            interval = self.heartbeat_interval if self.boot_status == "Accepted" else self.boot_interval
+            interval = (
+                self.heartbeat_interval if self.boot_status == "Accepted" else self.boot_interval
+            )
             return {"status": self.boot_status, "currentTime": now_iso(), "interval": interval}
         if action == "Heartbeat":
             return {"currentTime": now_iso()}
@@ -257,7 +264,9 @@ class LoopbackCsms:
             return {"transactionId": tx_id, "idTagInfo": {"status": status}}
         if action == "StopTransaction":
             if "idTag" in payload:
-                return {"idTagInfo": {"status": self.id_tag_status.get(payload["idTag"], "Accepted")}}
+                return {
+                    "idTagInfo": {"status": self.id_tag_status.get(payload["idTag"], "Accepted")}
+                }
             return {}
         if action == "DataTransfer":
             return {"status": "Accepted"}
@@ -325,7 +334,9 @@ class LoopbackCsms:
             return await asyncio.wait_for(wait(), timeout)
         except TimeoutError:
             seen = [f"{r.action}" for r in self.received[since:]]
-            raise AssertionError(f"no {action} within {timeout} s; received since: {seen}") from None
+            raise AssertionError(
+                f"no {action} within {timeout} s; received since: {seen}"
+            ) from None
 
     async def wait_connected(self, cp_id: str | None = None, *, timeout: float = 10.0) -> str:
         async def wait() -> str:
@@ -352,7 +363,9 @@ class LoopbackCsms:
     def _connection_for(self, cp_id: str | None) -> tuple[str, ServerConnection]:
         if cp_id is None:
             if len(self.connections) != 1:
-                raise AssertionError(f"expected one connected charge point: {list(self.connections)}")
+                raise AssertionError(
+                    f"expected one connected charge point: {list(self.connections)}"
+                )
             cp_id = next(iter(self.connections))
         return cp_id, self.connections[cp_id]
 
@@ -387,6 +400,7 @@ class LoopbackCsms:
 
     async def next_frame(self, *, after: int, timeout: float = 10.0) -> Frame:
         """The first frame from the charge point recorded at index ``after`` or later."""
+
         async def wait() -> Frame:
             async with self._changed:
                 while True:

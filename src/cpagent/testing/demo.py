@@ -41,7 +41,12 @@ def _printer(start: float) -> Any:
 def demo_config(data_dir: Path, csms_url: str) -> Config:
     return parse_config(
         {
-            "charge_point": {"id": "DEMO-CP", "vendor": "cpagent", "model": "Demo", "connectors": 1},
+            "charge_point": {
+                "id": "DEMO-CP",
+                "vendor": "cpagent",
+                "model": "Demo",
+                "connectors": 1,
+            },
             "csms": {"url": csms_url, "reconnect_initial_s": 0.2, "reconnect_max_s": 2.0},
             "storage": {"data_dir": str(data_dir)},
             "control": {"socket": str(data_dir / "control.sock")},
@@ -50,7 +55,10 @@ def demo_config(data_dir: Path, csms_url: str) -> Config:
             "ocpp16": {
                 "MeterValueSampleInterval": 2,
                 "MeterValuesSampledData": [
-                    "Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "SoC",
+                    "Energy.Active.Import.Register",
+                    "Power.Active.Import",
+                    "Current.Import",
+                    "SoC",
                 ],
             },
         }
@@ -81,18 +89,23 @@ async def _demo(data_dir: Path) -> int:
             await _sim(config, "tag", ID_TAG)
             stop = await csms.wait_for("StopTransaction")
             await _sim(config, "unplug", "1")
-            await csms.wait_for("StatusNotification", lambda p: p["status"] == "Available",
-                                since=csms.mark() - 1)
+            await csms.wait_for(
+                "StatusNotification", lambda p: p["status"] == "Available", since=csms.mark() - 1
+            )
             status = await asyncio.to_thread(request, config.control.socket, {"cmd": "status"})
         finally:
             agent.stop()
             await runner
     started = csms.payloads("StartTransaction")[0]["meterStart"]
     print()
-    print(f"Session: {ID_TAG} on connector 1, meter {started} Wh -> {stop['meterStop']} Wh "
-          f"({stop['meterStop'] - started} Wh delivered, stop reason {stop['reason']})")
-    print(f"Final meter reading: {status['connectors'][0]['energy_wh']:.0f} Wh; "
-          f"{len(csms.frames)} frames exchanged, schema violations: {len(csms.schema_errors)}")
+    print(
+        f"Session: {ID_TAG} on connector 1, meter {started} Wh -> {stop['meterStop']} Wh "
+        f"({stop['meterStop'] - started} Wh delivered, stop reason {stop['reason']})"
+    )
+    print(
+        f"Final meter reading: {status['connectors'][0]['energy_wh']:.0f} Wh; "
+        f"{len(csms.frames)} frames exchanged, schema violations: {len(csms.schema_errors)}"
+    )
     for problem in csms.schema_errors:
         print(f"  schema violation: {problem}")
     return 0 if not csms.schema_errors else 1

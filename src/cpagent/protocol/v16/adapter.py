@@ -13,7 +13,7 @@ import collections
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -84,7 +84,7 @@ class V16Adapter:
         keys: ConfigurationKeys,
         *,
         meter_type: str,
-        request_reset: Callable[[str], Awaitable[None]],
+        request_reset: Callable[[str], Coroutine[Any, Any, None]],
     ) -> None:
         self.config = config
         self.store = store
@@ -143,7 +143,7 @@ class V16Adapter:
     async def transaction_stopped(self, event: TransactionStopped) -> None:
         raw = await self.store.run(self.store.get_state, f"tx.{event.local_id}.begin")
         begin = tuple(json.loads(raw)) if raw else None
-        payload = messages.stop_transaction(event, begin)  # type: ignore[arg-type]
+        payload = messages.stop_transaction(event, begin)
         _, row = await self.store.run(
             self.store.stop_transaction,
             event.local_id,
@@ -166,6 +166,7 @@ class V16Adapter:
             (v.value for v in sample.values if v.measurand == "Energy.Active.Import.Register"),
             None,
         )
+        row: OutboxRow | None
         if energy is None:
             row = await self.store.run(
                 self.store.enqueue, "MeterValues", payload, tx_local_id=sample.tx_local_id
@@ -195,11 +196,7 @@ class V16Adapter:
     async def authorize(self, id_tag: str) -> AuthDecision:
         """Ask the CSMS; when it cannot answer, decide from the cache as configured."""
         cached = await self._cached(id_tag)
-        if (
-            cached is not None
-            and cached.accepted
-            and self.keys.get_bool("LocalPreAuthorize")
-        ):
+        if cached is not None and cached.accepted and self.keys.get_bool("LocalPreAuthorize"):
             return cached
         cp = self.cp
         if cp is not None and self.registered:
@@ -237,7 +234,9 @@ class V16Adapter:
         if self.keys.get_bool("AuthorizationCacheEnabled"):
             await self.store.run(
                 self.store.cache_put,
-                AuthCacheRow(id_tag, info["status"], info.get("expiryDate"), info.get("parentIdTag")),
+                AuthCacheRow(
+                    id_tag, info["status"], info.get("expiryDate"), info.get("parentIdTag")
+                ),
             )
         return decision
 
@@ -285,8 +284,10 @@ class V16Adapter:
                 self.registered = True
                 if interval > 0:
                     self.keys.set_runtime("HeartbeatInterval", str(interval))
-                log.info("BootNotification accepted; heartbeat every %s s",
-                         self.keys.get("HeartbeatInterval"))
+                log.info(
+                    "BootNotification accepted; heartbeat every %s s",
+                    self.keys.get("HeartbeatInterval"),
+                )
                 return
             retry = interval if interval > 0 else self.config.csms.boot_retry_s
             log.warning("BootNotification %s; retrying in %d s", result["status"], retry)
@@ -342,8 +343,11 @@ class V16Adapter:
             return item.payload
         tx = await self.store.run(self.store.get_transaction, row.tx_local_id)
         if tx is None or tx.transaction_id is None:
-            log.error("dropping %s %s: its transaction has no CSMS id (StartTransaction lost)",
-                      item.action, row.message_id)
+            log.error(
+                "dropping %s %s: its transaction has no CSMS id (StartTransaction lost)",
+                item.action,
+                row.message_id,
+            )
             await self.store.run(self.store.remove, row.seq)
             return None
         return {"transactionId": tx.transaction_id, **item.payload}
@@ -356,14 +360,25 @@ class V16Adapter:
         attempts = await self.store.run(self.store.bump_attempts, item.row.seq)
         limit = max(1, self.keys.get_int("TransactionMessageAttempts"))
         if attempts >= limit:
-            log.error("%s %s failed %d times (%s); giving up on it",
-                      item.action, item.row.message_id, attempts, why)
+            log.error(
+                "%s %s failed %d times (%s); giving up on it",
+                item.action,
+                item.row.message_id,
+                attempts,
+                why,
+            )
             await self.store.run(self.store.remove, item.row.seq)
             self._pending.popleft()
             return
         delay = self.keys.get_int("TransactionMessageRetryInterval") * attempts
-        log.warning("%s %s failed (%s); retry %d in %d s",
-                    item.action, item.row.message_id, why, attempts, delay)
+        log.warning(
+            "%s %s failed (%s); retry %d in %d s",
+            item.action,
+            item.row.message_id,
+            why,
+            attempts,
+            delay,
+        )
         await asyncio.sleep(delay)
 
     async def _delivered(self, item: Outgoing, result: dict[str, Any]) -> None:
@@ -379,8 +394,12 @@ class V16Adapter:
         transaction_id = int(result["transactionId"])
         await self.store.run(self.store.set_transaction_id, row.tx_local_id, transaction_id)
         decision = await self._remember(row.payload["idTag"], result["idTagInfo"])
-        log.info("StartTransaction %d confirmed: transactionId %d (%s)",
-                 row.tx_local_id, transaction_id, decision.status)
+        log.info(
+            "StartTransaction %d confirmed: transactionId %d (%s)",
+            row.tx_local_id,
+            transaction_id,
+            decision.status,
+        )
         if self.station is not None:
             self.station.transaction_confirmed(
                 row.tx_local_id,
@@ -409,5 +428,3 @@ class V16Adapter:
             "connected_since": self.connected_since,
             "registration": self.registration,
         }
-
-

@@ -88,8 +88,13 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             try:
                 await self._handle_call(msg)
             except OCPPError as err:
-                log.warning("CSMS %s %s refused: %s %s", msg.action, msg.unique_id, err.code,
-                            err.description)
+                log.warning(
+                    "CSMS %s %s refused: %s %s",
+                    msg.action,
+                    msg.unique_id,
+                    err.code,
+                    err.description,
+                )
                 await self._send(_error_frame(msg.unique_id, err))
             except Exception:
                 log.exception("handling CSMS %s failed", msg.action)
@@ -129,8 +134,9 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         comes in time and :class:`ConnectionLost` when the socket goes away.
         Both the request and the answer are schema-validated.
         """
-        call = Call(unique_id=unique_id or str(self._unique_id_generator()), action=action,
-                    payload=payload)
+        call = Call(
+            unique_id=unique_id or str(self._unique_id_generator()), action=action, payload=payload
+        )
         await validate_payload(call, self._ocpp_version)
         async with self._call_lock:
             self._awaiting = call.unique_id
@@ -140,7 +146,9 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                     self._response_queue.get(), self._response_timeout
                 )
             except TimeoutError:
-                raise TimeoutError(f"no answer to {action} within {self._response_timeout} s")
+                raise TimeoutError(
+                    f"no answer to {action} within {self._response_timeout} s"
+                ) from None
             except Exception as err:
                 if type(err).__name__.startswith("ConnectionClosed"):
                     raise ConnectionLost(str(err)) from err
@@ -266,9 +274,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     ) -> call_result.TriggerMessage:
         if requested_message not in TRIGGERABLE:
             return call_result.TriggerMessage(status="NotImplemented")
-        if connector_id is not None and not (
-            0 <= connector_id <= len(self.station.connectors)
-        ):
+        if connector_id is not None and not (0 <= connector_id <= len(self.station.connectors)):
             return call_result.TriggerMessage(status="Rejected")
         self._after(lambda: self._triggered(requested_message, connector_id))
         return call_result.TriggerMessage(status="Accepted")
@@ -288,4 +294,3 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             adapter.send_triggered("FirmwareStatusNotification", {"status": "Idle"})
         elif message == "DiagnosticsStatusNotification":
             adapter.send_triggered("DiagnosticsStatusNotification", {"status": "Idle"})
-
