@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import time
@@ -100,6 +101,12 @@ class V16Adapter:
         self._pending_changed = asyncio.Event()
         self._last_sent = time.monotonic()
         self._connection_ready = False
+        self._heartbeat_wake = asyncio.Event()
+        keys.subscribe(self._key_changed)
+
+    def _key_changed(self, name: str, _value: str) -> None:
+        if name == "HeartbeatInterval":
+            self._heartbeat_wake.set()
 
     def attach(self, station: Station) -> None:
         self.station = station
@@ -294,14 +301,15 @@ class V16Adapter:
             await asyncio.sleep(retry)
 
     async def _heartbeat_loop(self, cp: ChargePoint) -> None:
+        """Heartbeat when nothing else was sent for HeartbeatInterval seconds; a changed
+        interval takes effect at once."""
         while True:
             interval = self.keys.get_int("HeartbeatInterval")
-            if interval <= 0:
-                await asyncio.sleep(10)
-                continue
-            due = self._last_sent + interval - time.monotonic()
-            if due > 0:
-                await asyncio.sleep(due)
+            due = self._last_sent + interval - time.monotonic() if interval > 0 else None
+            if due is None or due > 0:
+                self._heartbeat_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._heartbeat_wake.wait(), due)
                 continue
             await self.send_heartbeat(cp)
 
