@@ -13,6 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
+import ocpp.messages
 from websockets.asyncio.client import ClientConnection
 
 from cpagent import __version__
@@ -33,6 +34,10 @@ from cpagent.protocol.v16.config_keys import ConfigurationKeys
 from cpagent.station.model import StationSettings, StopReason
 from cpagent.station.station import Station, UnfinishedTransaction
 from cpagent.store import Store
+
+# Schema validation of one small OCPP payload takes well under a millisecond; doing it inline
+# keeps the agent on a single thread instead of the library's default thread pool.
+ocpp.messages.ASYNC_VALIDATION = False
 
 log = logging.getLogger(__name__)
 traffic = logging.getLogger("cpagent.traffic")
