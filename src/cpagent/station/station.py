@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 POLL_CHARGING_S = 1.0
 POLL_IDLE_S = 10.0
+SAMPLER_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -372,11 +373,17 @@ class Station:
                     )
 
     async def _sampler(self, c: ConnectorState, local_id: int) -> None:
+        last = time.monotonic()
         while True:
             interval = self.settings.meter_value_sample_interval_s
-            await asyncio.sleep(interval if interval > 0 else POLL_IDLE_S)
-            if interval <= 0:
+            wait = last + interval - time.monotonic() if interval > 0 else SAMPLER_RECHECK_S
+            if wait > 0:
+                # Re-read the interval at least every SAMPLER_RECHECK_S, so that a
+                # MeterValueSampleInterval changed mid-session takes effect at once rather
+                # than after the old interval has run out.
+                await asyncio.sleep(min(wait, SAMPLER_RECHECK_S))
                 continue
+            last = time.monotonic()
             async with self._lock:
                 tx = c.transaction
                 if tx is None or tx.local_id != local_id:

@@ -17,9 +17,11 @@ from ocpp.exceptions import (
     FormationViolationError,
     FormatViolationError,
     GenericError,
+    NotSupportedError,
     OccurenceConstraintViolationError,
     OCPPError,
 )
+from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
 from ocpp.messages import Call, CallError, CallResult, MessageType, unpack, validate_payload
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as OcppChargePoint
@@ -56,6 +58,17 @@ def _error_frame(unique_id: str, error: OCPPError) -> str:
     )
 
 
+def _unhandled_action(action: Any) -> OCPPError:
+    """The CALLERROR for a CALL without a handler, as OCPP-J 1.6 §4.2.3 defines the codes:
+    NotImplemented when the action is not known at all, NotSupported when it is a known
+    OCPP 1.6 action this charge point does not support. (The ``ocpp`` library swaps them.)"""
+    try:
+        Action(action)
+    except ValueError:
+        return OcppNotImplementedError(description=f"unknown action {action!r}")
+    return NotSupportedError(description=f"{action} is not supported by this charge point")
+
+
 class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     def __init__(
         self,
@@ -86,6 +99,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             return
         if msg.message_type_id == MessageType.Call:
             try:
+                if not isinstance(msg.action, str) or msg.action not in self.route_map:
+                    raise _unhandled_action(msg.action)
                 await self._handle_call(msg)
             except OCPPError as err:
                 log.warning(

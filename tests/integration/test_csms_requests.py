@@ -1,0 +1,823 @@
+"""Every CSMS-initiated OCPP 1.6 Core message against the real ``cpagent run`` process.
+
+Each test drives the agent over the loopback CSMS and asserts what a CSMS sees: the exact
+answer to its CALL and the traffic that follows it (frame order included where the spec
+cares), plus what ``cpagent status`` shows. Absence of traffic is only asserted behind an
+event that proves the agent already handled the input (a later reply, a log line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cpagent import __version__
+from cpagent.testing import LoopbackCsms
+from cpagent.testing.csms import Received
+from tests.integration.conftest import AgentProcess, run_cli, write_config
+
+CP_ID = "CP001"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def started(agent_factory: Any, csms: LoopbackCsms, **kwargs: Any) -> AgentProcess:
+    """Start an agent made with ``kwargs`` and wait until it reported connector 1."""
+    agent: AgentProcess = agent_factory(**kwargs)
+    await agent.start()
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)
+    return agent
+
+
+def status_of(state: dict[str, Any], connector_id: int = 1) -> str:
+    status: str = state["connectors"][connector_id - 1]["status"]
+    return status
+
+
+def tx_of(state: dict[str, Any], connector_id: int = 1) -> dict[str, Any] | None:
+    tx: dict[str, Any] | None = state["connectors"][connector_id - 1]["transaction"]
+    return tx
+
+
+async def wait_confirmed_tx(agent: AgentProcess, connector_id: int = 1) -> int:
+    """Wait until the connector's session has the CSMS transaction id; return it."""
+    state = await agent.wait_status(
+        lambda s: (tx := tx_of(s, connector_id)) is not None and tx["id"] is not None
+    )
+    tx = tx_of(state, connector_id)
+    assert tx is not None
+    tx_id: int = tx["id"]
+    return tx_id
+
+
+async def card_session(agent: AgentProcess, csms: LoopbackCsms, tag: str = "TAG-1") -> int:
+    """Plug an EV, show a card, wait for the confirmed session; return its transactionId."""
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Preparing", since=mark)
+    await agent.sim("tag", tag)
+    start = await csms.wait_for("StartTransaction", lambda p: p["idTag"] == tag, since=mark)
+    assert start["connectorId"] == 1
+    return await wait_confirmed_tx(agent)
+
+
+def on_connector(connector_id: int) -> Callable[[dict[str, Any]], bool]:
+    """A StatusNotification filter: any status of ``connector_id``."""
+    return lambda p: p["connectorId"] == connector_id
+
+
+def reports(connector_id: int, status: str) -> Callable[[dict[str, Any]], bool]:
+    """A StatusNotification filter: ``connector_id`` reports ``status``."""
+    return lambda p: p["connectorId"] == connector_id and p["status"] == status
+
+
+def frame_index(csms: LoopbackCsms, kind: int, unique_id: str, direction: str = "in") -> int:
+    """Index in ``csms.frames`` of the frame ``[kind, unique_id, ...]``."""
+    for i, frame in enumerate(csms.frames):
+        msg = frame.message
+        if frame.direction == direction and msg and msg[0] == kind and msg[1:2] == [unique_id]:
+            return i
+    raise AssertionError(f"no {direction} frame [{kind}, {unique_id!r}, ...] in {csms.frames}")
+
+
+def last_call_id(csms: LoopbackCsms, action: str) -> str:
+    """The unique id of the last CALL of ``action`` the CSMS sent."""
+    for frame in reversed(csms.frames):
+        msg = frame.message
+        if frame.direction == "out" and msg and msg[0] == 2 and msg[2] == action:
+            unique_id: str = msg[1]
+            return unique_id
+    raise AssertionError(f"the CSMS never sent {action}")
+
+
+def result_index(csms: LoopbackCsms, action: str) -> int:
+    """Index of the charge point's CALLRESULT to the last ``action`` the CSMS sent."""
+    return frame_index(csms, 3, last_call_id(csms, action))
+
+
+async def wait_call_after_result(
+    csms: LoopbackCsms, action: str, request: str, since: int, where: Any = None
+) -> dict[str, Any]:
+    """Wait for the charge point's ``action`` CALL; assert it came after the CALLRESULT to
+    the CSMS's last ``request``. Returns its payload."""
+    received = await csms.wait_for_message(action, where, since=since, timeout=5)
+    answered_at = result_index(csms, request)
+    sent_at = frame_index(csms, 2, received.unique_id)
+    assert answered_at < sent_at, f"{action} (frame {sent_at}) before the {request} result"
+    return received.payload
+
+
+async def reply_to(csms: LoopbackCsms, unique_id: str, after: int) -> list[Any]:
+    """Wait for the charge point's CALLRESULT/CALLERROR to ``unique_id`` (frames >= after)."""
+    deadline = time.monotonic() + 5
+    index = after
+    while True:
+        frame = await csms.next_frame(after=index, timeout=max(0.01, deadline - time.monotonic()))
+        index = next(i for i in range(index, len(csms.frames)) if csms.frames[i] is frame) + 1
+        msg = frame.message
+        if msg and msg[0] in (3, 4) and msg[1] == unique_id:
+            return msg
+
+
+def replies_since(csms: LoopbackCsms, after: int) -> list[list[Any]]:
+    """CALLRESULT/CALLERROR frames the charge point sent at frame index ``after`` or later."""
+    return [
+        msg
+        for f in csms.frames[after:]
+        if f.direction == "in" and (msg := f.message) is not None and msg[0] in (3, 4)
+    ]
+
+
+async def wait_log(agent: AgentProcess, text: str, timeout: float = 5.0) -> None:
+    """Wait until the agent's log contains ``text`` (bounded polling of the log file)."""
+    deadline = time.monotonic() + timeout
+    while text not in agent.log():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never logged")
+        await asyncio.sleep(0.05)
+
+
+async def configuration(csms: LoopbackCsms, *keys: str) -> dict[str, dict[str, Any]]:
+    payload = {"key": list(keys)} if keys else {}
+    result = await csms.call("GetConfiguration", payload)
+    return {entry["key"]: entry for entry in result.get("configurationKey", [])}
+
+
+async def restart(agent: AgentProcess, csms: LoopbackCsms) -> int:
+    """Stop the agent cleanly and start it again on the same data_dir; return the mark."""
+    assert await agent.stop() == 0
+    await csms.wait_disconnected(agent.cp_id)
+    mark = csms.mark()
+    await agent.start()
+    await csms.wait_for("BootNotification", since=mark)
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1, since=mark)
+    return mark
+
+
+# ------------------------------------------------------------ RemoteStartTransaction
+
+
+async def test_remote_start_with_ev_plugged(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Preparing", since=mark)
+
+    answer = await csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "REMOTE-1"})
+    assert answer == {"status": "Accepted"}
+    start = await wait_call_after_result(csms, "StartTransaction", "RemoteStartTransaction", mark)
+    assert start["connectorId"] == 1 and start["idTag"] == "REMOTE-1"
+    # AuthorizeRemoteTxRequests is false by default: no Authorize for a remote start.
+    assert csms.payloads("Authorize", since=mark) == []
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Charging", since=mark)
+    assert await wait_confirmed_tx(agent) == 1
+
+    # The connector is busy now: a second remote start for it is refused.
+    busy = await csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "REMOTE-2"})
+    assert busy == {"status": "Rejected"}
+
+
+async def test_remote_start_rejected_for_unknown_connector_and_zero(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    for connector_id in (2, 0):
+        answer = await csms.call(
+            "RemoteStartTransaction", {"connectorId": connector_id, "idTag": "REMOTE-1"}
+        )
+        assert answer == {"status": "Rejected"}, connector_id
+    # The refused requests left nothing behind: a later card on the plugged EV starts
+    # the session (a leftover remote authorization would have started it first).
+    await agent.sim("tag", "CARD-9")
+    start = await csms.wait_for("StartTransaction", since=mark)
+    assert start["idTag"] == "CARD-9"
+
+
+async def test_remote_start_authorizes_first_when_configured(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    agent = await started(agent_factory, csms, ocpp16={"AuthorizeRemoteTxRequests": True})
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Preparing", since=mark)
+    answer = await csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "REMOTE-A"})
+    assert answer == {"status": "Accepted"}
+    auth = await csms.wait_for_message("Authorize", since=mark)
+    start = await csms.wait_for_message("StartTransaction", since=mark)
+    assert auth.payload == {"idTag": "REMOTE-A"}
+    assert start.payload["idTag"] == "REMOTE-A"
+    assert auth.index < start.index
+
+
+async def test_remote_start_before_the_ev_is_plugged(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    mark = csms.mark()
+    answer = await csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "REMOTE-1"})
+    assert answer == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Preparing", since=mark)
+    state = await agent.status()
+    assert tx_of(state) is None and status_of(state) == "Preparing"
+
+    await agent.sim("plug", "1")  # well within ConnectionTimeOut (60 s)
+    start = await csms.wait_for("StartTransaction", since=mark)
+    assert start["connectorId"] == 1 and start["idTag"] == "REMOTE-1"
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Charging", since=mark)
+
+
+async def test_remote_start_expires_without_ev(agent_factory: Any, csms: LoopbackCsms) -> None:
+    agent = await started(agent_factory, csms, ocpp16={"ConnectionTimeOut": 1})
+    mark = csms.mark()
+    answer = await csms.call("RemoteStartTransaction", {"idTag": "REMOTE-1"})
+    assert answer == {"status": "Accepted"}
+    preparing = await csms.wait_for_message(
+        "StatusNotification", lambda p: p["status"] == "Preparing", since=mark
+    )
+    await csms.wait_for(
+        "StatusNotification",
+        reports(1, "Available"),
+        since=preparing.index,
+        timeout=5,
+    )
+    state = await agent.status()
+    assert tx_of(state) is None and status_of(state) == "Available"
+    assert csms.payloads("StartTransaction", since=mark) == []
+
+
+# ------------------------------------------------------------- RemoteStopTransaction
+
+
+async def test_remote_stop(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    tx_id = await card_session(agent, csms)
+    unknown = await csms.call("RemoteStopTransaction", {"transactionId": tx_id + 100})
+    assert unknown == {"status": "Rejected"}
+    assert tx_of(await agent.status()) is not None  # untouched
+
+    mark = csms.mark()
+    answer = await csms.call("RemoteStopTransaction", {"transactionId": tx_id})
+    assert answer == {"status": "Accepted"}
+    stop = await wait_call_after_result(csms, "StopTransaction", "RemoteStopTransaction", mark)
+    assert stop["transactionId"] == tx_id and stop["reason"] == "Remote"
+    state = await agent.wait_status(lambda s: tx_of(s) is None)
+    assert status_of(state) == "Finishing"  # the EV is still plugged
+
+
+# ----------------------------------------------------------------------------- Reset
+
+
+@pytest.mark.parametrize("kind", ["Soft", "Hard"])
+async def test_reset_during_transaction(kind: str, agent: AgentProcess, csms: LoopbackCsms) -> None:
+    assert agent.proc is not None
+    pid = agent.proc.pid
+    tx_id = await card_session(agent, csms)
+    connections = len(csms.subprotocols)
+
+    mark = csms.mark()
+    assert await csms.call("Reset", {"type": kind}) == {"status": "Accepted"}
+    stop = await csms.wait_for_message("StopTransaction", since=mark)
+    assert stop.payload["transactionId"] == tx_id
+    assert stop.payload["reason"] == f"{kind}Reset"
+    boot = await csms.wait_for_message("BootNotification", since=mark, timeout=15)
+    assert stop.index < boot.index  # the stop is delivered before the restart
+    assert result_index(csms, "Reset") < frame_index(csms, 2, stop.unique_id)
+    statuses = {}
+    for cid in (0, 1):
+        reported = await csms.wait_for("StatusNotification", on_connector(cid), since=boot.index)
+        statuses[cid] = reported["status"]
+    assert statuses[0] == "Available"
+    if kind == "Soft":  # the hardware (and the plugged EV) survives a soft reset
+        assert statuses[1] == "Finishing"
+    assert len(csms.subprotocols) == connections + 1  # it reconnected
+    assert agent.proc.returncode is None and agent.proc.pid == pid  # restarted in-process
+    state = await agent.status()
+    assert state["csms"]["registration"] == "Accepted" and state["csms"]["connected"]
+    assert tx_of(state) is None and state["queue"]["depth"] == 0
+    # No second StopTransaction for the same session after the restart.
+    assert [p["transactionId"] for p in csms.payloads("StopTransaction")] == [tx_id]
+    assert "stopped unexpectedly" not in agent.log()
+
+
+# ---------------------------------------------------------------- ChangeAvailability
+
+
+async def test_change_availability_idle(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    mark = csms.mark()
+    answer = await csms.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+    assert answer == {"status": "Accepted"}
+    await csms.wait_for(
+        "StatusNotification",
+        reports(1, "Unavailable"),
+        since=mark,
+    )
+    state = await agent.status()
+    assert status_of(state) == "Unavailable" and not state["connectors"][0]["operative"]
+
+    # An unavailable connector refuses a remote start.
+    refused = await csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "R"})
+    assert refused == {"status": "Rejected"}
+
+    mark = csms.mark()
+    answer = await csms.call("ChangeAvailability", {"connectorId": 1, "type": "Operative"})
+    assert answer == {"status": "Accepted"}
+    await csms.wait_for(
+        "StatusNotification",
+        reports(1, "Available"),
+        since=mark,
+    )
+
+    unknown = await csms.call("ChangeAvailability", {"connectorId": 2, "type": "Inoperative"})
+    assert unknown == {"status": "Rejected"}
+    assert status_of(await agent.status()) == "Available"
+
+
+async def test_change_availability_scheduled_during_transaction(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    tx_id = await card_session(agent, csms)
+    await agent.wait_status(lambda s: status_of(s) == "Charging")
+    mark = csms.mark()
+    answer = await csms.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+    assert answer == {"status": "Scheduled"}
+    state = await agent.status()
+    assert status_of(state) == "Charging" and tx_of(state) is not None  # the session goes on
+
+    await agent.sim("tag", "TAG-1")  # the driver ends the session
+    stop = await csms.wait_for_message("StopTransaction", since=mark)
+    assert stop.payload["transactionId"] == tx_id
+    unavailable = await csms.wait_for_message(
+        "StatusNotification",
+        reports(1, "Unavailable"),
+        since=mark,
+    )
+    assert stop.index < unavailable.index
+    assert [
+        p["status"]
+        for p in csms.payloads("StatusNotification", since=mark)
+        if p["connectorId"] == 1
+    ][-1] == "Unavailable"
+
+
+async def test_change_availability_connector_zero_affects_all(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    agent = await started(agent_factory, csms, connectors=2)
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 2)
+    for kind, status in (("Inoperative", "Unavailable"), ("Operative", "Available")):
+        mark = csms.mark()
+        answer = await csms.call("ChangeAvailability", {"connectorId": 0, "type": kind})
+        assert answer == {"status": "Accepted"}, kind
+        for cid in (0, 1, 2):
+            await csms.wait_for("StatusNotification", reports(cid, status), since=mark)
+        state = await agent.status()
+        assert [c["status"] for c in state["connectors"]] == [status, status]
+        assert state["charger"]["status"] == status
+
+
+async def test_change_availability_persists_across_restart(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    mark = csms.mark()
+    answer = await csms.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+    assert answer == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Unavailable", since=mark)
+
+    mark = await restart(agent, csms)
+    first = await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1, since=mark)
+    assert first["status"] == "Unavailable"
+    state = await agent.status()
+    assert status_of(state) == "Unavailable" and not state["connectors"][0]["operative"]
+
+
+# ------------------------------------------------------------------ GetConfiguration
+
+
+async def test_get_configuration_all_keys(agent_factory: Any, csms: LoopbackCsms) -> None:
+    await started(agent_factory, csms, ocpp16={"ConnectionTimeOut": 45})
+    result = await csms.call("GetConfiguration", {})
+    assert "unknownKey" not in result
+    keys = {entry["key"]: entry for entry in result["configurationKey"]}
+    assert keys["NumberOfConnectors"] == {
+        "key": "NumberOfConnectors",
+        "readonly": True,
+        "value": "1",
+    }
+    assert keys["HeartbeatInterval"]["readonly"] is False
+    assert keys["HeartbeatInterval"]["value"] == "300"  # the BootNotification interval
+    profiles = keys["SupportedFeatureProfiles"]
+    assert profiles["readonly"] is True and "Core" in profiles["value"].split(",")
+    # the [ocpp16] table's initial value
+    assert keys["ConnectionTimeOut"] == {
+        "key": "ConnectionTimeOut",
+        "readonly": False,
+        "value": "45",
+    }
+    assert keys["MeterValueSampleInterval"]["value"] == "0"
+
+
+async def test_get_configuration_specific_and_unknown_keys(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    result = await csms.call(
+        "GetConfiguration", {"key": ["HeartbeatInterval", "NoSuchKey", "NumberOfConnectors"]}
+    )
+    assert sorted(e["key"] for e in result["configurationKey"]) == [
+        "HeartbeatInterval",
+        "NumberOfConnectors",
+    ]
+    assert result["unknownKey"] == ["NoSuchKey"]
+
+    only_unknown = await csms.call("GetConfiguration", {"key": ["heartbeatinterval"]})
+    assert only_unknown.get("configurationKey", []) == []  # key names are case-sensitive
+    assert only_unknown["unknownKey"] == ["heartbeatinterval"]
+
+
+# --------------------------------------------------------------- ChangeConfiguration
+
+
+async def test_change_configuration_answers(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    async def change(key: str, value: str) -> str:
+        status: str = (await csms.call("ChangeConfiguration", {"key": key, "value": value}))[
+            "status"
+        ]
+        return status
+
+    assert await change("ConnectionTimeOut", "30") == "Accepted"
+    assert (await configuration(csms, "ConnectionTimeOut"))["ConnectionTimeOut"]["value"] == "30"
+
+    assert await change("NumberOfConnectors", "2") == "Rejected"
+    assert await change("HeartbeatInterval", "abc") == "Rejected"
+    assert (
+        await change("MeterValuesSampledData", "Energy.Active.Import.Register,Temperature")
+        == "Rejected"
+    )
+    assert await change("NoSuchKey", "1") == "NotSupported"
+
+    keys = await configuration(
+        csms, "NumberOfConnectors", "HeartbeatInterval", "MeterValuesSampledData"
+    )
+    assert keys["NumberOfConnectors"]["value"] == "1"
+    assert keys["HeartbeatInterval"]["value"] == "300"
+    assert keys["MeterValuesSampledData"]["value"] == "Energy.Active.Import.Register"
+
+
+async def test_change_heartbeat_interval_takes_effect(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    mark = csms.mark()
+    answer = await csms.call("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "1"})
+    assert answer == {"status": "Accepted"}
+    first = await csms.wait_for_message("Heartbeat", since=mark, timeout=4)
+    first_at = time.monotonic()
+    await csms.wait_for("Heartbeat", since=first.index + 1, timeout=4)
+    gap = time.monotonic() - first_at
+    assert 0.5 <= gap <= 2.5, gap
+
+
+async def test_change_meter_value_sample_interval_mid_transaction(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    agent = await started(agent_factory, csms, ocpp16={"MeterValueSampleInterval": 30})
+    tx_id = await card_session(agent, csms)
+    mark = csms.mark()
+    answer = await csms.call(
+        "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "1"}
+    )
+    assert answer == {"status": "Accepted"}
+    samples: list[Received] = []
+    for _ in range(2):
+        received = await csms.wait_for_message(
+            "MeterValues",
+            lambda p: p.get("transactionId") == tx_id,
+            since=samples[-1].index + 1 if samples else mark,
+            timeout=4,
+        )
+        samples.append(received)
+    for received in samples:
+        values = received.payload["meterValue"][0]["sampledValue"]
+        assert {v.get("context") for v in values} == {"Sample.Periodic"}
+
+
+async def test_change_configuration_survives_restart(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    agent = await started(agent_factory, csms, ocpp16={"ConnectionTimeOut": 45})
+    answer = await csms.call("ChangeConfiguration", {"key": "ConnectionTimeOut", "value": "33"})
+    assert answer == {"status": "Accepted"}
+    await restart(agent, csms)
+    keys = await configuration(csms, "ConnectionTimeOut")
+    assert keys["ConnectionTimeOut"]["value"] == "33"  # the CSMS's value beats the config
+
+
+# ------------------------------------------------------------------- UnlockConnector
+
+
+async def test_unlock_connector(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    assert await csms.call("UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
+    assert await csms.call("UnlockConnector", {"connectorId": 2}) == {"status": "NotSupported"}
+
+    tx_id = await card_session(agent, csms)
+    mark = csms.mark()
+    assert await csms.call("UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    assert stop["transactionId"] == tx_id and stop["reason"] == "UnlockCommand"
+    await agent.wait_status(lambda s: tx_of(s) is None)
+
+
+# -------------------------------------------------------------------- TriggerMessage
+
+
+async def test_trigger_message(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    async def trigger(message: str, connector_id: int | None = None) -> int:
+        payload: dict[str, Any] = {"requestedMessage": message}
+        if connector_id is not None:
+            payload["connectorId"] = connector_id
+        mark = csms.mark()
+        assert await csms.call("TriggerMessage", payload) == {"status": "Accepted"}, payload
+        return mark
+
+    mark = await trigger("BootNotification")
+    boot = await wait_call_after_result(csms, "BootNotification", "TriggerMessage", mark)
+    assert boot["chargePointVendor"] == "TestVendor"
+
+    mark = await trigger("Heartbeat")
+    assert await wait_call_after_result(csms, "Heartbeat", "TriggerMessage", mark) == {}
+
+    mark = await trigger("StatusNotification", 1)
+    status = await wait_call_after_result(csms, "StatusNotification", "TriggerMessage", mark)
+    assert status["connectorId"] == 1 and status["status"] == "Available"
+
+    mark = await trigger("StatusNotification")
+    for cid in (0, 1):
+        status = await wait_call_after_result(
+            csms,
+            "StatusNotification",
+            "TriggerMessage",
+            mark,
+            on_connector(cid),
+        )
+        assert status["status"] == "Available"
+
+    mark = await trigger("MeterValues", 1)
+    meter = await wait_call_after_result(csms, "MeterValues", "TriggerMessage", mark)
+    assert meter["connectorId"] == 1 and "transactionId" not in meter
+    values = meter["meterValue"][0]["sampledValue"]
+    assert {v.get("context") for v in values} == {"Trigger"}
+    assert any(
+        v.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+        for v in values
+    )
+
+    for message in ("FirmwareStatusNotification", "DiagnosticsStatusNotification"):
+        mark = await trigger(message)
+        assert await wait_call_after_result(csms, message, "TriggerMessage", mark) == {
+            "status": "Idle"
+        }
+
+    rejected = await csms.call(
+        "TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 5}
+    )
+    assert rejected == {"status": "Rejected"}
+
+
+# ---------------------------------------------------------------------- DataTransfer
+
+
+async def test_data_transfer(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    assert await csms.call("DataTransfer", {"vendorId": "com.example"}) == {
+        "status": "UnknownVendorId"
+    }
+    version = await csms.call("DataTransfer", {"vendorId": "cpagent", "messageId": "Version"})
+    assert version == {"status": "Accepted", "data": __version__}
+    assert await csms.call("DataTransfer", {"vendorId": "cpagent", "messageId": "Nope"}) == {
+        "status": "UnknownMessageId"
+    }
+
+
+# ------------------------------------------------------------------------ ClearCache
+
+OFFLINE_CACHE = {
+    "AllowOfflineTxForUnknownId": False,
+    "LocalAuthorizeOffline": True,
+    "ConnectionTimeOut": 1,
+}
+
+
+async def cache_card_online(agent: AgentProcess, csms: LoopbackCsms, tag: str) -> None:
+    """Show ``tag`` with no EV: the CSMS accepts it (so it is cached); let it expire."""
+    mark = csms.mark()
+    await agent.sim("tag", tag)
+    assert (await csms.wait_for("Authorize", since=mark))["idTag"] == tag
+    preparing = await csms.wait_for_message(
+        "StatusNotification", lambda p: p["status"] == "Preparing", since=mark
+    )
+    await csms.wait_for(
+        "StatusNotification",
+        reports(1, "Available"),
+        since=preparing.index,
+    )
+
+
+async def go_offline(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    await agent.sim("network", "down")
+    await csms.wait_disconnected(agent.cp_id)
+    await agent.wait_status(lambda s: not s["csms"]["connected"])
+
+
+async def test_clear_cache_forgets_cached_cards(agent_factory: Any, csms: LoopbackCsms) -> None:
+    agent = await started(agent_factory, csms, ocpp16=OFFLINE_CACHE)
+    await cache_card_online(agent, csms, "CARD-1")
+    assert await csms.call("ClearCache", {}) == {"status": "Accepted"}
+
+    await go_offline(agent, csms)
+    await agent.sim("plug", "1")
+    await agent.wait_status(lambda s: status_of(s) == "Preparing")
+    await agent.sim("tag", "CARD-1")
+    await wait_log(agent, "card CARD-1 not authorized")
+    state = await agent.status()
+    assert tx_of(state) is None and state["queue"]["depth"] == 0
+
+    mark = csms.mark()
+    await agent.sim("network", "up")
+    await csms.wait_connected(agent.cp_id)
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1, since=mark)
+    assert csms.payloads("StartTransaction") == []
+
+
+async def test_cached_card_starts_offline(agent_factory: Any, csms: LoopbackCsms) -> None:
+    agent = await started(agent_factory, csms, ocpp16=OFFLINE_CACHE)
+    await cache_card_online(agent, csms, "CARD-1")
+
+    await go_offline(agent, csms)
+    await agent.sim("plug", "1")
+    await agent.wait_status(lambda s: status_of(s) == "Preparing")
+    await agent.sim("tag", "CARD-1")
+    state = await agent.wait_status(lambda s: tx_of(s) is not None)
+    tx = tx_of(state)
+    assert tx is not None and tx["id_tag"] == "CARD-1" and tx["id"] is None
+    assert state["queue"]["depth"] >= 1
+
+    mark = csms.mark()
+    await agent.sim("network", "up")
+    start = await csms.wait_for("StartTransaction", since=mark)
+    assert start["idTag"] == "CARD-1" and start["connectorId"] == 1
+    assert await wait_confirmed_tx(agent) == 1
+
+
+# ------------------------------------------------------------------------- Bad input
+
+
+async def test_bad_input_is_answered_or_ignored_and_harmless(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    assert agent.proc is not None
+    pid = agent.proc.pid
+    tx_id = await card_session(agent, csms)
+    connections = len(csms.subprotocols)
+
+    async def quiet(raw: str) -> None:
+        """Send ``raw``; the agent must not answer it (checked behind a later answer)."""
+        after = len(csms.frames)
+        await csms.send_raw(raw)
+        version = await csms.call("DataTransfer", {"vendorId": "cpagent", "messageId": "Version"})
+        assert version["status"] == "Accepted"
+        answered = [m[1] for m in replies_since(csms, after)]
+        assert answered == [last_call_id(csms, "DataTransfer")], (raw, answered)
+
+    async def error_for(raw: str, unique_id: str) -> list[Any]:
+        after = len(csms.frames)
+        await csms.send_raw(raw)
+        reply = await reply_to(csms, unique_id, after)
+        assert reply[0] == 4, (raw, reply)
+        assert len(reply) == 5 and isinstance(reply[3], str) and isinstance(reply[4], dict)
+        return reply
+
+    await quiet("this is not json")
+    await quiet('{"not": "a list"}')
+
+    bogus = await error_for('[2,"id1","Reset",{"type":"Bogus"}]', "id1")
+    assert bogus[2] in (
+        "FormationViolation",
+        "PropertyConstraintViolation",
+        "TypeConstraintViolation",
+        "ProtocolError",
+    )
+    assert bogus[2] == "FormationViolation"  # what the agent sends today for a bad enum value
+
+    unknown = await error_for('[2,"id2","NoSuchAction",{}]', "id2")
+    assert unknown[2] in ("NotImplemented", "NotSupported")
+    assert unknown[2] == "NotImplemented"  # OCPP-J 1.6: "Requested Action is not known"
+    # A real OCPP 1.6 action of a profile the agent does not implement (Reservation).
+    reserve = await error_for(
+        '[2,"id4","ReserveNow",{"connectorId":1,"expiryDate":"2030-01-01T00:00:00Z",'
+        '"idTag":"T","reservationId":1}]',
+        "id4",
+    )
+    assert reserve[2] == "NotSupported"  # "Requested Action is recognized but not supported"
+
+    missing = await error_for('[2,"id3","Reset",{}]', "id3")
+    assert missing[2] in (
+        "FormationViolation",
+        "ProtocolError",
+        "OccurenceConstraintViolation",
+    )
+    assert missing[2] == "ProtocolError"  # OCPP-J 1.6: "Payload for Action is incomplete"
+
+    await quiet('[3,"unknown-id",{}]')
+    await quiet("[2, 5]")
+
+    # Nothing of that reset the agent or dropped the connection or the session.
+    assert len(csms.payloads("BootNotification")) == 1
+    assert len(csms.subprotocols) == connections
+    state = await agent.status()
+    tx = tx_of(state)
+    assert tx is not None and tx["id"] == tx_id
+
+    mark = csms.mark()
+    await agent.sim("tag", "TAG-1")
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    assert stop["transactionId"] == tx_id and stop["reason"] == "Local"
+    await agent.wait_status(lambda s: tx_of(s) is None and s["queue"]["depth"] == 0)
+
+    # And a complete new session still works.
+    await agent.sim("unplug", "1")
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Available", since=mark)
+    assert await card_session(agent, csms, "TAG-2") == tx_id + 1
+    assert agent.proc.returncode is None and agent.proc.pid == pid
+    log = agent.log()
+    assert "stopped unexpectedly" not in log and "Traceback" not in log
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def cli_config(workdir: Path, **charge_point: Any) -> Path:
+    path = workdir / "cli.toml"
+    write_config(
+        path,
+        {
+            "charge_point": {
+                "id": "CP9",
+                "vendor": "V",
+                "model": "M",
+                "connectors": 1,
+                **charge_point,
+            },
+            "csms": {"url": "ws://127.0.0.1:9/ocpp"},
+            "storage": {"data_dir": str(workdir / "cli-data")},
+            "control": {"socket": str(workdir / "cli.sock")},
+            "hal": {"backend": "sim"},
+        },
+    )
+    return path
+
+
+async def test_cli_check_config(workdir: Path) -> None:
+    good = cli_config(workdir)
+    result = await run_cli("check-config", "--config", str(good))
+    assert result.returncode == 0, result
+    assert "CP9" in result.stdout
+
+    bad = workdir / "bad.toml"
+    bad.write_text(
+        good.read_text()
+        .replace('"ws://127.0.0.1:9/ocpp"', '"http://127.0.0.1:9/ocpp"')
+        .replace("connectors = 1", 'connectors = 0\ncolour = "red"')
+    )
+    result = await run_cli("check-config", "--config", str(bad))
+    assert result.returncode == 2, result
+    for key in ("csms.url", "charge_point.colour", "charge_point.connectors"):
+        assert key in result.stderr, (key, result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+async def test_cli_without_agent(workdir: Path) -> None:
+    config = str(cli_config(workdir))
+    status = await run_cli("status", "--config", config)
+    assert status.returncode == 1, status
+    assert "no agent answers" in status.stderr and "Traceback" not in status.stderr
+    plug = await run_cli("sim", "plug", "1", "--config", config)
+    assert plug.returncode == 1, plug
+    assert "no agent answers" in plug.stderr and "Traceback" not in plug.stderr
+    usage = await run_cli("sim", "ev", "1", "Z", "--config", config)
+    assert usage.returncode == 2, usage
+    assert "usage:" in usage.stderr
+    version = await run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"cpagent {__version__}"
+
+
+async def test_cli_status_human_output(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    result = await run_cli("status", "--config", str(agent.config_path))
+    assert result.returncode == 0, result
+    lines = result.stdout.splitlines()
+    connector = next(line for line in lines if line.startswith("connector 1"))
+    assert "Available" in connector
+    assert any("registration Accepted" in line and "connected" in line for line in lines)
+    as_json = await run_cli("status", "--json", "--config", str(agent.config_path))
+    assert json.loads(as_json.stdout)["connectors"][0]["status"] == "Available"
