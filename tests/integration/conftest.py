@@ -66,9 +66,17 @@ async def run_cli(*args: str, timeout: float = 15.0) -> Result:
 class AgentProcess:
     """One ``cpagent run`` process with its own config, data_dir and control socket."""
 
-    def __init__(self, workdir: Path, csms_url: str, *, connectors: int = 1,
-                 ocpp16: dict[str, Any] | None = None, csms: dict[str, Any] | None = None,
-                 sim: dict[str, Any] | None = None, cp_id: str = "CP001") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        csms_url: str,
+        *,
+        connectors: int = 1,
+        ocpp16: dict[str, Any] | None = None,
+        csms: dict[str, Any] | None = None,
+        sim: dict[str, Any] | None = None,
+        cp_id: str = "CP001",
+    ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.config_path = workdir / "cpagent.toml"
@@ -77,12 +85,19 @@ class AgentProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.tables: dict[str, dict[str, Any]] = {
             "charge_point": {
-                "id": cp_id, "vendor": "TestVendor", "model": "TestModel",
-                "serial_number": "SN-0001", "connectors": connectors,
+                "id": cp_id,
+                "vendor": "TestVendor",
+                "model": "TestModel",
+                "serial_number": "SN-0001",
+                "connectors": connectors,
             },
             "csms": {
-                "url": csms_url, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5,
-                "response_timeout_s": 5.0, "boot_retry_s": 1, **(csms or {}),
+                "url": csms_url,
+                "reconnect_initial_s": 0.1,
+                "reconnect_max_s": 0.5,
+                "response_timeout_s": 5.0,
+                "boot_retry_s": 1,
+                **(csms or {}),
             },
             "storage": {"data_dir": str(self.data_dir)},
             "control": {"socket": str(workdir / "control.sock")},
@@ -99,8 +114,13 @@ class AgentProcess:
     async def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
-            CPAGENT, "run", "--config", str(self.config_path),
-            stdout=log, stderr=log, start_new_session=True,
+            CPAGENT,
+            "run",
+            "--config",
+            str(self.config_path),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         log.close()
 

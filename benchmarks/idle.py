@@ -1,0 +1,151 @@
+"""Idle footprint: resident memory and CPU time of an agent that has nothing to do.
+
+One ``cpagent run`` with 2 simulated connectors connects to a loopback CSMS that sets
+HeartbeatInterval to 60 s, and then idles. After a warm-up (5 s from the accepted boot)
+the agent's RSS (VmRSS from /proc/PID/status) is sampled every second and its CPU time
+(utime + stime from /proc/PID/stat) is read at the start and end of the window.
+Prints the steady RSS in MB (target <= 45 MB) and the CPU seconds per idle hour,
+extrapolated from the window (target <= 2 s/h).
+
+    python benchmarks/idle.py [--seconds 180] [--warmup 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cpagent.testing import LoopbackCsms
+
+CPAGENT = str(Path(sys.executable).parent / "cpagent")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+RSS_TARGET_MB = 45.0
+CPU_TARGET_S_PER_H = 2.0
+
+
+def toml(tables: dict[str, dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_config(workdir: Path, csms_url: str) -> Path:
+    path = workdir / "cpagent.toml"
+    path.write_text(
+        toml(
+            {
+                "charge_point": {
+                    "id": "IDLE1",
+                    "vendor": "Bench",
+                    "model": "Bench",
+                    "connectors": 2,
+                },
+                "csms": {"url": csms_url},
+                "storage": {"data_dir": str(workdir / "data")},
+                "control": {"socket": str(workdir / "control.sock")},
+                "hal": {"backend": "sim"},
+                "logging": {"level": "INFO"},
+            }
+        )
+    )
+    return path
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the fields after "(comm)"
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / CLK_TCK
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="measuring window")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds after boot")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="cpa-idle-", dir="/tmp"))
+    log_path = workdir / "agent.log"
+    log = log_path.open("wb")
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        async with LoopbackCsms(heartbeat_interval=60) as csms:
+            config = write_config(workdir, csms.url)
+            proc = await asyncio.create_subprocess_exec(
+                CPAGENT, "run", "--config", str(config), stdout=log, stderr=log
+            )
+            pid = proc.pid
+            try:
+                await csms.wait_for("BootNotification", timeout=30)
+                await csms.wait_for(
+                    "StatusNotification", lambda p: p["connectorId"] == 2, timeout=30
+                )
+            except AssertionError:
+                raise SystemExit(f"agent did not come up:\n{log_path.read_text()}") from None
+            print(f"agent pid {pid} up; warming up {args.warmup:g} s", flush=True)
+            await asyncio.sleep(args.warmup)
+
+            mark = csms.mark()
+            frames_before = len(csms.frames)
+            rss: list[float] = []
+            cpu_start, t_start = cpu_s(pid), time.monotonic()
+            deadline = t_start + args.seconds
+            print(f"measuring for {args.seconds:g} s ...", flush=True)
+            while (now := time.monotonic()) < deadline:
+                if proc.returncode is not None:
+                    raise SystemExit(
+                        f"agent exited with {proc.returncode}:\n{log_path.read_text()}"
+                    )
+                rss.append(rss_mb(pid))
+                await asyncio.sleep(min(1.0, deadline - now))
+            rss.append(rss_mb(pid))
+            cpu_end, t_end = cpu_s(pid), time.monotonic()
+            window = t_end - t_start
+            heartbeats = len(csms.messages("Heartbeat", since=mark))
+            frames = len(csms.frames) - frames_before
+
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        log.close()
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    used = cpu_end - cpu_start
+    per_hour = used / window * 3600.0
+    steady = statistics.median(rss)
+    print(f"window {window:.1f} s, {heartbeats} heartbeat(s), {frames} frame(s) on the wire")
+    print(
+        f"RSS: median {steady:.1f} MB  min {min(rss):.1f} MB  max {max(rss):.1f} MB  "
+        f"(target <= {RSS_TARGET_MB:g} MB: {'met' if max(rss) <= RSS_TARGET_MB else 'MISSED'})"
+    )
+    print(
+        f"CPU: {used:.2f} s in the window = {per_hour:.2f} CPU s per idle hour "
+        f"(clock tick {1 / CLK_TCK:.3f} s; target <= {CPU_TARGET_S_PER_H:g}: "
+        f"{'met' if per_hour <= CPU_TARGET_S_PER_H else 'MISSED'})"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,118 @@
+"""Start-up time: from spawning ``cpagent run`` to the CSMS receiving its BootNotification.
+
+Each run starts a fresh loopback CSMS in this process, writes a fresh config and data_dir
+under a temporary directory, spawns the venv's ``cpagent`` console script, and times the
+wall clock from just before the spawn to the moment the BootNotification frame arrives.
+The agent is then stopped with SIGTERM. Prints min/median/max; target <= 0.8 s.
+
+    python benchmarks/startup.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cpagent.testing import Frame, LoopbackCsms
+
+CPAGENT = str(Path(sys.executable).parent / "cpagent")
+TARGET_S = 0.8
+
+
+def toml(tables: dict[str, dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_config(workdir: Path, csms_url: str, connectors: int = 1) -> Path:
+    path = workdir / "cpagent.toml"
+    path.write_text(
+        toml(
+            {
+                "charge_point": {
+                    "id": "BENCH1",
+                    "vendor": "Bench",
+                    "model": "Bench",
+                    "connectors": connectors,
+                },
+                "csms": {"url": csms_url, "reconnect_initial_s": 0.1, "reconnect_max_s": 1.0},
+                "storage": {"data_dir": str(workdir / "data")},
+                "control": {"socket": str(workdir / "control.sock")},
+                "hal": {"backend": "sim"},
+                "logging": {"level": "INFO"},
+            }
+        )
+    )
+    return path
+
+
+async def one_run(index: int) -> float:
+    workdir = Path(tempfile.mkdtemp(prefix="cpa-bench-", dir="/tmp"))
+    booted = asyncio.Event()
+    boot_at: list[float] = []
+
+    def on_frame(frame: Frame) -> None:
+        if boot_at or frame.direction != "in":
+            return
+        message = frame.message
+        if message and len(message) > 2 and message[0] == 2 and message[2] == "BootNotification":
+            boot_at.append(time.perf_counter())
+            booted.set()
+
+    log = (workdir / "agent.log").open("wb")
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        async with LoopbackCsms(on_frame=on_frame) as csms:
+            config = write_config(workdir, csms.url)
+            start = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                CPAGENT, "run", "--config", str(config), stdout=log, stderr=log
+            )
+            try:
+                await asyncio.wait_for(booted.wait(), 30)
+            except TimeoutError:
+                text = (workdir / "agent.log").read_text(errors="replace")
+                raise SystemExit(f"run {index}: no BootNotification within 30 s\n{text}") from None
+            elapsed = boot_at[0] - start
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 15)
+            return elapsed
+    finally:
+        log.close()
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    times: list[float] = []
+    for i in range(args.runs):
+        elapsed = await one_run(i)
+        times.append(elapsed)
+        print(f"run {i + 1:2d}: {elapsed:.3f} s", flush=True)
+    median = statistics.median(times)
+    print(
+        f"startup to BootNotification over {len(times)} runs: "
+        f"min {min(times):.3f} s  median {median:.3f} s  max {max(times):.3f} s  "
+        f"(target <= {TARGET_S} s: {'met' if median <= TARGET_S else 'MISSED'} by the median)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
