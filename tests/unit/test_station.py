@@ -775,6 +775,23 @@ async def test_pilot_fault_reports_ev_communication_error(rig: Rig) -> None:
     await rig.out.wait_status(1, ConnectorStatus.AVAILABLE, since=mark)
 
 
+async def test_pilot_short_during_a_session_cuts_the_supply_until_it_clears(rig: Rig) -> None:
+    local_id = await rig.start_session("TAG-1")
+    mark = rig.out.mark()
+    rig.hw.set_fault("pilot", 1, True)
+    await rig.out.wait_status(1, ConnectorStatus.FAULTED, "EVCommunicationError", since=mark)
+    assert rig.hw.contactor(1).closed is False
+    assert rig.hw.pilot(1).offered_current == 0.0
+    assert rig.hw.meter(1) is not None and (await rig.hw.meter(1).read()).power_w == 0.0
+
+    rig.hw.set_fault("pilot", 1, False)
+    await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
+    assert rig.hw.contactor(1).closed is True
+    tx = rig.station.connectors[1].transaction
+    assert tx is not None and tx.local_id == local_id
+    assert not rig.out.of(TransactionStopped, mark)
+
+
 # -------------------------------------------------------------------- metering
 
 

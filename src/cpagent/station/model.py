@@ -116,6 +116,7 @@ class ActiveTransaction:
     started_at: str
     transaction_id: int | None = None
     parent_id_tag: str | None = None
+    suspended: bool = False  # energy withheld on purpose (the CSMS refused the id tag)
 
 
 @dataclass

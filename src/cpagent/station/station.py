@@ -286,6 +286,7 @@ class Station:
     async def _suspend(self, c: ConnectorState) -> None:
         async with self._lock:
             if c.transaction is not None:
+                c.transaction.suspended = True
                 await self._energize(c, False)
                 self._refresh(c)
 
@@ -414,8 +415,15 @@ class Station:
             id_tag = self._take_authorization(c)
             if id_tag is not None and self._free(c):
                 await self._start(c, id_tag, None)
-        if "relay" in c.faults:
-            await self._energize(c, c.transaction is not None and c.offered_a >= 6.0)
+        tx = c.transaction
+        if state in (PilotState.E, PilotState.F) and (c.offered_a > 0 or c.contactor_closed):
+            log.error("connector %d: pilot state %s; switching the supply off", cid, state)
+            await self._energize(c, False)
+        elif tx is not None and not tx.suspended and state.plugged and c.offered_a < 6.0:
+            log.info("connector %d: pilot back to %s; resuming the supply", cid, state)
+            await self._energize(c, True)
+        elif "relay" in c.faults:
+            await self._energize(c, tx is not None and not tx.suspended and c.offered_a >= 6.0)
         self._refresh(c)
 
     async def _observe(self, c: ConnectorState) -> None:
