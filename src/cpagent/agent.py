@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 traffic = logging.getLogger("cpagent.traffic")
 
 RESET_DRAIN_S = 10.0
+SHUTDOWN_STOP_S = 5.0
+SHUTDOWN_DRAIN_S = 2.0
 SUBPROTOCOL = "ocpp1.6"
 
 
@@ -177,10 +179,23 @@ class Agent:
                         exc_info=task.exception(),
                     )
                     self.reset_requested = "Hard"
+            if self.reset_requested is None:
+                await self._end_sessions_for_shutdown(station)
         finally:
             for task in [*tasks, stopping]:
                 task.cancel()
             await asyncio.gather(*tasks, stopping, return_exceptions=True)
+
+    async def _end_sessions_for_shutdown(self, station: Station) -> None:
+        """A stopped agent opens every contactor, so running sessions end here, with reason
+        Reboot, and get a short chance to reach the CSMS; whatever does not is sent after
+        the next start."""
+        assert self.adapter is not None
+        try:
+            await asyncio.wait_for(station.stop_all(StopReason.REBOOT), SHUTDOWN_STOP_S)
+            await self.adapter.drain(SHUTDOWN_DRAIN_S)
+        except Exception:  # shutdown goes on; a session it cannot close is recovered at start
+            log.exception("could not end sessions cleanly before shutdown")
 
     async def _serve(self, ws: ClientConnection) -> None:
         assert self.adapter is not None

@@ -728,7 +728,9 @@ async def test_queue_survives_restart_in_order_and_meter_continues(
     assert stop1["reason"] == "EVDisconnected"
     # A transaction still open when the agent died is closed at the next start; SIGTERM
     # gives the agent no way to tell a shutdown from a power cut, so it may say either.
-    assert stop2p["reason"] in (("PowerLoss",) if how == "kill9" else ("PowerLoss", "Reboot"))
+    # kill -9 leaves the session open (closed at the next start: PowerLoss); SIGTERM ends it
+    # before exiting, because shutdown opens the contactor (Reboot).
+    assert stop2p["reason"] == ("PowerLoss" if how == "kill9" else "Reboot")
     tx1 = stop1["transactionId"]
     tx2 = stop2p["transactionId"]
     assert tx1 != tx2
@@ -801,9 +803,12 @@ async def test_sigterm_exits_cleanly(agent: AgentProcess, csms: LoopbackCsms) ->
     socket_path = Path(agent.tables["control"]["socket"])
     assert await asyncio.to_thread(socket_path.exists)
 
+    mark = csms.mark()
     began = time.monotonic()
     assert await agent.stop() == 0
     assert time.monotonic() - began < 5
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    assert stop["reason"] == "Reboot"  # delivered before the exit
     assert not await asyncio.to_thread(socket_path.exists)
     await csms.wait_disconnected("CP001")
     after = await run_cli("status", "--config", str(agent.config_path))

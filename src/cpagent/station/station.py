@@ -444,7 +444,7 @@ class Station:
         except HalError as err:
             self._set_fault(c, "meter", err)
             return None
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - a backend bug is a meter fault, not a crash
             self._set_fault(c, "meter", HalError(f"meter read failed: {err!r}"))
             return None
         self._clear_fault(c, "meter")

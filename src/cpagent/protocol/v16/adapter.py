@@ -102,6 +102,7 @@ class V16Adapter:
         self._last_sent = time.monotonic()
         self._connection_ready = False
         self._heartbeat_wake = asyncio.Event()
+        self._queue_empty = asyncio.Event()
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
@@ -121,6 +122,7 @@ class V16Adapter:
 
     def _append(self, item: Outgoing) -> None:
         self._pending.append(item)
+        self._queue_empty.clear()
         self._pending_changed.set()
 
     # ---------------------------------------------------------- station output
@@ -323,6 +325,7 @@ class V16Adapter:
     async def _send_loop(self, cp: ChargePoint) -> None:
         while True:
             if not self._pending:
+                self._queue_empty.set()
                 self._pending_changed.clear()
                 await self._pending_changed.wait()
                 continue
@@ -417,12 +420,11 @@ class V16Adapter:
             )
 
     async def drain(self, timeout: float) -> bool:
-        """Wait until every queued message is delivered (used before a reset)."""
-        deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
-            if self.cp is None:
-                return False
-            await asyncio.sleep(0.05)
+        """Wait until every queued message is delivered (before a reset or a shutdown)."""
+        if self.cp is None:
+            return not self._pending
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue_empty.wait(), timeout)
         return not self._pending
 
     def send_triggered(self, action: str, payload: dict[str, Any]) -> None:
