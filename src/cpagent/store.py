@@ -130,6 +130,13 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
             created_at TEXT NOT NULL
         )""",
         "CREATE INDEX outbox_by_transaction ON outbox (tx_local_id)",
+        # Meter values kept for StopTransaction's transactionData (one JSON MeterValue each).
+        """CREATE TABLE transaction_data (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            local_id INTEGER NOT NULL REFERENCES transactions (local_id),
+            meter_value TEXT NOT NULL
+        )""",
+        "CREATE INDEX transaction_data_by_transaction ON transaction_data (local_id)",
         """CREATE TABLE config_keys (
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL
@@ -550,8 +557,10 @@ class Store:
         meter_wh: int,
         at: str,
         message: tuple[str, dict[str, Any]] | None = None,
+        data: dict[str, Any] | None = None,
     ) -> OutboxRow | None:
-        """Remember the latest reading of an open session, queueing ``message`` with it.
+        """Remember the latest reading of an open session, queueing ``message`` with it and
+        keeping ``data`` (a MeterValue for StopTransaction's transactionData), in one commit.
 
         The stored reading is what a restart after a power cut bills up to. An unknown or
         stopped transaction raises StoreError and changes nothing.
@@ -563,9 +572,32 @@ class Store:
                 "UPDATE transactions SET last_meter_wh = ?, last_meter_at = ? WHERE local_id = ?",
                 (meter_wh, at, local_id),
             )
+            if data is not None:
+                conn.execute(
+                    "INSERT INTO transaction_data (local_id, meter_value) VALUES (?, ?)",
+                    (local_id, _encode(data)),
+                )
             if message is None:
                 return None
             return self._insert_outbox(conn, message[0], message[1], local_id)
+
+    def add_transaction_data(self, local_id: int, meter_value: dict[str, Any]) -> None:
+        """Keep a MeterValue for the session's StopTransaction transactionData."""
+        with self._write() as conn:
+            _load_transaction(conn, local_id)
+            conn.execute(
+                "INSERT INTO transaction_data (local_id, meter_value) VALUES (?, ?)",
+                (local_id, _encode(meter_value)),
+            )
+
+    def transaction_data(self, local_id: int) -> list[dict[str, Any]]:
+        """The MeterValues kept for a session, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT meter_value FROM transaction_data WHERE local_id = ? ORDER BY seq",
+                (local_id,),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
 
     def set_transaction_id(self, local_id: int, transaction_id: int) -> None:
         """Attach the CSMS's id from StartTransaction.conf; works on stopped sessions too."""

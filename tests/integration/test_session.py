@@ -500,6 +500,48 @@ async def test_clock_aligned_values_and_stop_transaction_data(
     assert_rfc3339_timestamps(csms)
 
 
+async def test_stop_transaction_data_keeps_sampled_and_aligned_values_across_a_crash(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = agent_factory(
+        ocpp16={
+            "MeterValueSampleInterval": 1,
+            "ClockAlignedDataInterval": 1,
+            "MeterValuesSampledData": ["Power.Active.Import"],
+            "MeterValuesAlignedData": ["Power.Active.Import"],
+            "StopTxnSampledData": ["Energy.Active.Import.Register"],
+            "StopTxnAlignedData": ["Energy.Active.Import.Register"],
+        }
+    )
+    await agent.start()
+    await booted(csms, 1)
+    mark = csms.mark()
+    start = await start_session(agent, csms, "DATA")
+    for _ in range(3):  # a few periodic and clock-aligned samples
+        await csms.wait_for_message("MeterValues", since=csms.mark())
+    await agent.kill9()
+
+    restart = csms.mark()
+    await agent.start()
+    stop = await csms.wait_for("StopTransaction", since=restart)
+    assert stop["reason"] == "PowerLoss"
+    data = stop["transactionData"]
+    contexts = [v["context"] for entry in data for v in entry["sampledValue"]]
+    assert contexts[0] == "Transaction.Begin"
+    assert "Sample.Periodic" in contexts and "Sample.Clock" in contexts
+    assert all(
+        v["measurand"] == "Energy.Active.Import.Register"
+        for entry in data
+        for v in entry["sampledValue"]
+    )
+    energies = [energy_of(entry["sampledValue"]) for entry in data]
+    assert energies == sorted(energies)
+    assert energies[0] == start["meterStart"] and energies[-1] <= stop["meterStop"]
+    stamps = [entry["timestamp"] for entry in data]
+    assert stamps == sorted(stamps)
+    assert len(csms.payloads("StartTransaction", since=mark)) == 1
+
+
 # ------------------------------------------------------------------------- basic auth
 
 

@@ -71,10 +71,19 @@ class SampledValue:
 
 @dataclass(frozen=True)
 class MeterSample:
+    """Meter values taken at one moment.
+
+    ``values`` are reported now (MeterValues); ``stop_values`` are kept for the session's
+    final record (StopTxnSampledData / StopTxnAlignedData); ``meter_wh`` is the register,
+    remembered so a power cut bills up to it.
+    """
+
     connector_id: int
     timestamp: str
     values: tuple[SampledValue, ...]
     tx_local_id: int | None = None
+    stop_values: tuple[SampledValue, ...] = ()
+    meter_wh: int | None = None
 
 
 @dataclass(frozen=True)

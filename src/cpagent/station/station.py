@@ -310,7 +310,13 @@ class Station:
                 values = self._values(c, self.settings.sampled_measurands, reading, "Trigger")
                 tx = c.transaction
                 await self.output.meter_values(
-                    MeterSample(cid, now_iso(), values, tx.local_id if tx else None)
+                    MeterSample(
+                        cid,
+                        now_iso(),
+                        values,
+                        tx.local_id if tx else None,
+                        meter_wh=round(reading.energy_wh),
+                    )
                 )
 
     # ----------------------------------------------------------------- reactions
@@ -365,12 +371,19 @@ class Station:
                     reading = await self._read_meter(c)
                     if reading is None:
                         continue
-                    values = self._values(
-                        c, self.settings.aligned_measurands, reading, "Sample.Clock"
-                    )
                     tx = c.transaction
+                    measurands = self.settings.stop_txn_aligned_measurands if tx else ()
                     await self.output.meter_values(
-                        MeterSample(c.connector_id, now_iso(), values, tx.local_id if tx else None)
+                        MeterSample(
+                            c.connector_id,
+                            now_iso(),
+                            self._values(
+                                c, self.settings.aligned_measurands, reading, "Sample.Clock"
+                            ),
+                            tx.local_id if tx else None,
+                            self._values(c, measurands, reading, "Sample.Clock"),
+                            round(reading.energy_wh),
+                        )
                     )
 
     async def _sampler(self, c: ConnectorState, local_id: int) -> None:
@@ -392,11 +405,22 @@ class Station:
                 reading = await self._read_meter(c)
                 if reading is None:
                     continue
-                values = self._values(
-                    c, self.settings.sampled_measurands, reading, "Sample.Periodic"
-                )
                 await self.output.meter_values(
-                    MeterSample(c.connector_id, now_iso(), values, local_id)
+                    MeterSample(
+                        c.connector_id,
+                        now_iso(),
+                        self._values(
+                            c, self.settings.sampled_measurands, reading, "Sample.Periodic"
+                        ),
+                        local_id,
+                        self._values(
+                            c,
+                            self.settings.stop_txn_sampled_measurands,
+                            reading,
+                            "Sample.Periodic",
+                        ),
+                        round(reading.energy_wh),
+                    )
                 )
 
     async def _reevaluate(self, c: ConnectorState) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -139,20 +138,18 @@ class V16Adapter:
             message=("StartTransaction", payload),
         )
         if event.begin_values:
-            begin = [messages.sampled_value(v) for v in event.begin_values]
             await self.store.run(
-                self.store.set_state,
-                f"tx.{tx.local_id}.begin",
-                json.dumps([event.timestamp, begin]),
+                self.store.add_transaction_data,
+                tx.local_id,
+                messages.meter_value(event.timestamp, event.begin_values),
             )
         assert row is not None
         self._append(Outgoing(row.action, row.payload, row))
         return tx.local_id
 
     async def transaction_stopped(self, event: TransactionStopped) -> None:
-        raw = await self.store.run(self.store.get_state, f"tx.{event.local_id}.begin")
-        begin = tuple(json.loads(raw)) if raw else None
-        payload = messages.stop_transaction(event, begin)
+        data = await self.store.run(self.store.transaction_data, event.local_id)
+        payload = messages.stop_transaction(event, data)
         _, row = await self.store.run(
             self.store.stop_transaction,
             event.local_id,
@@ -166,30 +163,38 @@ class V16Adapter:
         self._append(Outgoing(row.action, row.payload, row))
 
     async def meter_values(self, sample: MeterSample) -> None:
-        payload = messages.meter_values(sample)
+        payload = messages.meter_values(sample) if sample.values else None
         if sample.tx_local_id is None:
-            if self._connection_ready:
+            if payload is not None and self._connection_ready:
                 self._append(Outgoing("MeterValues", payload))
             return
-        energy = next(
-            (v.value for v in sample.values if v.measurand == "Energy.Active.Import.Register"),
-            None,
+        data = (
+            messages.meter_value(sample.timestamp, sample.stop_values)
+            if sample.stop_values
+            else None
         )
-        row: OutboxRow | None
-        if energy is None:
-            row = await self.store.run(
-                self.store.enqueue, "MeterValues", payload, tx_local_id=sample.tx_local_id
-            )
-        else:
+        message = ("MeterValues", payload) if payload is not None else None
+        if sample.meter_wh is not None:
             row = await self.store.run(
                 self.store.record_meter,
                 sample.tx_local_id,
-                round(energy),
+                sample.meter_wh,
                 sample.timestamp,
-                ("MeterValues", payload),
+                message,
+                data,
             )
-        assert row is not None
-        self._append(Outgoing(row.action, row.payload, row))
+        else:
+            if data is not None:
+                await self.store.run(self.store.add_transaction_data, sample.tx_local_id, data)
+            row = (
+                await self.store.run(
+                    self.store.enqueue, "MeterValues", payload, tx_local_id=sample.tx_local_id
+                )
+                if payload is not None
+                else None
+            )
+        if row is not None:
+            self._append(Outgoing(row.action, row.payload, row))
 
     async def availability_changed(self, connector_id: int, operative: bool) -> None:
         await self.store.run(

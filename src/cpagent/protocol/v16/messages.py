@@ -78,11 +78,10 @@ def start_transaction(ev: TransactionStarted) -> dict[str, Any]:
     return payload
 
 
-def stop_transaction(
-    ev: TransactionStopped, begin: tuple[str, list[dict[str, Any]]] | None
-) -> dict[str, Any]:
+def stop_transaction(ev: TransactionStopped, data: list[dict[str, Any]]) -> dict[str, Any]:
     """StopTransaction without ``transactionId``: it is filled in when the message is sent,
-    because the CSMS may not have assigned it yet."""
+    because the CSMS may not have assigned it yet. ``data`` holds the MeterValues kept during
+    the session (Transaction.Begin, StopTxnSampledData, StopTxnAlignedData)."""
     payload: dict[str, Any] = {
         "meterStop": ev.meter_stop_wh,
         "timestamp": ev.timestamp,
@@ -90,11 +89,7 @@ def stop_transaction(
     }
     if ev.id_tag:
         payload["idTag"] = ev.id_tag
-    data = []
-    if begin is not None and begin[1]:
-        data.append({"timestamp": begin[0], "sampledValue": begin[1]})
-    if ev.end_values:
-        data.append(meter_value(ev.timestamp, ev.end_values))
+    data = [*data, meter_value(ev.timestamp, ev.end_values)] if ev.end_values else data
     if data:
         payload["transactionData"] = data
     return payload
