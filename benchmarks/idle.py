@@ -14,53 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from benchconfig import CPAGENT, write_config
 
 from cpagent.testing import LoopbackCsms
 
-CPAGENT = str(Path(sys.executable).parent / "cpagent")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RSS_TARGET_MB = 45.0
 CPU_TARGET_S_PER_H = 2.0
-
-
-def toml(tables: dict[str, dict[str, Any]]) -> str:
-    lines: list[str] = []
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def write_config(workdir: Path, csms_url: str) -> Path:
-    path = workdir / "cpagent.toml"
-    path.write_text(
-        toml(
-            {
-                "charge_point": {
-                    "id": "IDLE1",
-                    "vendor": "Bench",
-                    "model": "Bench",
-                    "connectors": 2,
-                },
-                "csms": {"url": csms_url},
-                "storage": {"data_dir": str(workdir / "data")},
-                "control": {"socket": str(workdir / "control.sock")},
-                "hal": {"backend": "sim"},
-                "logging": {"level": "INFO"},
-            }
-        )
-    )
-    return path
 
 
 def rss_mb(pid: int) -> float:
@@ -89,7 +56,7 @@ async def main() -> None:
     proc: asyncio.subprocess.Process | None = None
     try:
         async with LoopbackCsms(heartbeat_interval=60) as csms:
-            config = write_config(workdir, csms.url)
+            config = write_config(workdir, csms.url, cp_id="IDLE1", connectors=2, csms={})
             proc = await asyncio.create_subprocess_exec(
                 CPAGENT, "run", "--config", str(config), stdout=log, stderr=log
             )

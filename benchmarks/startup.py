@@ -12,50 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from benchconfig import CPAGENT, write_config
 
 from cpagent.testing import Frame, LoopbackCsms
 
-CPAGENT = str(Path(sys.executable).parent / "cpagent")
 TARGET_S = 0.8
-
-
-def toml(tables: dict[str, dict[str, Any]]) -> str:
-    lines: list[str] = []
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def write_config(workdir: Path, csms_url: str, connectors: int = 1) -> Path:
-    path = workdir / "cpagent.toml"
-    path.write_text(
-        toml(
-            {
-                "charge_point": {
-                    "id": "BENCH1",
-                    "vendor": "Bench",
-                    "model": "Bench",
-                    "connectors": connectors,
-                },
-                "csms": {"url": csms_url, "reconnect_initial_s": 0.1, "reconnect_max_s": 1.0},
-                "storage": {"data_dir": str(workdir / "data")},
-                "control": {"socket": str(workdir / "control.sock")},
-                "hal": {"backend": "sim"},
-                "logging": {"level": "INFO"},
-            }
-        )
-    )
-    return path
 
 
 async def one_run(index: int) -> float:
@@ -75,7 +42,13 @@ async def one_run(index: int) -> float:
     proc: asyncio.subprocess.Process | None = None
     try:
         async with LoopbackCsms(on_frame=on_frame) as csms:
-            config = write_config(workdir, csms.url)
+            config = write_config(
+                workdir,
+                csms.url,
+                cp_id="BENCH1",
+                connectors=1,
+                csms={"reconnect_initial_s": 0.1, "reconnect_max_s": 1.0},
+            )
             start = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
                 CPAGENT, "run", "--config", str(config), stdout=log, stderr=log

@@ -11,17 +11,7 @@ import pytest
 from cpagent.exc import ContactorFault, MeterFault
 from cpagent.hal.base import ConnectorHardware, PilotState
 from cpagent.hal.sim import SimContactor, SimHardware, SimLock, SimMeter, SimPilot
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.unit.fakes import FakeClock
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from cpagent.station.model import (
 )
 from cpagent.station.station import Station, UnfinishedTransaction
 from cpagent.station.status import derive_status
+from tests.unit.fakes import FakeClock
 
 T = TypeVar("T")
 WAIT_S = 5.0
@@ -43,17 +44,6 @@ POWER_W = 3 * 230.0 * MAX_A  # sim defaults: 3 phases, 230 V, EV and charger 32 
 
 
 # ---------------------------------------------------------------------------- fakes
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass(frozen=True)
