@@ -690,6 +690,21 @@ async def test_change_availability_of_the_whole_charger(make_rig: RigFactory) ->
     await rig.out.wait_status(2, ConnectorStatus.AVAILABLE, since=mark)
 
 
+async def test_unplug_unlocks_the_connector_as_configured(rig: Rig) -> None:
+    await rig.start_session("TAG-1")
+    mark = rig.out.mark()
+    rig.hw.unplug(1)
+    await rig.out.wait_status(1, ConnectorStatus.AVAILABLE, since=mark)
+    assert rig.hw.lock(1).unlocks == 1
+
+    rig.settings.unlock_on_ev_side_disconnect = False
+    await rig.start_session("TAG-2")
+    mark = rig.out.mark()
+    rig.hw.unplug(1)
+    await rig.out.wait_status(1, ConnectorStatus.AVAILABLE, since=mark)
+    assert rig.hw.lock(1).unlocks == 1
+
+
 # ---------------------------------------------------------------------- faults
 
 

@@ -434,6 +434,16 @@ class Station:
             c.finishing = False
             if c.transaction is not None and self.settings.stop_on_ev_side_disconnect:
                 await self._stop(c, StopReason.EV_DISCONNECTED)
+            lock = self.hardware.connectors[cid].lock
+            if (
+                lock is not None
+                and c.transaction is None
+                and self.settings.unlock_on_ev_side_disconnect
+            ):
+                try:
+                    await lock.unlock()
+                except HalError as err:
+                    log.warning("connector %d: unlock after unplug failed: %s", cid, err)
         elif state.plugged and not was_plugged:
             self._plugged[cid] = True
             id_tag = self._take_authorization(c)
