@@ -20,6 +20,7 @@ from ocpp.exceptions import (
     NotSupportedError,
     OccurenceConstraintViolationError,
     OCPPError,
+    UnknownCallErrorCodeError,
 )
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
 from ocpp.messages import Call, CallError, CallResult, MessageType, unpack, validate_payload
@@ -171,7 +172,13 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             finally:
                 self._awaiting = None
         if isinstance(response, CallError):
-            raise response.to_exception()
+            try:
+                error = response.to_exception()
+            except UnknownCallErrorCodeError:
+                error = GenericError(
+                    description=f"{response.error_code}: {response.error_description}"
+                )
+            raise error
         assert isinstance(response, CallResult)
         response.action = action
         await validate_payload(response, self._ocpp_version)

@@ -1,0 +1,71 @@
+"""Delivery of money-bearing messages when the CSMS answers with errors or not at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cpagent.testing import CallErrorReply, LoopbackCsms
+from tests.integration.conftest import AgentProcess
+from tests.integration.test_session import AgentFactory, booted, start_session
+
+
+async def test_start_transaction_retried_after_callerrors_with_the_same_message_id(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent: AgentProcess = agent_factory(
+        ocpp16={"TransactionMessageAttempts": 3, "TransactionMessageRetryInterval": 1}
+    )
+    await agent.start()
+    await booted(csms, 1)
+    answers: list[Any] = [
+        CallErrorReply("InternalError", "database busy"),
+        CallErrorReply("NotAnOcppCode", "something odd"),
+    ]
+
+    def start_transaction(payload: dict[str, Any]) -> Any:
+        if answers:
+            return answers.pop(0)
+        return csms.default_reply("StartTransaction", payload)
+
+    csms.responders["StartTransaction"] = start_transaction
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "RETRY")
+    await csms.wait_for(
+        "StatusNotification", lambda p: p["status"] == "Charging", since=mark, timeout=15
+    )
+    await agent.wait_status(lambda s: s["connectors"][0]["transaction"]["id"] == 1, timeout=15)
+    attempts = csms.messages("StartTransaction", since=mark)
+    assert len(attempts) == 3
+    assert len({m.unique_id for m in attempts}) == 1  # one message, sent three times
+    assert len(csms.subprotocols) == 1  # never reconnected
+
+    await agent.sim("tag", "RETRY")
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    assert stop["transactionId"] == 1
+
+
+async def test_a_message_the_csms_keeps_refusing_is_given_up_and_the_queue_moves_on(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent: AgentProcess = agent_factory(
+        ocpp16={
+            "TransactionMessageAttempts": 2,
+            "TransactionMessageRetryInterval": 1,
+            "MeterValueSampleInterval": 1,
+        }
+    )
+    await agent.start()
+    await booted(csms, 1)
+    csms.responders["MeterValues"] = lambda _p: CallErrorReply("InternalError", "nope")
+    start = await start_session(agent, csms, "REFUSED")
+    mark = csms.mark()
+    first = await csms.wait_for_message("MeterValues", since=mark)
+    await csms.wait_for_message("MeterValues", lambda p: True, since=first.index + 1, timeout=10)
+    tries = [m for m in csms.messages("MeterValues", since=mark) if m.unique_id == first.unique_id]
+    assert len(tries) == 2  # TransactionMessageAttempts, then dropped
+
+    del csms.responders["MeterValues"]
+    await agent.sim("tag", "REFUSED")
+    stop = await csms.wait_for("StopTransaction", since=mark, timeout=15)
+    assert stop["meterStop"] >= start["meterStart"]
