@@ -286,7 +286,7 @@ class Agent:
                 "operative": station.charger.operative,
             },
             "connectors": station.snapshot(),
-            "queue": {"depth": adapter.queue_depth},
+            "queue": {"depth": adapter.queue_depth, "failed": adapter.failed_count},
             "firmware": {"status": "Idle"},
             "diagnostics": {"status": "Idle"},
         }

@@ -144,7 +144,9 @@ def _status(config: Any, *, as_json: bool) -> int:
     print(f"csms          {csms['url']}  {link}  registration {csms['registration'] or '-'}")
     if csms.get("last_error") and not csms["connected"]:
         print(f"              last error: {csms['last_error']}")
-    print(f"queue         {state['queue']['depth']} message(s) waiting")
+    queue = state["queue"]
+    failed = f", {queue['failed']} refused by the CSMS and kept" if queue.get("failed") else ""
+    print(f"queue         {queue['depth']} message(s) waiting{failed}")
     print(f"charger       {state['charger']['status']}")
     for c in state["connectors"]:
         line = (

@@ -25,6 +25,11 @@ class AlreadyRunningError(StoreError):
     """Another agent holds the data directory."""
 
 
+class StoreFullError(StoreError):
+    """The disk (or the database's size limit) is full; the write was rolled back and may be
+    retried."""
+
+
 class HalError(CpagentError):
     """A hardware device failed; ``error_code`` is the OCPP 1.6 ChargePointErrorCode."""
 

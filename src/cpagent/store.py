@@ -14,12 +14,19 @@ SQLite transaction: it commits completely or not at all.
 An exclusive ``flock`` on ``data_dir/cpagent.lock`` keeps a second agent away from the same
 directory; the lock is held from :meth:`Store.open` to :meth:`Store.close` (or process death,
 when the kernel drops it).
+
+A charge point has nobody at hand to repair a broken file, so a database that fails its
+integrity check at open is moved aside (kept for analysis) and replaced by an empty one rather
+than stopping the agent on every restart; :attr:`Store.recovered_from` tells the agent it
+happened. A full disk surfaces as :class:`StoreFullError`: the write is rolled back and the
+store stays usable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -27,6 +34,7 @@ import logging
 import os
 import sqlite3
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from cpagent.exc import AlreadyRunningError, StoreError
-from cpagent.timeutil import now_iso
+from cpagent.exc import AlreadyRunningError, StoreError, StoreFullError
+from cpagent.timeutil import now_iso, utcnow
 
 __all__ = ["AuthCacheRow", "OutboxRow", "Store", "TransactionRow"]
 
@@ -45,11 +53,18 @@ T = TypeVar("T")
 
 DB_NAME = "cpagent.db"
 LOCK_NAME = "cpagent.lock"
+# SQLite keeps these next to the database in WAL mode; they belong to it and move with it.
+_COMPANION_SUFFIXES = ("-wal", "-shm")
+_LOCAL_LIST_VERSION_KEY = "local_list.version"
 
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """A CALL waiting for its CALLRESULT; ``seq`` orders replay and never gets reused."""
+    """A CALL waiting for its CALLRESULT; ``seq`` orders replay and never gets reused.
+
+    ``failed_at`` (RFC 3339) and ``last_error`` are set once the CSMS has refused the message
+    for good: it is then a dead letter, kept but no longer sent.
+    """
 
     seq: int
     message_id: str
@@ -58,6 +73,8 @@ class OutboxRow:
     tx_local_id: int | None
     attempts: int
     created_at: str
+    failed_at: str | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,14 +175,62 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1]
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    statements = [
+        # A message the CSMS refused for good is kept as a dead letter instead of deleted,
+        # so no money-bearing message disappears silently.
+        "ALTER TABLE outbox ADD COLUMN failed_at TEXT",
+        "ALTER TABLE outbox ADD COLUMN last_error TEXT",
+        # The OCPP local authorization list (SendLocalList); its version is in ``state``.
+        """CREATE TABLE local_auth_list (
+            id_tag TEXT PRIMARY KEY COLLATE NOCASE,
+            status TEXT NOT NULL,
+            expiry TEXT,
+            parent_id_tag TEXT
+        ) WITHOUT ROWID""",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2]
 
 _TX_COLUMNS = (
     "local_id, connector_id, id_tag, meter_start_wh, started_at, transaction_id,"
     " reservation_id, last_meter_wh, last_meter_at, meter_stop_wh, stopped_at,"
     " stop_reason, stop_id_tag"
 )
-_OUTBOX_COLUMNS = "seq, message_id, action, payload, tx_local_id, attempts, created_at"
+_OUTBOX_COLUMNS = (
+    "seq, message_id, action, payload, tx_local_id, attempts, created_at, failed_at, last_error"
+)
+
+
+def _is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` means the disk, or the database's page limit, ran out of space."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:
+            return True
+        return "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file is damaged or no database at all.
+
+    Busy, I/O, permission and other operational errors do not count: they say nothing about
+    the file's contents, and a good database must never be moved aside because of them.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return type(exc) is sqlite3.DatabaseError
+
+
+def _store_error(what: str, exc: BaseException) -> StoreError:
+    """``what: exc`` as :class:`StoreFullError` when space ran out, else :class:`StoreError`."""
+    cls = StoreFullError if _is_full(exc) else StoreError
+    return cls(f"{what}: {exc}")
 
 
 def _encode(payload: dict[str, Any]) -> str:
@@ -188,6 +253,17 @@ def _outbox_row(row: sqlite3.Row) -> OutboxRow:
         tx_local_id=row["tx_local_id"],
         attempts=row["attempts"],
         created_at=row["created_at"],
+        failed_at=row["failed_at"],
+        last_error=row["last_error"],
+    )
+
+
+def _auth_row(row: sqlite3.Row) -> AuthCacheRow:
+    return AuthCacheRow(
+        id_tag=row["id_tag"],
+        status=row["status"],
+        expiry=row["expiry"],
+        parent_id_tag=row["parent_id_tag"],
     )
 
 
@@ -210,7 +286,11 @@ class Store:
     Lifecycle: ``Store(data_dir)`` does no I/O; :meth:`open` locks the directory and opens
     and migrates the database; :meth:`close` releases both. Methods called while the store
     is not open raise :class:`StoreError`, as does any SQLite or OS failure, chained to
-    its cause. Timestamps are stored exactly as given (RFC 3339 text).
+    its cause; when the failure is a full disk it is :class:`StoreFullError`. Timestamps are
+    stored exactly as given (RFC 3339 text).
+
+    ``recovered_from`` is the path a damaged database was moved aside to by the last
+    :meth:`open`, else None.
     """
 
     SCHEMA_VERSION: ClassVar[int] = len(_MIGRATIONS)
@@ -224,6 +304,7 @@ class Store:
         self._executor: ThreadPoolExecutor | None = None
         self._worker_ident: int | None = None
         self._mutex = threading.RLock()
+        self.recovered_from: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -234,14 +315,19 @@ class Store:
         this one) holds the directory, without touching the database, and
         :class:`StoreError` for anything else that goes wrong; on failure nothing stays
         open or locked.
+
+        A file that is no database or fails ``PRAGMA quick_check`` is moved aside and an
+        empty database takes its place (see :meth:`_open_database`); a sound database
+        written by a newer cpagent raises StoreError and stays where it is.
         """
         with self._mutex:
             if self._conn is not None:
                 raise StoreError(f"store {self.path} is already open")
+            self.recovered_from = None
             self._make_data_dir()
             self._acquire_lock()
             try:
-                self._conn = self._connect()
+                self._conn = self._open_database()
                 self._migrate(self._conn)
             except BaseException:
                 if self._conn is not None:
@@ -299,13 +385,13 @@ class Store:
                 self.data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
                 self.data_dir.chmod(0o750)
         except OSError as exc:
-            raise StoreError(f"cannot create data directory {self.data_dir}: {exc}") from exc
+            raise _store_error(f"cannot create data directory {self.data_dir}", exc) from exc
 
     def _acquire_lock(self) -> None:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         except OSError as exc:
-            raise StoreError(f"cannot open lock file {self.lock_path}: {exc}") from exc
+            raise _store_error(f"cannot open lock file {self.lock_path}", exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -325,7 +411,7 @@ class Store:
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         except OSError as exc:
             os.close(fd)
-            raise StoreError(f"cannot write lock file {self.lock_path}: {exc}") from exc
+            raise _store_error(f"cannot write lock file {self.lock_path}", exc) from exc
         self._lock_fd = fd
 
     def _release_lock(self) -> None:
@@ -336,16 +422,34 @@ class Store:
             os.ftruncate(fd, 0)
         os.close(fd)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open_database(self) -> sqlite3.Connection:
+        """Check the file's integrity, then connect and configure the connection.
+
+        A file that fails the check cannot heal by restarting, and a charge point that
+        refuses to start over it stays out of service until someone arrives: so it is moved
+        aside (see :meth:`_move_aside`), reported in one ERROR line and in
+        :attr:`recovered_from`, and an empty database is created in its place. The queue and
+        the sessions it held are then gone from the agent, but not from the disk.
+        """
+        self._create_file()
+        problem = self._integrity_problem()
+        if problem is not None:
+            moved = self._move_aside()
+            self.recovered_from = moved
+            log.error(
+                "%s: database failed its integrity check: %s; moved aside to %s;"
+                " starting with an empty store",
+                self.path,
+                problem,
+                moved,
+            )
+            self._create_file()
         try:
-            # Created up front so the database (and the WAL files SQLite derives from its
-            # mode) are not world-readable: configuration keys may hold credentials.
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640))
             conn = sqlite3.connect(
                 self.path, timeout=5.0, isolation_level=None, check_same_thread=False
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _store_error(f"cannot open database {self.path}", exc) from exc
         try:
             conn.row_factory = sqlite3.Row
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -356,8 +460,86 @@ class Store:
             conn.execute("PRAGMA busy_timeout=5000")
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+            raise _store_error(f"cannot open database {self.path}", exc) from exc
         return conn
+
+    def _create_file(self) -> None:
+        """Create ``cpagent.db`` if missing, so that it (and the WAL files SQLite derives
+        from its mode) is not world-readable: configuration keys may hold credentials."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640))
+        except OSError as exc:
+            raise _store_error(f"cannot open database {self.path}", exc) from exc
+
+    def _integrity_problem(self) -> str | None:
+        """What ``PRAGMA quick_check`` finds wrong with the file, or None when it is sound.
+
+        This is the first access to the file, so a file that is no database at all shows up
+        here too. quick_check verifies every page and b-tree but skips comparing indexes
+        with their tables, which keeps it cheap enough for every start. Errors that say
+        nothing about the file's contents (busy, I/O, permissions) raise StoreError: a
+        sound database must never be moved aside because of them.
+
+        The check runs on a read-only connection of its own: closing a read-write one
+        checkpoints the WAL and deletes it, and a damaged database's WAL is to be kept as
+        found.
+        """
+        try:
+            try:
+                results = self._quick_check(read_only=True)
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY_ROLLBACK:
+                    raise
+                # A write interrupted in rollback-journal mode left a hot journal that only a
+                # read-write connection may roll back; in that mode there is no WAL to keep.
+                results = self._quick_check(read_only=False)
+        except sqlite3.Error as exc:
+            if _is_corrupt(exc):
+                return str(exc)
+            raise _store_error(f"cannot open database {self.path}", exc) from exc
+        if results == ["ok"]:
+            return None
+        shown = [" ".join(result.split()) for result in results[:3]]
+        more = f" (and {len(results) - 3} more)" if len(results) > 3 else ""
+        return "; ".join(shown) + more
+
+    def _quick_check(self, *, read_only: bool) -> list[str]:
+        mode = "ro" if read_only else "rw"
+        uri = f"file:{urllib.parse.quote(os.fspath(self.path.absolute()))}?mode={mode}"
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
+        try:
+            return [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _move_aside(self) -> Path:
+        """Rename ``cpagent.db`` to ``cpagent.db.corrupt-<UTC time>`` and return the new path.
+
+        The ``-wal`` and ``-shm`` companions, where present, move along under the new name
+        plus their usual ending, so SQLite opening the moved-aside file still finds its WAL
+        and the commits not yet checkpointed into it. They move first: a WAL left beside the
+        fresh database would be taken for its own. An existing name is never overwritten.
+        """
+        stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        taken = 0
+        try:
+            while any(os.path.lexists(f"{target}{end}") for end in ("", *_COMPANION_SUFFIXES)):
+                taken += 1
+                target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{taken}")
+            for end in _COMPANION_SUFFIXES:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(f"{self.path}{end}", f"{target}{end}")
+            os.rename(self.path, target)
+            fd = os.open(self.data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"cannot move damaged database {self.path} aside: {exc}") from exc
+        return target
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Apply each pending migration in its own transaction, bumping ``user_version``."""
@@ -380,7 +562,7 @@ class Store:
                             conn.execute("ROLLBACK")
                     raise
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot migrate database {self.path}: {exc}") from exc
+            raise _store_error(f"cannot migrate database {self.path}", exc) from exc
 
     # -- access helpers ----------------------------------------------------------------
 
@@ -393,11 +575,15 @@ class Store:
             try:
                 yield conn
             except sqlite3.Error as exc:
-                raise StoreError(f"database {self.path}: {exc}") from exc
+                raise _store_error(f"database {self.path}", exc) from exc
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` … ``COMMIT``; any exception rolls everything back."""
+        """One ``BEGIN IMMEDIATE`` … ``COMMIT``; any exception rolls everything back.
+
+        That includes running out of space, at any statement or at the commit: the error is
+        then :class:`StoreFullError`, and the next write succeeds once space is back.
+        """
         with self._read() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -454,9 +640,14 @@ class Store:
             return self._insert_outbox(conn, action, payload, tx_local_id, message_id)
 
     def pending(self) -> list[OutboxRow]:
-        """Every queued CALL, oldest first: the order they must be sent in."""
+        """Every queued CALL still to be sent, oldest first: the order they must be sent in.
+
+        Dead letters (see :meth:`fail`) are not among them.
+        """
         with self._read() as conn:
-            rows = conn.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox ORDER BY seq").fetchall()
+            rows = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE failed_at IS NULL ORDER BY seq"
+            ).fetchall()
             return [_outbox_row(row) for row in rows]
 
     def remove(self, seq: int) -> None:
@@ -474,8 +665,40 @@ class Store:
             return int(row[0])
 
     def queue_depth(self) -> int:
+        """How many CALLs :meth:`pending` holds (dead letters not counted)."""
         with self._read() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            row = conn.execute("SELECT COUNT(*) FROM outbox WHERE failed_at IS NULL").fetchone()
+            return int(row[0])
+
+    def fail(self, seq: int, error: str) -> None:
+        """Turn a queued CALL into a dead letter: kept, but no longer sent.
+
+        For a message the CSMS refused TransactionMessageAttempts times: dropping it would
+        lose a billing record without trace, so it stays, stamped with the time and
+        ``error``, until deliberately removed with :meth:`remove`. Failing a dead letter
+        again updates both. An unknown ``seq`` raises StoreError.
+        """
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE outbox SET failed_at = ?, last_error = ? WHERE seq = ?",
+                (now_iso(), error, seq),
+            )
+            if cursor.rowcount == 0:
+                raise StoreError(f"no queued message with seq {seq}")
+
+    def failed(self) -> list[OutboxRow]:
+        """The dead letters, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE failed_at IS NOT NULL ORDER BY seq"
+            ).fetchall()
+            return [_outbox_row(row) for row in rows]
+
+    def failed_count(self) -> int:
+        """How many dead letters are kept."""
+        with self._read() as conn:
+            row = conn.execute("SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL").fetchone()
+            return int(row[0])
 
     # -- transactions ------------------------------------------------------------------
 
@@ -699,15 +922,82 @@ class Store:
                 "SELECT id_tag, status, expiry, parent_id_tag FROM auth_cache WHERE id_tag = ?",
                 (id_tag,),
             ).fetchone()
-            if found is None:
-                return None
-            return AuthCacheRow(
-                id_tag=found["id_tag"],
-                status=found["status"],
-                expiry=found["expiry"],
-                parent_id_tag=found["parent_id_tag"],
-            )
+            return None if found is None else _auth_row(found)
 
     def cache_clear(self) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM auth_cache")
+
+    # -- local authorization list ------------------------------------------------------
+
+    def local_list_version(self) -> int:
+        """The version of the local authorization list the CSMS last sent; 0 if never."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT value FROM state WHERE key = ?", (_LOCAL_LIST_VERSION_KEY,)
+            ).fetchone()
+        if row is None:
+            return 0
+        try:
+            return int(row[0])
+        except ValueError as exc:
+            raise StoreError(
+                f"state {_LOCAL_LIST_VERSION_KEY} holds {row[0]!r}, not a version number"
+            ) from exc
+
+    def local_list_get(self, id_tag: str) -> AuthCacheRow | None:
+        """The list's entry for ``id_tag`` (compared case-insensitively), expired or not."""
+        with self._read() as conn:
+            found = conn.execute(
+                "SELECT id_tag, status, expiry, parent_id_tag FROM local_auth_list"
+                " WHERE id_tag = ?",
+                (id_tag,),
+            ).fetchone()
+            return None if found is None else _auth_row(found)
+
+    def local_list_size(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM local_auth_list").fetchone()[0])
+
+    def local_list_replace(self, version: int, entries: list[AuthCacheRow]) -> None:
+        """A Full update: ``entries`` become the whole list at ``version``, in one commit.
+
+        Two entries for the same id tag (in any case) raise StoreError and change nothing.
+        """
+        with self._write() as conn:
+            conn.execute("DELETE FROM local_auth_list")
+            conn.executemany(
+                "INSERT INTO local_auth_list (id_tag, status, expiry, parent_id_tag)"
+                " VALUES (?, ?, ?, ?)",
+                [(e.id_tag, e.status, e.expiry, e.parent_id_tag) for e in entries],
+            )
+            self._set_local_list_version(conn, version)
+
+    def local_list_update(
+        self, version: int, entries: list[AuthCacheRow], removed: list[str]
+    ) -> None:
+        """A Differential update, in one commit: add or replace ``entries``, drop ``removed``.
+
+        Removals are applied after the entries, so a tag in both ends up absent; removing a
+        tag that is not on the list is no error. The list is at ``version`` afterwards.
+        """
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO local_auth_list (id_tag, status, expiry, parent_id_tag)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (id_tag) DO UPDATE SET"
+                " id_tag = excluded.id_tag, status = excluded.status,"
+                " expiry = excluded.expiry, parent_id_tag = excluded.parent_id_tag",
+                [(e.id_tag, e.status, e.expiry, e.parent_id_tag) for e in entries],
+            )
+            conn.executemany(
+                "DELETE FROM local_auth_list WHERE id_tag = ?", [(tag,) for tag in removed]
+            )
+            self._set_local_list_version(conn, version)
+
+    @staticmethod
+    def _set_local_list_version(conn: sqlite3.Connection, version: int) -> None:
+        conn.execute(
+            "INSERT INTO state (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (_LOCAL_LIST_VERSION_KEY, str(int(version))),
+        )

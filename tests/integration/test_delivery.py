@@ -65,9 +65,64 @@ async def test_a_message_the_csms_keeps_refusing_is_given_up_and_the_queue_moves
     while following.unique_id == first.unique_id:  # the queue moves on to the next sample
         following = await csms.wait_for_message("MeterValues", since=following.index + 1)
     tries = [m for m in csms.messages("MeterValues", since=mark) if m.unique_id == first.unique_id]
-    assert len(tries) == 2  # TransactionMessageAttempts, then dropped
+    assert len(tries) == 2  # TransactionMessageAttempts, then set aside, not deleted
+    await agent.wait_status(lambda s: s["queue"]["failed"] >= 1)
 
     del csms.responders["MeterValues"]
     await agent.sim("tag", "REFUSED")
     stop = await csms.wait_for("StopTransaction", since=mark, timeout=15)
     assert stop["meterStop"] >= start["meterStart"]
+
+
+async def test_offline_session_for_a_tag_the_csms_later_refuses_is_deauthorized(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent: AgentProcess = agent_factory(
+        ocpp16={"AllowOfflineTxForUnknownId": True, "StopTransactionOnInvalidId": True}
+    )
+    await agent.start()
+    await booted(csms, 1)
+    csms.id_tag_status["STRANGER"] = "Invalid"
+    await agent.sim("network", "down")
+    await agent.wait_status(lambda s: not s["csms"]["connected"])
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "STRANGER")  # unknown offline: allowed by configuration
+    await agent.wait_status(lambda s: s["connectors"][0]["status"] == "Charging")
+
+    mark = csms.mark()
+    await agent.sim("network", "up")
+    start = await csms.wait_for_message("StartTransaction", since=mark)
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    tx_id = next(
+        tid for tid, p in csms.transactions.items() if p["timestamp"] == start.payload["timestamp"]
+    )
+    assert stop["reason"] == "DeAuthorized"
+    assert stop["transactionId"] == tx_id
+    state = await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
+    assert state["connectors"][0]["contactor_closed"] is False
+
+
+async def test_a_refused_start_sets_its_whole_session_aside(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent: AgentProcess = agent_factory(
+        ocpp16={"TransactionMessageAttempts": 2, "TransactionMessageRetryInterval": 1}
+    )
+    await agent.start()
+    await booted(csms, 1)
+    csms.responders["StartTransaction"] = lambda _p: CallErrorReply("InternalError", "no")
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "ASIDE")
+    await agent.wait_status(lambda s: s["queue"]["failed"] == 1, timeout=15)
+    await agent.sim("unplug", "1")  # ends the session: its StopTransaction has no id to carry
+    state = await agent.wait_status(
+        lambda s: s["queue"]["failed"] == 2 and s["queue"]["depth"] == 0, timeout=15
+    )
+    assert state["connectors"][0]["transaction"] is None
+    assert len(csms.messages("StartTransaction", since=mark)) == 2
+    assert csms.messages("StopTransaction", since=mark) == []
+
+    del csms.responders["StartTransaction"]  # the next session goes through as usual
+    start = await start_session(agent, csms, "NEXT")
+    assert start["idTag"] == "NEXT"

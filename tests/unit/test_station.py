@@ -602,9 +602,7 @@ async def test_remote_start_refused_for_unknown_or_unavailable_connector(
 async def test_remote_stop(rig: Rig) -> None:
     local_id = await rig.start_session("TAG-1")
     assert await rig.station.remote_stop(77) is False  # the CSMS id is not known yet
-    rig.station.transaction_confirmed(
-        local_id, 77, AuthDecision(AuthStatus.ACCEPTED), stop_on_invalid=True
-    )
+    rig.station.transaction_confirmed(local_id, 77, AuthDecision(AuthStatus.ACCEPTED))
     assert rig.station.connectors[1].transaction.transaction_id == 77  # type: ignore[union-attr]
     assert await rig.station.remote_stop(99) is False
     mark = rig.out.mark()
@@ -618,9 +616,7 @@ async def test_remote_stop(rig: Rig) -> None:
 async def test_csms_refusing_the_id_tag_deauthorizes(rig: Rig) -> None:
     local_id = await rig.start_session("TAG-1")
     mark = rig.out.mark()
-    rig.station.transaction_confirmed(
-        local_id, 5, AuthDecision(AuthStatus.BLOCKED), stop_on_invalid=True
-    )
+    rig.station.transaction_confirmed(local_id, 5, AuthDecision(AuthStatus.BLOCKED))
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
     assert stopped.reason is StopReason.DE_AUTHORIZED
 
@@ -628,12 +624,28 @@ async def test_csms_refusing_the_id_tag_deauthorizes(rig: Rig) -> None:
 async def test_csms_refusing_the_id_tag_suspends_when_configured(rig: Rig) -> None:
     local_id = await rig.start_session("TAG-1")
     mark = rig.out.mark()
-    rig.station.transaction_confirmed(
-        local_id, 5, AuthDecision(AuthStatus.BLOCKED), stop_on_invalid=False
-    )
+    rig.settings.stop_on_invalid_id = False  # and MaxEnergyOnInvalidId = 0
+    rig.station.transaction_confirmed(local_id, 5, AuthDecision(AuthStatus.BLOCKED))
     await rig.out.wait_status(1, ConnectorStatus.SUSPENDED_EVSE, since=mark)
     assert rig.station.connectors[1].transaction is not None
     assert rig.hw.contactor(1).closed is False
+    assert not rig.out.of(TransactionStopped, mark)
+
+
+async def test_refused_id_tag_may_still_draw_max_energy_on_invalid_id(rig: Rig) -> None:
+    rig.settings.stop_on_invalid_id = False
+    rig.settings.max_energy_on_invalid_wh = 100
+    local_id = await rig.start_session("TAG-1")
+    mark = rig.out.mark()
+    rig.station.transaction_confirmed(local_id, 5, AuthDecision(AuthStatus.INVALID))
+    assert rig.hw.contactor(1).closed is True  # under the cap: energy still flows
+
+    rig.clock.advance(20)  # 22080 W for 20 s: 123 Wh, over the cap
+    rig.hw.force_ev_state(1, "C")  # a hardware change makes the station look again
+    await rig.out.wait_status(1, ConnectorStatus.SUSPENDED_EVSE, since=mark)
+    assert rig.hw.contactor(1).closed is False
+    assert rig.station.connectors[1].energy_wh >= 1234 + 100
+    assert rig.station.connectors[1].transaction is not None
     assert not rig.out.of(TransactionStopped, mark)
 
 

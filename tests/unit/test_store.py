@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 import sqlite3
 import stat
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cpagent.exc import AlreadyRunningError, StoreError
-from cpagent.store import AuthCacheRow, Store
+from cpagent import store as store_module
+from cpagent.exc import AlreadyRunningError, StoreError, StoreFullError
+from cpagent.store import AuthCacheRow, OutboxRow, Store, _migrate_v1
 
 T0 = "2026-01-01T10:00:00.000Z"
 T1 = "2026-01-01T10:15:00.000Z"
@@ -27,6 +33,48 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.open()
     yield s
     s.close()
+
+
+FIXED_NOW = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+STAMP = "20260304T050607Z"
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "utcnow", lambda: FIXED_NOW)
+
+
+def _quick_check(db: Path) -> list[str]:
+    """What ``PRAGMA quick_check`` reports for ``db``, an exception counting as a report."""
+    conn = sqlite3.connect(db)
+    try:
+        return [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        return [f"raised: {exc}"]
+    finally:
+        conn.close()
+
+
+def _corrupt_sound_database(data_dir: Path) -> bytes:
+    """Fill a real store, then overwrite a page in the middle of its file with garbage.
+
+    Returns the damaged file's bytes.
+    """
+    s = Store(data_dir)
+    s.open()
+    for i in range(300):
+        s.enqueue("MeterValues", {"i": i, "pad": "x" * 400})
+    s.close()
+    db = data_dir / "cpagent.db"
+    assert not (data_dir / "cpagent.db-wal").exists()  # all checkpointed into the file
+    assert _quick_check(db) == ["ok"]
+    page_size = 4096
+    pages = db.stat().st_size // page_size
+    assert pages > 20
+    with db.open("r+b") as f:
+        f.seek((pages // 2) * page_size)
+        f.write(b"\xa5" * page_size)
+    return db.read_bytes()
 
 
 def _fail_outbox_inserts(db: Path) -> None:
@@ -95,13 +143,232 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     assert not isinstance(again.value, AlreadyRunningError)
 
 
-def test_non_database_file_raises_store_error(tmp_path: Path) -> None:
-    (tmp_path / "cpagent.db").write_bytes(b"this is not a database, just text\n" * 200)
-    with pytest.raises(StoreError) as info:
+def test_newer_schema_is_not_moved_aside(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "cpagent.db")
+    conn.execute("CREATE TABLE precious (x)")
+    conn.execute("INSERT INTO precious VALUES (1)")
+    conn.execute(f"PRAGMA user_version = {Store.SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    s = Store(tmp_path)
+    with pytest.raises(StoreError, match="newer"):
+        s.open()
+    assert s.recovered_from is None
+    assert list(tmp_path.glob("*corrupt*")) == []
+    conn = sqlite3.connect(tmp_path / "cpagent.db")
+    try:
+        assert conn.execute("SELECT x FROM precious").fetchall() == [(1,)]
+    finally:
+        conn.close()
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_non_database_file_is_moved_aside_with_companions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    garbage = {
+        "cpagent.db": b"this is not a database, just text\n" * 200,
+        "cpagent.db-wal": b"wal garbage" * 100,
+        "cpagent.db-shm": b"shm garbage" * 100,
+    }
+    for name, content in garbage.items():
+        (tmp_path / name).write_bytes(content)
+    s = Store(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="cpagent.store"):
+        s.open()
+    try:
+        moved = tmp_path / f"cpagent.db.corrupt-{STAMP}"
+        assert s.recovered_from == moved
+        assert moved.read_bytes() == garbage["cpagent.db"]
+        assert (tmp_path / f"cpagent.db.corrupt-{STAMP}-wal").read_bytes() == garbage[
+            "cpagent.db-wal"
+        ]
+        # -shm is only an index of the WAL that SQLite rebuilds on any access: it moves
+        # along, but its bytes are not the ones written above.
+        assert (tmp_path / f"cpagent.db.corrupt-{STAMP}-shm").is_file()
+        assert sorted(p.name for p in tmp_path.glob("*corrupt*")) == [
+            f"cpagent.db.corrupt-{STAMP}",
+            f"cpagent.db.corrupt-{STAMP}-shm",
+            f"cpagent.db.corrupt-{STAMP}-wal",
+        ]
+
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert errors[0].getMessage() == (
+            f"{s.path}: database failed its integrity check: file is not a database;"
+            f" moved aside to {moved}; starting with an empty store"
+        )
+
+        # a fresh, empty, fully migrated store
+        assert s.queue_depth() == 0 and s.failed_count() == 0
+        assert s.local_list_version() == 0
+        row = s.enqueue("Heartbeat", {})
+        assert s.pending() == [row]
+        conn = s._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == Store.SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        s.close()
+
+    again = Store(tmp_path)
+    again.open()
+    try:
+        assert again.recovered_from is None
+        assert again.queue_depth() == 1
+    finally:
+        again.close()
+
+
+def test_damaged_database_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    damaged = _corrupt_sound_database(tmp_path)
+    report = _quick_check(tmp_path / "cpagent.db")
+    assert report != ["ok"]
+
+    s = Store(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="cpagent.store"):
+        s.open()
+    try:
+        assert s.recovered_from is not None
+        assert s.recovered_from.parent == tmp_path
+        assert re.fullmatch(r"cpagent\.db\.corrupt-\d{8}T\d{6}Z", s.recovered_from.name)
+        assert s.recovered_from.read_bytes() == damaged
+        assert s.queue_depth() == 0
+        s.enqueue("Heartbeat", {})
+        assert s.queue_depth() == 1
+        (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert "database failed its integrity check: " in message
+        assert str(s.recovered_from) in message
+        assert "\n" not in message
+    finally:
+        s.close()
+    assert _quick_check(tmp_path / "cpagent.db") == ["ok"]
+
+
+def test_hot_rollback_journal_is_rolled_back_not_taken_for_damage(tmp_path: Path) -> None:
+    s = Store(tmp_path / "source")
+    s.open()
+    kept = s.enqueue("Heartbeat", {})
+    s.close()
+    source = tmp_path / "source" / "cpagent.db"
+    conn = sqlite3.connect(source, isolation_level=None)
+    try:
+        assert conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+        conn.execute("PRAGMA cache_size=1")  # spill the open transaction to the file
+        conn.execute("BEGIN")
+        for i in range(500):
+            conn.execute(
+                "INSERT INTO outbox (message_id, action, payload, created_at)"
+                " VALUES (?, 'X', '{}', ?)",
+                (f"uncommitted-{i}-" + "x" * 200, T0),
+            )
+        # a copy taken now looks like a power cut in the middle of the write
+        crashed = tmp_path / "crashed"
+        crashed.mkdir()
+        for end in ("", "-journal"):
+            (crashed / f"cpagent.db{end}").write_bytes(Path(f"{source}{end}").read_bytes())
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+    again = Store(crashed)
+    again.open()
+    try:
+        assert again.recovered_from is None
+        assert again.pending() == [kept]
+    finally:
+        again.close()
+    assert not (crashed / "cpagent.db-journal").exists()
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_moving_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
+    earlier = tmp_path / f"cpagent.db.corrupt-{STAMP}"
+    earlier.write_bytes(b"earlier")
+    (tmp_path / "cpagent.db").write_bytes(b"not a database\n" * 100)
+    s = Store(tmp_path)
+    s.open()
+    s.close()
+    assert s.recovered_from == tmp_path / f"cpagent.db.corrupt-{STAMP}-1"
+    assert earlier.read_bytes() == b"earlier"
+    assert s.recovered_from.read_bytes() == b"not a database\n" * 100
+
+
+def test_failing_to_move_aside_raises_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cpagent.db").write_bytes(b"not a database\n" * 100)
+
+    def refuse(src: Any, dst: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(src))
+
+    monkeypatch.setattr(store_module.os, "rename", refuse)
+    with pytest.raises(StoreError, match="cannot move damaged database") as info:
         Store(tmp_path).open()
-    assert "cpagent.db" in str(info.value)
-    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
-    assert not isinstance(info.value, sqlite3.Error)
+    assert isinstance(info.value.__cause__, PermissionError)
+    monkeypatch.undo()
+    # nothing stayed locked, and the file is still there to be moved aside
+    s = Store(tmp_path)
+    s.open()
+    s.close()
+    assert s.recovered_from is not None
+
+
+def test_operational_error_on_first_access_is_not_taken_for_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Store(tmp_path)
+    s.open()
+    s.enqueue("Heartbeat", {})
+    s.close()
+
+    class FailingQuickCheck(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if "quick_check" in sql:
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().execute(sql, *args)
+
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        return real_connect(*args, factory=FailingQuickCheck, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with pytest.raises(StoreError, match="disk I/O error") as info:
+        Store(tmp_path).open()
+    assert not isinstance(info.value, StoreFullError)
+    monkeypatch.undo()
+    assert list(tmp_path.glob("*corrupt*")) == []
+    again = Store(tmp_path)
+    again.open()
+    try:
+        assert again.recovered_from is None
+        assert again.queue_depth() == 1
+    finally:
+        again.close()
+
+
+def test_database_path_that_is_a_directory_raises_store_error(tmp_path: Path) -> None:
+    (tmp_path / "cpagent.db").mkdir()
+    with pytest.raises(StoreError, match=r"cpagent\.db") as info:
+        Store(tmp_path).open()
+    assert isinstance(info.value.__cause__, OSError)
+    assert (tmp_path / "cpagent.db").is_dir()
+    assert list(tmp_path.glob("*corrupt*")) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_unreadable_data_dir_raises_store_error(tmp_path: Path) -> None:
+    s = Store(tmp_path / "data")
+    s.open()
+    s.close()
+    (tmp_path / "data").chmod(0)
+    try:
+        with pytest.raises(StoreError):
+            Store(tmp_path / "data").open()
+    finally:
+        (tmp_path / "data").chmod(0o750)
+    assert list((tmp_path / "data").glob("*corrupt*")) == []
 
 
 def test_data_dir_that_is_a_file_raises_store_error(tmp_path: Path) -> None:
@@ -265,6 +532,165 @@ def test_rows_survive_reopen(tmp_path: Path) -> None:
         assert again.cache_get("TAG") == AuthCacheRow("TAG", "Accepted", None, None)
     finally:
         again.close()
+
+
+def test_outbox_row_new_fields_default_to_none() -> None:
+    row = OutboxRow(1, "m", "Heartbeat", {}, None, 0, T0)
+    assert row.failed_at is None and row.last_error is None
+
+
+def test_failed_messages_are_kept_but_no_longer_pending(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.open()
+    a = s.enqueue("StartTransaction", {"connectorId": 1})
+    b = s.enqueue("MeterValues", {"connectorId": 1})
+    c = s.enqueue("StopTransaction", {"meterStop": 10})
+    assert s.failed() == [] and s.failed_count() == 0
+    assert a.failed_at is None and a.last_error is None
+
+    s.bump_attempts(b.seq)
+    s.fail(b.seq, "CALLERROR InternalError: try later")
+    s.fail(a.seq, "CALLERROR FormationViolation")
+    assert s.pending() == [c]
+    assert s.queue_depth() == 1
+    assert s.failed_count() == 2
+    dead = s.failed()
+    assert [r.seq for r in dead] == [a.seq, b.seq]  # oldest first
+    dead_b = dead[1]
+    assert dead_b.last_error == "CALLERROR InternalError: try later"
+    assert dead_b.failed_at is not None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", dead_b.failed_at)
+    assert (dead_b.message_id, dead_b.action, dead_b.payload) == (b.message_id, b.action, b.payload)
+    assert dead_b.attempts == 1
+
+    with pytest.raises(StoreError, match="no queued message with seq 999"):
+        s.fail(999, "x")
+    s.fail(b.seq, "second refusal")
+    assert s.failed()[1].last_error == "second refusal"
+    s.close()
+
+    again = Store(tmp_path)
+    again.open()
+    try:
+        assert [r.seq for r in again.pending()] == [c.seq]
+        assert [r.seq for r in again.failed()] == [a.seq, b.seq]
+        again.remove(a.seq)  # a dead letter can still be dealt with deliberately
+        assert again.failed_count() == 1
+        assert again.queue_depth() == 1
+    finally:
+        again.close()
+
+
+def _build_v1_database(db: Path) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        _migrate_v1(conn)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO transactions (connector_id, id_tag, meter_start_wh, started_at,"
+            " last_meter_wh, last_meter_at) VALUES (1, 'TAG', 100, ?, 100, ?)",
+            (T0, T0),
+        )
+        conn.execute(
+            "INSERT INTO outbox (message_id, action, payload, tx_local_id, attempts, created_at)"
+            " VALUES ('m-1', 'StartTransaction', '{\"connectorId\":1}', 1, 2, ?)",
+            (T0,),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def test_migration_from_v1_keeps_queue_and_adds_v2_schema(tmp_path: Path) -> None:
+    assert Store.SCHEMA_VERSION == 2
+    _build_v1_database(tmp_path / "cpagent.db")
+    s = Store(tmp_path)
+    s.open()
+    try:
+        assert s.recovered_from is None
+        conn = s._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        columns = {row["name"] for row in conn.execute("PRAGMA table_info(outbox)")}
+        assert {"failed_at", "last_error"} <= columns
+        list_columns = [row["name"] for row in conn.execute("PRAGMA table_info(local_auth_list)")]
+        assert list_columns == ["id_tag", "status", "expiry", "parent_id_tag"]
+
+        (row,) = s.pending()
+        assert row == OutboxRow(
+            seq=1,
+            message_id="m-1",
+            action="StartTransaction",
+            payload={"connectorId": 1},
+            tx_local_id=1,
+            attempts=2,
+            created_at=T0,
+        )
+        assert s.queue_depth() == 1 and s.failed_count() == 0
+        assert [t.local_id for t in s.open_transactions()] == [1]
+        assert s.local_list_version() == 0 and s.local_list_size() == 0
+        s.fail(row.seq, "refused")
+        assert s.pending() == [] and s.failed_count() == 1
+    finally:
+        s.close()
+
+
+# -- disk full -------------------------------------------------------------------------
+
+
+def _cap_at_current_size(s: Store) -> None:
+    conn = s._conn
+    assert conn is not None
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    assert conn.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0] == pages
+
+
+def test_full_database_rolls_back_and_recovers(store: Store) -> None:
+    small = store.enqueue("Heartbeat", {})
+    _cap_at_current_size(store)
+    big = {"pad": "x" * 50_000}
+
+    with pytest.raises(StoreFullError, match="database or disk is full") as info:
+        store.enqueue("MeterValues", big)
+    assert isinstance(info.value, StoreError)
+    assert isinstance(info.value.__cause__, sqlite3.Error)
+    with pytest.raises(StoreFullError):
+        store.start_transaction(
+            connector_id=1,
+            id_tag="A",
+            meter_start_wh=0,
+            started_at=T0,
+            message=("StartTransaction", big),
+        )
+    assert store.pending() == [small]
+    assert store.open_transactions() == []
+    conn = store._conn
+    assert conn is not None
+    assert not conn.in_transaction
+
+    conn.execute("PRAGMA max_page_count = 1000000")
+    row = store.enqueue("MeterValues", big)
+    tx, out = store.start_transaction(
+        connector_id=1, id_tag="A", meter_start_wh=0, started_at=T0, message=("X", big)
+    )
+    assert store.pending() == [small, row, out]
+    assert store.open_transactions() == [tx]
+
+
+def test_no_space_for_the_lock_file_is_store_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "pwrite", no_space)
+    with pytest.raises(StoreFullError, match="No space left on device"):
+        Store(tmp_path).open()
+    monkeypatch.undo()
+    s = Store(tmp_path)
+    s.open()
+    s.close()
 
 
 # -- transactions ----------------------------------------------------------------------
@@ -508,6 +934,63 @@ def test_auth_cache(store: Store) -> None:
     store.cache_clear()
     assert store.cache_get("TAG1") is None
     assert store.cache_get("TAG2") is None
+
+
+def test_local_list_full_and_differential_updates(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.open()
+    assert s.local_list_version() == 0
+    assert s.local_list_size() == 0
+    assert s.local_list_get("TAG1") is None
+
+    tag1 = AuthCacheRow("TAG1", "Accepted", "2026-06-01T00:00:00.000Z", "GROUP")
+    tag2 = AuthCacheRow("Tag2", "Blocked", None, None)
+    s.local_list_replace(3, [tag1, tag2])
+    assert s.local_list_version() == 3
+    assert s.local_list_size() == 2
+    assert s.local_list_get("TAG1") == tag1
+    assert s.local_list_get("tag1") == tag1  # id tokens compare case-insensitively
+    assert s.local_list_get("TAG2") == tag2
+    assert s.cache_get("TAG1") is None  # the list and the cache are separate
+
+    tag1_blocked = AuthCacheRow("tag1", "Blocked", None, None)
+    tag3 = AuthCacheRow("TAG3", "Accepted", None, None)
+    s.local_list_update(4, [tag1_blocked, tag3], removed=["TAG2", "UNKNOWN"])
+    assert s.local_list_version() == 4
+    assert s.local_list_size() == 2
+    assert s.local_list_get("TAG1") == tag1_blocked
+    assert s.local_list_get("tag2") is None
+    assert s.local_list_get("tag3") == tag3
+
+    s.local_list_update(5, [tag2], removed=["tag2"])  # removals come last
+    assert s.local_list_get("TAG2") is None
+
+    s.local_list_replace(6, [tag2])  # a full update drops everything else
+    assert s.local_list_size() == 1
+    assert s.local_list_get("TAG1") is None
+    s.close()
+
+    again = Store(tmp_path)
+    again.open()
+    try:
+        assert again.local_list_version() == 6
+        assert again.local_list_get("tag2") == tag2
+        again.local_list_replace(0, [])
+        assert (again.local_list_version(), again.local_list_size()) == (0, 0)
+    finally:
+        again.close()
+
+
+def test_local_list_replace_with_duplicate_changes_nothing(store: Store) -> None:
+    tag = AuthCacheRow("TAG", "Accepted", None, None)
+    store.local_list_replace(1, [tag])
+    with pytest.raises(StoreError):
+        store.local_list_replace(
+            2, [AuthCacheRow("A", "Accepted", None, None), AuthCacheRow("a", "Blocked", None, None)]
+        )
+    assert store.local_list_version() == 1
+    assert store.local_list_size() == 1
+    assert store.local_list_get("tag") == tag
 
 
 def test_concurrent_direct_and_worker_calls(store: Store) -> None:

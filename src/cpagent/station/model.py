@@ -126,6 +126,7 @@ class ActiveTransaction:
     transaction_id: int | None = None
     parent_id_tag: str | None = None
     suspended: bool = False  # energy withheld on purpose (the CSMS refused the id tag)
+    energy_cap_wh: float | None = None  # register value at which to withhold energy
 
 
 @dataclass
@@ -193,3 +194,5 @@ class StationSettings:
     stop_on_ev_side_disconnect: bool = True
     unlock_on_ev_side_disconnect: bool = True
     authorize_remote_tx_requests: bool = False
+    stop_on_invalid_id: bool = True
+    max_energy_on_invalid_wh: int = 0

@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from cpagent.exc import HalError
+from cpagent.exc import HalError, StoreError
 from cpagent.hal.base import ConnectorHardware, Hardware, MeterReading, PilotState
 from cpagent.station.metering import sample_values
 from cpagent.station.model import (
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 POLL_CHARGING_S = 1.0
 POLL_IDLE_S = 10.0
 SAMPLER_RECHECK_S = 1.0
+RECORD_RETRY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class Station:
         async with self._lock:
             if connector_id == 0:
                 self.charger.operative = operative
-                await self.output.availability_changed(0, operative)
+                await self._record_availability(0, operative)
             for c in targets:
                 if c.transaction is not None and not operative:
                     c.pending_inoperative = True
@@ -261,34 +262,31 @@ class Station:
         return "Scheduled" if scheduled else "Accepted"
 
     def transaction_confirmed(
-        self, local_id: int, transaction_id: int, decision: AuthDecision, stop_on_invalid: bool
+        self, local_id: int, transaction_id: int, decision: AuthDecision
     ) -> None:
-        """The CSMS answered a StartTransaction: learn its id; end a session it refuses."""
+        """The CSMS answered a StartTransaction: learn its id, and act on a refused id tag
+        (it matters for sessions started offline): stop with DeAuthorized when
+        StopTransactionOnInvalidId, else let at most MaxEnergyOnInvalidId Wh flow."""
         for c in self.connectors.values():
             tx = c.transaction
             if tx is None or tx.local_id != local_id:
                 continue
             tx.transaction_id = transaction_id
             tx.parent_id_tag = decision.parent_id_tag
-            if not decision.accepted:
-                log.warning(
-                    "connector %d: CSMS refused id tag %s of transaction %d (%s)",
-                    c.connector_id,
-                    tx.id_tag,
-                    transaction_id,
-                    decision.status,
-                )
-                if stop_on_invalid:
-                    self._spawn(self._locked_stop(c, StopReason.DE_AUTHORIZED), "deauthorize")
-                else:
-                    self._spawn(self._suspend(c), "suspend-invalid")
-
-    async def _suspend(self, c: ConnectorState) -> None:
-        async with self._lock:
-            if c.transaction is not None:
-                c.transaction.suspended = True
-                await self._energize(c, False)
-                self._refresh(c)
+            if decision.accepted:
+                return
+            log.warning(
+                "connector %d: CSMS refused id tag %s of transaction %d (%s)",
+                c.connector_id,
+                tx.id_tag,
+                transaction_id,
+                decision.status,
+            )
+            if self.settings.stop_on_invalid_id:
+                self._spawn(self._locked_stop(c, StopReason.DE_AUTHORIZED), "deauthorize")
+            else:
+                tx.energy_cap_wh = tx.meter_start_wh + self.settings.max_energy_on_invalid_wh
+                self._wake[c.connector_id].set()
 
     def resend_status(self, connector_id: int | None = None) -> None:
         """Emit the current status again (for a new connection or a TriggerMessage)."""
@@ -309,7 +307,7 @@ class Station:
                     continue
                 values = self._values(c, self.settings.sampled_measurands, reading, "Trigger")
                 tx = c.transaction
-                await self.output.meter_values(
+                await self._record_sample(
                     MeterSample(
                         cid,
                         now_iso(),
@@ -373,7 +371,7 @@ class Station:
                         continue
                     tx = c.transaction
                     measurands = self.settings.stop_txn_aligned_measurands if tx else ()
-                    await self.output.meter_values(
+                    await self._record_sample(
                         MeterSample(
                             c.connector_id,
                             now_iso(),
@@ -405,7 +403,7 @@ class Station:
                 reading = await self._read_meter(c)
                 if reading is None:
                     continue
-                await self.output.meter_values(
+                await self._record_sample(
                     MeterSample(
                         c.connector_id,
                         now_iso(),
@@ -450,7 +448,13 @@ class Station:
             if id_tag is not None and self._free(c):
                 await self._start(c, id_tag, None)
         tx = c.transaction
-        if state in (PilotState.E, PilotState.F) and (c.offered_a > 0 or c.contactor_closed):
+        cap = tx.energy_cap_wh if tx is not None else None
+        if tx is not None and cap is not None and not tx.suspended and c.energy_wh >= cap:
+            log.warning("connector %d: MaxEnergyOnInvalidId reached; withholding energy", cid)
+            tx.suspended = True
+        if tx is not None and tx.suspended and (c.offered_a > 0 or c.contactor_closed):
+            await self._energize(c, False)
+        elif state in (PilotState.E, PilotState.F) and (c.offered_a > 0 or c.contactor_closed):
             log.error("connector %d: pilot state %s; switching the supply off", cid, state)
             await self._energize(c, False)
         elif tx is not None and not tx.suspended and state.plugged and c.offered_a < 6.0:
@@ -554,9 +558,19 @@ class Station:
             c, self.settings.stop_txn_sampled_measurands, reading, "Transaction.Begin"
         )
         meter_start = round(reading.energy_wh)
-        local_id = await self.output.transaction_started(
-            TransactionStarted(c.connector_id, id_tag, meter_start, timestamp, begin)
-        )
+        try:
+            local_id = await self.output.transaction_started(
+                TransactionStarted(c.connector_id, id_tag, meter_start, timestamp, begin)
+            )
+        except StoreError as err:
+            log.error(
+                "connector %d: cannot record the start of a session for %s (%s); not starting",
+                c.connector_id,
+                id_tag,
+                err,
+            )
+            self._refresh(c)
+            return
         c.transaction = ActiveTransaction(
             local_id,
             id_tag,
@@ -594,7 +608,7 @@ class Station:
             if reading
             else ()
         )
-        await self.output.transaction_stopped(
+        await self._record_stop(
             TransactionStopped(
                 tx.local_id,
                 c.connector_id,
@@ -633,11 +647,46 @@ class Station:
             reason,
             meter,
         )
-        await self.output.transaction_stopped(
+        await self._record_stop(
             TransactionStopped(
                 tx.local_id, tx.connector_id, max(meter, tx.meter_start_wh), now_iso(), reason
             )
         )
+
+    async def _record_sample(self, sample: MeterSample) -> None:
+        """Meter values are worth a retry only through the queue; one that cannot even be
+        written (disk full) is skipped: the session's final reading still reaches the CSMS."""
+        try:
+            await self.output.meter_values(sample)
+        except StoreError as err:
+            log.error("connector %d: meter values not recorded: %s", sample.connector_id, err)
+
+    async def _record_availability(self, connector_id: int, operative: bool) -> None:
+        try:
+            await self.output.availability_changed(connector_id, operative)
+        except StoreError as err:
+            log.error("connector %d: availability not persisted: %s", connector_id, err)
+
+    async def _record_stop(self, event: TransactionStopped) -> None:
+        """A session's end is money: retry until it is recorded. The supply is already off."""
+        failures = 0
+        while True:
+            try:
+                await self.output.transaction_stopped(event)
+            except StoreError as err:
+                if failures == 0:
+                    log.error(
+                        "session %d: cannot record its end (%s); retrying every %.0f s",
+                        event.local_id,
+                        err,
+                        RECORD_RETRY_S,
+                    )
+                failures += 1
+                await asyncio.sleep(RECORD_RETRY_S)
+                continue
+            if failures:
+                log.info("session %d: end recorded after %d retries", event.local_id, failures)
+            return
 
     async def _energize(self, c: ConnectorState, on: bool) -> None:
         hw: ConnectorHardware = self.hardware.connectors[c.connector_id]
@@ -659,7 +708,7 @@ class Station:
             c.operative = operative
             if not operative:
                 self._clear_authorization(c)
-            await self.output.availability_changed(c.connector_id, operative)
+            await self._record_availability(c.connector_id, operative)
         self._refresh(c)
 
     def _values(

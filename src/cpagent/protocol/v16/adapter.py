@@ -72,6 +72,8 @@ def settings_from_keys(keys: ConfigurationKeys, settings: StationSettings) -> No
     settings.stop_on_ev_side_disconnect = keys.get_bool("StopTransactionOnEVSideDisconnect")
     settings.unlock_on_ev_side_disconnect = keys.get_bool("UnlockConnectorOnEVSideDisconnect")
     settings.authorize_remote_tx_requests = keys.get_bool("AuthorizeRemoteTxRequests")
+    settings.stop_on_invalid_id = keys.get_bool("StopTransactionOnInvalidId")
+    settings.max_energy_on_invalid_wh = keys.get_int("MaxEnergyOnInvalidId")
 
 
 class V16Adapter:
@@ -102,6 +104,7 @@ class V16Adapter:
         self._connection_ready = False
         self._heartbeat_wake = asyncio.Event()
         self._queue_empty = asyncio.Event()
+        self.failed_count = 0
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
@@ -112,6 +115,7 @@ class V16Adapter:
         self.station = station
 
     async def load_queue(self) -> None:
+        self.failed_count = await self.store.run(self.store.failed_count)
         for row in await self.store.run(self.store.pending):
             self._pending.append(Outgoing(row.action, row.payload, row))
 
@@ -328,6 +332,13 @@ class V16Adapter:
             log.warning("Heartbeat failed: %s", err)
 
     async def _send_loop(self, cp: ChargePoint) -> None:
+        """Deliver the queue head first, one CALL at a time.
+
+        Per OCPP 1.6 for transaction messages: a CALLERROR is retried up to
+        TransactionMessageAttempts times, TransactionMessageRetryInterval times the attempt
+        number apart, then the message is kept in the store as failed; a message the CSMS
+        does not answer is retried on the same schedule without limit.
+        """
         while True:
             if not self._pending:
                 self._queue_empty.set()
@@ -337,7 +348,6 @@ class V16Adapter:
             item = self._pending[0]
             payload = await self._final_payload(item)
             if payload is None:
-                self._pending.popleft()
                 continue
             self._last_sent = time.monotonic()
             try:
@@ -345,63 +355,71 @@ class V16Adapter:
                     item.action, payload, unique_id=item.row.message_id if item.row else None
                 )
             except OCPPError as err:
-                await self._failed(item, f"CALLERROR {err.code}: {err.description}")
+                await self._retry_or_give_up(item, f"CALLERROR {err.code}: {err.description}")
                 continue
             except TimeoutError:
-                await self._failed(item, "no answer")
+                await self._retry_or_give_up(item, "no answer", give_up=False)
                 continue
             await self._delivered(item, result)
 
     async def _final_payload(self, item: Outgoing) -> dict[str, Any] | None:
-        """Fill in the CSMS transaction id, which may have been unknown when queued."""
+        """Fill in the CSMS transaction id, which may have been unknown when queued.
+
+        Returns None (and sets the message aside) when the session's StartTransaction was
+        refused for good, so that no id can ever be known.
+        """
         row = item.row
         if row is None or row.tx_local_id is None or item.action == "StartTransaction":
             return item.payload
         tx = await self.store.run(self.store.get_transaction, row.tx_local_id)
-        if tx is None or tx.transaction_id is None:
-            log.error(
-                "dropping %s %s: its transaction has no CSMS id (StartTransaction lost)",
-                item.action,
-                row.message_id,
-            )
-            await self.store.run(self.store.remove, row.seq)
-            return None
-        return {"transactionId": tx.transaction_id, **item.payload}
+        if tx is not None and tx.transaction_id is not None:
+            return {"transactionId": tx.transaction_id, **item.payload}
+        await self._set_aside(item, "its StartTransaction was refused, so it has no transactionId")
+        return None
 
-    async def _failed(self, item: Outgoing, why: str) -> None:
-        if item.row is None:
-            log.warning("%s failed (%s); dropped", item.action, why)
+    async def _retry_or_give_up(self, item: Outgoing, why: str, *, give_up: bool = True) -> None:
+        row = item.row
+        if row is None:
+            log.warning("%s not delivered (%s); not retried", item.action, why)
             self._pending.popleft()
             return
-        attempts = await self.store.run(self.store.bump_attempts, item.row.seq)
+        attempts = await self.store.run(self.store.bump_attempts, row.seq)
         limit = max(1, self.keys.get_int("TransactionMessageAttempts"))
-        if attempts >= limit:
-            log.error(
-                "%s %s failed %d times (%s); giving up on it",
-                item.action,
-                item.row.message_id,
-                attempts,
-                why,
-            )
-            await self.store.run(self.store.remove, item.row.seq)
-            self._pending.popleft()
+        if give_up and attempts >= limit:
+            await self._set_aside(item, f"refused {attempts} times, last: {why}")
             return
-        delay = self.keys.get_int("TransactionMessageRetryInterval") * attempts
+        delay = self.keys.get_int("TransactionMessageRetryInterval") * min(attempts, limit)
         log.warning(
-            "%s %s failed (%s); retry %d in %d s",
+            "%s %s not delivered (%s); attempt %d, retrying in %d s",
             item.action,
-            item.row.message_id,
+            row.message_id,
             why,
             attempts,
             delay,
         )
         await asyncio.sleep(delay)
 
+    async def _set_aside(self, item: Outgoing, why: str) -> None:
+        """Keep a message the CSMS will not take as a failed row: never silently deleted."""
+        assert item.row is not None
+        log.error(
+            "%s %s kept as failed and no longer sent: %s",
+            item.action,
+            item.row.message_id,
+            why,
+        )
+        await self.store.run(self.store.fail, item.row.seq, why)
+        self.failed_count += 1
+        self._pending.popleft()
+
     async def _delivered(self, item: Outgoing, result: dict[str, Any]) -> None:
         row = item.row
+        payload = item.payload
         if row is not None:
             if item.action == "StartTransaction" and row.tx_local_id is not None:
                 await self._transaction_accepted(row, result)
+            elif item.action == "StopTransaction" and "idTagInfo" in result and "idTag" in payload:
+                await self._remember(payload["idTag"], result["idTagInfo"])
             await self.store.run(self.store.remove, row.seq)
         self._pending.popleft()
 
@@ -417,12 +435,7 @@ class V16Adapter:
             decision.status,
         )
         if self.station is not None:
-            self.station.transaction_confirmed(
-                row.tx_local_id,
-                transaction_id,
-                decision,
-                stop_on_invalid=self.keys.get_bool("StopTransactionOnInvalidId"),
-            )
+            self.station.transaction_confirmed(row.tx_local_id, transaction_id, decision)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every queued message is delivered (before a reset or a shutdown)."""
