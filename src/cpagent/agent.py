@@ -287,6 +287,12 @@ class Agent:
             },
             "connectors": station.snapshot(),
             "queue": {"depth": adapter.queue_depth, "failed": adapter.failed_count},
+            "store": {
+                "path": str(self.store.path),
+                "recovered_from": (
+                    str(self.store.recovered_from) if self.store.recovered_from else None
+                ),
+            },
             "firmware": {"status": "Idle"},
             "diagnostics": {"status": "Idle"},
         }

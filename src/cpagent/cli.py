@@ -147,6 +147,8 @@ def _status(config: Any, *, as_json: bool) -> int:
     queue = state["queue"]
     failed = f", {queue['failed']} refused by the CSMS and kept" if queue.get("failed") else ""
     print(f"queue         {queue['depth']} message(s) waiting{failed}")
+    if state["store"]["recovered_from"]:
+        print(f"store         damaged database moved aside to {state['store']['recovered_from']}")
     print(f"charger       {state['charger']['status']}")
     for c in state["connectors"]:
         line = (

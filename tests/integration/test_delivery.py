@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from cpagent.testing import CallErrorReply, LoopbackCsms
@@ -126,3 +128,21 @@ async def test_a_refused_start_sets_its_whole_session_aside(
     del csms.responders["StartTransaction"]  # the next session goes through as usual
     start = await start_session(agent, csms, "NEXT")
     assert start["idTag"] == "NEXT"
+
+
+async def test_a_corrupt_database_is_moved_aside_and_the_agent_starts(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent: AgentProcess = agent_factory()
+    agent.data_dir.mkdir(parents=True)
+    (agent.data_dir / "cpagent.db").write_bytes(b"this is not a database" * 100)
+    await agent.start()
+    await booted(csms, 1)
+    state = await agent.status()
+    moved = state["store"]["recovered_from"]
+    assert moved and "cpagent.db.corrupt-" in moved
+    assert Path(moved).parent == agent.data_dir
+    assert await asyncio.to_thread(Path(moved).exists)
+    assert "moved aside" in agent.log()
+    start = await start_session(agent, csms, "AFTER-CORRUPTION")
+    assert start["meterStart"] >= 0

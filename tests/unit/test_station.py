@@ -15,9 +15,17 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cpagent.exc import ContactorFault, HalError, MeterFault, PilotFault, ReaderFault
+from cpagent.exc import (
+    ContactorFault,
+    HalError,
+    MeterFault,
+    PilotFault,
+    ReaderFault,
+    StoreFullError,
+)
 from cpagent.hal.base import MeterReading
 from cpagent.hal.sim import SimHardware
+from cpagent.station import station as station_module
 from cpagent.station.metering import sample_values
 from cpagent.station.model import (
     ActiveTransaction,
@@ -893,3 +901,45 @@ def test_sample_values_leaves_out_what_the_reading_lacks() -> None:
         phases=3,
     )
     assert [(v.measurand, v.value) for v in values] == [("Power.Offered", 0.0)]
+
+
+# ------------------------------------------------------------------- full disk
+
+
+async def test_a_session_that_cannot_be_recorded_does_not_start(rig: Rig) -> None:
+    async def full(_event: TransactionStarted) -> int:
+        raise StoreFullError("database or disk is full")
+
+    rig.out.transaction_started = full  # type: ignore[method-assign]
+    mark = rig.out.mark()
+    rig.hw.plug(1)
+    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    rig.hw.present_card("TAG-1")
+    await rig.auth.wait_asked("TAG-1")
+    await rig.station.sample_now(1)  # the station has handled the card once this returns
+    assert rig.station.connectors[1].transaction is None
+    assert rig.hw.contactor(1).closed is False
+    assert rig.hw.pilot(1).offered_current == 0.0
+
+
+async def test_the_end_of_a_session_is_retried_until_recorded(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(station_module, "RECORD_RETRY_S", 0.01)
+    local_id = await rig.start_session("TAG-1")
+    real = rig.out.transaction_stopped
+    failures = 3
+
+    async def flaky(event: TransactionStopped) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreFullError("database or disk is full")
+        await real(event)
+
+    rig.out.transaction_stopped = flaky  # type: ignore[method-assign]
+    mark = rig.out.mark()
+    rig.hw.present_card("TAG-1")
+    stopped = await rig.out.wait_for(TransactionStopped, since=mark)
+    assert stopped.local_id == local_id and failures == 0
+    assert rig.hw.contactor(1).closed is False
