@@ -334,8 +334,11 @@ class Station:
         wake = self._wake[c.connector_id]
         while True:
             delay = POLL_CHARGING_S if c.transaction is not None else POLL_IDLE_S
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that comes as the event is set, and this loop would then outlive shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await wake.wait()
             wake.clear()
             async with self._lock:
                 await self._reevaluate(c)

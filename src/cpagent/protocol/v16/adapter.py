@@ -319,8 +319,10 @@ class V16Adapter:
             due = self._last_sent + interval - time.monotonic() if interval > 0 else None
             if due is None or due > 0:
                 self._heartbeat_wake.clear()
+                # asyncio.timeout, not wait_for, which on 3.11 can swallow a cancellation.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._heartbeat_wake.wait(), due)
+                    async with asyncio.timeout(due):
+                        await self._heartbeat_wake.wait()
                 continue
             await self.send_heartbeat(cp)
 

@@ -46,6 +46,8 @@ TRIGGERABLE = {
     "StatusNotification",
 }
 VENDOR_ID = "cpagent"
+_CLOSED = object()
+"""Put in the response queue when the connection ends under a CALL waiting for its answer."""
 
 
 def _error_frame(unique_id: str, error: OCPPError) -> str:
@@ -82,6 +84,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         super().__init__(cp_id, connection, response_timeout=response_timeout)
         self.adapter = adapter
         self._awaiting: str | None = None
+        self._closed = False
         self._deferred: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -155,12 +158,16 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         )
         await validate_payload(call, self._ocpp_version)
         async with self._call_lock:
+            if self._closed:
+                raise ConnectionLost(f"{action}: the connection is closed")
             self._awaiting = call.unique_id
             try:
                 await self._send(call.to_json())
-                response = await asyncio.wait_for(
-                    self._response_queue.get(), self._response_timeout
-                )
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that comes
+                # as the answer arrives, and the cancelled task (a card being authorized at
+                # SIGTERM) then runs on and blocks the shutdown for ever.
+                async with asyncio.timeout(self._response_timeout):
+                    response = await self._response_queue.get()
             except TimeoutError:
                 raise TimeoutError(
                     f"no answer to {action} within {self._response_timeout} s"
@@ -171,6 +178,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 raise
             finally:
                 self._awaiting = None
+        if response is _CLOSED:
+            raise ConnectionLost(f"the connection closed before the answer to {action} came")
         if isinstance(response, CallError):
             try:
                 error = response.to_exception()
@@ -200,6 +209,12 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             log.warning("follow-up of a CSMS request failed: %r", err)
 
     async def close(self) -> None:
+        """The connection is gone: a CALL still waiting for its answer (an Authorize for a
+        card) fails with ConnectionLost now, not after the response timeout; follow-ups of
+        CSMS requests are cancelled."""
+        self._closed = True
+        if self._awaiting is not None:
+            self._response_queue.put_nowait(_CLOSED)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
