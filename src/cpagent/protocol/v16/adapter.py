@@ -105,6 +105,7 @@ class V16Adapter:
         self._heartbeat_wake = asyncio.Event()
         self._queue_empty = asyncio.Event()
         self.failed_count = 0
+        self._transaction_ids: dict[int, int] = {}  # local id -> CSMS transactionId
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
@@ -373,9 +374,13 @@ class V16Adapter:
         row = item.row
         if row is None or row.tx_local_id is None or item.action == "StartTransaction":
             return item.payload
-        tx = await self.store.run(self.store.get_transaction, row.tx_local_id)
-        if tx is not None and tx.transaction_id is not None:
-            return {"transactionId": tx.transaction_id, **item.payload}
+        transaction_id = self._transaction_ids.get(row.tx_local_id)
+        if transaction_id is None:
+            tx = await self.store.run(self.store.get_transaction, row.tx_local_id)
+            transaction_id = tx.transaction_id if tx is not None else None
+        if transaction_id is not None:
+            self._transaction_ids[row.tx_local_id] = transaction_id
+            return {"transactionId": transaction_id, **item.payload}
         await self._set_aside(item, "its StartTransaction was refused, so it has no transactionId")
         return None
 
@@ -429,6 +434,7 @@ class V16Adapter:
         assert row.tx_local_id is not None
         transaction_id = int(result["transactionId"])
         await self.store.run(self.store.set_transaction_id, row.tx_local_id, transaction_id)
+        self._transaction_ids[row.tx_local_id] = transaction_id
         decision = await self._remember(row.payload["idTag"], result["idTagInfo"])
         log.info(
             "StartTransaction %d confirmed: transactionId %d (%s)",

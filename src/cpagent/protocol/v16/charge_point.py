@@ -23,13 +23,14 @@ from ocpp.exceptions import (
     UnknownCallErrorCodeError,
 )
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
-from ocpp.messages import Call, CallError, CallResult, MessageType, unpack, validate_payload
+from ocpp.messages import Call, CallError, CallResult, MessageType, unpack
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from cpagent import __version__
+from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, V16Adapter
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         call = Call(
             unique_id=unique_id or str(self._unique_id_generator()), action=action, payload=payload
         )
-        await validate_payload(call, self._ocpp_version)
+        schemas.validate(MessageType.Call, action, payload)
         async with self._call_lock:
             if self._closed:
                 raise ConnectionLost(f"{action}: the connection is closed")
@@ -189,8 +190,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 )
             raise error
         assert isinstance(response, CallResult)
-        response.action = action
-        await validate_payload(response, self._ocpp_version)
+        schemas.validate(MessageType.CallResult, action, response.payload)
         result: dict[str, Any] = response.payload
         return result
 
