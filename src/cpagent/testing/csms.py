@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import decimal
 import itertools
 import json
 import time
@@ -19,8 +20,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
+import fastjsonschema
+import ocpp
 from jsonschema.exceptions import ValidationError
 from ocpp.messages import get_validator
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -33,6 +37,41 @@ from cpagent.timeutil import now_iso
 Responder = Callable[[dict[str, Any]], Any]
 """Returns a payload dict, a :class:`CallErrorReply`, None (no answer at all), or an awaitable
 of one of those."""
+
+
+_SCHEMA_DIR = Path(ocpp.__file__).parent / "v16" / "schemas"
+_DECIMAL_SCHEMAS = {
+    (2, "SetChargingProfile"),
+    (2, "RemoteStartTransaction"),
+    (3, "GetCompositeSchedule"),
+}
+_validators: dict[tuple[int, str], Callable[[Any], Any]] = {}
+
+
+def schema_problem(kind: int, action: str, payload: Any) -> str | None:
+    """Check a payload against the official OCPP 1.6 schema, *with* formats: unlike the
+    agent, the test CSMS is strict, so a timestamp that is not RFC 3339 is a failure here."""
+    if (kind, action) in _DECIMAL_SCHEMAS:  # decimals with multipleOf need exact arithmetic
+        try:
+            get_validator(kind, action, "1.6", parse_float=decimal.Decimal).validate(
+                json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+            )
+        except ValidationError as err:
+            return str(err.message)
+        return None
+    validator = _validators.get((kind, action))
+    if validator is None:
+        path = _SCHEMA_DIR / f"{action}{'Response' if kind == 3 else ''}.json"
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8-sig"))
+        except OSError:
+            return f"unknown action {action!r}"
+        validator = _validators[(kind, action)] = fastjsonschema.compile(schema)
+    try:
+        validator(payload)
+    except fastjsonschema.JsonSchemaValueException as err:
+        return str(err.message)
+    return None
 
 
 @dataclass(frozen=True)
@@ -273,15 +312,9 @@ class LoopbackCsms:
         return {}
 
     def _validate(self, kind: int, action: str, payload: Any, what: str) -> None:
-        try:
-            validator = get_validator(kind, action, "1.6")
-        except OSError:
-            self.schema_errors.append(f"{what}: unknown action {action!r}")
-            return
-        try:
-            validator.validate(payload)
-        except ValidationError as err:
-            self.schema_errors.append(f"{what}: {err.message}")
+        problem = schema_problem(kind, action, payload)
+        if problem is not None:
+            self.schema_errors.append(f"{what}: {problem}")
 
     async def _notify(self) -> None:
         async with self._changed:
