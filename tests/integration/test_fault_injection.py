@@ -372,3 +372,31 @@ async def test_unanswered_start_transaction_is_retried_with_the_same_id_until_an
     (session,) = report.sessions
     assert session.transaction_id == ids.assigned[tries[0].unique_id][-1]
     assert session.reason == "Local"
+
+
+async def test_a_late_answer_is_taken_instead_of_sending_again(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent: AgentProcess = agent_factory(
+        csms={"response_timeout_s": 1},
+        ocpp16={"MeterValueSampleInterval": 1, "TransactionMessageRetryInterval": 3},
+    )
+    answered = asyncio.Event()
+
+    async def slow_start(payload: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(2)  # after the agent's timeout, before its next attempt
+        reply = csms.default_reply("StartTransaction", payload)
+        answered.set()
+        return reply
+
+    csms.responders["StartTransaction"] = slow_start
+    await agent.start()
+    await booted(csms, 1)
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "SLOW")
+    await asyncio.wait_for(answered.wait(), 10)
+    values = await csms.wait_for("MeterValues", lambda p: "transactionId" in p, since=mark)
+    assert values["transactionId"] == 1
+    assert len(csms.messages("StartTransaction", since=mark)) == 1  # not sent again
+    assert "answered late" in agent.log()

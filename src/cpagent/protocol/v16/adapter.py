@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import OCPPError
+from ocpp.messages import MessageType
 
 from cpagent import __version__
 from cpagent.config import Config
-from cpagent.protocol.v16 import messages
+from cpagent.protocol.v16 import messages, schemas
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
 from cpagent.station.model import (
     AuthDecision,
@@ -106,6 +107,7 @@ class V16Adapter:
         self._queue_empty = asyncio.Event()
         self.failed_count = 0
         self._transaction_ids: dict[int, int] = {}  # local id -> CSMS transactionId
+        self._late: tuple[str, str, asyncio.Future[dict[str, Any]]] | None = None
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
@@ -361,8 +363,11 @@ class V16Adapter:
                 await self._retry_or_give_up(item, f"CALLERROR {err.code}: {err.description}")
                 continue
             except TimeoutError:
-                await self._retry_or_give_up(item, "no answer", give_up=False)
-                continue
+                late = await self._retry_or_give_up(item, "no answer", give_up=False)
+                if late is None:
+                    continue
+                log.info("%s answered late; taking that answer", item.action)
+                result = late
             await self._delivered(item, result)
 
     async def _final_payload(self, item: Outgoing) -> dict[str, Any] | None:
@@ -384,17 +389,21 @@ class V16Adapter:
         await self._set_aside(item, "its StartTransaction was refused, so it has no transactionId")
         return None
 
-    async def _retry_or_give_up(self, item: Outgoing, why: str, *, give_up: bool = True) -> None:
+    async def _retry_or_give_up(
+        self, item: Outgoing, why: str, *, give_up: bool = True
+    ) -> dict[str, Any] | None:
+        """Wait before the next attempt. An answer to the unanswered attempt that arrives
+        meanwhile (a slow CSMS) is returned, so the message is not sent again."""
         row = item.row
         if row is None:
             log.warning("%s not delivered (%s); not retried", item.action, why)
             self._pending.popleft()
-            return
+            return None
         attempts = await self.store.run(self.store.bump_attempts, row.seq)
         limit = max(1, self.keys.get_int("TransactionMessageAttempts"))
         if give_up and attempts >= limit:
             await self._set_aside(item, f"refused {attempts} times, last: {why}")
-            return
+            return None
         delay = self.keys.get_int("TransactionMessageRetryInterval") * min(attempts, limit)
         log.warning(
             "%s %s not delivered (%s); attempt %d, retrying in %d s",
@@ -404,7 +413,30 @@ class V16Adapter:
             attempts,
             delay,
         )
-        await asyncio.sleep(delay)
+        if give_up:
+            await asyncio.sleep(delay)
+            return None
+        self._late = (item.action, row.message_id, asyncio.get_running_loop().create_future())
+        try:
+            async with asyncio.timeout(delay):
+                return await self._late[2]
+        except TimeoutError:
+            return None
+        finally:
+            self._late = None
+
+    def accept_late_answer(self, unique_id: str, payload: dict[str, Any]) -> bool:
+        """A CALLRESULT for a message that timed out and waits for its next attempt."""
+        late = self._late
+        if late is None or late[1] != unique_id or late[2].done():
+            return False
+        try:
+            schemas.validate(MessageType.CallResult, late[0], payload)
+        except OCPPError as err:
+            log.warning("late answer to %s %s is invalid: %s", late[0], unique_id, err)
+            return False
+        late[2].set_result(payload)
+        return True
 
     async def _set_aside(self, item: Outgoing, why: str) -> None:
         """Keep a message the CSMS will not take as a failed row: never silently deleted."""

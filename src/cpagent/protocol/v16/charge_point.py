@@ -124,6 +124,10 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 self._spawn(make())
             return
         if msg.unique_id != self._awaiting:
+            if isinstance(msg, CallResult) and self.adapter.accept_late_answer(
+                msg.unique_id, msg.payload
+            ):
+                return
             log.warning("ignoring a response for unknown message id %r", msg.unique_id)
             return
         self._response_queue.put_nowait(msg)
