@@ -35,13 +35,18 @@ class ControlServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # stale: the store lock proves no other agent owns it
-        self._server = await asyncio.start_unix_server(
-            self._client, path=str(self.path), limit=MAX_REQUEST
-        )
-        os.chmod(self.path, 0o660)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # stale: the store lock proves no other agent owns it
+            self._server = await asyncio.start_unix_server(
+                self._client, path=str(self.path), limit=MAX_REQUEST
+            )
+            os.chmod(self.path, 0o660)
+        except OSError as err:
+            raise ControlError(
+                f"cannot open the control socket {self.path}: {err.strerror or err}"
+            ) from err
 
     async def close(self) -> None:
         if self._server is not None:
