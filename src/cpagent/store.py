@@ -271,6 +271,16 @@ def _transaction_row(row: sqlite3.Row) -> TransactionRow:
     return TransactionRow(*row)
 
 
+def _insert_transaction_data(
+    conn: sqlite3.Connection, local_id: int, meter_value: dict[str, Any]
+) -> None:
+    """Keep a MeterValue for the session's StopTransaction transactionData."""
+    conn.execute(
+        "INSERT INTO transaction_data (local_id, meter_value) VALUES (?, ?)",
+        (local_id, _encode(meter_value)),
+    )
+
+
 def _load_transaction(conn: sqlite3.Connection, local_id: int) -> TransactionRow:
     row = conn.execute(
         f"SELECT {_TX_COLUMNS} FROM transactions WHERE local_id = ?", (local_id,)
@@ -711,10 +721,12 @@ class Store:
         started_at: str,
         reservation_id: int | None = None,
         message: tuple[str, dict[str, Any]] | None = None,
+        data: dict[str, Any] | None = None,
     ) -> tuple[TransactionRow, OutboxRow | None]:
-        """Record a new session and, in the same commit, queue its ``(action, payload)``.
+        """Record a new session and, in the same commit, queue its ``(action, payload)`` and
+        keep ``data`` (its Transaction.Begin MeterValue for the StopTransaction).
 
-        Either both rows exist afterwards or neither does. The connector must not have an
+        Either all rows exist afterwards or none does. The connector must not have an
         open transaction already (StoreError otherwise).
         """
         with self._write() as conn:
@@ -733,6 +745,8 @@ class Store:
             )
             assert cursor.lastrowid is not None
             local_id = cursor.lastrowid
+            if data is not None:
+                _insert_transaction_data(conn, local_id, data)
             outbox = None
             if message is not None:
                 outbox = self._insert_outbox(conn, message[0], message[1], local_id)
@@ -796,22 +810,10 @@ class Store:
                 (meter_wh, at, local_id),
             )
             if data is not None:
-                conn.execute(
-                    "INSERT INTO transaction_data (local_id, meter_value) VALUES (?, ?)",
-                    (local_id, _encode(data)),
-                )
+                _insert_transaction_data(conn, local_id, data)
             if message is None:
                 return None
             return self._insert_outbox(conn, message[0], message[1], local_id)
-
-    def add_transaction_data(self, local_id: int, meter_value: dict[str, Any]) -> None:
-        """Keep a MeterValue for the session's StopTransaction transactionData."""
-        with self._write() as conn:
-            _load_transaction(conn, local_id)
-            conn.execute(
-                "INSERT INTO transaction_data (local_id, meter_value) VALUES (?, ?)",
-                (local_id, _encode(meter_value)),
-            )
 
     def transaction_data(self, local_id: int) -> list[dict[str, Any]]:
         """The MeterValues kept for a session, oldest first."""

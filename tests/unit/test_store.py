@@ -820,8 +820,13 @@ def test_record_meter(store: Store) -> None:
 
 
 def test_transaction_data_is_kept_in_order_and_with_its_reading(store: Store) -> None:
-    tx, _ = store.start_transaction(connector_id=1, id_tag="A", meter_start_wh=100, started_at=T0)
-    store.add_transaction_data(tx.local_id, {"timestamp": T0, "v": 100})
+    tx, _ = store.start_transaction(
+        connector_id=1,
+        id_tag="A",
+        meter_start_wh=100,
+        started_at=T0,
+        data={"timestamp": T0, "v": 100},
+    )
     store.record_meter(tx.local_id, 400, T1, data={"timestamp": T1, "v": 400})
     assert store.transaction_data(tx.local_id) == [
         {"timestamp": T0, "v": 100},
@@ -830,7 +835,7 @@ def test_transaction_data_is_kept_in_order_and_with_its_reading(store: Store) ->
     other, _ = store.start_transaction(connector_id=2, id_tag="B", meter_start_wh=0, started_at=T0)
     assert store.transaction_data(other.local_id) == []
     with pytest.raises(StoreError):
-        store.add_transaction_data(999, {})
+        store.record_meter(999, 1, T1, data={})
 
 
 def test_record_meter_keeps_no_data_when_its_message_fails(store: Store) -> None:

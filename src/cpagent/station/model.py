@@ -80,10 +80,10 @@ class MeterSample:
 
     connector_id: int
     timestamp: str
+    meter_wh: int
     values: tuple[SampledValue, ...]
     tx_local_id: int | None = None
     stop_values: tuple[SampledValue, ...] = ()
-    meter_wh: int | None = None
 
 
 @dataclass(frozen=True)

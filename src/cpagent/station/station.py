@@ -305,16 +305,8 @@ class Station:
                 reading = await self._read_meter(c)
                 if reading is None:
                     continue
-                values = self._values(c, self.settings.sampled_measurands, reading, "Trigger")
-                tx = c.transaction
                 await self._record_sample(
-                    MeterSample(
-                        cid,
-                        now_iso(),
-                        values,
-                        tx.local_id if tx else None,
-                        meter_wh=round(reading.energy_wh),
-                    )
+                    self._sample(c, reading, "Trigger", self.settings.sampled_measurands)
                 )
 
     # ----------------------------------------------------------------- reactions
@@ -372,18 +364,13 @@ class Station:
                     reading = await self._read_meter(c)
                     if reading is None:
                         continue
-                    tx = c.transaction
-                    measurands = self.settings.stop_txn_aligned_measurands if tx else ()
                     await self._record_sample(
-                        MeterSample(
-                            c.connector_id,
-                            now_iso(),
-                            self._values(
-                                c, self.settings.aligned_measurands, reading, "Sample.Clock"
-                            ),
-                            tx.local_id if tx else None,
-                            self._values(c, measurands, reading, "Sample.Clock"),
-                            round(reading.energy_wh),
+                        self._sample(
+                            c,
+                            reading,
+                            "Sample.Clock",
+                            self.settings.aligned_measurands,
+                            self.settings.stop_txn_aligned_measurands,
                         )
                     )
 
@@ -407,20 +394,12 @@ class Station:
                 if reading is None:
                     continue
                 await self._record_sample(
-                    MeterSample(
-                        c.connector_id,
-                        now_iso(),
-                        self._values(
-                            c, self.settings.sampled_measurands, reading, "Sample.Periodic"
-                        ),
-                        local_id,
-                        self._values(
-                            c,
-                            self.settings.stop_txn_sampled_measurands,
-                            reading,
-                            "Sample.Periodic",
-                        ),
-                        round(reading.energy_wh),
+                    self._sample(
+                        c,
+                        reading,
+                        "Sample.Periodic",
+                        self.settings.sampled_measurands,
+                        self.settings.stop_txn_sampled_measurands,
                     )
                 )
 
@@ -713,6 +692,25 @@ class Station:
                 self._clear_authorization(c)
             await self._record_availability(c.connector_id, operative)
         self._refresh(c)
+
+    def _sample(
+        self,
+        c: ConnectorState,
+        reading: MeterReading,
+        context: str,
+        measurands: tuple[str, ...],
+        stop_measurands: tuple[str, ...] = (),
+    ) -> MeterSample:
+        """Values to report now and, during a session, values to keep for its final record."""
+        tx = c.transaction
+        return MeterSample(
+            c.connector_id,
+            now_iso(),
+            round(reading.energy_wh),
+            self._values(c, measurands, reading, context),
+            tx.local_id if tx else None,
+            self._values(c, stop_measurands, reading, context) if tx else (),
+        )
 
     def _values(
         self, c: ConnectorState, measurands: tuple[str, ...], reading: MeterReading, context: str

@@ -143,13 +143,12 @@ class V16Adapter:
             started_at=event.timestamp,
             reservation_id=event.reservation_id,
             message=("StartTransaction", payload),
+            data=(
+                messages.meter_value(event.timestamp, event.begin_values)
+                if event.begin_values
+                else None
+            ),
         )
-        if event.begin_values:
-            await self.store.run(
-                self.store.add_transaction_data,
-                tx.local_id,
-                messages.meter_value(event.timestamp, event.begin_values),
-            )
         assert row is not None
         self._append(Outgoing(row.action, row.payload, row))
         return tx.local_id
@@ -180,26 +179,14 @@ class V16Adapter:
             if sample.stop_values
             else None
         )
-        message = ("MeterValues", payload) if payload is not None else None
-        if sample.meter_wh is not None:
-            row = await self.store.run(
-                self.store.record_meter,
-                sample.tx_local_id,
-                sample.meter_wh,
-                sample.timestamp,
-                message,
-                data,
-            )
-        else:
-            if data is not None:
-                await self.store.run(self.store.add_transaction_data, sample.tx_local_id, data)
-            row = (
-                await self.store.run(
-                    self.store.enqueue, "MeterValues", payload, tx_local_id=sample.tx_local_id
-                )
-                if payload is not None
-                else None
-            )
+        row = await self.store.run(
+            self.store.record_meter,
+            sample.tx_local_id,
+            sample.meter_wh,
+            sample.timestamp,
+            ("MeterValues", payload) if payload is not None else None,
+            data,
+        )
         if row is not None:
             self._append(Outgoing(row.action, row.payload, row))
 
