@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import decimal
 import itertools
 import json
 import time
@@ -20,18 +19,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
-import fastjsonschema
-import ocpp
-from jsonschema.exceptions import ValidationError
-from ocpp.messages import get_validator
+from ocpp.exceptions import OCPPError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from cpagent.protocol.v16 import schemas
 from cpagent.timeutil import now_iso
 
 Responder = Callable[[dict[str, Any]], Any]
@@ -39,38 +35,14 @@ Responder = Callable[[dict[str, Any]], Any]
 of one of those."""
 
 
-_SCHEMA_DIR = Path(ocpp.__file__).parent / "v16" / "schemas"
-_DECIMAL_SCHEMAS = {
-    (2, "SetChargingProfile"),
-    (2, "RemoteStartTransaction"),
-    (3, "GetCompositeSchedule"),
-}
-_validators: dict[tuple[int, str], Callable[[Any], Any]] = {}
-
-
 def schema_problem(kind: int, action: str, payload: Any) -> str | None:
     """Check a payload against the official OCPP 1.6 schema, *with* formats: unlike the
     agent, the test CSMS is strict, so a timestamp that is not RFC 3339 is a failure here."""
-    if (kind, action) in _DECIMAL_SCHEMAS:  # decimals with multipleOf need exact arithmetic
-        try:
-            get_validator(kind, action, "1.6", parse_float=decimal.Decimal).validate(
-                json.loads(json.dumps(payload), parse_float=decimal.Decimal)
-            )
-        except ValidationError as err:
-            return str(err.message)
-        return None
-    validator = _validators.get((kind, action))
-    if validator is None:
-        path = _SCHEMA_DIR / f"{action}{'Response' if kind == 3 else ''}.json"
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8-sig"))
-        except OSError:
-            return f"unknown action {action!r}"
-        validator = _validators[(kind, action)] = fastjsonschema.compile(schema)
     try:
-        validator(payload)
-    except fastjsonschema.JsonSchemaValueException as err:
-        return str(err.message)
+        schemas.validate(kind, action, payload, formats=True)
+    except OCPPError as err:
+        cause = err.details.get("cause") if isinstance(err.details, dict) else None
+        return str(cause or err.description)
     return None
 
 
