@@ -56,6 +56,16 @@ class ReaderFault(HalError):
     error_code = "ReaderFailure"
 
 
+class LockFault(HalError):
+    error_code = "ConnectorLockFailure"
+
+
+class BoardFault(HalError):
+    """The EVSE controller board does not answer or reports a failure of its own."""
+
+    error_code = "OtherError"
+
+
 class NotSimulatedError(CpagentError):
     """A sim command was sent to an agent running real hardware."""
 

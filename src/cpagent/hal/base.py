@@ -75,6 +75,14 @@ class Contactor(abc.ABC):
     def closed(self) -> bool:
         """The last commanded (or, with a feedback contact, measured) state."""
 
+    async def verify(self) -> None:
+        """Raise :class:`ContactorFault` if the relay is not where it was last commanded.
+
+        Called on every poll, so a contact that welds or drops out between commands
+        is reported. Without a feedback contact there is nothing to compare; the
+        default does nothing.
+        """
+
 
 class Pilot(abc.ABC):
     """The control pilot of one connector. Its safe state is 0 A offered (no PWM)."""
@@ -94,9 +102,33 @@ class Pilot(abc.ABC):
 
 
 class ConnectorLock(abc.ABC):
+    """The cable lock of a socket outlet. Its safe state is unlocked."""
+
+    @abc.abstractmethod
+    async def lock(self) -> bool:
+        """Lock the cable in; return False if the lock did not engage."""
+
     @abc.abstractmethod
     async def unlock(self) -> bool:
         """Release the cable; return False if the lock did not open."""
+
+
+class PhaseSwitch(abc.ABC):
+    """A relay that switches a connector between one and three phases.
+
+    Switching is only safe with the contactor open; implementations refuse
+    otherwise and take care of the EV (e.g. interrupting the pilot so it
+    re-detects the supply).
+    """
+
+    @property
+    @abc.abstractmethod
+    def phases(self) -> int:
+        """The phases now wired through: 1 or 3."""
+
+    @abc.abstractmethod
+    async def set_phases(self, phases: int) -> None:
+        """Switch to ``phases`` (1 or 3); raise :class:`HalError` if it cannot."""
 
 
 class CardReader(abc.ABC):
@@ -114,8 +146,11 @@ class ConnectorHardware:
     contactor: Contactor
     pilot: Pilot
     lock: ConnectorLock | None = None
+    phase_switch: PhaseSwitch | None = None
     phases: int = 3
     max_current_a: float = 32.0
+    poll_interval_s: float = 1.0
+    """How often the station reads this connector's meter and pilot while charging."""
 
 
 ChangeListener = Callable[[int], None]
@@ -142,7 +177,16 @@ class Hardware:
             listener(connector_id)
 
     async def start(self) -> None:
-        """Open devices. Backends override; the default has nothing to open."""
+        """Open devices and start watching them. Backends override; the default has nothing
+        to open."""
+
+    def show_status(self, connector_id: int, status: str) -> None:
+        """Show a connector's OCPP status (``connector_id`` 0: the charger) on an indicator
+        such as a status LED. The default has no indicator."""
+
+    def describe(self) -> dict[str, object]:
+        """What is wired where, for ``cpagent status``; backends override."""
+        return {}
 
     async def close(self) -> None:
         """Open every contactor and stop every PWM, ignoring device errors. Idempotent."""

@@ -265,13 +265,19 @@ class SimPilot(Pilot):
 
 
 class SimLock(ConnectorLock):
-    """A cable lock that always opens; ``unlocks`` counts the requests."""
+    """A cable lock that always works; ``unlocks`` counts the unlock requests."""
 
     def __init__(self) -> None:
         self.unlocks = 0
+        self.locked = False
+
+    async def lock(self) -> bool:
+        self.locked = True
+        return True
 
     async def unlock(self) -> bool:
         self.unlocks += 1
+        self.locked = False
         return True
 
 
