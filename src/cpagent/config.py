@@ -14,7 +14,6 @@ the same thing whatever the working directory of the process reading it.
 
 from __future__ import annotations
 
-import math
 import os
 import string
 import tomllib
@@ -23,9 +22,17 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from cpagent import __version__
+from cpagent.configcheck import (
+    Invalid,
+    Table,
+    integer,
+    nonempty_text,
+    number_between,
+    positive_number,
+    text,
+)
 from cpagent.exc import ConfigError
 from cpagent.protocol.v16.config_keys import KEYS, normalize
 
@@ -154,154 +161,13 @@ class Config:
         return f"{self.csms.url}/{self.charge_point.id}"
 
 
-class _Invalid(Exception):
-    """Internal: a value failed its check; the message is the reason phrase."""
-
-
-T = TypeVar("T")
-_MISSING = object()
-
-
-class _Table:
-    """One TOML table being read: hands out checked values, records problems.
-
-    Each getter returns the checked value, or ``None`` when the value is missing
-    and required, or invalid; the problem has then been recorded under the
-    key's dotted name. :meth:`done` reports every key nobody asked for.
-    """
-
-    def __init__(self, data: object, prefix: str, problems: list[str]) -> None:
-        self._prefix = prefix
-        self._problems = problems
-        self._seen: set[str] = set()
-        self._data: Mapping[str, object]
-        if data is _MISSING:
-            self._data = {}
-        elif isinstance(data, Mapping):
-            self._data = data
-        else:
-            self._data = {}
-            problems.append(f"{prefix}: must be a table")
-
-    def path(self, key: str) -> str:
-        return f"{self._prefix}.{key}" if self._prefix else key
-
-    def problem(self, key: str, reason: str) -> None:
-        self._problems.append(f"{self.path(key)}: {reason}")
-
-    def table(self, key: str) -> _Table:
-        self._seen.add(key)
-        return _Table(self._data.get(key, _MISSING), self.path(key), self._problems)
-
-    def raw(self) -> Mapping[str, object]:
-        """The table's entries, all marked as seen; for tables with open-ended keys."""
-        self._seen.update(self._data)
-        return self._data
-
-    def get(self, key: str, check: Callable[[object], T], default: T | None) -> T | None:
-        """Check ``key`` with ``check``; a missing key gives ``default`` (``None`` = required)."""
-        self._seen.add(key)
-        if key not in self._data:
-            if default is None:
-                self.problem(key, "required")
-            return default
-        try:
-            return check(self._data[key])
-        except _Invalid as err:
-            self.problem(key, str(err))
-            return None
-
-    def optional(self, key: str, check: Callable[[object], T]) -> tuple[bool, T | None]:
-        """Check an optional ``key`` without a default: (valid, value or None when absent)."""
-        self._seen.add(key)
-        if key not in self._data:
-            return True, None
-        try:
-            return True, check(self._data[key])
-        except _Invalid as err:
-            self.problem(key, str(err))
-            return False, None
-
-    def done(self) -> None:
-        for key in self._data:
-            if key not in self._seen:
-                self.problem(key, "unknown key")
-
-
-# -- value checks: each returns the typed value or raises _Invalid(reason) ---------------
-
-
-def _text(low: int, high: int) -> Callable[[object], str]:
-    reason = f"must be {low} to {high} characters" if low else f"must be at most {high} characters"
-
-    def check(value: object) -> str:
-        if not isinstance(value, str) or not low <= len(value) <= high:
-            raise _Invalid(reason)
-        return value
-
-    return check
-
-
-def _nonempty_text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid("must be a non-empty string")
-    return value
-
-
-def _integer(low: int, high: int | None = None) -> Callable[[object], int]:
-    reason = (
-        f"must be an integer between {low} and {high}"
-        if high is not None
-        else f"must be an integer >= {low}"
-    )
-
-    def check(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(reason)
-        if value < low or (high is not None and value > high):
-            raise _Invalid(reason)
-        return value
-
-    return check
-
-
-def _as_float(value: object, reason: str) -> float:
-    """A finite number; TOML ints are fine for float fields, bools never are."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Invalid(reason)
-    number = float(value)
-    if not math.isfinite(number):
-        raise _Invalid(reason)
-    return number
-
-
-def _number_between(low: float, high: float) -> Callable[[object], float]:
-    reason = f"must be a number between {low:g} and {high:g}"
-
-    def check(value: object) -> float:
-        number = _as_float(value, reason)
-        if not low <= number <= high:
-            raise _Invalid(reason)
-        return number
-
-    return check
-
-
-def _positive_number(value: object) -> float:
-    reason = "must be a number > 0"
-    number = _as_float(value, reason)
-    if number <= 0:
-        raise _Invalid(reason)
-    return number
-
-
 def _charge_point_id(value: object) -> str:
     if (
         not isinstance(value, str)
         or not 1 <= len(value) <= _ID_MAX
         or any(char not in _ID_CHARS for char in value)
     ):
-        raise _Invalid(
+        raise Invalid(
             f"must be 1 to {_ID_MAX} printable ASCII characters"
             " without '/', '?', '#', '%' or whitespace"
         )
@@ -310,19 +176,19 @@ def _charge_point_id(value: object) -> str:
 
 def _ws_url(value: object) -> str:
     if not isinstance(value, str) or not value.startswith(("ws://", "wss://")):
-        raise _Invalid("must start with ws:// or wss://")
+        raise Invalid("must start with ws:// or wss://")
     url = value.rstrip("/")
     if any(char.isspace() for char in url):
-        raise _Invalid("must not contain whitespace")
+        raise Invalid("must not contain whitespace")
     try:
         parts = urllib.parse.urlsplit(url)
         _ = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError as err:
-        raise _Invalid(f"is not a valid URL ({err})") from None
+        raise Invalid(f"is not a valid URL ({err})") from None
     if not parts.hostname:
-        raise _Invalid("must name a host")
+        raise Invalid("must name a host")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
-        raise _Invalid("must not have a query or fragment (the charge point id is appended)")
+        raise Invalid("must not have a query or fragment (the charge point id is appended)")
     return url
 
 
@@ -330,34 +196,34 @@ def _ocpp_version(value: object) -> str:
     if value == "1.6":
         return "1.6"
     if value == "2.0.1":
-        raise _Invalid("OCPP 2.0.1 is not supported yet")
-    raise _Invalid('must be "1.6"')
+        raise Invalid("OCPP 2.0.1 is not supported yet")
+    raise Invalid('must be "1.6"')
 
 
 def _backend(value: object) -> str:
     if value == "sim":
         return "sim"
     if value == "hardware":
-        raise _Invalid('hardware backends are not available in this version; use "sim"')
-    raise _Invalid('must be "sim" or "hardware"')
+        raise Invalid('hardware backends are not available in this version; use "sim"')
+    raise Invalid('must be "sim" or "hardware"')
 
 
 def _phases(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 3):
-        raise _Invalid("must be 1 or 3")
+        raise Invalid("must be 1 or 3")
     return value
 
 
 def _log_level(value: object) -> str:
     if not isinstance(value, str) or value.upper() not in LOG_LEVELS:
-        raise _Invalid("must be one of " + ", ".join(LOG_LEVELS))
+        raise Invalid("must be one of " + ", ".join(LOG_LEVELS))
     return value.upper()
 
 
 def _path(base_dir: Path | None) -> Callable[[object], Path]:
     def check(value: object) -> Path:
         if not isinstance(value, str) or not value:
-            raise _Invalid("must be a non-empty path")
+            raise Invalid("must be a non-empty path")
         base = base_dir if base_dir is not None else Path.cwd()
         # Lexical normalisation: "../demo-data" becomes a clean absolute path without
         # touching the file system (the directory may not exist yet).
@@ -373,7 +239,7 @@ def _socket_path(base_dir: Path | None) -> Callable[[object], Path]:
         path = to_path(value)
         size = len(os.fsencode(path))
         if size > MAX_SOCKET_PATH_BYTES:
-            raise _Invalid(
+            raise Invalid(
                 f"must be at most {MAX_SOCKET_PATH_BYTES} bytes once resolved"
                 f" (unix socket path limit); {path} is {size}"
             )
@@ -385,13 +251,13 @@ def _socket_path(base_dir: Path | None) -> Callable[[object], Path]:
 # -- sections ------------------------------------------------------------------------------
 
 
-def _charge_point(table: _Table) -> ChargePointSection | None:
+def _charge_point(table: Table) -> ChargePointSection | None:
     cp_id = table.get("id", _charge_point_id, None)
-    vendor = table.get("vendor", _text(1, 20), None)
-    model = table.get("model", _text(1, 20), None)
-    serial_ok, serial = table.optional("serial_number", _text(1, 25))
-    firmware = table.get("firmware_version", _text(1, 50), __version__)
-    connectors = table.get("connectors", _integer(1, 32), 1)
+    vendor = table.get("vendor", text(1, 20), None)
+    model = table.get("model", text(1, 20), None)
+    serial_ok, serial = table.optional("serial_number", text(1, 25))
+    firmware = table.get("firmware_version", text(1, 50), __version__)
+    connectors = table.get("connectors", integer(1, 32), 1)
     table.done()
     if cp_id is None or vendor is None or model is None or not serial_ok:
         return None
@@ -400,17 +266,17 @@ def _charge_point(table: _Table) -> ChargePointSection | None:
     return ChargePointSection(cp_id, vendor, model, serial, firmware, connectors)
 
 
-def _csms(table: _Table) -> CsmsSection | None:
+def _csms(table: Table) -> CsmsSection | None:
     url = table.get("url", _ws_url, None)
     version = table.get("ocpp_version", _ocpp_version, "1.6")
-    password_ok, password = table.optional("password", _text(1, 40))
-    initial = table.get("reconnect_initial_s", _positive_number, 1.0)
-    maximum = table.get("reconnect_max_s", _positive_number, 60.0)
+    password_ok, password = table.optional("password", text(1, 40))
+    initial = table.get("reconnect_initial_s", positive_number, 1.0)
+    maximum = table.get("reconnect_max_s", positive_number, 60.0)
     if initial is not None and maximum is not None and maximum < initial:
         table.problem("reconnect_max_s", f"must be >= csms.reconnect_initial_s ({initial:g})")
         maximum = None
-    timeout = table.get("response_timeout_s", _positive_number, 30.0)
-    boot_retry = table.get("boot_retry_s", _integer(1), 30)
+    timeout = table.get("response_timeout_s", positive_number, 30.0)
+    boot_retry = table.get("boot_retry_s", integer(1), 30)
     table.done()
     if url is None or version is None or not password_ok:
         return None
@@ -419,13 +285,13 @@ def _csms(table: _Table) -> CsmsSection | None:
     return CsmsSection(url, version, password, initial, maximum, timeout, boot_retry)
 
 
-def _sim(table: _Table) -> SimSection | None:
-    voltage = table.get("voltage_v", _number_between(100, 400), 230.0)
+def _sim(table: Table) -> SimSection | None:
+    voltage = table.get("voltage_v", number_between(100, 400), 230.0)
     phases = table.get("phases", _phases, 3)
-    ev_max = table.get("ev_max_current_a", _number_between(6, 80), 32.0)
-    battery = table.get("ev_battery_wh", _positive_number, 60000.0)
-    soc = table.get("ev_initial_soc", _number_between(0, 100), 20.0)
-    max_current = table.get("max_current_a", _number_between(6, 80), 32.0)
+    ev_max = table.get("ev_max_current_a", number_between(6, 80), 32.0)
+    battery = table.get("ev_battery_wh", positive_number, 60000.0)
+    soc = table.get("ev_initial_soc", number_between(0, 100), 20.0)
+    max_current = table.get("max_current_a", number_between(6, 80), 32.0)
     table.done()
     if voltage is None or phases is None or ev_max is None:
         return None
@@ -434,7 +300,7 @@ def _sim(table: _Table) -> SimSection | None:
     return SimSection(voltage, phases, ev_max, battery, soc, max_current)
 
 
-def _hal(table: _Table) -> HalSection | None:
+def _hal(table: Table) -> HalSection | None:
     backend = table.get("backend", _backend, "sim")
     sim = _sim(table.table("sim"))
     table.done()
@@ -443,7 +309,7 @@ def _hal(table: _Table) -> HalSection | None:
     return HalSection(backend, sim)
 
 
-def _ocpp16(table: _Table) -> Mapping[str, str]:
+def _ocpp16(table: Table) -> Mapping[str, str]:
     values: dict[str, str] = {}
     for name, value in table.raw().items():
         spec = KEYS.get(name)
@@ -480,7 +346,7 @@ def parse_config(
     ``None``). Raises :class:`ConfigError` listing every problem found.
     """
     problems: list[str] = []
-    root = _Table(data, "", problems)
+    root = Table(data, "", problems)
     charge_point = _charge_point(root.table("charge_point"))
     csms = _csms(root.table("csms"))
     _id_fits_basic_auth(charge_point, csms, problems)
@@ -497,7 +363,7 @@ def parse_config(
 
     firmware_table = root.table("firmware")
     install_command = firmware_table.get(
-        "install_command", _nonempty_text, "/usr/lib/cpagent/install-firmware"
+        "install_command", nonempty_text, "/usr/lib/cpagent/install-firmware"
     )
     firmware_table.done()
 
