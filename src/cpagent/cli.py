@@ -85,8 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load(args.config)
         if args.command == "check-config":
             from cpagent.config import summary
+            from cpagent.hal.hardware_config import device_warnings
 
             print(summary(config))
+            if config.hal.backend == "hardware":
+                for warning in device_warnings(config.hal.hardware):
+                    print(f"warning: {warning}", file=sys.stderr)
             return EXIT_OK
         if args.command == "run":
             from cpagent.runner import run_forever

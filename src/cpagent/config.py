@@ -34,6 +34,8 @@ from cpagent.configcheck import (
     text,
 )
 from cpagent.exc import ConfigError
+from cpagent.hal.hardware_config import HardwareConfig, parse_hardware
+from cpagent.hal.hardware_config import describe as describe_hardware
 from cpagent.protocol.v16.config_keys import KEYS, normalize
 
 __all__ = [
@@ -124,6 +126,7 @@ class SimSection:
 class HalSection:
     backend: str
     sim: SimSection
+    hardware: HardwareConfig
 
 
 @dataclass(frozen=True)
@@ -201,11 +204,9 @@ def _ocpp_version(value: object) -> str:
 
 
 def _backend(value: object) -> str:
-    if value == "sim":
-        return "sim"
-    if value == "hardware":
-        raise Invalid('hardware backends are not available in this version; use "sim"')
-    raise Invalid('must be "sim" or "hardware"')
+    if value not in ("sim", "hardware"):
+        raise Invalid('must be "sim" or "hardware"')
+    return str(value)
 
 
 def _phases(value: object) -> int:
@@ -300,13 +301,14 @@ def _sim(table: Table) -> SimSection | None:
     return SimSection(voltage, phases, ev_max, battery, soc, max_current)
 
 
-def _hal(table: Table) -> HalSection | None:
+def _hal(table: Table, connectors: int | None) -> HalSection | None:
     backend = table.get("backend", _backend, "sim")
     sim = _sim(table.table("sim"))
+    hardware = parse_hardware(table, connectors, required=backend == "hardware")
     table.done()
     if backend is None or sim is None:
         return None
-    return HalSection(backend, sim)
+    return HalSection(backend, sim, hardware)
 
 
 def _ocpp16(table: Table) -> Mapping[str, str]:
@@ -359,7 +361,7 @@ def parse_config(
     socket = control_table.get("socket", _socket_path(base_dir), Path("/run/cpagent/control.sock"))
     control_table.done()
 
-    hal = _hal(root.table("hal"))
+    hal = _hal(root.table("hal"), charge_point.connectors if charge_point else None)
 
     firmware_table = root.table("firmware")
     install_command = firmware_table.get(
@@ -431,6 +433,7 @@ def summary(config: Config) -> str:
         f"data dir:       {config.storage.data_dir}",
         f"control socket: {config.control.socket}",
         f"hardware:       {config.hal.backend}",
+        *(f"  {line}" for line in describe_hardware(config.hal.hardware)),
         f"log level:      {config.logging.level}",
     ]
     if config.ocpp16:

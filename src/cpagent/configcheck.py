@@ -51,6 +51,10 @@ class Table:
         self._seen.add(key)
         return Table(self._data.get(key, MISSING), self.path(key), self._problems)
 
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is present (without marking it as read)."""
+        return key in self._data
+
     def raw(self) -> Mapping[str, object]:
         """The table's entries, all marked as seen; for tables with open-ended keys."""
         self._seen.update(self._data)

@@ -374,7 +374,6 @@ def test_socket_path_length_counts_the_resolved_path() -> None:
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        ("hardware", 'hardware backends are not available in this version; use "sim"'),
         ("gpio", 'must be "sim" or "hardware"'),
         (1, 'must be "sim" or "hardware"'),
     ],
@@ -525,7 +524,7 @@ def test_every_problem_is_reported_together() -> None:
     data: dict[str, Any] = {
         "charge_point": {"id": "a/b", "vendor": "V" * 21, "connectors": 0, "colour": "red"},
         "csms": {"url": "http://x", "ocpp_version": "2.0.1"},
-        "hal": {"backend": "hardware", "sim": {"phases": 2}},
+        "hal": {"backend": "gpio", "sim": {"phases": 2}},
         "logging": {"level": "LOUD"},
         "ocpp16": {"Foo": 1, "HeartbeatInterval": "x"},
         "extra": {},
@@ -538,7 +537,7 @@ def test_every_problem_is_reported_together() -> None:
         "charge_point.colour: unknown key",
         "csms.url: must start with ws:// or wss://",
         "csms.ocpp_version: OCPP 2.0.1 is not supported yet",
-        'hal.backend: hardware backends are not available in this version; use "sim"',
+        'hal.backend: must be "sim" or "hardware"',
         "hal.sim.phases: must be 1 or 3",
         "logging.level: must be one of DEBUG, INFO, WARNING, ERROR",
         "ocpp16.Foo: unknown OCPP 1.6 configuration key",

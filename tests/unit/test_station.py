@@ -23,7 +23,7 @@ from cpagent.exc import (
     ReaderFault,
     StoreFullError,
 )
-from cpagent.hal.base import MeterReading
+from cpagent.hal.base import ConnectorLock, Contactor, MeterReading
 from cpagent.hal.sim import SimHardware
 from cpagent.station import station as station_module
 from cpagent.station.metering import sample_values
@@ -943,3 +943,95 @@ async def test_the_end_of_a_session_is_retried_until_recorded(
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
     assert stopped.local_id == local_id and failures == 0
     assert rig.hw.contactor(1).closed is False
+
+
+# ----------------------------------------------------------- cable lock, relay feedback
+
+
+class StubbornLock(ConnectorLock):
+    """A cable lock that refuses to engage until told to work."""
+
+    def __init__(self) -> None:
+        self.works = False
+        self.locked = False
+
+    async def lock(self) -> bool:
+        self.locked = self.works
+        return self.works
+
+    async def unlock(self) -> bool:
+        self.locked = False
+        return True
+
+
+async def test_a_cable_lock_that_does_not_engage_keeps_the_supply_off(rig: Rig) -> None:
+    lock = StubbornLock()
+    rig.hw.connectors[1].lock = lock
+    mark = rig.out.mark()
+    rig.hw.plug(1)
+    rig.hw.present_card("TAG-1")
+    await rig.out.wait_for(TransactionStarted, since=mark)
+    faulted = await rig.out.wait_status(
+        1, ConnectorStatus.FAULTED, "ConnectorLockFailure", since=mark
+    )
+    assert faulted.vendor_error_code == "LockNotEngaged"
+    assert rig.hw.contactor(1).closed is False
+    assert rig.hw.pilot(1).offered_current == 0.0
+
+    lock.works = True
+    mark = rig.out.mark()
+    rig.hw.force_ev_state(1, "C")  # any change makes the station try again
+    await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
+    assert lock.locked and rig.hw.contactor(1).closed
+
+
+class FeedbackContactor(Contactor):
+    """A relay whose feedback contact a test can make disagree with the command."""
+
+    def __init__(self, inner: Contactor) -> None:
+        self.inner = inner
+        self.welded = False
+
+    @property
+    def closed(self) -> bool:
+        return self.inner.closed or self.welded
+
+    async def set_closed(self, closed: bool) -> None:
+        await self.inner.set_closed(closed)
+        if not closed and self.welded:
+            raise ContactorFault("feedback says closed", vendor_error_code="ContactorWelded")
+
+    async def verify(self) -> None:
+        if self.welded and not self.inner.closed:
+            raise ContactorFault("feedback says closed", vendor_error_code="ContactorWelded")
+
+
+async def test_a_contact_that_welds_between_commands_is_reported_and_clears(rig: Rig) -> None:
+    relay = FeedbackContactor(rig.hw.connectors[1].contactor)
+    rig.hw.connectors[1].contactor = relay
+    mark = rig.out.mark()
+    relay.welded = True
+    rig.hw.plug(1)  # any poll now sees the feedback disagree
+    faulted = await rig.out.wait_status(
+        1, ConnectorStatus.FAULTED, "PowerSwitchFailure", since=mark
+    )
+    assert faulted.vendor_error_code == "ContactorWelded"
+    rig.hw.present_card("TAG-1")
+    await rig.auth.wait_asked("TAG-1")
+    assert rig.station.connectors[1].transaction is None  # nothing starts on it
+
+    relay.welded = False
+    mark = rig.out.mark()
+    rig.hw.force_ev_state(1, "B")
+    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+
+
+async def test_status_changes_reach_the_hardware_indicator(make_rig: RigFactory) -> None:
+    rig = await make_rig(run=False)
+    shown: list[tuple[int, str]] = []
+    rig.hw.show_status = lambda cid, status: shown.append((cid, str(status)))  # type: ignore[method-assign]
+    await rig.run()
+    await rig.start_session("TAG-1")
+    assert (1, "Available") in shown
+    assert shown[-2:] == [(1, "Preparing"), (1, "Charging")]
+    assert (0, "Available") in shown

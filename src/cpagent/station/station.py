@@ -22,8 +22,14 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from cpagent.exc import HalError, StoreError
-from cpagent.hal.base import ConnectorHardware, Hardware, MeterReading, PilotState
+from cpagent.exc import HalError, LockFault, StoreError
+from cpagent.hal.base import (
+    ConnectorHardware,
+    ConnectorLock,
+    Hardware,
+    MeterReading,
+    PilotState,
+)
 from cpagent.station.metering import sample_values
 from cpagent.station.model import (
     ActiveTransaction,
@@ -46,7 +52,6 @@ from cpagent.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
-POLL_CHARGING_S = 1.0
 POLL_IDLE_S = 10.0
 SAMPLER_RECHECK_S = 1.0
 RECORD_RETRY_S = 5.0
@@ -324,8 +329,9 @@ class Station:
     async def _poll_loop(self, c: ConnectorState) -> None:
         """Re-read hardware that cannot report changes itself, and keep faults current."""
         wake = self._wake[c.connector_id]
+        hw = self.hardware.connectors[c.connector_id]
         while True:
-            delay = POLL_CHARGING_S if c.transaction is not None else POLL_IDLE_S
+            delay = hw.poll_interval_s if c.transaction is not None else POLL_IDLE_S
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
             # that comes as the event is set, and this loop would then outlive shutdown.
             with contextlib.suppress(TimeoutError):
@@ -343,7 +349,9 @@ class Station:
                 uid = await reader.read_card()
             except HalError as err:
                 log.error("card reader failed: %s", err)
-                self.charger.faults["reader"] = Fault("reader", err.error_code, str(err))
+                self.charger.faults["reader"] = Fault(
+                    "reader", err.error_code, str(err), err.vendor_error_code
+                )
                 self._refresh_charger()
                 await asyncio.sleep(POLL_IDLE_S)
                 continue
@@ -455,6 +463,12 @@ class Station:
             self._set_fault(c, "pilot", err)
         c.offered_a = hw.pilot.offered_current
         c.contactor_closed = hw.contactor.closed
+        try:
+            await hw.contactor.verify()
+        except HalError as err:
+            # Cleared only by a command the relay then follows (see _energize), so a welded
+            # contact stays reported until it really opens.
+            self._set_fault(c, "relay", err)
         await self._read_meter(c)
 
     async def _read_meter(self, c: ConnectorState) -> MeterReading | None:
@@ -672,6 +686,9 @@ class Station:
 
     async def _energize(self, c: ConnectorState, on: bool) -> None:
         hw: ConnectorHardware = self.hardware.connectors[c.connector_id]
+        if on and hw.lock is not None and not await self._lock_cable(c, hw.lock):
+            await self._observe(c)
+            return
         try:
             if on:
                 await hw.contactor.set_closed(True)
@@ -683,6 +700,20 @@ class Station:
         except HalError as err:
             self._set_fault(c, "relay", err)
         await self._observe(c)
+
+    async def _lock_cable(self, c: ConnectorState, lock: ConnectorLock) -> bool:
+        """Lock the cable before the supply goes on; a lock that fails keeps it off."""
+        try:
+            if not await lock.lock():
+                raise LockFault(
+                    f"connector {c.connector_id}: cable lock did not engage",
+                    vendor_error_code="LockNotEngaged",
+                )
+        except HalError as err:
+            self._set_fault(c, "lock", err)
+            return False
+        self._clear_fault(c, "lock")
+        return True
 
     async def _set_operative(self, c: ConnectorState, operative: bool) -> None:
         c.pending_inoperative = None
@@ -745,6 +776,7 @@ class Station:
                 "" if error_code == "NoError" else f" ({error_code})",
             )
             self.output.status_changed(self._status_event(c))
+            self.hardware.show_status(c.connector_id, status)
 
     def _refresh_charger(self) -> None:
         ch = self.charger
@@ -757,6 +789,7 @@ class Station:
         if (status, code) != (ch.status, ch.error_code):
             ch.status, ch.error_code = status, code
             self.output.status_changed(self._status_event(ch))
+            self.hardware.show_status(0, status)
 
     def snapshot(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
