@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 
-class Invalid(Exception):
+class Invalid(ValueError):
     """Internal: a value failed its check; the message is the reason phrase."""
 
 
