@@ -176,7 +176,7 @@ def test_every_problem_is_named_by_its_key() -> None:
             "hal.connectors.1.meter.model: unknown meter 'sdm63'; known: abb_b23, abb_b24,"
             " em330, em340, sdm120, sdm230, sdm630, sdm72",
             'hal.connectors.1.pilot.board: must be one of "evse-din", "phoenix"',
-            "hal.connectors.1.contactor.pin: GPIO number must be 0..27, not 99",
+            "hal.connectors.1.contactor.pin: GPIO numbers run from 0 to 27, not 'GPIO99'",
             'hal.connectors.1.contactor.feedback_pull: must be one of "none", "up", "down"',
             "hal.connectors.2.pilot: required: the EVSE board that makes the pilot signal",
             'hal.card_reader.port: must be a device path like "/dev/ttyUSB0" (or a pyserial URL)',

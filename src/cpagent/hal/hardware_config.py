@@ -23,7 +23,6 @@ The layout, with every default, is documented in ``config/pi-sdm630-evse-din.tom
 
 from __future__ import annotations
 
-import re
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from cpagent.configcheck import Invalid, Table, integer, nonempty_text, number_between
+from cpagent.hal.gpio import validate_pin
 from cpagent.hal.meter_maps import MAPS, MeterMap, parse_map
 
 MODEL_ALIASES = {"sdm72": "sdm630", "abb_b24": "abb_b23", "em330": "em340"}
@@ -40,16 +40,6 @@ BOARDS = ("evse-din", "phoenix")
 READER_PROTOCOLS = ("line", "rdm6300")
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 PULLS = ("none", "up", "down")
-
-# Raspberry Pi 40-pin header: physical pin -> BCM GPIO number, for BOARD<n> / J8:<n> names.
-_HEADER = {
-    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
-    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
-    36: 16, 37: 26, 38: 20, 40: 21,
-}  # fmt: skip
-_PIN_NAME = re.compile(r"(GPIO|BCM|BOARD|J8:)(\d+)", re.IGNORECASE)
-_PIN_REASON = 'must be a GPIO pin like "GPIO17", 17, "BCM17", "BOARD11" or "J8:11"'
-
 
 @dataclass(frozen=True)
 class SerialBusConfig:
@@ -199,22 +189,10 @@ EMPTY = HardwareConfig(types.MappingProxyType({}), (), None)
 
 def pin_name(value: object) -> str:
     """A gpiozero pin spec in its canonical BCM form ("GPIO17"), so one pin has one name."""
-    if isinstance(value, bool):
-        raise Invalid(_PIN_REASON)
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and (match := _PIN_NAME.fullmatch(value.strip())):
-        kind, digits = match[1].upper(), int(match[2])
-        if kind in ("BOARD", "J8:"):
-            if digits not in _HEADER:
-                raise Invalid(f"header pin {digits} is not a GPIO (power, ground or ID EEPROM)")
-            return f"GPIO{_HEADER[digits]}"
-        number = digits
-    else:
-        raise Invalid(f"{_PIN_REASON}, not {value!r}")
-    if not 0 <= number <= 27:
-        raise Invalid(f"GPIO number must be 0..27, not {number}")
-    return f"GPIO{number}"
+    try:
+        return validate_pin(value)
+    except ValueError as err:
+        raise Invalid(str(err)) from None
 
 
 def _serial_port(value: object) -> str:
