@@ -11,90 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import pty
-import socket
-import struct
 import threading
 import time
-import tty
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
 
 import pytest
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.server import ModbusSerialServer
 
 from cpagent.exc import MeterFault
 from cpagent.hal.base import MeterReading
 from cpagent.hal.meter_maps import MAPS, MeterMap, Register, parse_map
 from cpagent.hal.modbus import ModbusBus, ModbusMeter, plan_blocks
+from cpagent.testing.modbus_devices import (
+    NullModem,
+    encode,
+    free_port,
+    meter_device,
+    rtu_server,
+    set_value,
+    tcp_server,
+)
 
 TIMEOUT = 0.3
-
-_STRUCT = {"f32": ">f", "i32": ">i", "u32": ">I", "u64": ">Q", "i16": ">h", "u16": ">H"}
-
-
-def encode(reg: Register, value: float) -> list[int]:
-    """The words a meter puts on the wire for ``value`` (the inverse of decoding)."""
-    raw: float | int = value / reg.scale
-    if reg.type != "f32":
-        raw = round(raw)
-    data = struct.pack(_STRUCT[reg.type], raw)
-    words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
-    return words[::-1] if reg.word_order == "little" else words
-
-
-def reading_words(meter_map: MeterMap, reading: MeterReading) -> dict[int, int]:
-    """Address -> word for every register of ``meter_map`` holding ``reading``."""
-    pairs: list[tuple[Register, float]] = [
-        (meter_map.energy_import_wh, reading.energy_wh),
-        (meter_map.power_w, reading.power_w),
-        *zip(meter_map.power_phase_w, reading.power_phase_w, strict=True),
-        *zip(meter_map.current_a, reading.current_a, strict=True),
-        *zip(meter_map.voltage_v, reading.voltage_v, strict=True),
-    ]
-    if meter_map.frequency_hz is not None:
-        assert reading.frequency_hz is not None
-        pairs.append((meter_map.frequency_hz, reading.frequency_hz))
-    words: dict[int, int] = {}
-    for reg, value in pairs:
-        for i, word in enumerate(encode(reg, value)):
-            words[reg.address + i] = word
-    return words
-
-
-def device(
-    device_id: int, meter_map: MeterMap, reading: MeterReading, *, fill_gaps: bool = True
-) -> SimDevice:
-    """A simulated meter. With ``fill_gaps`` every word inside a planned request exists
-    (as on a real meter); without, only the map's own registers exist."""
-    words = reading_words(meter_map, reading)
-    if fill_gaps:
-        for block in plan_blocks(meter_map):
-            for address in range(block.address, block.address + block.count):
-                words.setdefault(address, 0)
-    runs: list[SimData] = []
-    start = prev = -2
-    values: list[int] = []
-    for address in sorted(words):
-        if address != prev + 1 and values:
-            runs.append(SimData(start, values=values, datatype=DataType.REGISTERS))
-            values = []
-        if not values:
-            start = address
-        values.append(words[address])
-        prev = address
-    runs.append(SimData(start, values=values, datatype=DataType.REGISTERS))
-    return SimDevice(id=device_id, simdata=runs)
-
-
-async def set_value(
-    server: ModbusTcpServer | ModbusSerialServer, device_id: int, reg: Register, value: float
-) -> None:
-    await server.async_setValues(device_id, reg.function, reg.address, encode(reg, value))
-
 
 READINGS: dict[str, MeterReading] = {
     "sdm630": MeterReading(
@@ -167,117 +106,12 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     assert not leaked, leaked
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class NullModem:
-    """Two ptys whose masters are cross-connected: a serial cable between two paths.
-
-    The pump runs as reader callbacks on the event loop, so it needs no thread
-    and no polling; ``bytes_a_to_b``/``bytes_b_to_a`` count the traffic. When
-    ``device_ids`` is set, requests from B to other ids are dropped (each
-    request arrives in one read: the client writes a frame at once).
-    """
-
-    path_a: str = ""
-    path_b: str = ""
-    bytes_a_to_b: int = 0
-    bytes_b_to_a: int = 0
-    device_ids: set[int] | None = None
-    _fds: list[int] = field(default_factory=list)
-
-    def open(self) -> None:
-        master_a, slave_a = pty.openpty()
-        master_b, slave_b = pty.openpty()
-        for fd in (master_a, slave_a, master_b, slave_b):
-            tty.setraw(fd)
-        for fd in (master_a, master_b):
-            os.set_blocking(fd, False)
-        self.path_a, self.path_b = os.ttyname(slave_a), os.ttyname(slave_b)
-        # The slave fds stay open so a master never sees a hang-up between client sessions.
-        self._fds = [master_a, master_b, slave_a, slave_b]
-        loop = asyncio.get_running_loop()
-        loop.add_reader(master_a, self._pump, master_a, master_b, True)
-        loop.add_reader(master_b, self._pump, master_b, master_a, False)
-
-    def _pump(self, src: int, dst: int, a_to_b: bool) -> None:
-        try:
-            data = os.read(src, 4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            asyncio.get_running_loop().remove_reader(src)
-            return
-        if a_to_b:
-            self.bytes_a_to_b += len(data)
-        else:
-            self.bytes_b_to_a += len(data)
-            if self.device_ids is not None and data and data[0] not in self.device_ids:
-                return
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(dst, view) :]
-            except BlockingIOError:
-                continue
-
-    def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        for fd in self._fds[:2]:
-            loop.remove_reader(fd)
-        for fd in self._fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._fds = []
-
-
 @pytest.fixture
 async def null_modem() -> AsyncIterator[NullModem]:
     modem = NullModem()
     modem.open()
     yield modem
     modem.close()
-
-
-@contextlib.asynccontextmanager
-async def rtu_server(
-    modem: NullModem, devices: list[SimDevice]
-) -> AsyncIterator[ModbusSerialServer]:
-    """An RS485 line with ``devices`` on it; requests for other ids get no answer.
-
-    pymodbus 3.16's simulator answers unknown ids with exception 4 even with
-    ``ignore_missing_devices``, so the null-modem drops those requests, as the
-    silent wire of a real bus would.
-    """
-    modem.device_ids = {dev.id for dev in devices}
-    server = ModbusSerialServer(
-        devices,
-        port=modem.path_a,
-        baudrate=9600,
-        timeout=TIMEOUT,
-        ignore_missing_devices=True,
-    )
-    await server.serve_forever(background=True)
-    try:
-        yield server
-    finally:
-        await server.shutdown()
-
-
-@contextlib.asynccontextmanager
-async def tcp_server(devices: list[SimDevice]) -> AsyncIterator[tuple[ModbusTcpServer, int]]:
-    port = free_port()
-    server = ModbusTcpServer(devices, address=("127.0.0.1", port), ignore_missing_devices=True)
-    await server.serve_forever(background=True)
-    try:
-        yield server, port
-    finally:
-        await server.shutdown()
 
 
 @contextlib.asynccontextmanager
@@ -295,7 +129,7 @@ async def opened(bus: ModbusBus) -> AsyncIterator[ModbusBus]:
 async def test_shipped_map_over_tcp(name: str) -> None:
     meter_map = MAPS[name]
     async with (
-        tcp_server([device(7, meter_map, READINGS[name])]) as (_, port),
+        tcp_server([meter_device(7, meter_map, READINGS[name])]) as (_, port),
         opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
     ):
         reading = await ModbusMeter(meter_map, bus, 7).read()
@@ -306,7 +140,7 @@ async def test_shipped_map_over_tcp(name: str) -> None:
 async def test_shipped_map_over_rtu(name: str, null_modem: NullModem) -> None:
     meter_map = MAPS[name]
     async with (
-        rtu_server(null_modem, [device(1, meter_map, READINGS[name])]),
+        rtu_server(null_modem, [meter_device(1, meter_map, READINGS[name])]),
         opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
     ):
         reading = await ModbusMeter(meter_map, bus, 1).read()
@@ -380,7 +214,7 @@ async def test_two_meters_share_one_rtu_bus(null_modem: NullModem) -> None:
         return pdu
 
     server = ModbusSerialServer(
-        [device(1, sdm630, READINGS["sdm630"]), device(2, sdm120, READINGS["sdm120"])],
+        [meter_device(1, sdm630, READINGS["sdm630"]), meter_device(2, sdm120, READINGS["sdm120"])],
         port=null_modem.path_a,
         baudrate=9600,
         timeout=TIMEOUT,
@@ -420,7 +254,7 @@ async def test_wrong_device_id_is_a_timeout_then_the_right_one_reads(
 ) -> None:
     sdm120 = MAPS["sdm120"]
     async with (
-        rtu_server(null_modem, [device(1, sdm120, READINGS["sdm120"])]),
+        rtu_server(null_modem, [meter_device(1, sdm120, READINGS["sdm120"])]),
         opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
     ):
         with pytest.raises(MeterFault) as info:
@@ -436,7 +270,7 @@ async def test_exception_reply_is_a_device_fault() -> None:
     moved = Register(4, 0x200, "f32")  # nothing is served there
     meter_map = MeterMap(**{**sdm630.__dict__, "frequency_hz": moved})
     async with (
-        tcp_server([device(1, sdm630, READINGS["sdm630"])]) as (_, port),
+        tcp_server([meter_device(1, sdm630, READINGS["sdm630"])]) as (_, port),
         opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
     ):
         with pytest.raises(MeterFault) as info:
@@ -449,7 +283,7 @@ async def test_rejected_block_falls_back_to_per_value_reads_and_remembers(
     null_modem: NullModem,
 ) -> None:
     sdm630 = MAPS["sdm630"]
-    sparse = device(1, sdm630, READINGS["sdm630"], fill_gaps=False)
+    sparse = meter_device(1, sdm630, READINGS["sdm630"], fill_gaps=False)
     async with (
         rtu_server(null_modem, [sparse]),
         opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
@@ -465,7 +299,7 @@ async def test_rejected_block_falls_back_to_per_value_reads_and_remembers(
 async def test_energy_going_backwards_is_implausible_and_recovers() -> None:
     sdm630 = MAPS["sdm630"]
     async with (
-        tcp_server([device(1, sdm630, READINGS["sdm630"])]) as (server, port),
+        tcp_server([meter_device(1, sdm630, READINGS["sdm630"])]) as (server, port),
         opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
     ):
         meter = ModbusMeter(sdm630, bus, 1)
@@ -484,7 +318,7 @@ async def test_frequency_out_of_range_is_implausible_and_recovers(null_modem: Nu
     em340 = MAPS["em340"]
     assert em340.frequency_hz is not None
     async with (
-        rtu_server(null_modem, [device(1, em340, READINGS["em340"])]) as server,
+        rtu_server(null_modem, [meter_device(1, em340, READINGS["em340"])]) as server,
         opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
     ):
         meter = ModbusMeter(em340, bus, 1)
@@ -500,7 +334,7 @@ async def test_frequency_out_of_range_is_implausible_and_recovers(null_modem: Nu
 async def test_not_a_number_is_implausible() -> None:
     sdm630 = MAPS["sdm630"]
     async with (
-        tcp_server([device(1, sdm630, READINGS["sdm630"])]) as (server, port),
+        tcp_server([meter_device(1, sdm630, READINGS["sdm630"])]) as (server, port),
         opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
     ):
         await set_value(server, 1, sdm630.power_w, math.nan)
@@ -515,7 +349,7 @@ async def test_not_a_number_is_implausible() -> None:
 async def test_sdm630_read_time_over_rtu(null_modem: NullModem) -> None:
     sdm630 = MAPS["sdm630"]
     async with (
-        rtu_server(null_modem, [device(1, sdm630, READINGS["sdm630"])]),
+        rtu_server(null_modem, [meter_device(1, sdm630, READINGS["sdm630"])]),
         opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
     ):
         meter = ModbusMeter(sdm630, bus, 1)
@@ -538,3 +372,27 @@ async def test_sdm630_read_time_over_rtu(null_modem: NullModem) -> None:
         f"{len(meter.blocks)} requests, {sent} B out + {received} B in; "
         f"at 9600 baud on the wire: {bits / 9600 * 1000:.1f} ms (+ meter turnaround)"
     )
+
+
+async def test_sdm630_read_at_9600_baud_takes_the_wire_time() -> None:
+    sdm630 = MAPS["sdm630"]
+    modem = NullModem(baudrate=9600)
+    modem.open()
+    try:
+        async with (
+            rtu_server(modem, [meter_device(1, sdm630, READINGS["sdm630"])]),
+            opened(ModbusBus.serial(modem.path_b, timeout=TIMEOUT)) as bus,
+        ):
+            meter = ModbusMeter(sdm630, bus, 1)
+            await meter.read()  # opens the port
+            sent, received = modem.bytes_b_to_a, modem.bytes_a_to_b
+            start = time.perf_counter()
+            assert_reading(await meter.read(), READINGS["sdm630"])
+            elapsed = time.perf_counter() - start
+            sent, received = modem.bytes_b_to_a - sent, modem.bytes_a_to_b - received
+    finally:
+        modem.close()
+    assert sent == 8 * len(meter.blocks)
+    assert received == sum(5 + 2 * b.count for b in meter.blocks)
+    wire_s = 10 * (sent + received) / 9600  # 106 bytes: 110 ms
+    assert wire_s <= elapsed < wire_s + 0.5, (elapsed, wire_s)

@@ -75,7 +75,7 @@ class Contactor(abc.ABC):
     def closed(self) -> bool:
         """The last commanded (or, with a feedback contact, measured) state."""
 
-    async def verify(self) -> None:
+    async def verify(self) -> None:  # noqa: B027 - an optional check; the default has none
         """Raise :class:`ContactorFault` if the relay is not where it was last commanded.
 
         Called on every poll, so a contact that welds or drops out between commands

@@ -1,8 +1,9 @@
-"""Modbus RTU/TCP energy meters.
+"""Modbus RTU/TCP energy meters, and the bus they share with EVSE boards.
 
 One :class:`ModbusBus` exists per serial port or TCP endpoint and owns the
-pymodbus client; every :class:`ModbusMeter` on that wire shares it, because an
-RS485 line carries one request at a time. A meter reads what its
+pymodbus client; every device on that wire (each :class:`ModbusMeter`, and the
+EVSE boards of :mod:`cpagent.hal.evse_board`) shares it, because an RS485 line
+carries one request at a time. A meter reads what its
 :class:`~cpagent.hal.meter_maps.MeterMap` describes in as few requests as the
 map allows and checks the values before the station sees them.
 
@@ -18,11 +19,12 @@ import logging
 import math
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ModbusPDU
 
 from cpagent.exc import HalError, MeterFault
 from cpagent.hal.base import Meter, MeterReading
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 FREQUENCY_RANGE_HZ = (45.0, 65.0)
 """Mains frequency outside this range means a misread register, not a real grid."""
+
+_Client = AsyncModbusSerialClient | AsyncModbusTcpClient
 
 _STRUCT = {"f32": ">f", "i32": ">i", "u32": ">I", "u64": ">Q", "i16": ">h", "u16": ">H"}
 
@@ -86,7 +90,7 @@ class ModbusBus:
         self.gap_s = gap_s
         self.name = port if port is not None else f"{host}:{tcp_port}"
         self.requests = 0
-        self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
+        self._client: _Client | None = None
         self._lock = asyncio.Lock()
         self._last_done = -math.inf
 
@@ -120,7 +124,7 @@ class ModbusBus:
         """A Modbus TCP endpoint (a meter with Ethernet or an RTU gateway)."""
         return cls(host=host, tcp_port=port, timeout=timeout, gap_s=gap_s)
 
-    def _new_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
+    def _new_client(self) -> _Client:
         if self._port is not None:
             baudrate, parity, stopbits, bytesize = self._serial
             return AsyncModbusSerialClient(
@@ -150,44 +154,77 @@ class ModbusBus:
         Raises :class:`ModbusTransportError` when no valid answer arrives and
         :class:`ModbusDeviceError` when the device answers with an exception.
         """
+        if function not in (3, 4):
+            raise ValueError(f"function code {function} is not a register read")
         what = f"device {device_id} on {self.name}: FC{function:02d} {address:#06x} x{count}"
+
+        def send(client: _Client) -> Awaitable[ModbusPDU]:
+            if function == 3:
+                return client.read_holding_registers(address, count=count, device_id=device_id)
+            return client.read_input_registers(address, count=count, device_id=device_id)
+
+        rr = await self._exchange(what, send)
+        registers = list(rr.registers)
+        if len(registers) != count:
+            raise ModbusTransportError(f"{what}: answer has {len(registers)} registers")
+        return registers
+
+    async def write_register(self, device_id: int, address: int, value: int) -> None:
+        """Write one holding register (FC06); ``value`` is the raw 16-bit word.
+
+        Errors as for :meth:`read_registers`; an answer that does not echo the
+        request is a transport error, as the device may not have stored the value.
+        """
+        if not 0 <= value <= 0xFFFF:
+            raise ValueError(f"register value must be 0..0xffff, not {value!r}")
+        what = f"device {device_id} on {self.name}: FC06 {address:#06x} = {value}"
+        rr = await self._exchange(
+            what, lambda client: client.write_register(address, value, device_id=device_id)
+        )
+        if rr.address != address or list(rr.registers) != [value]:
+            raise ModbusTransportError(f"{what}: answer does not echo the request")
+
+    async def write_coil(self, device_id: int, address: int, value: bool) -> None:
+        """Switch one coil (FC05). Errors as for :meth:`write_register`."""
+        what = f"device {device_id} on {self.name}: FC05 {address:#06x} = {int(value)}"
+        rr = await self._exchange(
+            what, lambda client: client.write_coil(address, value, device_id=device_id)
+        )
+        if rr.address != address or not rr.bits or rr.bits[0] != value:
+            raise ModbusTransportError(f"{what}: answer does not echo the request")
+
+    async def _exchange(
+        self, what: str, send: Callable[[_Client], Awaitable[ModbusPDU]]
+    ) -> ModbusPDU:
+        """Run one request/answer on the line: wait for the lock and the gap, (re)connect,
+        send, and map failures. Returns only answers that are not exception replies."""
         async with self._lock:
             wait = self._last_done + self.gap_s - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                return await self._request(device_id, function, address, count, what)
+                rr = await self._send(what, send)
             finally:
                 self.requests += 1
                 self._last_done = time.monotonic()
+        if rr.isError():
+            code = int(getattr(rr, "exception_code", 0))
+            raise ModbusDeviceError(f"{what}: device answered exception code {code}", code)
+        return rr
 
-    async def _request(
-        self, device_id: int, function: int, address: int, count: int, what: str
-    ) -> list[int]:
+    async def _send(self, what: str, send: Callable[[_Client], Awaitable[ModbusPDU]]) -> ModbusPDU:
         client = self._client
         try:
             if client is None:
                 client = self._client = self._new_client()
             if not client.connected and not await client.connect():
                 raise ModbusTransportError(f"{what}: cannot open {self.name}")
-            if function == 3:
-                rr = await client.read_holding_registers(address, count=count, device_id=device_id)
-            elif function == 4:
-                rr = await client.read_input_registers(address, count=count, device_id=device_id)
-            else:
-                raise ValueError(f"function code {function} is not a register read")
+            return await send(client)
         except (ModbusException, OSError) as err:  # OSError covers TimeoutError
             if client is not None and not client.connected:
                 client.close()
                 self._client = None
             raise ModbusTransportError(f"{what}: no answer ({err})") from err
-        if rr.isError():
-            code = int(getattr(rr, "exception_code", 0))
-            raise ModbusDeviceError(f"{what}: device answered exception code {code}", code)
-        registers = list(rr.registers)
-        if len(registers) != count:
-            raise ModbusTransportError(f"{what}: answer has {len(registers)} registers")
-        return registers
 
     async def close(self) -> None:
         """Close the port or connection. Idempotent; the next request reopens it."""
