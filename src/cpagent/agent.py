@@ -106,7 +106,7 @@ class Agent:
                 self.config,
                 self.store,
                 keys,
-                meter_type=meter_type(hw),
+                meter_type=meter_type(self.config),
                 request_reset=self._reset,
             )
             station = self.station = Station(hw, adapter, adapter, settings)
@@ -286,6 +286,7 @@ class Agent:
                 "operative": station.charger.operative,
             },
             "connectors": station.snapshot(),
+            "hardware": self.hardware.describe() if self.hardware else {},
             "queue": {"depth": adapter.queue_depth, "failed": adapter.failed_count},
             "store": {
                 "path": str(self.store.path),

@@ -130,6 +130,24 @@ def _sim(config: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_hardware(hardware: dict[str, Any]) -> None:
+    """The devices behind the connectors, for bringing a board up on the bench."""
+    for name, bus in hardware.get("buses", {}).items():
+        print(f"bus {name:<9} {bus['requests']} request(s)")
+    for cid, devices in hardware.get("connectors", {}).items():
+        board = devices["board"]
+        parts = [
+            f"meter {devices['meter']}",
+            f"board {board.get('kind')} id {board.get('device_id')}"
+            f" (state {board.get('state') or '-'}, firmware {board.get('firmware') or '-'})",
+            f"contactor by {devices['contactor']['switched_by']}",
+        ]
+        parts += [f"{key} {devices[key]}" for key in ("lock", "led") if key in devices]
+        print(f"devices {cid:<5} " + ", ".join(parts))
+    if "card_reader" in hardware:
+        print(f"card reader   {hardware['card_reader']}")
+
+
 def _status(config: Any, *, as_json: bool) -> int:
     from cpagent.control import request
 
@@ -168,6 +186,11 @@ def _status(config: Any, *, as_json: bool) -> int:
                 f" for {tx['id_tag']}, {tx['energy_wh']:.0f} Wh"
             )
         print(line)
+        print(
+            f"              pilot {c['pilot'] or '-'}  offering {c['offered_a']:g} A  "
+            f"contactor {'closed' if c['contactor_closed'] else 'open'}"
+        )
+    _print_hardware(state.get("hardware") or {})
     firmware, diagnostics = state["firmware"]["status"], state["diagnostics"]["status"]
     print(f"firmware      {firmware}    diagnostics {diagnostics}")
     return EXIT_OK

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from cpagent.config import Config
-from cpagent.exc import AlreadyRunningError, ConfigError, ControlError, StoreError
+from cpagent.exc import AlreadyRunningError, ConfigError, ControlError, HalError, StoreError
 
 log = logging.getLogger("cpagent")
 
@@ -56,7 +56,7 @@ def run_forever(config: Config) -> int:
     setup_logging(config.logging.level)
     try:
         asyncio.run(serve(config))
-    except (AlreadyRunningError, StoreError, ControlError, ConfigError) as err:
+    except (AlreadyRunningError, StoreError, ControlError, ConfigError, HalError) as err:
         print(f"cpagent: {err}", file=sys.stderr)
         return EXIT_ERROR
     return 0

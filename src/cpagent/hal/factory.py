@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from cpagent.config import Config
-from cpagent.exc import ConfigError
 from cpagent.hal.base import Hardware
 from cpagent.hal.sim import SimHardware
 
@@ -23,8 +22,14 @@ def build_hardware(config: Config) -> Hardware:
             max_current_a=sim.max_current_a,
             state_file=config.storage.data_dir / SIM_STATE_FILE,
         )
-    raise ConfigError([f"hal.backend: {config.hal.backend!r} is not available in this version"])
+    from cpagent.hal.hardware import RealHardware  # pulls in gpiozero and pyserial
+
+    return RealHardware(config.hal.hardware)
 
 
-def meter_type(hardware: Hardware) -> str:
-    return "cpagent simulated meter" if isinstance(hardware, SimHardware) else "Modbus meter"
+def meter_type(config: Config) -> str:
+    """BootNotification meterType: the meter model(s) the charger reads."""
+    if config.hal.backend == "sim":
+        return "cpagent simulated meter"
+    models = dict.fromkeys(c.meter.model for c in config.hal.hardware.connectors)
+    return ", ".join(models)[:25]
