@@ -155,7 +155,7 @@ def _status(connector_id: int, status: ConnectorStatus) -> Callable[[StatusEvent
 
 
 def _value(event: MeterValuesEvent, measurand: str) -> float:
-    values = [r.numeric for r in event.readings if r.measurand == measurand]
+    values = [r.numeric for r in event.readings if r.measurand == measurand and r.phase is None]
     assert len(values) == 1 and values[0] is not None, event
     return values[0]
 

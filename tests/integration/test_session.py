@@ -413,6 +413,9 @@ async def test_periodic_meter_values(agent_factory: AgentFactory, csms: Loopback
         assert set(by_key) == {
             ("Energy.Active.Import.Register", None),
             ("Power.Active.Import", None),
+            ("Power.Active.Import", "L1"),
+            ("Power.Active.Import", "L2"),
+            ("Power.Active.Import", "L3"),
             ("Current.Import", "L1"),
             ("Current.Import", "L2"),
             ("Current.Import", "L3"),
@@ -421,7 +424,7 @@ async def test_periodic_meter_values(agent_factory: AgentFactory, csms: Loopback
             ("Voltage", "L3-N"),
             ("SoC", None),
         }, values
-        assert len(values) == 9
+        assert len(values) == 12
         units = {m: v["unit"] for (m, _), v in by_key.items()}
         assert units == {
             "Energy.Active.Import.Register": "Wh",
@@ -432,6 +435,7 @@ async def test_periodic_meter_values(agent_factory: AgentFactory, csms: Loopback
         }
         assert by_key[("SoC", None)]["location"] == "EV"
         for phase in ("L1", "L2", "L3"):
+            assert float(by_key[("Power.Active.Import", phase)]["value"]) == pytest.approx(230 * 16)
             assert float(by_key[("Current.Import", phase)]["value"]) == pytest.approx(16.0)
             assert float(by_key[("Voltage", f"{phase}-N")]["value"]) == pytest.approx(230.0)
         assert float(by_key[("Power.Active.Import", None)]["value"]) == pytest.approx(3 * 230 * 16)

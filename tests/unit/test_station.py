@@ -552,9 +552,12 @@ async def test_periodic_meter_values_during_a_session(rig: Rig) -> None:
     rig.clock.advance(3600)
     sample = await rig.out.wait_for(MeterSample, timeout=WAIT_S)
     assert (sample.connector_id, sample.tx_local_id) == (1, local_id)
-    values = {v.measurand: v for v in sample.values}
-    assert values["Energy.Active.Import.Register"].value >= 1234 + POWER_W * 0.99
-    assert values["Power.Active.Import"].value == POWER_W
+    values = {(v.measurand, v.phase): v.value for v in sample.values}
+    assert values["Energy.Active.Import.Register", None] >= 1234 + POWER_W * 0.99
+    assert values["Power.Active.Import", None] == POWER_W
+    assert [values["Power.Active.Import", phase] for phase in ("L1", "L2", "L3")] == [
+        POWER_W / 3
+    ] * 3
     assert {v.context for v in sample.values} == {"Sample.Periodic"}
 
 
@@ -885,6 +888,9 @@ def test_sample_values_whole_charger_quantities() -> None:
     assert [(v.measurand, v.value, v.unit, v.phase, v.location) for v in values] == [
         ("SoC", 42.3, "Percent", None, "EV"),
         ("Power.Active.Import", 11040.0, "W", None, "Outlet"),
+        ("Power.Active.Import", 3680.0, "W", "L1", "Outlet"),
+        ("Power.Active.Import", 3580.0, "W", "L2", "Outlet"),
+        ("Power.Active.Import", 3664.0, "W", "L3", "Outlet"),
         ("Frequency", 50.0, None, None, "Outlet"),
         ("Current.Offered", 16.0, "A", None, "Outlet"),
         ("Power.Offered", round(16.0 * 230.04 * 3, 1), "W", None, "Outlet"),

@@ -22,7 +22,7 @@ def sample_values(
     """Values for every measurand the reading can supply, in the order asked.
 
     Per-phase quantities (current, voltage) are reported per phase, as OCPP
-    wants them; a measurand the hardware cannot supply right now (SoC with no
+    wants them; active power as the total and, with more than one phase, per phase too; a measurand the hardware cannot supply right now (SoC with no
     EV) is left out rather than reported as zero.
     """
     out: list[SampledValue] = []
@@ -31,6 +31,9 @@ def sample_values(
             out.append(SampledValue(m, round(reading.energy_wh), "Wh", context))
         elif m == "Power.Active.Import":
             out.append(SampledValue(m, round(reading.power_w, 1), "W", context))
+            if len(reading.power_phase_w) > 1:
+                for phase, watts in zip(PHASES, reading.power_phase_w, strict=False):
+                    out.append(SampledValue(m, round(watts, 1), "W", context, phase))
         elif m == "Current.Import":
             for phase, amps in zip(PHASES, reading.current_a, strict=False):
                 out.append(SampledValue(m, round(amps, 2), "A", context, phase))
