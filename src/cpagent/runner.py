@@ -23,6 +23,9 @@ def setup_logging(level: str) -> None:
     )
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    # pymodbus logs every failed request at ERROR; the agent reports a device fault once,
+    # with its cause, when it starts and when it ends, so the library stays quiet.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 async def serve(config: Config) -> None:

@@ -155,7 +155,9 @@ class NullModem:
     The pump runs as reader callbacks on the event loop, so it needs no thread
     and no polling; ``bytes_a_to_b``/``bytes_b_to_a`` count the traffic. When
     ``device_ids`` is set, requests from B to other ids are dropped (each
-    request arrives in one read: the client writes a frame at once).
+    request arrives in one read: the client writes a frame at once). Answers
+    from the devices in ``garble_ids`` get their last byte flipped, so they arrive
+    with a bad CRC, as on a noisy line.
 
     With ``baudrate`` set, each direction is a wire of that speed (8N1: 10 bits a
     byte): a chunk is delivered when its last byte would have arrived, after what
@@ -169,6 +171,7 @@ class NullModem:
     bytes_b_to_a: int = 0
     device_ids: set[int] | None = None
     baudrate: int | None = None
+    garble_ids: set[int] = field(default_factory=set)
     _fds: list[int] = field(default_factory=list)
     _directions: list[_Direction] = field(default_factory=list)
 
@@ -200,6 +203,8 @@ class NullModem:
             return
         if a_to_b:
             self.bytes_a_to_b += len(data)
+            if data and data[0] in self.garble_ids:
+                data = data[:-1] + bytes([data[-1] ^ 0xFF])
         else:
             self.bytes_b_to_a += len(data)
             if self.device_ids is not None and data and data[0] not in self.device_ids:
