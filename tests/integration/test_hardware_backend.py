@@ -33,7 +33,7 @@ from cpagent.testing.modbus_devices import (
     rtu_server,
     tcp_server,
 )
-from tests.integration.conftest import AgentProcess
+from tests.integration.conftest import AgentProcess, run_cli
 from tests.integration.test_session import AgentFactory, eventually, sampled
 
 MEASURANDS = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,Frequency"
@@ -319,6 +319,11 @@ async def test_a_session_carries_the_meters_exact_readings(
         state = await agent.status()
         assert state["hardware"]["connectors"]["1"]["board"]["state"] == "A"
         assert state["hardware"]["buses"]["line"]["requests"] > 0
+        shown = await run_cli("status", "--config", str(agent.config_path))
+        assert shown.returncode == 0, shown
+        assert f"meter {model} id 1 on 127.0.0.1:{port}" in shown.stdout
+        assert "board evse-din id 2 (state A, firmware 17)" in shown.stdout
+        assert "pilot A  offering 0 A  contactor open" in shown.stdout
 
 
 async def test_a_user_defined_map_reads_like_the_shipped_one(
@@ -597,4 +602,7 @@ async def test_a_reader_that_goes_away_faults_the_charger(
         faulted = await status_of(csms, 0, "Faulted", mark, errorCode="ReaderFailure")
         assert faulted["vendorErrorCode"] == "ReaderDisconnected"
         await status_of(csms, 1, "Available", 0)  # the connectors themselves are fine
+        refused = await agent.sim("plug", "1", check=False)
+        assert refused.returncode == 1
+        assert "real hardware" in refused.stderr
         assert await agent.stop() == 0
