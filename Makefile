@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/idle.py
 	$(BIN)/python benchmarks/replay.py
+	$(BIN)/python benchmarks/modbus_poll.py
 
 soak: $(STAMP)
 	$(BIN)/python benchmarks/crash_soak.py --iterations 200

@@ -41,6 +41,7 @@ READER_PROTOCOLS = ("line", "rdm6300")
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 PULLS = ("none", "up", "down")
 
+
 @dataclass(frozen=True)
 class SerialBusConfig:
     """A Modbus RTU line (RS-485 adapter or UART)."""
