@@ -129,24 +129,23 @@ class ModbusBoardPilot(Pilot, abc.ABC):
 
     async def watch(self, notify: Callable[[], None], interval_s: float) -> None:
         """Read the state every ``interval_s`` forever; call ``notify()`` whenever the
-        outcome (a state, or a fault's code) differs from the last one any ``state()``
-        call saw, so also on the first read, on a new fault and on recovery.
+        outcome (a state, or a fault's code) differs from the last one this watch
+        reported, so also on a new fault and on recovery. Compared with what *this*
+        watch reported, not with the last read: another caller of ``state()`` may see a
+        change first, and the change must still be announced.
 
         Device errors never end the loop; ``last_state``/``last_fault`` hold what was
-        read when ``notify`` runs. Cancel the task to stop it: pymodbus awaits answers
-        with ``asyncio.wait_for``, which on Python 3.11 drops a cancellation that comes
-        together with the answer, so the loop also stops once its task is cancelling.
+        read when ``notify`` runs. Cancel the task to stop it.
         """
         if not interval_s > 0:
             raise ValueError(f"interval_s: must be positive, not {interval_s!r}")
-        task = asyncio.current_task()
+        reported = (self._state, self._fault_code)
         while True:
-            before = (self._state, self._fault_code)
             with contextlib.suppress(BoardFault):
                 await self.state()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
-            if (self._state, self._fault_code) != before:
+            outcome = (self._state, self._fault_code)
+            if outcome != reported:
+                reported = outcome
                 notify()
             await asyncio.sleep(interval_s)
 

@@ -146,7 +146,7 @@ class GpioContactor(Contactor):
             else f"feedback on {_pin_name(self._feedback, feedback_pin)}"
         )
         self._commanded = False
-        self._last_command = time.monotonic()
+        self._last_command = -math.inf  # no command yet: nothing is moving
         self._generation = 0
         self._shut = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -262,7 +262,13 @@ class GpioContactor(Contactor):
         if loop is None or listener is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed while the pin was moving
-            loop.call_soon_threadsafe(listener)
+            loop.call_soon_threadsafe(self._announce, listener)
+
+    def _announce(self, listener: Callable[[], None]) -> None:
+        """Tell the listener now and again once the settle time is over, because
+        :meth:`verify` ignores a change that comes while the relay may still be moving."""
+        listener()
+        asyncio.get_running_loop().call_later(self._settle_s, listener)
 
 
 class PilotInterrupt:

@@ -197,7 +197,14 @@ class ModbusBus:
         self, what: str, send: Callable[[_Client], Awaitable[ModbusPDU]]
     ) -> ModbusPDU:
         """Run one request/answer on the line: wait for the lock and the gap, (re)connect,
-        send, and map failures. Returns only answers that are not exception replies."""
+        send, and map failures. Returns only answers that are not exception replies.
+
+        pymodbus awaits the answer with ``asyncio.wait_for``, which on Python 3.11 can
+        return the answer and drop a cancellation that arrived with it; the caller's
+        cancellation is raised here instead of being lost (a lost one hangs shutdown).
+        """
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         async with self._lock:
             wait = self._last_done + self.gap_s - time.monotonic()
             if wait > 0:
@@ -207,6 +214,8 @@ class ModbusBus:
             finally:
                 self.requests += 1
                 self._last_done = time.monotonic()
+        if task is not None and task.cancelling() > cancels:
+            raise asyncio.CancelledError
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
             raise ModbusDeviceError(f"{what}: device answered exception code {code}", code)

@@ -22,8 +22,9 @@ def sample_values(
     """Values for every measurand the reading can supply, in the order asked.
 
     Per-phase quantities (current, voltage) are reported per phase, as OCPP
-    wants them; active power as the total and, with more than one phase, per phase too; a measurand the hardware cannot supply right now (SoC with no
-    EV) is left out rather than reported as zero.
+    wants them; active power as the total and, with more than one phase, per
+    phase too. A measurand the hardware cannot supply right now (SoC with no EV)
+    is left out rather than reported as zero.
     """
     out: list[SampledValue] = []
     for m in measurands:

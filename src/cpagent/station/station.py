@@ -761,7 +761,7 @@ class Station:
             c.status,
             c.error_code,
             now_iso(),
-            info=fault.info[:50] if fault else None,
+            info=_short(fault.info) if fault else None,
             vendor_error_code=fault.vendor_error_code if fault else None,
         )
 
@@ -821,3 +821,11 @@ class Station:
                 }
             )
         return out
+
+
+def _short(text: str, limit: int = 50) -> str:
+    """``text`` cut to ``limit`` characters (OCPP's CiString50: printable ASCII) at a word
+    boundary."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3].rsplit(" ", 1)[0] + "..."
