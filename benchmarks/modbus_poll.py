@@ -41,12 +41,12 @@ from typing import Any
 from benchconfig import CPAGENT
 from pymodbus.pdu import ModbusPDU
 
-from cpagent.hal.base import MeterReading
 from cpagent.hal.evse_board import EvseDinPilot
 from cpagent.hal.meter_maps import MAPS
 from cpagent.hal.modbus import ModbusBus, ModbusMeter
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.modbus_devices import (
+    SAMPLE_READINGS,
     EvseDinBoard,
     NullModem,
     meter_device,
@@ -61,14 +61,7 @@ BOARD_GAP_S = 0.1
 IDLE_PAUSE_S = 0.05
 """Untimed pause between cycles, so each cycle starts on an idle line."""
 
-READING = MeterReading(
-    energy_wh=12345.5 * 1000,
-    power_w=7245.5,
-    voltage_v=(230.5, 231.25, 229.75),
-    current_a=(10.5, 10.25, 10.75),
-    power_phase_w=(2415.5, 2416.0, 2414.0),
-    frequency_hz=50.0,
-)
+READING = SAMPLE_READINGS["sdm630"]
 
 
 def cpu_s(pid: int) -> float:

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,16 @@ from pymodbus.server import ModbusTcpServer
 
 from cpagent.agent import Agent
 from cpagent.config import parse_config
-from cpagent.hal.base import MeterReading
 from cpagent.hal.hardware import RealHardware
 from cpagent.hal.meter_maps import MAPS
 from cpagent.testing import LoopbackCsms
-from cpagent.testing.modbus_devices import EvseDinBoard, meter_device, set_value, tcp_server
+from cpagent.testing.modbus_devices import (
+    SAMPLE_READINGS,
+    EvseDinBoard,
+    meter_device,
+    set_value,
+    tcp_server,
+)
 
 WAIT = 5.0
 """Upper bound for any event a test waits for; reaching it fails the test."""
@@ -55,14 +60,7 @@ MAX_CURRENT_A = 16
 SDM630 = MAPS["sdm630"]
 START_WH = 1_234_500.0  # 1234.5 kWh: exact in the meter's float32 kWh register
 STOP_WH = 1_240_250.0  # 1240.25 kWh
-READING = MeterReading(
-    energy_wh=START_WH,
-    power_w=7245.5,
-    voltage_v=(230.5, 231.25, 229.75),
-    current_a=(10.5, 10.25, 10.75),
-    power_phase_w=(2415.5, 2416.0, 2414.0),
-    frequency_hz=50.0,
-)
+READING = replace(SAMPLE_READINGS["sdm630"], energy_wh=START_WH)
 TAG = "TAG-GPIO-1"
 
 Payload = dict[str, Any]

@@ -20,7 +20,7 @@ import pytest
 from pymodbus.pdu import ModbusPDU
 
 from cpagent.exc import BoardFault
-from cpagent.hal.base import MeterReading, PilotState
+from cpagent.hal.base import PilotState
 from cpagent.hal.evse_board import EvseDinPilot, ModbusBoardPilot, PhoenixPilot
 from cpagent.hal.meter_maps import MAPS
 from cpagent.hal.modbus import (
@@ -30,6 +30,7 @@ from cpagent.hal.modbus import (
     ModbusTransportError,
 )
 from cpagent.testing.modbus_devices import (
+    SAMPLE_READINGS,
     EvseDinBoard,
     NullModem,
     PhoenixBoard,
@@ -43,14 +44,7 @@ TIMEOUT = 0.3
 WAIT = 5.0
 """Upper bound for any event a test waits for; reaching it fails the test."""
 
-SDM630_READING = MeterReading(
-    energy_wh=12345.5 * 1000,
-    power_w=7245.5,
-    voltage_v=(230.5, 231.25, 229.75),
-    current_a=(10.5, 10.25, 10.75),
-    power_phase_w=(2415.5, 2416.0, 2414.0),
-    frequency_hz=50.0,
-)
+SDM630_READING = SAMPLE_READINGS["sdm630"]
 
 
 # --- infrastructure ------------------------------------------------------------------------

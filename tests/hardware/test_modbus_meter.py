@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import replace
 
 import pytest
 from pymodbus.pdu import ModbusPDU
@@ -24,6 +25,7 @@ from cpagent.hal.base import MeterReading
 from cpagent.hal.meter_maps import MAPS, MeterMap, Register, parse_map
 from cpagent.hal.modbus import ModbusBus, ModbusMeter, plan_blocks
 from cpagent.testing.modbus_devices import (
+    SAMPLE_READINGS,
     NullModem,
     encode,
     free_port,
@@ -36,37 +38,10 @@ from cpagent.testing.modbus_devices import (
 TIMEOUT = 0.3
 
 READINGS: dict[str, MeterReading] = {
-    "sdm630": MeterReading(
-        energy_wh=12345.5 * 1000,
-        power_w=7245.5,
-        voltage_v=(230.5, 231.25, 229.75),
-        current_a=(10.5, 10.25, 10.75),
-        power_phase_w=(2415.5, 2416.0, 2414.0),
-        frequency_hz=50.0,
-    ),
-    "sdm120": MeterReading(
-        energy_wh=321.25 * 1000,
-        power_w=3680.5,
-        voltage_v=(230.0,),
-        current_a=(16.0,),
-        power_phase_w=(3680.5,),
-        frequency_hz=49.9375,
-    ),
-    "abb_b23": MeterReading(
-        energy_wh=12_345_678_901 * 10.0,  # raw count above 2**32: needs all 64 bits
-        power_w=-1234.56,
-        voltage_v=(230.1, 231.2, 229.3),
-        current_a=(15.01, 15.02, 15.03),
-        power_phase_w=(-411.52, -411.52, -411.52),
-        frequency_hz=50.02,
-    ),
-    "em340": MeterReading(
-        energy_wh=1_234_567 * 100.0,
-        power_w=11040.3,
-        voltage_v=(230.1, 230.2, 230.3),
-        current_a=(16.001, 16.002, 16.003),
-        power_phase_w=(3680.1, 3680.1, 3680.1),
-        frequency_hz=50.1,
+    **SAMPLE_READINGS,
+    # Power flowing back (a bidirectional meter): the signed registers must decode negative.
+    "abb_b23": replace(
+        SAMPLE_READINGS["abb_b23"], power_w=-1234.56, power_phase_w=(-411.52, -411.52, -411.52)
     ),
 }
 

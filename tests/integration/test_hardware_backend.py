@@ -26,6 +26,7 @@ from cpagent.hal.base import MeterReading
 from cpagent.hal.meter_maps import MAPS, MeterMap
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.modbus_devices import (
+    SAMPLE_READINGS,
     EvseDinBoard,
     NullModem,
     meter_device,
@@ -40,43 +41,7 @@ MEASURANDS = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,V
 MAX_CURRENT_A = 16
 METER_ID, BOARD_ID = 1, 2
 
-# Values are chosen exact at the precision OCPP carries them (Wh, 0.1 W, 0.01 A, 0.1 V,
-# 0.01 Hz) and in each meter's own encoding, so equality is the right check.
-READINGS: dict[str, MeterReading] = {
-    "sdm630": MeterReading(
-        energy_wh=12345.5 * 1000,
-        power_w=7245.5,
-        voltage_v=(230.5, 231.5, 229.5),
-        current_a=(10.5, 10.25, 10.75),
-        power_phase_w=(2415.5, 2416.0, 2414.0),
-        frequency_hz=50.0,
-    ),
-    "sdm120": MeterReading(
-        energy_wh=321.25 * 1000,
-        power_w=3680.5,
-        voltage_v=(230.0,),
-        current_a=(16.0,),
-        power_phase_w=(3680.5,),
-        frequency_hz=49.75,
-    ),
-    "abb_b23": MeterReading(  # u64 energy above 2**32 counts, scaled integers
-        energy_wh=12_345_678_901 * 10.0,
-        power_w=7400.5,
-        voltage_v=(230.1, 231.2, 229.3),
-        current_a=(15.01, 15.02, 15.03),
-        power_phase_w=(2466.5, 2467.0, 2467.0),
-        frequency_hz=50.02,
-    ),
-    "em340": MeterReading(  # int32 low word first, scaled
-        energy_wh=1_234_567 * 100.0,
-        power_w=11040.3,
-        voltage_v=(230.1, 230.2, 230.3),
-        current_a=(16.01, 16.02, 16.03),
-        power_phase_w=(3680.1, 3680.1, 3680.1),
-        frequency_hz=50.1,
-    ),
-}
-READINGS["sdm230"] = READINGS["sdm120"]
+READINGS = SAMPLE_READINGS
 
 
 def later(reading: MeterReading, wh: float = 2000.0) -> MeterReading:

@@ -105,15 +105,10 @@ class InputPinConfig:
 
 
 @dataclass(frozen=True)
-class ContactorConfig:
-    pin: str
-    active_high: bool
-    feedback: InputPinConfig | None
-    settle_s: float
+class RelayConfig:
+    """An output that moves something (contactor, cable lock), optionally with a feedback
+    contact saying where it really is."""
 
-
-@dataclass(frozen=True)
-class LockConfig:
     pin: str
     active_high: bool
     feedback: InputPinConfig | None
@@ -144,8 +139,8 @@ class ConnectorConfig:
     poll_interval_s: float
     meter: MeterConfig
     pilot: BoardConfig
-    contactor: ContactorConfig | None
-    lock: LockConfig | None
+    contactor: RelayConfig | None
+    lock: RelayConfig | None
     phase_switch: PhaseSwitchConfig | None
     led: LedConfig | None
 
@@ -295,26 +290,15 @@ def _input_pin(table: Table, prefix: str) -> InputPinConfig | None:
     return InputPinConfig(pin, active_high, pull)  # type: ignore[arg-type]
 
 
-def _contactor(table: Table) -> ContactorConfig | None:
+def _relay(table: Table, settle_s: float) -> RelayConfig | None:
     pin = table.get("pin", pin_name, None)
     active_high = table.get("active_high", _flag, True)
     feedback = _input_pin(table, "feedback_")
-    settle = table.get("settle_s", number_between(0, 5), 0.2)
+    settle = table.get("settle_s", number_between(0, 5), settle_s)
     table.done()
     if pin is None or active_high is None or settle is None:
         return None
-    return ContactorConfig(pin, active_high, feedback, settle)
-
-
-def _lock(table: Table) -> LockConfig | None:
-    pin = table.get("pin", pin_name, None)
-    active_high = table.get("active_high", _flag, True)
-    feedback = _input_pin(table, "feedback_")
-    settle = table.get("settle_s", number_between(0, 5), 0.5)
-    table.done()
-    if pin is None or active_high is None or settle is None:
-        return None
-    return LockConfig(pin, active_high, feedback, settle)
+    return RelayConfig(pin, active_high, feedback, settle)
 
 
 def _phase_switch(table: Table) -> PhaseSwitchConfig | None:
@@ -385,8 +369,8 @@ def _connector(table: Table, cid: int, maps: Mapping[str, MeterMap]) -> Connecto
         pilot = _board(table.table("pilot"))
     else:
         table.problem("pilot", "required: the EVSE board that makes the pilot signal")
-    contactor = _contactor(table.table("contactor")) if table.has("contactor") else None
-    lock = _lock(table.table("lock")) if table.has("lock") else None
+    contactor = _relay(table.table("contactor"), 0.2) if table.has("contactor") else None
+    lock = _relay(table.table("lock"), 0.5) if table.has("lock") else None
     phase_switch = _phase_switch(table.table("phase_switch")) if table.has("phase_switch") else None
     led = _led(table.table("led")) if table.has("led") else None
     ok = all(
