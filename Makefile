@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
