@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import warnings
 
 from cpagent.config import Config
 from cpagent.exc import AlreadyRunningError, ConfigError, ControlError, HalError, StoreError
@@ -21,6 +22,12 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Library warnings (gpiozero naming the pin libraries it could not load) become one
+    # log line each.
+    warnings.formatwarning = lambda message, category, *_args, **_kw: (
+        f"{category.__name__}: {message}"
+    )
+    logging.captureWarnings(True)
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("websockets").setLevel(logging.WARNING)
     # pymodbus logs every failed request at ERROR; the agent reports a device fault once,

@@ -563,8 +563,12 @@ def _open(cls_name: str, what: str, pin: PinSpec, **kwargs: Any) -> Any:
     try:
         return getattr(gpiozero, cls_name)(pin, **kwargs)
     except _gpio_errors() as exc:
+        hint = ""
+        if isinstance(exc, gpiozero.BadPinFactory):
+            hint = " (on a Raspberry Pi, install python3-lgpio; see docs/hardware.md)"
         raise HalError(
-            f"cannot open the {what} on pin {pin!r}: {exc}", vendor_error_code="GpioUnavailable"
+            f"cannot open the {what} on pin {pin!r}: {exc}{hint}",
+            vendor_error_code="GpioUnavailable",
         ) from exc
 
 
