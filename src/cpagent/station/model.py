@@ -143,6 +143,8 @@ class ConnectorState:
 
     connector_id: int
     operative: bool = True
+    maintenance: bool = False
+    """Held for a firmware installation: no new session, Unavailable once idle."""
     pending_inoperative: bool | None = None
     pilot: str = "A"
     offered_a: float = 0.0

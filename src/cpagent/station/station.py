@@ -83,6 +83,7 @@ class Station:
         self.connectors = {cid: ConnectorState(cid) for cid in sorted(hardware.connectors)}
         self.charger = ConnectorState(0)
         self._lock = asyncio.Lock()
+        self._idle = asyncio.Event()  # set whenever a session ends
         self._plugged = dict.fromkeys(self.connectors, False)
         self._implicit_auth: dict[int, bool] = {}
         self._auth_expiry: dict[int, asyncio.TimerHandle] = {}
@@ -265,6 +266,28 @@ class Station:
                     await self._set_operative(c, operative)
             self._refresh_charger()
         return "Scheduled" if scheduled else "Accepted"
+
+    async def hold_for_maintenance(self) -> None:
+        """Refuse new sessions and return once none is running (firmware installation).
+
+        Idle connectors go Unavailable at once; a running session goes on to its normal
+        end, after which its connector goes Unavailable too. Nothing is persisted: a
+        restart ends the hold.
+        """
+        async with self._lock:
+            for c in self.connectors.values():
+                c.maintenance = True
+                self._clear_authorization(c)
+                self._refresh(c)
+        while any(c.transaction is not None for c in self.connectors.values()):
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def end_maintenance(self) -> None:
+        async with self._lock:
+            for c in self.connectors.values():
+                c.maintenance = False
+                self._refresh(c)
 
     def transaction_confirmed(
         self, local_id: int, transaction_id: int, decision: AuthDecision
@@ -498,7 +521,13 @@ class Station:
     # --------------------------------------------------------------- transactions
 
     def _free(self, c: ConnectorState) -> bool:
-        return c.transaction is None and c.operative and not c.faults and c.pilot not in ("E", "F")
+        return (
+            c.transaction is None
+            and c.operative
+            and not c.maintenance
+            and not c.faults
+            and c.pilot not in ("E", "F")
+        )
 
     def _authorize(self, c: ConnectorState, id_tag: str, *, implicit: bool) -> None:
         self._clear_authorization(c)
@@ -766,6 +795,8 @@ class Station:
         )
 
     def _refresh(self, c: ConnectorState) -> None:
+        if c.transaction is None:
+            self._idle.set()
         status, error_code = derive_status(c)
         if (status, error_code) != (c.status, c.error_code):
             c.status, c.error_code = status, error_code

@@ -26,7 +26,7 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
                 return ConnectorStatus.SUSPENDED_EVSE, "NoError"
             return ConnectorStatus.SUSPENDED_EV, "NoError"
         return ConnectorStatus.FINISHING, "NoError"
-    if not c.operative or c.pilot == "F":
+    if not c.operative or c.maintenance or c.pilot == "F":
         return ConnectorStatus.UNAVAILABLE, "NoError"
     if c.pilot in ("B", "C", "D"):
         if c.finishing:
