@@ -1041,3 +1041,33 @@ async def test_status_changes_reach_the_hardware_indicator(make_rig: RigFactory)
     assert (1, "Available") in shown
     assert shown[-2:] == [(1, "Preparing"), (1, "Charging")]
     assert (0, "Available") in shown
+
+
+# ------------------------------------------------------------------ maintenance hold
+
+
+async def test_maintenance_waits_for_the_session_and_refuses_new_ones(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(2)
+    await rig.start_session("TAG-1", connector_id=1)
+    mark = rig.out.mark()
+    hold = asyncio.create_task(rig.station.hold_for_maintenance())
+    await rig.out.wait_status(2, ConnectorStatus.UNAVAILABLE, since=mark)
+    assert not hold.done()  # connector 1 is still charging
+    assert await rig.station.remote_start("R", 2) is False
+    rig.hw.plug(2)
+    rig.hw.present_card("TAG-2")
+    await rig.auth.wait_asked("TAG-2")
+    assert rig.station.connectors[2].transaction is None
+
+    rig.hw.present_card("TAG-1")  # the running session ends normally
+    await asyncio.wait_for(hold, WAIT_S)
+    await rig.out.wait_status(1, ConnectorStatus.UNAVAILABLE, since=mark)
+    assert len(rig.out.of(TransactionStarted)) == 1
+
+    mark = rig.out.mark()
+    await rig.station.end_maintenance()
+    await rig.out.wait_status(1, ConnectorStatus.FINISHING, since=mark)
+    await rig.out.wait_status(2, ConnectorStatus.PREPARING, since=mark)
+    assert not rig.out.of(Availability)  # nothing persisted
