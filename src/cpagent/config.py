@@ -132,6 +132,8 @@ class HalSection:
 @dataclass(frozen=True)
 class FirmwareSection:
     install_command: str
+    install_timeout_s: float = 900.0
+    max_download_mb: float = 512.0
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,8 @@ def parse_config(
     install_command = firmware_table.get(
         "install_command", nonempty_text, "/usr/lib/cpagent/install-firmware"
     )
+    install_timeout = firmware_table.get("install_timeout_s", number_between(1, 86400), 900.0)
+    max_download = firmware_table.get("max_download_mb", number_between(1, 65536), 512.0)
     firmware_table.done()
 
     logging_table = root.table("logging")
@@ -384,13 +388,14 @@ def parse_config(
     assert charge_point is not None and csms is not None and hal is not None
     assert data_dir is not None and socket is not None
     assert install_command is not None and level is not None
+    assert install_timeout is not None and max_download is not None
     return Config(
         charge_point=charge_point,
         csms=csms,
         storage=StorageSection(data_dir),
         control=ControlSection(socket),
         hal=hal,
-        firmware=FirmwareSection(install_command),
+        firmware=FirmwareSection(install_command, install_timeout, max_download),
         logging=LoggingSection(level),
         ocpp16=ocpp16,
         source=source,
