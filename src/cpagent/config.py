@@ -139,6 +139,9 @@ class FirmwareSection:
 @dataclass(frozen=True)
 class LoggingSection:
     level: str
+    file: Path | None = None
+    """Also log here (rotated at 5 MB, 3 old files kept); GetDiagnostics reads it when the
+    agent does not log to journald."""
 
 
 @dataclass(frozen=True)
@@ -375,6 +378,7 @@ def parse_config(
 
     logging_table = root.table("logging")
     level = logging_table.get("level", _log_level, "INFO")
+    _, log_file = logging_table.optional("file", _path(base_dir))
     logging_table.done()
 
     ocpp16_table = root.table("ocpp16")
@@ -396,7 +400,7 @@ def parse_config(
         control=ControlSection(socket),
         hal=hal,
         firmware=FirmwareSection(install_command, install_timeout, max_download),
-        logging=LoggingSection(level),
+        logging=LoggingSection(level, log_file),
         ocpp16=ocpp16,
         source=source,
     )

@@ -4,23 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import logging.handlers
 import signal
 import sys
 import warnings
+from pathlib import Path
 
 from cpagent.config import Config
 from cpagent.exc import AlreadyRunningError, ConfigError, ControlError, HalError, StoreError
 
 log = logging.getLogger("cpagent")
 
+LOG_FILE_BYTES = 5 * 2**20
+LOG_FILE_BACKUPS = 3
+
 EXIT_ERROR = 1
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if file is not None:
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(
+                logging.handlers.RotatingFileHandler(
+                    file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS
+                )
+            )
+        except OSError as err:
+            print(f"cpagent: cannot log to {file}: {err}; logging to stderr only", file=sys.stderr)
     logging.basicConfig(
         level=getattr(logging, level),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=handlers,
     )
     # Library warnings (gpiozero naming the pin libraries it could not load) become one
     # log line each.
@@ -63,7 +79,7 @@ async def serve(config: Config) -> None:
 
 
 def run_forever(config: Config) -> int:
-    setup_logging(config.logging.level)
+    setup_logging(config.logging.level, config.logging.file)
     try:
         asyncio.run(serve(config))
     except (AlreadyRunningError, StoreError, ControlError, ConfigError, HalError) as err:

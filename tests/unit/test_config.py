@@ -500,7 +500,7 @@ def test_ocpp16_rules(key: str, value: object, reason: str) -> None:
         "hal.pins",
         "hal.sim.temperature",
         "firmware.url",
-        "logging.file",
+        "logging.path",
         "metrics",
     ],
 )
@@ -613,3 +613,10 @@ def test_default_config_path_fallback(monkeypatch: pytest.MonkeyPatch, value: st
     else:
         monkeypatch.setenv("CPAGENT_CONFIG", value)
     assert default_config_path() == DEFAULT_CONFIG_PATH == Path("/etc/cpagent/cpagent.toml")
+
+
+def test_log_file_is_optional_and_resolved_against_the_config(tmp_path: Path) -> None:
+    assert parse_config(minimal()).logging.file is None
+    config = parse_config(with_value("logging.file", "logs/cpagent.log"), base_dir=tmp_path)
+    assert config.logging.file == tmp_path / "logs" / "cpagent.log"
+    assert only_problem("logging.file", "") == "logging.file: must be a non-empty path"
