@@ -31,9 +31,11 @@ from cpagent.protocol.v16.adapter import (
 )
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.station.firmware import FirmwareUpdater
 from cpagent.station.model import StationSettings, StopReason
 from cpagent.station.station import Station, UnfinishedTransaction
 from cpagent.store import Store
+from cpagent.updates import AgentFirmwarePorts, load_job
 
 # Schema validation of one small OCPP payload takes well under a millisecond; doing it inline
 # keeps the agent on a single thread instead of the library's default thread pool.
@@ -46,6 +48,7 @@ RESET_DRAIN_S = 10.0
 SHUTDOWN_STOP_S = 5.0
 SHUTDOWN_DRAIN_S = 2.0
 SUBPROTOCOL = "ocpp1.6"
+FIRMWARE_DIR = "firmware"
 
 
 class _LoggedConnection:
@@ -81,6 +84,7 @@ class Agent:
         self.station: Station | None = None
         self.adapter: V16Adapter | None = None
         self.session: Session | None = None
+        self.firmware: FirmwareUpdater | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -117,6 +121,14 @@ class Agent:
                     hw.raise_energy_floor(cid, self.store.max_meter_wh(cid))
             await hw.start()
             await station.start(**self._recovery())
+            firmware = self.firmware = FirmwareUpdater(
+                AgentFirmwarePorts(self.config, self.store, adapter),
+                station,
+                download_dir=self.config.storage.data_dir / FIRMWARE_DIR,
+                current_version=self.config.charge_point.firmware_version,
+            )
+            adapter.firmware = firmware
+            await firmware.start(load_job(self.store))
             control = ControlServer(self.config.control.socket, self._control)
             await control.start()
             self.session = Session(
@@ -137,6 +149,8 @@ class Agent:
             await self._supervise(station, self.session)
             return self.reset_requested
         finally:
+            if self.firmware is not None:
+                await self.firmware.stop()
             if control is not None:
                 await control.close()
             if self.hardware is not None:
@@ -294,7 +308,7 @@ class Agent:
                     str(self.store.recovered_from) if self.store.recovered_from else None
                 ),
             },
-            "firmware": {"status": "Idle"},
+            "firmware": {"status": str(self.firmware.status) if self.firmware else "Idle"},
             "diagnostics": {"status": "Idle"},
         }
 

@@ -39,11 +39,12 @@ from cpagent.timeutil import now_iso, parse_iso
 
 if TYPE_CHECKING:
     from cpagent.protocol.v16.charge_point import ChargePoint
+    from cpagent.station.firmware import FirmwareUpdater
     from cpagent.station.station import Station
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_FEATURE_PROFILES = "Core,RemoteTrigger"
+SUPPORTED_FEATURE_PROFILES = "Core,FirmwareManagement,RemoteTrigger"
 
 
 @dataclass
@@ -95,6 +96,7 @@ class V16Adapter:
         self.meter_type = meter_type
         self.request_reset = request_reset
         self.station: Station | None = None
+        self.firmware: FirmwareUpdater | None = None
         self.cp: ChargePoint | None = None
         self.registration: str | None = None
         self.registered = False
@@ -471,6 +473,13 @@ class V16Adapter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue_empty.wait(), timeout)
         return not self._pending
+
+    async def firmware_status(self, status: str) -> None:
+        """Queue a FirmwareStatusNotification durably: an update is reported at every step,
+        also across an outage or the restart an installer causes."""
+        payload = {"status": status}
+        row = await self.store.run(self.store.enqueue, "FirmwareStatusNotification", payload)
+        self._append(Outgoing(row.action, row.payload, row))
 
     def send_triggered(self, action: str, payload: dict[str, Any]) -> None:
         """Queue a volatile message (TriggerMessage answers) behind what is already queued."""

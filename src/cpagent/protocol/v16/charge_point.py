@@ -32,6 +32,8 @@ from ocpp.v16.enums import Action
 from cpagent import __version__
 from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, V16Adapter
+from cpagent.station.firmware import FirmwareJob, FirmwareUpdater
+from cpagent.timeutil import parse_iso
 
 if TYPE_CHECKING:
     from cpagent.station.station import Station
@@ -47,6 +49,9 @@ TRIGGERABLE = {
     "StatusNotification",
 }
 VENDOR_ID = "cpagent"
+DEFAULT_FIRMWARE_RETRIES = 3
+"""UpdateFirmware without ``retries`` leaves the count to the charge point."""
+DEFAULT_FIRMWARE_RETRY_INTERVAL_S = 60
 _CLOSED = object()
 """Put in the response queue when the connection ends under a CALL waiting for its answer."""
 
@@ -309,6 +314,39 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             return call_result.DataTransfer(status="Accepted", data=__version__)
         return call_result.DataTransfer(status="UnknownMessageId")
 
+    @on(Action.update_firmware)
+    async def on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> call_result.UpdateFirmware:
+        firmware = self.adapter.firmware
+        if firmware is None:
+            raise NotSupportedError(description="firmware updates are not enabled")
+        try:
+            retrieve_at = parse_iso(retrieve_date).timestamp()
+        except ValueError:
+            raise FormatViolationError(
+                description=f"retrieveDate {retrieve_date!r} is not an RFC 3339 date-time"
+            ) from None
+        job = FirmwareJob(
+            location=location,
+            retrieve_at=retrieve_at,
+            retries=DEFAULT_FIRMWARE_RETRIES if retries is None else max(0, retries),
+            retry_interval_s=float(
+                DEFAULT_FIRMWARE_RETRY_INTERVAL_S
+                if retry_interval is None
+                else max(0, retry_interval)
+            ),
+        )
+        self._after(lambda: self._take_firmware_job(firmware, job))
+        return call_result.UpdateFirmware()
+
+    async def _take_firmware_job(self, firmware: FirmwareUpdater, job: FirmwareJob) -> None:
+        await firmware.request(job)
+
     @on(Action.trigger_message)
     async def on_trigger_message(
         self, requested_message: str, connector_id: int | None = None
@@ -332,6 +370,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         elif message == "MeterValues":
             await self.station.sample_now(connector_id or None)
         elif message == "FirmwareStatusNotification":
-            adapter.send_triggered("FirmwareStatusNotification", {"status": "Idle"})
+            status = str(adapter.firmware.status) if adapter.firmware else "Idle"
+            adapter.send_triggered("FirmwareStatusNotification", {"status": status})
         elif message == "DiagnosticsStatusNotification":
             adapter.send_triggered("DiagnosticsStatusNotification", {"status": "Idle"})
