@@ -35,7 +35,7 @@ from cpagent.station.firmware import FirmwareUpdater
 from cpagent.station.model import StationSettings, StopReason
 from cpagent.station.station import Station, UnfinishedTransaction
 from cpagent.store import Store
-from cpagent.updates import AgentFirmwarePorts, load_job
+from cpagent.updates import AgentFirmwarePorts, DiagnosticsUploader, load_job
 
 # Schema validation of one small OCPP payload takes well under a millisecond; doing it inline
 # keeps the agent on a single thread instead of the library's default thread pool.
@@ -85,6 +85,7 @@ class Agent:
         self.adapter: V16Adapter | None = None
         self.session: Session | None = None
         self.firmware: FirmwareUpdater | None = None
+        self.diagnostics: DiagnosticsUploader | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -129,6 +130,9 @@ class Agent:
             )
             adapter.firmware = firmware
             await firmware.start(load_job(self.store))
+            adapter.diagnostics = self.diagnostics = DiagnosticsUploader(
+                self.config, self.store, adapter
+            )
             control = ControlServer(self.config.control.socket, self._control)
             await control.start()
             self.session = Session(
@@ -151,6 +155,8 @@ class Agent:
         finally:
             if self.firmware is not None:
                 await self.firmware.stop()
+            if self.diagnostics is not None:
+                await self.diagnostics.stop()
             if control is not None:
                 await control.close()
             if self.hardware is not None:
@@ -309,7 +315,9 @@ class Agent:
                 ),
             },
             "firmware": {"status": str(self.firmware.status) if self.firmware else "Idle"},
-            "diagnostics": {"status": "Idle"},
+            "diagnostics": {
+                "status": "Uploading" if self.diagnostics and self.diagnostics.busy else "Idle"
+            },
         }
 
 

@@ -134,6 +134,9 @@ class FirmwareSection:
     install_command: str
     install_timeout_s: float = 900.0
     max_download_mb: float = 512.0
+    stall_timeout_s: float = 60.0
+    """A download or upload that receives or sends nothing for this long fails."""
+    diagnostics_http_method: str = "PUT"
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,12 @@ def _phases(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 3):
         raise Invalid("must be 1 or 3")
     return value
+
+
+def _http_method(value: object) -> str:
+    if value not in ("PUT", "POST"):
+        raise Invalid('must be "PUT" or "POST"')
+    return str(value)
 
 
 def _log_level(value: object) -> str:
@@ -374,6 +383,8 @@ def parse_config(
     )
     install_timeout = firmware_table.get("install_timeout_s", number_between(1, 86400), 900.0)
     max_download = firmware_table.get("max_download_mb", number_between(1, 65536), 512.0)
+    stall = firmware_table.get("stall_timeout_s", number_between(0.1, 3600), 60.0)
+    http_method = firmware_table.get("diagnostics_http_method", _http_method, "PUT")
     firmware_table.done()
 
     logging_table = root.table("logging")
@@ -393,13 +404,16 @@ def parse_config(
     assert data_dir is not None and socket is not None
     assert install_command is not None and level is not None
     assert install_timeout is not None and max_download is not None
+    assert stall is not None and http_method is not None
     return Config(
         charge_point=charge_point,
         csms=csms,
         storage=StorageSection(data_dir),
         control=ControlSection(socket),
         hal=hal,
-        firmware=FirmwareSection(install_command, install_timeout, max_download),
+        firmware=FirmwareSection(
+            install_command, install_timeout, max_download, stall, http_method
+        ),
         logging=LoggingSection(level, log_file),
         ocpp16=ocpp16,
         source=source,

@@ -1,4 +1,4 @@
-"""The agent's side of the firmware procedure: files, the installer process, the store.
+"""The agent's side of firmware updates and diagnostics uploads: files, processes, store.
 
 :class:`AgentFirmwarePorts` implements :class:`~cpagent.station.firmware.FirmwarePorts`
 with real downloads (:mod:`cpagent.transfer`), the configured installer
@@ -9,6 +9,11 @@ queue for the reports.
 The installer runs in its own session (process group). It is killed after
 ``install_timeout_s``; it is *not* killed when the agent stops, because an installer
 that restarts the agent (a ``.deb`` upgrade) must be allowed to finish.
+
+:class:`DiagnosticsUploader` answers GetDiagnostics: it names the file at once (the
+CALLRESULT carries the name), then builds the archive (:mod:`cpagent.diagnostics`) and
+uploads it with the requested retries, reporting Uploading and Uploaded/UploadFailed
+durably. One upload runs at a time; a request meanwhile is answered without a file name.
 """
 
 from __future__ import annotations
@@ -16,23 +21,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import re
 import shlex
 import signal
 import urllib.parse
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from cpagent.config import Config
+from cpagent.diagnostics import archive_name, build_archive, journal_source
 from cpagent.station.firmware import FirmwareError, FirmwareJob, FirmwareStatus
 from cpagent.store import Store
-from cpagent.transfer import TransferError, download, redact_url
+from cpagent.transfer import TransferError, download, redact_url, upload
 
 log = logging.getLogger(__name__)
 
 JOB_STATE_KEY = "firmware.job"
+DIAGNOSTICS_DIR = "diagnostics"
 OUTPUT_LINES_KEPT = 20
 FREE_MARGIN_BYTES = 16 * 2**20
 """Space left free on the data disk after a download, so the store can still write."""
@@ -41,6 +51,8 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
 class StatusSink(Protocol):
     async def firmware_status(self, status: str) -> None: ...
+
+    async def diagnostics_status(self, status: str) -> None: ...
 
 
 def load_job(store: Store) -> FirmwareJob | None:
@@ -77,6 +89,7 @@ class AgentFirmwarePorts:
                 dest,
                 max_bytes=int(self.config.firmware.max_download_mb * 2**20),
                 free_margin_bytes=FREE_MARGIN_BYTES,
+                stall_timeout_s=self.config.firmware.stall_timeout_s,
             )
         except TransferError as err:
             raise FirmwareError(str(err)) from err
@@ -125,3 +138,112 @@ class AgentFirmwarePorts:
 
     async def discard(self, path: Path) -> None:
         await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+@dataclass(frozen=True)
+class DiagnosticsRequest:
+    location: str
+    retries: int
+    retry_interval_s: float
+    start: datetime | None
+    stop: datetime | None
+
+
+class DiagnosticsUploader:
+    def __init__(self, config: Config, store: Store, sink: StatusSink) -> None:
+        self.config = config
+        self.store = store
+        self.sink = sink
+        self.dest_dir = config.storage.data_dir / DIAGNOSTICS_DIR
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def request(self, req: DiagnosticsRequest) -> str | None:
+        """Start an upload and return the file name it will have; None while one runs."""
+        if self.busy:
+            log.warning("diagnostics: an upload is already running; ignoring %s", req.location)
+            return None
+        now = datetime.now(UTC)
+        name = archive_name(self.config.charge_point.id, now)
+        self._task = asyncio.create_task(self._run(req, now), name="diagnostics-upload")
+        return name
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, req: DiagnosticsRequest, now: datetime) -> None:
+        where = redact_url(req.location)
+        await self.sink.diagnostics_status("Uploading")
+        try:
+            archive = await self._build(req, now)
+        except Exception as err:  # noqa: BLE001 - reported as UploadFailed, never a dead agent
+            log.error("diagnostics: cannot build the archive: %s", err)
+            await self.sink.diagnostics_status("UploadFailed")
+            return
+        try:
+            attempts = 1 + req.retries
+            for attempt in range(1, attempts + 1):
+                try:
+                    await upload(
+                        req.location,  # an FTP location ending in "/" gets the name appended
+                        archive,
+                        method=self.config.firmware.diagnostics_http_method,
+                        stall_timeout_s=self.config.firmware.stall_timeout_s,
+                    )
+                except TransferError as err:
+                    log.warning(
+                        "diagnostics: upload %d of %d to %s failed: %s",
+                        attempt,
+                        attempts,
+                        where,
+                        err,
+                    )
+                    if attempt < attempts:
+                        await asyncio.sleep(req.retry_interval_s)
+                    continue
+                log.info("diagnostics: uploaded %s to %s", archive.name, where)
+                await self.sink.diagnostics_status("Uploaded")
+                return
+            await self.sink.diagnostics_status("UploadFailed")
+        finally:
+            await asyncio.to_thread(archive.unlink, missing_ok=True)
+
+    async def _build(self, req: DiagnosticsRequest, now: datetime) -> Path:
+        config = self.config
+        config_text = (
+            await asyncio.to_thread(config.source.read_text, errors="replace")
+            if config.source is not None
+            else None
+        )
+        summary = await self.store.run(self._store_summary)
+        return await asyncio.to_thread(
+            build_archive,
+            self.dest_dir,
+            charge_point_id=config.charge_point.id,
+            config_text=config_text,
+            store_summary=summary,
+            log_file=config.logging.file,
+            start=req.start,
+            stop=req.stop,
+            now=now,
+            journal=journal_source(),
+        )
+
+    def _store_summary(self) -> dict[str, object]:
+        store = self.store
+        sizes = [p.stat().st_size for p in (store.path, Path(f"{store.path}-wal")) if p.exists()]
+        return {
+            "db_path": str(store.path),
+            "db_bytes": sum(sizes),
+            "queue_depth": len(store.pending()),
+            "failed_count": store.failed_count(),
+            "open_transactions": [dataclasses.asdict(t) for t in store.open_transactions()],
+            "recovered_from": str(store.recovered_from) if store.recovered_from else None,
+        }

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from cpagent.protocol.v16.charge_point import ChargePoint
     from cpagent.station.firmware import FirmwareUpdater
     from cpagent.station.station import Station
+    from cpagent.updates import DiagnosticsUploader
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class V16Adapter:
         self.request_reset = request_reset
         self.station: Station | None = None
         self.firmware: FirmwareUpdater | None = None
+        self.diagnostics: DiagnosticsUploader | None = None
         self.cp: ChargePoint | None = None
         self.registration: str | None = None
         self.registered = False
@@ -479,6 +481,12 @@ class V16Adapter:
         also across an outage or the restart an installer causes."""
         payload = {"status": status}
         row = await self.store.run(self.store.enqueue, "FirmwareStatusNotification", payload)
+        self._append(Outgoing(row.action, row.payload, row))
+
+    async def diagnostics_status(self, status: str) -> None:
+        """Queue a DiagnosticsStatusNotification durably, like the firmware statuses."""
+        payload = {"status": status}
+        row = await self.store.run(self.store.enqueue, "DiagnosticsStatusNotification", payload)
         self._append(Outgoing(row.action, row.payload, row))
 
     def send_triggered(self, action: str, payload: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, V16Adapter
 from cpagent.station.firmware import FirmwareJob, FirmwareUpdater
 from cpagent.timeutil import parse_iso
+from cpagent.updates import DiagnosticsRequest
 
 if TYPE_CHECKING:
     from cpagent.station.station import Station
@@ -49,9 +50,9 @@ TRIGGERABLE = {
     "StatusNotification",
 }
 VENDOR_ID = "cpagent"
-DEFAULT_FIRMWARE_RETRIES = 3
-"""UpdateFirmware without ``retries`` leaves the count to the charge point."""
-DEFAULT_FIRMWARE_RETRY_INTERVAL_S = 60
+DEFAULT_TRANSFER_RETRIES = 3
+"""UpdateFirmware and GetDiagnostics without ``retries`` leave the count to the charge point."""
+DEFAULT_RETRY_INTERVAL_S = 60
 _CLOSED = object()
 """Put in the response queue when the connection ends under a CALL waiting for its answer."""
 
@@ -334,11 +335,9 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         job = FirmwareJob(
             location=location,
             retrieve_at=retrieve_at,
-            retries=DEFAULT_FIRMWARE_RETRIES if retries is None else max(0, retries),
+            retries=DEFAULT_TRANSFER_RETRIES if retries is None else max(0, retries),
             retry_interval_s=float(
-                DEFAULT_FIRMWARE_RETRY_INTERVAL_S
-                if retry_interval is None
-                else max(0, retry_interval)
+                DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
             ),
         )
         self._after(lambda: self._take_firmware_job(firmware, job))
@@ -346,6 +345,37 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
 
     async def _take_firmware_job(self, firmware: FirmwareUpdater, job: FirmwareJob) -> None:
         await firmware.request(job)
+
+    @on(Action.get_diagnostics)
+    async def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> call_result.GetDiagnostics:
+        diagnostics = self.adapter.diagnostics
+        if diagnostics is None:
+            raise NotSupportedError(description="diagnostics uploads are not enabled")
+        try:
+            start = parse_iso(start_time) if start_time else None
+            stop = parse_iso(stop_time) if stop_time else None
+        except ValueError:
+            raise FormatViolationError(
+                description="startTime and stopTime must be RFC 3339 date-times"
+            ) from None
+        request = DiagnosticsRequest(
+            location=location,
+            retries=DEFAULT_TRANSFER_RETRIES if retries is None else max(0, retries),
+            retry_interval_s=float(
+                DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
+            ),
+            start=start,
+            stop=stop,
+        )
+        name = diagnostics.request(request)
+        return call_result.GetDiagnostics(file_name=name)
 
     @on(Action.trigger_message)
     async def on_trigger_message(
@@ -373,4 +403,6 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             status = str(adapter.firmware.status) if adapter.firmware else "Idle"
             adapter.send_triggered("FirmwareStatusNotification", {"status": status})
         elif message == "DiagnosticsStatusNotification":
-            adapter.send_triggered("DiagnosticsStatusNotification", {"status": "Idle"})
+            busy = adapter.diagnostics is not None and adapter.diagnostics.busy
+            status = "Uploading" if busy else "Idle"
+            adapter.send_triggered("DiagnosticsStatusNotification", {"status": status})
