@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import ocpp.messages
@@ -59,12 +60,22 @@ class _LoggedConnection:
 
     async def recv(self) -> str | bytes:
         frame = await self.ws.recv()
-        traffic.debug("<- %s", frame)
+        traffic.debug("<- %s", _redacted(frame))
         return frame
 
     async def send(self, frame: str) -> None:
-        traffic.debug("-> %s", frame)
+        traffic.debug("-> %s", _redacted(frame))
         await self.ws.send(frame)
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/@\s\"]*?:)[^/@\s\"]+@", re.IGNORECASE)
+
+
+def _redacted(frame: str | bytes) -> str | bytes:
+    """The frame with passwords in URLs (UpdateFirmware, GetDiagnostics locations) hidden."""
+    if isinstance(frame, bytes):
+        return frame
+    return _URL_PASSWORD.sub(r"\1***@", frame)
 
 
 class Agent:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cpagent.exc import CpagentError
+from cpagent.transfer import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,9 @@ class FirmwareUpdater:
         """Take a new job (UpdateFirmware). A job that is installing is never interrupted:
         the request is then refused (False); an earlier job not yet installing is replaced."""
         if self.job is not None and self.job.phase is Phase.INSTALLING:
-            log.warning("firmware: ignoring a new update while installing %s", self.job.location)
+            log.warning(
+                "firmware: ignoring a new update while installing %s", redact_url(self.job.location)
+            )
             return False
         await self.stop()
         await self.ports.save(job)
@@ -205,7 +208,7 @@ class FirmwareUpdater:
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not take the agent down, nor keep a job stuck
-            log.exception("firmware: update of %s failed unexpectedly", job.location)
+            log.exception("firmware: update of %s failed unexpectedly", redact_url(job.location))
             await self._finish(FirmwareStatus.INSTALLATION_FAILED, job)
 
     async def _wait_until(self, when: float) -> None:
@@ -224,17 +227,17 @@ class FirmwareUpdater:
                     "firmware: download %d of %d from %s failed: %s",
                     attempt,
                     attempts,
-                    job.location,
+                    redact_url(job.location),
                     err,
                 )
                 if attempt < attempts:
                     await self._sleep(job.retry_interval_s)
                 continue
-            log.info("firmware: downloaded %s to %s", job.location, path)
+            log.info("firmware: downloaded %s to %s", redact_url(job.location), path)
             job = await self._set(dataclasses.replace(job, phase=Phase.DOWNLOADED, file=str(path)))
             await self.ports.report(FirmwareStatus.DOWNLOADED, job)
             return job
-        log.error("firmware: giving up on %s after %d attempts", job.location, attempts)
+        log.error("firmware: giving up on %s after %d attempts", redact_url(job.location), attempts)
         await self._finish(FirmwareStatus.DOWNLOAD_FAILED, job)
         return job
 
