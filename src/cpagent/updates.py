@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 JOB_STATE_KEY = "firmware.job"
 DIAGNOSTICS_DIR = "diagnostics"
+NOT_RETRYABLE = frozenset({"UnsupportedScheme", "BadUrl"})
+"""Transfer failures that the same request can never get past: not retried."""
 OUTPUT_LINES_KEPT = 20
 FREE_MARGIN_BYTES = 16 * 2**20
 """Space left free on the data disk after a download, so the store can still write."""
@@ -92,7 +94,7 @@ class AgentFirmwarePorts:
                 stall_timeout_s=self.config.firmware.stall_timeout_s,
             )
         except TransferError as err:
-            raise FirmwareError(str(err)) from err
+            raise FirmwareError(str(err), retryable=err.reason not in NOT_RETRYABLE) from err
         return dest
 
     async def install(self, path: Path) -> None:
@@ -156,20 +158,29 @@ class DiagnosticsUploader:
         self.sink = sink
         self.dest_dir = config.storage.data_dir / DIAGNOSTICS_DIR
         self._task: asyncio.Task[None] | None = None
+        self._pending: tuple[DiagnosticsRequest, datetime] | None = None
 
     @property
     def busy(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._pending is not None or (self._task is not None and not self._task.done())
 
     def request(self, req: DiagnosticsRequest) -> str | None:
         """Start an upload and return the file name it will have; None while one runs."""
         if self.busy:
-            log.warning("diagnostics: an upload is already running; ignoring %s", req.location)
+            log.warning(
+                "diagnostics: an upload is already running; ignoring %s", redact_url(req.location)
+            )
             return None
         now = datetime.now(UTC)
-        name = archive_name(self.config.charge_point.id, now)
-        self._task = asyncio.create_task(self._run(req, now), name="diagnostics-upload")
-        return name
+        self._pending = (req, now)
+        return archive_name(self.config.charge_point.id, now)
+
+    async def begin(self) -> None:
+        """Start the upload :meth:`request` named (once its answer has been sent)."""
+        if self._pending is not None:
+            req, now = self._pending
+            self._pending = None
+            self._task = asyncio.create_task(self._run(req, now), name="diagnostics-upload")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -205,6 +216,8 @@ class DiagnosticsUploader:
                         where,
                         err,
                     )
+                    if err.reason in NOT_RETRYABLE:
+                        break
                     if attempt < attempts:
                         await asyncio.sleep(req.retry_interval_s)
                     continue

@@ -64,7 +64,12 @@ class Phase(enum.StrEnum):
 
 
 class FirmwareError(CpagentError):
-    """A download or an installation failed; the message names the cause."""
+    """A download or an installation failed; the message names the cause. A download that
+    is not ``retryable`` (an unsupported scheme) is not attempted again."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,7 @@ class FirmwareUpdater:
         job = await self._set(dataclasses.replace(job, phase=Phase.DOWNLOADING))
         await self.ports.report(FirmwareStatus.DOWNLOADING, job)
         attempts = 1 + job.retries
+        attempt = 0
         for attempt in range(1, attempts + 1):
             try:
                 path = await self.ports.download(job.location, self.download_dir)
@@ -230,6 +236,8 @@ class FirmwareUpdater:
                     redact_url(job.location),
                     err,
                 )
+                if not err.retryable:
+                    break
                 if attempt < attempts:
                     await self._sleep(job.retry_interval_s)
                 continue
@@ -237,7 +245,9 @@ class FirmwareUpdater:
             job = await self._set(dataclasses.replace(job, phase=Phase.DOWNLOADED, file=str(path)))
             await self.ports.report(FirmwareStatus.DOWNLOADED, job)
             return job
-        log.error("firmware: giving up on %s after %d attempts", redact_url(job.location), attempts)
+        log.error(
+            "firmware: giving up on %s after %d attempt(s)", redact_url(job.location), attempt
+        )
         await self._finish(FirmwareStatus.DOWNLOAD_FAILED, job)
         return job
 

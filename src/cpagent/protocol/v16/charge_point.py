@@ -375,6 +375,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             stop=stop,
         )
         name = diagnostics.request(request)
+        if name is not None:
+            self._after(diagnostics.begin)
         return call_result.GetDiagnostics(file_name=name)
 
     @on(Action.trigger_message)
