@@ -166,8 +166,16 @@ class FirmwareUpdater:
         self._launch(saved)
 
     async def request(self, job: FirmwareJob) -> bool:
-        """Take a new job (UpdateFirmware). A job that is installing is never interrupted:
-        the request is then refused (False); an earlier job not yet installing is replaced."""
+        """Take a new job (UpdateFirmware) and start it."""
+        if not await self.accept(job):
+            return False
+        await self.begin()
+        return True
+
+    async def accept(self, job: FirmwareJob) -> bool:
+        """Persist a new job without starting it, so it is durable before UpdateFirmware is
+        answered; :meth:`begin` starts it. A job that is installing is never interrupted:
+        the new one is then refused (False); an earlier job not yet installing is replaced."""
         if self.job is not None and self.job.phase is Phase.INSTALLING:
             log.warning(
                 "firmware: ignoring a new update while installing %s", redact_url(self.job.location)
@@ -175,8 +183,13 @@ class FirmwareUpdater:
             return False
         await self.stop()
         await self.ports.save(job)
-        self._launch(job)
+        self.job = job
         return True
+
+    async def begin(self) -> None:
+        """Start the job :meth:`accept` took (no-op if it is already running)."""
+        if self.job is not None and self._task is None:
+            self._launch(self.job)
 
     async def stop(self) -> None:
         """Cancel the running job's task (at shutdown); its persisted state stays."""

@@ -32,7 +32,7 @@ from ocpp.v16.enums import Action
 from cpagent import __version__
 from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, V16Adapter
-from cpagent.station.firmware import FirmwareJob, FirmwareUpdater
+from cpagent.station.firmware import FirmwareJob
 from cpagent.timeutil import parse_iso
 from cpagent.updates import DiagnosticsRequest
 
@@ -340,11 +340,9 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
             ),
         )
-        self._after(lambda: self._take_firmware_job(firmware, job))
+        if await firmware.accept(job):  # on disk before the answer goes out
+            self._after(firmware.begin)
         return call_result.UpdateFirmware()
-
-    async def _take_firmware_job(self, firmware: FirmwareUpdater, job: FirmwareJob) -> None:
-        await firmware.request(job)
 
     @on(Action.get_diagnostics)
     async def on_get_diagnostics(
