@@ -20,7 +20,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -283,23 +283,6 @@ def config_data(workdir: Path, csms_url: str, modbus_port: int) -> dict[str, Any
         "logging": {"level": "DEBUG"},
         "ocpp16": {"MeterValueSampleInterval": 0},
     }
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    assert not leaked, leaked
-
-
-@pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    before = asyncio.all_tasks()
-    yield
-    await asyncio.sleep(0)
-    leaked = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
-    assert not leaked, leaked
 
 
 async def stopped(task: asyncio.Task[str | None]) -> str | None:

@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import itertools
 import math
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from pymodbus.pdu import ModbusPDU
@@ -48,23 +47,6 @@ SDM630_READING = SAMPLE_READINGS["sdm630"]
 
 
 # --- infrastructure ------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    threads = set(threading.enumerate())
-    yield
-    leaked = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
-    assert not leaked, leaked
-
-
-@pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    before = asyncio.all_tasks()
-    yield
-    await asyncio.sleep(0)
-    leaked = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
-    assert not leaked, leaked
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 import pytest
@@ -62,23 +61,6 @@ def assert_reading(got: MeterReading, want: MeterReading) -> None:
 
 
 # --- infrastructure ------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    threads = set(threading.enumerate())
-    yield
-    leaked = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
-    assert not leaked, leaked
-
-
-@pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    before = asyncio.all_tasks()
-    yield
-    await asyncio.sleep(0)  # let cancelled callbacks settle
-    leaked = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
-    assert not leaked, leaked
 
 
 @pytest.fixture
