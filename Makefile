@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/idle.py
 	$(BIN)/python benchmarks/replay.py
 	$(BIN)/python benchmarks/modbus_poll.py
+	$(BIN)/python benchmarks/firmware_download.py
 
 soak: $(STAMP)
 	$(BIN)/python benchmarks/crash_soak.py --iterations 200
