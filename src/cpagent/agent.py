@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import ocpp.messages
@@ -36,6 +37,7 @@ from cpagent.station.firmware import FirmwareUpdater
 from cpagent.station.model import StationSettings, StopReason
 from cpagent.station.station import Station, UnfinishedTransaction
 from cpagent.store import Store
+from cpagent.systemd import FIELD_OCPP_ACTION, FIELD_OCPP_MESSAGE_ID, status_text
 from cpagent.updates import AgentFirmwarePorts, DiagnosticsUploader, load_job
 
 # Schema validation of one small OCPP payload takes well under a millisecond; doing it inline
@@ -52,20 +54,49 @@ SUBPROTOCOL = "ocpp1.6"
 FIRMWARE_DIR = "firmware"
 
 
+_FRAME_HEAD = re.compile(r'\s*\[\s*([234])\s*,\s*"((?:[^"\\]|\\.)*)"\s*(?:,\s*"([^"\\]*)")?')
+"""An OCPP-J frame's message type, unique id and, for a CALL, its action."""
+_ACTIONS_KEPT = 64
+
+
 class _LoggedConnection:
-    """The websocket as the ``ocpp`` library sees it, with every frame logged."""
+    """The websocket as the ``ocpp`` library sees it, with every frame logged.
+
+    Each line carries the frame's OCPP action and message id as journal fields; an answer
+    (CALLRESULT, CALLERROR) names no action, so the actions of the CALLs seen recently in
+    either direction are remembered by message id.
+    """
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self._actions: dict[str, str] = {}
 
     async def recv(self) -> str | bytes:
         frame = await self.ws.recv()
-        traffic.debug("<- %s", _redacted(frame))
+        if traffic.isEnabledFor(logging.DEBUG):
+            traffic.debug("<- %s", _redacted(frame), extra=self._fields(frame))
         return frame
 
     async def send(self, frame: str) -> None:
-        traffic.debug("-> %s", _redacted(frame))
+        if traffic.isEnabledFor(logging.DEBUG):
+            traffic.debug("-> %s", _redacted(frame), extra=self._fields(frame))
         await self.ws.send(frame)
+
+    def _fields(self, frame: str | bytes) -> dict[str, str]:
+        match = _FRAME_HEAD.match(frame) if isinstance(frame, str) else None
+        if match is None:
+            return {}
+        kind, message_id, action = match.groups()
+        if kind == "2" and action:
+            self._actions[message_id] = action
+            while len(self._actions) > _ACTIONS_KEPT:
+                del self._actions[next(iter(self._actions))]
+        else:
+            action = self._actions.pop(message_id, None)
+        fields = {FIELD_OCPP_MESSAGE_ID: message_id}
+        if action:
+            fields[FIELD_OCPP_ACTION] = action
+        return fields
 
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/@\s\"]*?:)[^/@\s\"]+@", re.IGNORECASE)
@@ -85,8 +116,13 @@ class Agent:
         *,
         hardware: Hardware | None = None,
         network: NetworkSwitch | None = None,
+        on_ready: Callable[[Agent], None] | None = None,
     ) -> None:
+        """``on_ready(agent)`` is called once the store, the hardware, the station and the
+        control socket are up, before the CSMS is tried (systemd's ``READY=1``)."""
         self.config = config
+        self.on_ready = on_ready
+        self.ready = False
         self.hardware = hardware
         self.network = network or NetworkSwitch()
         self.reset_requested: str | None = None
@@ -161,9 +197,13 @@ class Agent:
                 len(hw.connectors),
                 self.config.hal.backend,
             )
+            self.ready = True
+            if self.on_ready is not None:
+                self.on_ready(self)
             await self._supervise(station, self.session)
             return self.reset_requested
         finally:
+            self.ready = False
             if self.firmware is not None:
                 await self.firmware.stop()
             if self.diagnostics is not None:
@@ -299,6 +339,22 @@ class Agent:
             case _:
                 raise ValueError(f"unknown sim command: {' '.join(args)}")
         return "ok: " + " ".join(args)
+
+    def status_line(self) -> str:
+        """One line on the link to the CSMS, for systemd's ``STATUS=``."""
+        adapter, session, hw = self.adapter, self.session, self.hardware
+        if adapter is None or session is None or hw is None:
+            return "starting"
+        return status_text(
+            url=_URL_PASSWORD.sub(r"\1***@", session.url),
+            connected=session.connected,
+            registered=adapter.registered,
+            registration=adapter.registration,
+            network_up=self.network.up,
+            last_error=session.last_error,
+            connectors=len(hw.connectors),
+            queue=adapter.queue_depth,
+        )
 
     def status(self) -> dict[str, Any]:
         station, adapter, session = self.station, self.adapter, self.session

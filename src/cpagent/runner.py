@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cpagent.config import Config
 from cpagent.exc import AlreadyRunningError, ConfigError, ControlError, HalError, StoreError
+from cpagent.systemd import Notifier, log_handler_for_stderr
 
 log = logging.getLogger("cpagent")
 
@@ -20,9 +21,14 @@ LOG_FILE_BACKUPS = 3
 
 EXIT_ERROR = 1
 
+STATUS_CHECK_S = 1.0
+"""How often the systemd status line is recomputed (it is sent only when it changed)."""
+
 
 def setup_logging(level: str, file: Path | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """Log to stderr, or natively to journald when stderr is the journal (with structured
+    fields, see :mod:`cpagent.systemd`), and also to ``file`` if given."""
+    handlers: list[logging.Handler] = [log_handler_for_stderr()]
     if file is not None:
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
@@ -51,38 +57,69 @@ def setup_logging(level: str, file: Path | None = None) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
-async def serve(config: Config) -> None:
-    """Run agents until a stop signal; a Reset or an internal failure builds a fresh one."""
+async def serve(config: Config, notifier: Notifier | None = None) -> None:
+    """Run agents until a stop signal; a Reset or an internal failure builds a fresh one.
+
+    Tells systemd (when it runs the agent with ``Type=notify``) when each agent is ready,
+    how the link to the CSMS is doing, that the event loop is alive, and that it stops.
+    """
     from cpagent.agent import Agent
     from cpagent.protocol.session import NetworkSwitch
 
     loop = asyncio.get_running_loop()
+    notifier = notifier or Notifier(None)
     network = NetworkSwitch()
     hardware = None
     stop = False
-    while True:
-        agent = Agent(config, hardware=hardware, network=network)
+    agent: Agent | None = None
 
-        def on_signal(a: Agent = agent) -> None:
-            nonlocal stop
-            stop = True
-            a.stop()
+    def status() -> str | None:
+        return agent.status_line() if agent is not None and agent.ready else None
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        result = await agent.run()
-        if stop or result is None:
-            log.info("stopped")
-            return
-        hardware = agent.hardware if result == "Soft" else None
-        log.warning("restarting (%s reset)", result)
+    background = [
+        asyncio.create_task(notifier.run_watchdog(), name="systemd-watchdog"),
+        asyncio.create_task(notifier.run_status(status, STATUS_CHECK_S), name="systemd-status"),
+    ]
+    try:
+        while True:
+            agent = Agent(
+                config,
+                hardware=hardware,
+                network=network,
+                on_ready=lambda a: notifier.ready(a.status_line()),
+            )
+
+            def on_signal(a: Agent = agent) -> None:
+                nonlocal stop
+                stop = True
+                notifier.stopping()
+                a.stop()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, on_signal)
+            result = await agent.run()
+            if stop or result is None:
+                log.info("stopped")
+                return
+            hardware = agent.hardware if result == "Soft" else None
+            log.warning("restarting (%s reset)", result)
+            notifier.status(f"restarting ({result} reset)")
+    finally:
+        notifier.stopping()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
 
 
 def run_forever(config: Config) -> int:
     setup_logging(config.logging.level, config.logging.file)
+    notifier = Notifier.from_env()
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, notifier))
     except (AlreadyRunningError, StoreError, ControlError, ConfigError, HalError) as err:
         print(f"cpagent: {err}", file=sys.stderr)
+        notifier.notify(f"STATUS=failed: {' '.join(str(err).splitlines())}")
         return EXIT_ERROR
+    finally:
+        notifier.close()
     return 0

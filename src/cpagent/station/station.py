@@ -48,6 +48,7 @@ from cpagent.station.model import (
     TransactionStopped,
 )
 from cpagent.station.status import derive_status
+from cpagent.systemd import journal_fields
 from cpagent.timeutil import now_iso
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,12 @@ class Station:
             try:
                 return "Unlocked" if await hw.lock.unlock() else "UnlockFailed"
             except HalError as err:
-                log.warning("connector %d: unlock failed: %s", connector_id, err)
+                log.warning(
+                    "connector %d: unlock failed: %s",
+                    connector_id,
+                    err,
+                    extra=journal_fields(connector=connector_id),
+                )
                 return "UnlockFailed"
 
     async def change_availability(self, connector_id: int, operative: bool) -> str:
@@ -309,6 +315,7 @@ class Station:
                 tx.id_tag,
                 transaction_id,
                 decision.status,
+                extra=_fields(c),
             )
             if self.settings.stop_on_invalid_id:
                 self._spawn(self._locked_stop(c, StopReason.DE_AUTHORIZED), "deauthorize")
@@ -454,7 +461,12 @@ class Station:
                 try:
                     await lock.unlock()
                 except HalError as err:
-                    log.warning("connector %d: unlock after unplug failed: %s", cid, err)
+                    log.warning(
+                        "connector %d: unlock after unplug failed: %s",
+                        cid,
+                        err,
+                        extra=journal_fields(connector=cid),
+                    )
         elif state.plugged and not was_plugged:
             self._plugged[cid] = True
             id_tag = self._take_authorization(c)
@@ -463,15 +475,29 @@ class Station:
         tx = c.transaction
         cap = tx.energy_cap_wh if tx is not None else None
         if tx is not None and cap is not None and not tx.suspended and c.energy_wh >= cap:
-            log.warning("connector %d: MaxEnergyOnInvalidId reached; withholding energy", cid)
+            log.warning(
+                "connector %d: MaxEnergyOnInvalidId reached; withholding energy",
+                cid,
+                extra=_fields(c),
+            )
             tx.suspended = True
         if tx is not None and tx.suspended and (c.offered_a > 0 or c.contactor_closed):
             await self._energize(c, False)
         elif state in (PilotState.E, PilotState.F) and (c.offered_a > 0 or c.contactor_closed):
-            log.error("connector %d: pilot state %s; switching the supply off", cid, state)
+            log.error(
+                "connector %d: pilot state %s; switching the supply off",
+                cid,
+                state,
+                extra=_fields(c),
+            )
             await self._energize(c, False)
         elif tx is not None and not tx.suspended and state.plugged and c.offered_a < 6.0:
-            log.info("connector %d: pilot back to %s; resuming the supply", cid, state)
+            log.info(
+                "connector %d: pilot back to %s; resuming the supply",
+                cid,
+                state,
+                extra=_fields(c),
+            )
             await self._energize(c, True)
         elif "relay" in c.faults:
             await self._energize(c, tx is not None and not tx.suspended and c.offered_a >= 6.0)
@@ -511,12 +537,12 @@ class Station:
 
     def _set_fault(self, c: ConnectorState, device: str, err: HalError) -> None:
         if device not in c.faults:
-            log.error("connector %d: %s fault: %s", c.connector_id, device, err)
+            log.error("connector %d: %s fault: %s", c.connector_id, device, err, extra=_fields(c))
         c.faults[device] = Fault(device, err.error_code, str(err), err.vendor_error_code)
 
     def _clear_fault(self, c: ConnectorState, device: str) -> None:
         if c.faults.pop(device, None) is not None:
-            log.info("connector %d: %s recovered", c.connector_id, device)
+            log.info("connector %d: %s recovered", c.connector_id, device, extra=_fields(c))
 
     # --------------------------------------------------------------- transactions
 
@@ -541,7 +567,12 @@ class Station:
 
     def _expire_authorization(self, c: ConnectorState, id_tag: str) -> None:
         if c.authorized_id_tag == id_tag and c.transaction is None:
-            log.info("connector %d: no EV connected in time for %s", c.connector_id, id_tag)
+            log.info(
+                "connector %d: no EV connected in time for %s",
+                c.connector_id,
+                id_tag,
+                extra=_fields(c),
+            )
             self._clear_authorization(c)
             self._refresh(c)
 
@@ -574,7 +605,10 @@ class Station:
         reading = await self._read_meter(c)
         if reading is None:
             log.error(
-                "connector %d: cannot start a session for %s: meter failed", c.connector_id, id_tag
+                "connector %d: cannot start a session for %s: meter failed",
+                c.connector_id,
+                id_tag,
+                extra=_fields(c),
             )
             self._refresh(c)
             return
@@ -593,6 +627,7 @@ class Station:
                 c.connector_id,
                 id_tag,
                 err,
+                extra=_fields(c),
             )
             self._refresh(c)
             return
@@ -610,6 +645,7 @@ class Station:
             local_id,
             id_tag,
             meter_start,
+            extra=_fields(c),
         )
         await self._energize(c, True)
         self._samplers[c.connector_id] = asyncio.create_task(
@@ -652,6 +688,11 @@ class Station:
             tx.local_id,
             reason,
             meter_stop,
+            extra=journal_fields(
+                connector=c.connector_id,
+                local_transaction_id=tx.local_id,
+                transaction_id=tx.transaction_id,
+            ),
         )
         if c.pending_inoperative is not None:
             await self._set_operative(c, not c.pending_inoperative)
@@ -671,6 +712,7 @@ class Station:
             tx.connector_id,
             reason,
             meter,
+            extra=journal_fields(connector=tx.connector_id, local_transaction_id=tx.local_id),
         )
         await self._record_stop(
             TransactionStopped(
@@ -684,17 +726,30 @@ class Station:
         try:
             await self.output.meter_values(sample)
         except StoreError as err:
-            log.error("connector %d: meter values not recorded: %s", sample.connector_id, err)
+            log.error(
+                "connector %d: meter values not recorded: %s",
+                sample.connector_id,
+                err,
+                extra=journal_fields(
+                    connector=sample.connector_id, local_transaction_id=sample.tx_local_id
+                ),
+            )
 
     async def _record_availability(self, connector_id: int, operative: bool) -> None:
         try:
             await self.output.availability_changed(connector_id, operative)
         except StoreError as err:
-            log.error("connector %d: availability not persisted: %s", connector_id, err)
+            log.error(
+                "connector %d: availability not persisted: %s",
+                connector_id,
+                err,
+                extra=journal_fields(connector=connector_id),
+            )
 
     async def _record_stop(self, event: TransactionStopped) -> None:
         """A session's end is money: retry until it is recorded. The supply is already off."""
         failures = 0
+        fields = journal_fields(connector=event.connector_id, local_transaction_id=event.local_id)
         while True:
             try:
                 await self.output.transaction_stopped(event)
@@ -705,12 +760,18 @@ class Station:
                         event.local_id,
                         err,
                         RECORD_RETRY_S,
+                        extra=fields,
                     )
                 failures += 1
                 await asyncio.sleep(RECORD_RETRY_S)
                 continue
             if failures:
-                log.info("session %d: end recorded after %d retries", event.local_id, failures)
+                log.info(
+                    "session %d: end recorded after %d retries",
+                    event.local_id,
+                    failures,
+                    extra=fields,
+                )
             return
 
     async def _energize(self, c: ConnectorState, on: bool) -> None:
@@ -805,6 +866,7 @@ class Station:
                 c.connector_id,
                 status,
                 "" if error_code == "NoError" else f" ({error_code})",
+                extra=_fields(c),
             )
             self.output.status_changed(self._status_event(c))
             self.hardware.show_status(c.connector_id, status)
@@ -852,6 +914,16 @@ class Station:
                 }
             )
         return out
+
+
+def _fields(c: ConnectorState) -> dict[str, Any]:
+    """Journal fields of a connector's log line: the connector and its running session."""
+    tx = c.transaction
+    return journal_fields(
+        connector=c.connector_id,
+        local_transaction_id=tx.local_id if tx else None,
+        transaction_id=tx.transaction_id if tx else None,
+    )
 
 
 def _short(text: str, limit: int = 50) -> str:

@@ -35,6 +35,7 @@ from cpagent.station.model import (
     TransactionStopped,
 )
 from cpagent.store import AuthCacheRow, OutboxRow, Store
+from cpagent.systemd import journal_fields
 from cpagent.timeutil import now_iso, parse_iso
 
 if TYPE_CHECKING:
@@ -57,6 +58,16 @@ class Outgoing:
     @property
     def durable(self) -> bool:
         return self.row is not None
+
+
+def _fields(item: Outgoing) -> dict[str, Any]:
+    """Journal fields of a log line about a queued message."""
+    row = item.row
+    return journal_fields(
+        action=item.action,
+        message_id=row.message_id if row else None,
+        local_transaction_id=row.tx_local_id if row else None,
+    )
 
 
 class ConnectionLost(Exception):
@@ -215,7 +226,12 @@ class V16Adapter:
             try:
                 result = await cp.call_payload("Authorize", {"idTag": id_tag})
             except (OCPPError, TimeoutError, ConnectionLost) as err:
-                log.warning("Authorize for %s got no answer (%s); deciding offline", id_tag, err)
+                log.warning(
+                    "Authorize for %s got no answer (%s); deciding offline",
+                    id_tag,
+                    err,
+                    extra=journal_fields(action="Authorize"),
+                )
             else:
                 decision = await self._remember(id_tag, result["idTagInfo"])
                 return decision
@@ -299,10 +315,16 @@ class V16Adapter:
                 log.info(
                     "BootNotification accepted; heartbeat every %s s",
                     self.keys.get("HeartbeatInterval"),
+                    extra=journal_fields(action="BootNotification"),
                 )
                 return
             retry = interval if interval > 0 else self.config.csms.boot_retry_s
-            log.warning("BootNotification %s; retrying in %d s", result["status"], retry)
+            log.warning(
+                "BootNotification %s; retrying in %d s",
+                result["status"],
+                retry,
+                extra=journal_fields(action="BootNotification"),
+            )
             await asyncio.sleep(retry)
 
     async def _heartbeat_loop(self, cp: ChargePoint) -> None:
@@ -325,7 +347,7 @@ class V16Adapter:
         try:
             await cp.call_payload("Heartbeat", {})
         except (OCPPError, TimeoutError) as err:
-            log.warning("Heartbeat failed: %s", err)
+            log.warning("Heartbeat failed: %s", err, extra=journal_fields(action="Heartbeat"))
 
     async def _send_loop(self, cp: ChargePoint) -> None:
         """Deliver the queue head first, one CALL at a time.
@@ -357,7 +379,7 @@ class V16Adapter:
                 late = await self._retry_or_give_up(item, "no answer", give_up=False)
                 if late is None:
                     continue
-                log.info("%s answered late; taking that answer", item.action)
+                log.info("%s answered late; taking that answer", item.action, extra=_fields(item))
                 result = late
             await self._delivered(item, result)
 
@@ -387,7 +409,7 @@ class V16Adapter:
         meanwhile (a slow CSMS) is returned, so the message is not sent again."""
         row = item.row
         if row is None:
-            log.warning("%s not delivered (%s); not retried", item.action, why)
+            log.warning("%s not delivered (%s); not retried", item.action, why, extra=_fields(item))
             self._pending.popleft()
             return None
         attempts = await self.store.run(self.store.bump_attempts, row.seq)
@@ -403,6 +425,7 @@ class V16Adapter:
             why,
             attempts,
             delay,
+            extra=_fields(item),
         )
         if give_up:
             await asyncio.sleep(delay)
@@ -424,7 +447,13 @@ class V16Adapter:
         try:
             schemas.validate(MessageType.CallResult, late[0], payload)
         except OCPPError as err:
-            log.warning("late answer to %s %s is invalid: %s", late[0], unique_id, err)
+            log.warning(
+                "late answer to %s %s is invalid: %s",
+                late[0],
+                unique_id,
+                err,
+                extra=journal_fields(action=late[0], message_id=unique_id),
+            )
             return False
         late[2].set_result(payload)
         return True
@@ -437,6 +466,7 @@ class V16Adapter:
             item.action,
             item.row.message_id,
             why,
+            extra=_fields(item),
         )
         await self.store.run(self.store.fail, item.row.seq, why)
         self.failed_count += 1
@@ -464,6 +494,13 @@ class V16Adapter:
             row.tx_local_id,
             transaction_id,
             decision.status,
+            extra=journal_fields(
+                action="StartTransaction",
+                message_id=row.message_id,
+                local_transaction_id=row.tx_local_id,
+                transaction_id=transaction_id,
+                connector=row.payload.get("connectorId"),
+            ),
         )
         if self.station is not None:
             self.station.transaction_confirmed(row.tx_local_id, transaction_id, decision)

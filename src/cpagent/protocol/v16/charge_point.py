@@ -33,6 +33,7 @@ from cpagent import __version__
 from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, V16Adapter
 from cpagent.station.firmware import FirmwareJob
+from cpagent.systemd import journal_fields
 from cpagent.timeutil import parse_iso
 from cpagent.updates import DiagnosticsRequest
 
@@ -79,6 +80,14 @@ def _unhandled_action(action: Any) -> OCPPError:
     return NotSupportedError(description=f"{action} is not supported by this charge point")
 
 
+def _fields(msg: Call) -> dict[str, Any]:
+    """Journal fields of a log line about a CALL from the CSMS."""
+    return journal_fields(
+        action=msg.action if isinstance(msg.action, str) else None,
+        message_id=str(msg.unique_id),
+    )
+
+
 class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     def __init__(
         self,
@@ -120,10 +129,11 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                     msg.unique_id,
                     err.code,
                     err.description,
+                    extra=_fields(msg),
                 )
                 await self._send(_error_frame(msg.unique_id, err))
             except Exception:
-                log.exception("handling CSMS %s failed", msg.action)
+                log.exception("handling CSMS %s failed", msg.action, extra=_fields(msg))
                 await self._send(_error_frame(msg.unique_id, GenericError("internal error")))
             deferred, self._deferred = self._deferred, []
             for make in deferred:
@@ -134,7 +144,11 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 msg.unique_id, msg.payload
             ):
                 return
-            log.warning("ignoring a response for unknown message id %r", msg.unique_id)
+            log.warning(
+                "ignoring a response for unknown message id %r",
+                msg.unique_id,
+                extra=journal_fields(message_id=str(msg.unique_id)),
+            )
             return
         self._response_queue.put_nowait(msg)
 
@@ -150,7 +164,12 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             and frame[0] == MessageType.Call
             and isinstance(frame[1], str)
         ):
-            log.warning("malformed CALL %s from the CSMS: %s", frame[1], err.description)
+            log.warning(
+                "malformed CALL %s from the CSMS: %s",
+                frame[1],
+                err.description,
+                extra=journal_fields(message_id=frame[1]),
+            )
             await self._send(_error_frame(frame[1], err))
         else:
             log.warning("ignoring a frame that is not an OCPP message: %.200r", raw_msg)
@@ -290,9 +309,20 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         if status == "Accepted":
             await self.adapter.store.run(self.adapter.store.set_config_key, key, canonical)
             keys.apply(key, canonical)
-            log.info("configuration %s changed to %r by the CSMS", key, canonical)
+            log.info(
+                "configuration %s changed to %r by the CSMS",
+                key,
+                canonical,
+                extra=journal_fields(action="ChangeConfiguration"),
+            )
         else:
-            log.info("configuration change %s=%r: %s", key, value, status)
+            log.info(
+                "configuration change %s=%r: %s",
+                key,
+                value,
+                status,
+                extra=journal_fields(action="ChangeConfiguration"),
+            )
         return call_result.ChangeConfiguration(status=status)
 
     @on(Action.unlock_connector)
