@@ -194,7 +194,8 @@ class JournaldSource:
             yield from text.split("\n")
             return
         level = _PRIORITY_LEVELS.get(_int_or(entry.get("PRIORITY"), 6), "INFO")
-        name = entry.get("SYSLOG_IDENTIFIER") or self.identifier
+        # The agent's own records carry their logger's name in LOGGER (cpagent.station...).
+        name = entry.get("LOGGER") or entry.get("SYSLOG_IDENTIFIER") or self.identifier
         first, *rest = text.split("\n")
         yield f"{_asctime(ts)} {level:<7} {name}: {first}"
         yield from rest
