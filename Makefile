@@ -34,3 +34,13 @@ soak: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The Debian package (packaging/debian; see packaging/debian/README.Debian). Needs root and
+# network access to PyPI and Debian's mirror; not part of "make test".
+.PHONY: deb deb-test
+
+deb:
+	bash packaging/build-deb.sh
+
+deb-test: $(STAMP)
+	CPAGENT_DEB_TEST=1 $(BIN)/pytest -p no:xdist -s tests/packaging/test_deb.py
