@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -55,6 +56,39 @@ class AuthDecision:
     @property
     def accepted(self) -> bool:
         return self.status is AuthStatus.ACCEPTED
+
+
+class ReservationOutcome(enum.StrEnum):
+    """The answer to a reservation request (OCPP 1.6 ReserveNow statuses)."""
+
+    ACCEPTED = "Accepted"
+    FAULTED = "Faulted"
+    OCCUPIED = "Occupied"
+    REJECTED = "Rejected"
+    UNAVAILABLE = "Unavailable"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A connector held for one id tag (or its group, ``parent_id_tag``) until ``expiry``.
+
+    ``connector_id`` 0 reserves the charger: any one connector is kept free for it.
+    ``expiry`` is an aware UTC datetime.
+    """
+
+    reservation_id: int
+    connector_id: int
+    id_tag: str
+    parent_id_tag: str | None
+    expiry: datetime
+
+    def admits(self, id_tag: str, parent_id_tag: str | None) -> bool:
+        """Whether ``id_tag`` (in group ``parent_id_tag``) may use this reservation: it is the
+        reserved id tag or the reserved group's own tag, or it belongs to the reserved group."""
+        if id_tag == self.id_tag:
+            return True
+        group = self.parent_id_tag
+        return group is not None and group in (id_tag, parent_id_tag)
 
 
 @dataclass(frozen=True)
@@ -152,7 +186,12 @@ class ConnectorState:
     faults: dict[str, Fault] = field(default_factory=dict)
     transaction: ActiveTransaction | None = None
     authorized_id_tag: str | None = None
+    authorized_parent_id_tag: str | None = None
     finishing: bool = False
+    reservation: Reservation | None = None
+    """A reservation of this very connector."""
+    reserved_for_any: bool = False
+    """Kept free for reservations of connector 0 (no other connector is left for them)."""
     energy_wh: float = 0.0
     power_w: float = 0.0
     status: ConnectorStatus | None = None
@@ -182,6 +221,13 @@ class Authorizer(Protocol):
     async def authorize(self, id_tag: str) -> AuthDecision: ...
 
 
+class ReservationStore(Protocol):
+    """Where reservations are kept across restarts."""
+
+    async def save_reservations(self, reservations: list[Reservation]) -> None:
+        """Replace the persisted reservations with ``reservations`` (all that are in force)."""
+
+
 @dataclass
 class StationSettings:
     """The configuration the station acts on, kept current by the protocol adapter."""
@@ -198,3 +244,4 @@ class StationSettings:
     authorize_remote_tx_requests: bool = False
     stop_on_invalid_id: bool = True
     max_energy_on_invalid_wh: int = 0
+    reserve_connector_zero_supported: bool = False

@@ -9,6 +9,14 @@ Concurrency: every change to connector state happens under one lock, so a
 plug, a card and a remote command never interleave half-way. Money-bearing
 outputs (transaction start/stop, transaction meter values) are awaited under
 that lock, which keeps them in the order they happened.
+
+Reservations (OCPP 1.6 §5.13): a reservation holds one connector (or, for connector 0,
+any one connector) for an id tag or its group until its expiry. While it holds, other
+id tags are refused there; the reserved id tag's session consumes it and carries its
+id. It ends at its expiry, on a cancellation, and when the connector or the charger
+goes Faulted or Unavailable (§5.13: "when the Charge Point or connector are set to
+Faulted or Unavailable"). The reservations in force are persisted through the
+optional :class:`ReservationStore` at every change and restored by :meth:`Station.start`.
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
 
 from cpagent.exc import HalError, LockFault, StoreError
 from cpagent.hal.base import (
@@ -40,6 +49,9 @@ from cpagent.station.model import (
     ConnectorStatus,
     Fault,
     MeterSample,
+    Reservation,
+    ReservationOutcome,
+    ReservationStore,
     StationOutput,
     StationSettings,
     StatusChanged,
@@ -49,13 +61,16 @@ from cpagent.station.model import (
 )
 from cpagent.station.status import derive_status
 from cpagent.systemd import journal_fields
-from cpagent.timeutil import now_iso
+from cpagent.timeutil import iso, now_iso, utcnow
 
 log = logging.getLogger(__name__)
 
 POLL_IDLE_S = 10.0
 SAMPLER_RECHECK_S = 1.0
 RECORD_RETRY_S = 5.0
+RESERVATION_RECHECK_S = 60.0
+"""A wait for a reservation's expiry re-reads the wall clock at least this often (NTP may
+step it), and a reservation store that failed is tried again this often."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +91,18 @@ class Station:
         output: StationOutput,
         authorizer: Authorizer,
         settings: StationSettings,
+        *,
+        reservation_store: ReservationStore | None = None,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``reservation_store`` persists reservations (None: they do not survive a
+        restart); ``now`` is the wall clock reservations expire by (aware, UTC)."""
         self.hardware = hardware
         self.output = output
         self.authorizer = authorizer
         self.settings = settings
+        self.reservation_store = reservation_store
+        self._now = now
         self.connectors = {cid: ConnectorState(cid) for cid in sorted(hardware.connectors)}
         self.charger = ConnectorState(0)
         self._lock = asyncio.Lock()
@@ -88,6 +110,10 @@ class Station:
         self._plugged = dict.fromkeys(self.connectors, False)
         self._implicit_auth: dict[int, bool] = {}
         self._auth_expiry: dict[int, asyncio.TimerHandle] = {}
+        self._unverified: set[int] = set()  # remote starts still waiting for their Authorize
+        self._reservations: dict[int, Reservation] = {}
+        self._reservations_dirty = False  # changed since last persisted
+        self._reservations_wake = asyncio.Event()
         self._samplers: dict[int, asyncio.Task[None]] = {}
         self._changes: asyncio.Queue[int] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -107,8 +133,10 @@ class Station:
         availability: dict[int, bool],
         unfinished: list[UnfinishedTransaction],
         recovery_reason: StopReason = StopReason.POWER_LOSS,
+        reservations: Sequence[Reservation] = (),
     ) -> None:
-        """Read the hardware, apply persisted availability and close what a crash left open."""
+        """Read the hardware, apply persisted availability, close what a crash left open and
+        restore the persisted ``reservations`` that still hold."""
         self.charger.operative = availability.get(0, True)
         for cid, c in self.connectors.items():
             c.operative = self.charger.operative and availability.get(cid, True)
@@ -117,11 +145,35 @@ class Station:
                 await self._observe(c)
             for tx in unfinished:
                 await self._close_unfinished(tx, recovery_reason)
+            self._restore_reservations(reservations)
             for c in self.connectors.values():
                 self._plugged[c.connector_id] = PilotState(c.pilot).plugged
                 c.finishing = self._plugged[c.connector_id]
                 self._refresh(c)
             self._refresh_charger()
+            if self._reservations_dirty:
+                await self._persist_reservations()
+
+    def _restore_reservations(self, saved: Sequence[Reservation]) -> None:
+        now = self._now()
+        for r in saved:
+            c = self.connectors.get(r.connector_id)
+            if r.expiry <= now:
+                why = "it expired"
+            elif r.connector_id == 0 and not self.settings.reserve_connector_zero_supported:
+                why = "connector 0 cannot be reserved"
+            elif r.connector_id != 0 and c is None:
+                why = "there is no such connector"
+            elif r.reservation_id in self._reservations or (c is not None and c.reservation):
+                why = "it collides with another"
+            else:
+                self._attach(r)
+                log.info(
+                    "reservation %d of connector %d restored", r.reservation_id, r.connector_id
+                )
+                continue
+            log.info("reservation %d dropped at start: %s", r.reservation_id, why)
+            self._mark_reservations_changed()
 
     async def run(self) -> None:
         """Run the station's loops until cancelled."""
@@ -129,6 +181,7 @@ class Station:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._change_loop(), name="station-changes")
                 tg.create_task(self._aligned_loop(), name="station-aligned-meter")
+                tg.create_task(self._reservation_loop(), name="station-reservations")
                 if self.hardware.card_reader is not None:
                     tg.create_task(self._card_loop(), name="station-card-reader")
                 for c in self.connectors.values():
@@ -171,44 +224,101 @@ class Station:
             if not decision.accepted:
                 log.info("card %s not authorized: %s", id_tag, decision.status)
                 return
-            for c in self.connectors.values():
+            self._expire_reservations()
+            parent = decision.parent_id_tag
+            # A connector reserved for this card comes first; one reserved for another
+            # card is not offered at all.
+            usable = sorted(
+                (c for c in self.connectors.values() if self._admits(c, id_tag, parent)),
+                key=lambda c: c.reservation is None,
+            )
+            for c in usable:
                 if self._free(c) and self._plugged[c.connector_id]:
                     await self._start(c, id_tag, decision)
                     return
-            for c in self.connectors.values():
+            for c in usable:
                 if self._free(c) and c.authorized_id_tag is None:
-                    self._authorize(c, id_tag, implicit=True)
+                    self._authorize(c, id_tag, implicit=True, parent_id_tag=parent)
                     return
-            log.info("card %s authorized but no connector is free", id_tag)
+            log.info("card %s authorized but no connector is free for it", id_tag)
 
     async def remote_start(self, id_tag: str, connector_id: int | None) -> bool:
-        """Accept or refuse a remote start; the session itself begins after the answer."""
+        """Accept or refuse a remote start; the session itself begins after the answer.
+
+        A connector reserved for another id tag refuses it, unless the reservation names a
+        group (parentIdTag): the id tag's group is then learnt from an Authorize after the
+        answer (§5.13), and the start is dropped if it is not the reserved group.
+        """
         async with self._lock:
+            self._expire_reservations()
             if connector_id is not None:
                 c = self.connectors.get(connector_id)
                 if c is None or not self._free(c):
                     return False
-            else:
-                free = [c for c in self.connectors.values() if self._free(c)]
-                plugged = [c for c in free if self._plugged[c.connector_id]]
-                if not free:
+                verdict = self._remote_verdict(c, id_tag)
+                if verdict is None:
+                    log.info(
+                        "remote start of %s refused: connector %d is reserved",
+                        id_tag,
+                        c.connector_id,
+                    )
                     return False
-                c = (plugged or free)[0]
+            else:
+                options: list[tuple[ConnectorState, Literal["yes", "ask"]]] = []
+                for o in self.connectors.values():
+                    v = self._remote_verdict(o, id_tag) if self._free(o) else None
+                    if v is not None:
+                        options.append((o, v))
+                if not options:
+                    return False
+                # Its own reservation first, then a connector that needs no Authorize to
+                # learn the group, then a plugged one.
+                c, verdict = min(
+                    options,
+                    key=lambda o: (
+                        o[0].reservation is None,
+                        o[1] == "ask",
+                        not self._plugged[o[0].connector_id],
+                    ),
+                )
             self._authorize(c, id_tag, implicit=False)
-        self._spawn(self._remote_begin(c, id_tag), f"remote-start-{c.connector_id}")
+            verify = verdict == "ask" or self.settings.authorize_remote_tx_requests
+            if verify:
+                # Not started by a plug-in until the Authorize has answered.
+                self._unverified.add(c.connector_id)
+        self._spawn(self._remote_begin(c, id_tag, verify), f"remote-start-{c.connector_id}")
         return True
 
-    async def _remote_begin(self, c: ConnectorState, id_tag: str) -> None:
+    def _remote_verdict(self, c: ConnectorState, id_tag: str) -> Literal["yes", "ask"] | None:
+        """May a remote start of ``id_tag`` use ``c``: "yes", "ask" (only if its group,
+        unknown yet, is a reserved one) or None."""
+        if self._admits(c, id_tag, None):
+            return "yes"
+        blocking = [c.reservation] if c.reservation is not None else self._zero_reservations()
+        if any(r.parent_id_tag is not None for r in blocking):
+            return "ask"
+        return None
+
+    async def _remote_begin(self, c: ConnectorState, id_tag: str, verify: bool) -> None:
         decision = AuthDecision(AuthStatus.ACCEPTED)
-        if self.settings.authorize_remote_tx_requests:
+        if verify:
             decision = await self.authorizer.authorize(id_tag)
         async with self._lock:
             if c.authorized_id_tag != id_tag:
                 return
-            if not decision.accepted:
+            self._unverified.discard(c.connector_id)
+            if not decision.accepted or not self._admits(c, id_tag, decision.parent_id_tag):
+                log.info(
+                    "connector %d: remote start of %s dropped (%s)",
+                    c.connector_id,
+                    id_tag,
+                    decision.status if not decision.accepted else "reserved for another id tag",
+                    extra=_fields(c),
+                )
                 self._clear_authorization(c)
                 self._refresh(c)
                 return
+            c.authorized_parent_id_tag = decision.parent_id_tag
             if self._plugged[c.connector_id] and c.transaction is None:
                 await self._start(c, id_tag, decision)
 
@@ -294,6 +404,65 @@ class Station:
             for c in self.connectors.values():
                 c.maintenance = False
                 self._refresh(c)
+
+    @property
+    def reservations(self) -> list[Reservation]:
+        """The reservations in force, by id."""
+        return sorted(self._reservations.values(), key=lambda r: r.reservation_id)
+
+    async def reserve(self, reservation: Reservation) -> ReservationOutcome:
+        """ReserveNow (OCPP 1.6 §5.13): hold a connector for ``reservation``.
+
+        A reservation with the id of one in force replaces it; the replacement is judged
+        as if the old one were gone, and if refused the old one stays. Accepted is
+        persisted before it is returned.
+        """
+        async with self._lock:
+            self._expire_reservations()
+            old = self._reservations.get(reservation.reservation_id)
+            if old is not None:
+                self._detach(old)
+            outcome = self._judge(reservation)
+            if outcome is not ReservationOutcome.ACCEPTED:
+                if old is not None:
+                    self._attach(old)
+                log.info(
+                    "reservation %d of connector %d for %s: %s",
+                    reservation.reservation_id,
+                    reservation.connector_id,
+                    reservation.id_tag,
+                    outcome,
+                )
+                return outcome
+            self._attach(reservation)
+            log.info(
+                "reservation %d%s: connector %d for %s until %s",
+                reservation.reservation_id,
+                " replaced" if old is not None else "",
+                reservation.connector_id,
+                reservation.id_tag,
+                iso(reservation.expiry),
+                extra=journal_fields(connector=reservation.connector_id),
+            )
+            if old is not None:
+                self._refresh_reserved(old)
+            self._refresh_reserved(reservation)
+            self._mark_reservations_changed()
+            await self._persist_reservations()
+            return outcome
+
+    async def cancel_reservation(self, reservation_id: int) -> bool:
+        """CancelReservation: True (Accepted) if the reservation was in force."""
+        async with self._lock:
+            self._expire_reservations()
+            r = self._reservations.get(reservation_id)
+            if r is None:
+                log.info("reservation %d not cancelled: there is none", reservation_id)
+                return False
+            self._end_reservation(r, "cancelled")
+            self._refresh_reserved(r)
+            await self._persist_reservations()
+            return True
 
     def transaction_confirmed(
         self, local_id: int, transaction_id: int, decision: AuthDecision
@@ -469,9 +638,11 @@ class Station:
                     )
         elif state.plugged and not was_plugged:
             self._plugged[cid] = True
-            id_tag = self._take_authorization(c)
-            if id_tag is not None and self._free(c):
-                await self._start(c, id_tag, None)
+            self._expire_reservations()
+            taken = self._take_authorization(c)
+            if taken is not None and self._free(c):
+                id_tag, parent = taken
+                await self._start(c, id_tag, AuthDecision(AuthStatus.ACCEPTED, parent))
         tx = c.transaction
         cap = tx.energy_cap_wh if tx is not None else None
         if tx is not None and cap is not None and not tx.suspended and c.energy_wh >= cap:
@@ -555,9 +726,12 @@ class Station:
             and c.pilot not in ("E", "F")
         )
 
-    def _authorize(self, c: ConnectorState, id_tag: str, *, implicit: bool) -> None:
+    def _authorize(
+        self, c: ConnectorState, id_tag: str, *, implicit: bool, parent_id_tag: str | None = None
+    ) -> None:
         self._clear_authorization(c)
         c.authorized_id_tag = id_tag
+        c.authorized_parent_id_tag = parent_id_tag
         self._implicit_auth[c.connector_id] = implicit
         timeout = max(1, self.settings.connection_timeout_s)
         self._auth_expiry[c.connector_id] = asyncio.get_running_loop().call_later(
@@ -578,30 +752,47 @@ class Station:
 
     def _clear_authorization(self, c: ConnectorState) -> None:
         c.authorized_id_tag = None
+        c.authorized_parent_id_tag = None
+        self._unverified.discard(c.connector_id)
         handle = self._auth_expiry.pop(c.connector_id, None)
         if handle is not None:
             handle.cancel()
 
-    def _take_authorization(self, c: ConnectorState) -> str | None:
-        """The id tag waiting for this plug-in: this connector's, or one shown for any connector."""
-        candidates = [c] + [
-            o
-            for o in self.connectors.values()
-            if o is not c
-            and self._implicit_auth.get(o.connector_id)
-            and not self._plugged[o.connector_id]
-        ]
-        for o in candidates:
-            if o.authorized_id_tag is not None:
-                id_tag = o.authorized_id_tag
+    def _take_authorization(self, c: ConnectorState) -> tuple[str, str | None] | None:
+        """The id tag (and its group) waiting for this plug-in: this connector's, or one
+        shown for any connector that may use this one (a reservation may keep it out)."""
+        if c.authorized_id_tag is not None:
+            if c.connector_id in self._unverified:
+                return None  # a remote start: it begins once its Authorize has answered
+            taken = (c.authorized_id_tag, c.authorized_parent_id_tag)
+            self._clear_authorization(c)
+            return taken
+        for o in self.connectors.values():
+            if (
+                o is not c
+                and o.authorized_id_tag is not None
+                and self._implicit_auth.get(o.connector_id)
+                and not self._plugged[o.connector_id]
+                and self._admits(c, o.authorized_id_tag, o.authorized_parent_id_tag)
+            ):
+                taken = (o.authorized_id_tag, o.authorized_parent_id_tag)
                 self._clear_authorization(o)
-                if o is not c:
-                    self._refresh(o)
-                return id_tag
+                self._refresh(o)
+                return taken
         return None
 
-    async def _start(self, c: ConnectorState, id_tag: str, decision: AuthDecision | None) -> None:
+    async def _start(self, c: ConnectorState, id_tag: str, decision: AuthDecision) -> None:
         self._clear_authorization(c)
+        allowed, reservation = self._claim(c, id_tag, decision.parent_id_tag)
+        if not allowed:
+            log.info(
+                "connector %d: reserved; not starting a session for %s",
+                c.connector_id,
+                id_tag,
+                extra=_fields(c),
+            )
+            self._refresh(c)
+            return
         reading = await self._read_meter(c)
         if reading is None:
             log.error(
@@ -619,7 +810,14 @@ class Station:
         meter_start = round(reading.energy_wh)
         try:
             local_id = await self.output.transaction_started(
-                TransactionStarted(c.connector_id, id_tag, meter_start, timestamp, begin)
+                TransactionStarted(
+                    c.connector_id,
+                    id_tag,
+                    meter_start,
+                    timestamp,
+                    begin,
+                    reservation_id=reservation.reservation_id if reservation else None,
+                )
             )
         except StoreError as err:
             log.error(
@@ -636,7 +834,7 @@ class Station:
             id_tag,
             meter_start,
             timestamp,
-            parent_id_tag=decision.parent_id_tag if decision else None,
+            parent_id_tag=decision.parent_id_tag,
         )
         c.finishing = False
         log.info(
@@ -647,6 +845,9 @@ class Station:
             meter_start,
             extra=_fields(c),
         )
+        if reservation is not None:
+            self._end_reservation(reservation, f"used by session {local_id}")
+            await self._persist_reservations()
         await self._energize(c, True)
         self._samplers[c.connector_id] = asyncio.create_task(
             self._sampler(c, local_id), name=f"sampler-{c.connector_id}"
@@ -841,6 +1042,184 @@ class Station:
             measurands, reading, context=context, offered_a=c.offered_a, phases=hw.phases
         )
 
+    # --------------------------------------------------------------- reservations
+
+    def _judge(self, r: Reservation) -> ReservationOutcome:
+        """The answer to ReserveNow ``r`` in the present state (§5.13)."""
+        if r.connector_id == 0 and not self.settings.reserve_connector_zero_supported:
+            return ReservationOutcome.REJECTED
+        if r.connector_id != 0 and r.connector_id not in self.connectors:
+            return ReservationOutcome.REJECTED
+        if r.expiry <= self._now():
+            return ReservationOutcome.REJECTED
+        if self.charger.faults:
+            return ReservationOutcome.FAULTED
+        if not self.charger.operative:
+            return ReservationOutcome.UNAVAILABLE
+        zero = len(self._zero_reservations())
+        if r.connector_id == 0:
+            if sum(self._spare(o) for o in self.connectors.values()) > zero:
+                return ReservationOutcome.ACCEPTED
+            statuses = {
+                derive_status(replace(o, reserved_for_any=False))[0]
+                for o in self.connectors.values()
+            }
+            if statuses == {ConnectorStatus.FAULTED}:
+                return ReservationOutcome.FAULTED
+            if statuses <= {ConnectorStatus.FAULTED, ConnectorStatus.UNAVAILABLE}:
+                return ReservationOutcome.UNAVAILABLE
+            return ReservationOutcome.OCCUPIED
+        c = self.connectors[r.connector_id]
+        status = derive_status(replace(c, reserved_for_any=False))[0]
+        if status is ConnectorStatus.FAULTED:
+            return ReservationOutcome.FAULTED
+        if status is ConnectorStatus.UNAVAILABLE:
+            return ReservationOutcome.UNAVAILABLE
+        if status is not ConnectorStatus.AVAILABLE:
+            return ReservationOutcome.OCCUPIED  # in use, or reserved by another reservation
+        if self._spare_besides(c) < zero:
+            return ReservationOutcome.OCCUPIED  # kept free for reservations of connector 0
+        return ReservationOutcome.ACCEPTED
+
+    def _zero_reservations(self) -> list[Reservation]:
+        return [r for r in self._reservations.values() if r.connector_id == 0]
+
+    def _spare(self, c: ConnectorState) -> bool:
+        """Free for a reservation of connector 0: idle, usable, and not reserved itself."""
+        return (
+            self._free(c)
+            and c.reservation is None
+            and c.authorized_id_tag is None
+            and c.pilot not in ("B", "C", "D")
+        )
+
+    def _spare_besides(self, c: ConnectorState) -> int:
+        return sum(self._spare(o) for o in self.connectors.values() if o is not c)
+
+    def _claim(
+        self, c: ConnectorState, id_tag: str, parent_id_tag: str | None
+    ) -> tuple[bool, Reservation | None]:
+        """Whether a session of ``id_tag`` (in group ``parent_id_tag``) may start on ``c`` as
+        far as reservations go, and the reservation it would use up.
+
+        A reservation of ``c`` admits only its id tag or group. Reservations of connector 0
+        admit theirs anywhere; any other id tag may take ``c`` only if enough connectors
+        are left for them (§5.13: "one connector remains available for the reserved idTag").
+        A session elsewhere than its reserved connector does not use the reservation.
+        """
+        r = c.reservation
+        if r is not None:
+            return (True, r) if r.admits(id_tag, parent_id_tag) else (False, None)
+        zero = self._zero_reservations()
+        for z in zero:
+            if z.admits(id_tag, parent_id_tag):
+                return True, z
+        if zero and self._spare_besides(c) < len(zero):
+            return False, None
+        return True, None
+
+    def _admits(self, c: ConnectorState, id_tag: str, parent_id_tag: str | None) -> bool:
+        return self._claim(c, id_tag, parent_id_tag)[0]
+
+    def _attach(self, r: Reservation) -> None:
+        self._reservations[r.reservation_id] = r
+        if r.connector_id != 0:
+            self.connectors[r.connector_id].reservation = r
+
+    def _detach(self, r: Reservation) -> None:
+        self._reservations.pop(r.reservation_id, None)
+        c = self.connectors.get(r.connector_id)
+        if c is not None and c.reservation == r:
+            c.reservation = None
+
+    def _end_reservation(self, r: Reservation, why: str) -> None:
+        """Forget ``r`` (the caller refreshes the statuses and persists)."""
+        self._detach(r)
+        self._mark_reservations_changed()
+        log.info(
+            "reservation %d of connector %d for %s ended: %s",
+            r.reservation_id,
+            r.connector_id,
+            r.id_tag,
+            why,
+            extra=journal_fields(connector=r.connector_id),
+        )
+
+    def _refresh_reserved(self, r: Reservation) -> None:
+        """Report the statuses a change of ``r`` affects."""
+        c = self.connectors.get(r.connector_id)
+        if c is not None:
+            self._refresh(c)
+        else:
+            self._refresh_holds()
+
+    def _expire_reservations(self) -> None:
+        now = self._now()
+        for r in list(self._reservations.values()):
+            if r.expiry <= now:
+                self._end_reservation(r, "expired")
+                self._refresh_reserved(r)
+
+    def _void_reservation(self, c: ConnectorState) -> None:
+        """End the reservation of ``c`` if it went Faulted or Unavailable (§5.13)."""
+        r = c.reservation
+        if r is None:
+            return
+        status = derive_status(c)[0]
+        if status in (ConnectorStatus.FAULTED, ConnectorStatus.UNAVAILABLE):
+            self._end_reservation(r, f"connector {status}")
+
+    def _mark_reservations_changed(self) -> None:
+        self._reservations_dirty = True
+        self._reservations_wake.set()
+
+    async def _persist_reservations(self) -> None:
+        """Save the reservations in force; one that fails is retried by the reservation loop
+        (meanwhile they hold, but would not survive a restart)."""
+        if not self._reservations_dirty:
+            return
+        self._reservations_dirty = False
+        if self.reservation_store is None:
+            return
+        try:
+            await self.reservation_store.save_reservations(self.reservations)
+        except StoreError as err:
+            log.error("reservations not persisted: %s", err)
+            self._reservations_dirty = True
+
+    async def _reservation_loop(self) -> None:
+        """End reservations at their expiry and persist changes made outside a command."""
+        wake = self._reservations_wake
+        while True:
+            wake.clear()
+            async with self._lock:
+                self._expire_reservations()
+                await self._persist_reservations()
+            delay = RESERVATION_RECHECK_S
+            if self._reservations:
+                soonest = min(r.expiry for r in self._reservations.values())
+                delay = min(delay, max(0.0, (soonest - self._now()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await wake.wait()
+
+    def _update_holds(self) -> list[ConnectorState]:
+        """Mark the connectors kept free for reservations of connector 0: all spare ones
+        once no more are spare than there are such reservations. Return those changed."""
+        zero = len(self._zero_reservations())
+        spare = [o for o in self.connectors.values() if self._spare(o)]
+        held = spare if zero and len(spare) <= zero else []
+        changed = []
+        for o in self.connectors.values():
+            if o.reserved_for_any != (o in held):
+                o.reserved_for_any = o in held
+                changed.append(o)
+        return changed
+
+    def _refresh_holds(self) -> None:
+        for o in self._update_holds():
+            self._publish(o)
+
     # --------------------------------------------------------------------- status
 
     def _status_event(self, c: ConnectorState) -> StatusChanged:
@@ -858,6 +1237,15 @@ class Station:
     def _refresh(self, c: ConnectorState) -> None:
         if c.transaction is None:
             self._idle.set()
+        self._void_reservation(c)
+        changed = self._update_holds()
+        self._publish(c)
+        for o in changed:
+            if o is not c:
+                self._publish(o)
+
+    def _publish(self, c: ConnectorState) -> None:
+        """Report the status of ``c`` if it changed."""
         status, error_code = derive_status(c)
         if (status, error_code) != (c.status, c.error_code):
             c.status, c.error_code = status, error_code
@@ -879,6 +1267,11 @@ class Station:
             status, code = ConnectorStatus.UNAVAILABLE, "NoError"
         else:
             status, code = ConnectorStatus.AVAILABLE, "NoError"
+        if status is not ConnectorStatus.AVAILABLE:
+            # Faulted or Unavailable: no reservation holds (§5.13).
+            for r in self.reservations:
+                self._end_reservation(r, f"charge point {status}")
+                self._refresh_reserved(r)
         if (status, code) != (ch.status, ch.error_code):
             ch.status, ch.error_code = status, code
             self.output.status_changed(self._status_event(ch))
@@ -901,6 +1294,15 @@ class Station:
                     "contactor_closed": c.contactor_closed,
                     "energy_wh": round(c.energy_wh, 1),
                     "power_w": round(c.power_w, 1),
+                    "reservation": None
+                    if c.reservation is None
+                    else {
+                        "id": c.reservation.reservation_id,
+                        "id_tag": c.reservation.id_tag,
+                        "parent_id_tag": c.reservation.parent_id_tag,
+                        "expiry": iso(c.reservation.expiry),
+                    },
+                    "reserved_for_any": c.reserved_for_any,
                     "transaction": None
                     if tx is None
                     else {

@@ -9,7 +9,11 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
     """Return ``(status, error_code)`` for a connector.
 
     Precedence: a device fault beats everything; a running transaction reports
-    where the energy flow stands; without one, availability, then the plug.
+    where the energy flow stands; without one, availability, then the plug, then an
+    id tag waiting for the plug, then a reservation. So a reserved connector is
+    Reserved only while idle: its reserved user's card or cable makes it Preparing
+    (OCPP 1.6 §4.9, Reserved to Preparing), and it is never reported Reserved while
+    Faulted or Unavailable (a reservation does not outlive either, see Station).
     """
     if c.faults:
         first = next(iter(c.faults.values()))
@@ -34,4 +38,6 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
         return ConnectorStatus.PREPARING, "NoError"
     if c.authorized_id_tag is not None:
         return ConnectorStatus.PREPARING, "NoError"
+    if c.reservation is not None or c.reserved_for_any:
+        return ConnectorStatus.RESERVED, "NoError"
     return ConnectorStatus.AVAILABLE, "NoError"
