@@ -851,7 +851,10 @@ def test_bad_query_arguments() -> None:
 # ------------------------------------------------------------------------------ properties
 
 PROPERTY_SETTINGS = settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,  # the same examples on every run: CI never fails by chance
 )
 STEP = 900  # boundaries on a quarter-hour grid make coincidences (and merges) likely
 A_LIMITS = (0.0, 6.0, 10.0, 16.0, 32.0)
