@@ -2,8 +2,9 @@
 
 Everything that must survive ``kill -9`` or a power cut lives here: the outgoing queue of
 money-bearing OCPP messages, transactions, configuration keys set by the CSMS, small state
-(connector availability and the like) and the authorization cache. The database runs in WAL
-mode with ``synchronous=FULL``, so a method that has returned has reached the disk.
+(connector availability and the like), the authorization cache and the local authorization
+list. The database runs in WAL mode with ``synchronous=FULL``, so a method that has returned
+has reached the disk.
 
 One connection serves the whole agent. The asyncio loop reaches it through :meth:`Store.run`,
 which executes a method in the store's single worker thread, so the loop never waits on
@@ -288,6 +289,43 @@ def _load_transaction(conn: sqlite3.Connection, local_id: int) -> TransactionRow
     if row is None:
         raise StoreError(f"no transaction with local id {local_id}")
     return _transaction_row(row)
+
+
+class _Undo(Exception):
+    """Raised inside :meth:`Store._write` to roll back a change that turned out unwanted."""
+
+
+def _listed(conn: sqlite3.Connection, id_tag: str) -> bool:
+    found = conn.execute("SELECT 1 FROM local_auth_list WHERE id_tag = ?", (id_tag,)).fetchone()
+    return found is not None
+
+
+def _local_list_size(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM local_auth_list").fetchone()[0])
+
+
+def _local_list_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT value FROM state WHERE key = ?", (_LOCAL_LIST_VERSION_KEY,)
+    ).fetchone()
+    if row is None:
+        return 0
+    try:
+        return int(row[0])
+    except ValueError as exc:
+        raise StoreError(
+            f"state {_LOCAL_LIST_VERSION_KEY} holds {row[0]!r}, not a version number"
+        ) from exc
+
+
+def _local_list_changed(conn: sqlite3.Connection, version: int) -> None:
+    """Finish a list update: record ``version`` and drop listed tags from the cache."""
+    conn.execute(
+        "INSERT INTO state (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (_LOCAL_LIST_VERSION_KEY, str(int(version))),
+    )
+    conn.execute("DELETE FROM auth_cache WHERE id_tag IN (SELECT id_tag FROM local_auth_list)")
 
 
 class Store:
@@ -905,9 +943,16 @@ class Store:
 
     # -- authorization cache -----------------------------------------------------------
 
-    def cache_put(self, row: AuthCacheRow) -> None:
-        """Insert or replace the entry for ``row.id_tag`` (id tags compare case-insensitively)."""
+    def cache_put(self, row: AuthCacheRow, *, unless_listed: bool = False) -> bool:
+        """Insert or replace the entry for ``row.id_tag`` (id tags compare case-insensitively).
+
+        With ``unless_listed`` a tag on the local authorization list is left out, checked in
+        the same commit: OCPP 1.6 keeps listed tags out of the cache. Returns whether the
+        entry was stored.
+        """
         with self._write() as conn:
+            if unless_listed and _listed(conn, row.id_tag):
+                return False
             conn.execute(
                 "INSERT INTO auth_cache (id_tag, status, expiry, parent_id_tag, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id_tag) DO UPDATE SET"
@@ -916,6 +961,7 @@ class Store:
                 " updated_at = excluded.updated_at",
                 (row.id_tag, row.status, row.expiry, row.parent_id_tag, now_iso()),
             )
+            return True
 
     def cache_get(self, id_tag: str) -> AuthCacheRow | None:
         """The cached entry, expired or not: judging expiry is the caller's business."""
@@ -935,17 +981,13 @@ class Store:
     def local_list_version(self) -> int:
         """The version of the local authorization list the CSMS last sent; 0 if never."""
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT value FROM state WHERE key = ?", (_LOCAL_LIST_VERSION_KEY,)
-            ).fetchone()
-        if row is None:
-            return 0
-        try:
-            return int(row[0])
-        except ValueError as exc:
-            raise StoreError(
-                f"state {_LOCAL_LIST_VERSION_KEY} holds {row[0]!r}, not a version number"
-            ) from exc
+            return _local_list_version(conn)
+
+    def local_list_state(self) -> tuple[int, int]:
+        """``(version, size)`` of the local authorization list, read together."""
+        with self._read() as conn:
+            version = _local_list_version(conn)
+            return version, _local_list_size(conn)
 
     def local_list_get(self, id_tag: str) -> AuthCacheRow | None:
         """The list's entry for ``id_tag`` (compared case-insensitively), expired or not."""
@@ -959,13 +1001,28 @@ class Store:
 
     def local_list_size(self) -> int:
         with self._read() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM local_auth_list").fetchone()[0])
+            return _local_list_size(conn)
 
-    def local_list_replace(self, version: int, entries: list[AuthCacheRow]) -> None:
+    def local_list(self) -> list[AuthCacheRow]:
+        """Every entry of the local authorization list, ordered by id tag."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id_tag, status, expiry, parent_id_tag FROM local_auth_list ORDER BY id_tag"
+            ).fetchall()
+            return [_auth_row(row) for row in rows]
+
+    def local_list_replace(
+        self, version: int, entries: list[AuthCacheRow], *, max_size: int | None = None
+    ) -> bool:
         """A Full update: ``entries`` become the whole list at ``version``, in one commit.
 
-        Two entries for the same id tag (in any case) raise StoreError and change nothing.
+        Returns False, changing nothing, when the list would hold more than ``max_size``
+        entries. Two entries for the same id tag (in any case) raise StoreError and change
+        nothing. Listed tags leave the authorization cache in the same commit (see
+        :meth:`local_list_update`).
         """
+        if max_size is not None and len(entries) > max_size:
+            return False
         with self._write() as conn:
             conn.execute("DELETE FROM local_auth_list")
             conn.executemany(
@@ -973,33 +1030,47 @@ class Store:
                 " VALUES (?, ?, ?, ?)",
                 [(e.id_tag, e.status, e.expiry, e.parent_id_tag) for e in entries],
             )
-            self._set_local_list_version(conn, version)
+            _local_list_changed(conn, version)
+        return True
 
     def local_list_update(
-        self, version: int, entries: list[AuthCacheRow], removed: list[str]
-    ) -> None:
+        self,
+        version: int,
+        entries: list[AuthCacheRow],
+        removed: list[str],
+        *,
+        max_size: int | None = None,
+    ) -> bool:
         """A Differential update, in one commit: add or replace ``entries``, drop ``removed``.
 
         Removals are applied after the entries, so a tag in both ends up absent; removing a
         tag that is not on the list is no error. The list is at ``version`` afterwards.
-        """
-        with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO local_auth_list (id_tag, status, expiry, parent_id_tag)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (id_tag) DO UPDATE SET"
-                " id_tag = excluded.id_tag, status = excluded.status,"
-                " expiry = excluded.expiry, parent_id_tag = excluded.parent_id_tag",
-                [(e.id_tag, e.status, e.expiry, e.parent_id_tag) for e in entries],
-            )
-            conn.executemany(
-                "DELETE FROM local_auth_list WHERE id_tag = ?", [(tag,) for tag in removed]
-            )
-            self._set_local_list_version(conn, version)
+        Returns False, changing nothing, when the result would hold more than ``max_size``
+        entries.
 
-    @staticmethod
-    def _set_local_list_version(conn: sqlite3.Connection, version: int) -> None:
-        conn.execute(
-            "INSERT INTO state (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (_LOCAL_LIST_VERSION_KEY, str(int(version))),
-        )
+        Tags on the list, and the removed ones, leave the authorization cache in the same
+        commit: the two are distinct in OCPP 1.6 and the list wins, and a cache entry kept
+        underneath (or cached while the list was switched off) would come back to life when
+        the CSMS removes the tag from the list.
+        """
+        try:
+            with self._write() as conn:
+                conn.executemany(
+                    "INSERT INTO local_auth_list (id_tag, status, expiry, parent_id_tag)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (id_tag) DO UPDATE SET"
+                    " id_tag = excluded.id_tag, status = excluded.status,"
+                    " expiry = excluded.expiry, parent_id_tag = excluded.parent_id_tag",
+                    [(e.id_tag, e.status, e.expiry, e.parent_id_tag) for e in entries],
+                )
+                conn.executemany(
+                    "DELETE FROM local_auth_list WHERE id_tag = ?", [(tag,) for tag in removed]
+                )
+                if max_size is not None and _local_list_size(conn) > max_size:
+                    raise _Undo
+                conn.executemany(
+                    "DELETE FROM auth_cache WHERE id_tag = ?", [(tag,) for tag in removed]
+                )
+                _local_list_changed(conn, version)
+        except _Undo:
+            return False
+        return True

@@ -8,6 +8,7 @@ import pytest
 
 from cpagent.protocol.v16.config_keys import (
     KEYS,
+    LOCAL_AUTH_LIST_MAX,
     SUPPORTED_MEASURANDS,
     Access,
     ConfigurationKeys,
@@ -71,14 +72,31 @@ CORE_KEYS = [
 ]
 
 
-def test_registry_holds_exactly_the_core_profile_keys_in_spec_order() -> None:
-    assert list(KEYS) == CORE_KEYS
+LOCAL_AUTH_LIST_KEYS = ["LocalAuthListEnabled", "LocalAuthListMaxLength", "SendLocalListMaxLength"]
+
+
+def test_registry_holds_the_core_then_the_local_auth_list_keys_in_spec_order() -> None:
+    assert list(KEYS) == CORE_KEYS + LOCAL_AUTH_LIST_KEYS
     assert all(spec.name == name for name, spec in KEYS.items())
 
 
-def test_local_auth_list_keys_are_not_claimed() -> None:
-    for name in ("LocalAuthListEnabled", "LocalAuthListMaxLength", "SendLocalListMaxLength"):
-        assert name not in KEYS
+def test_local_auth_list_keys() -> None:
+    """§9.2: the CSMS may switch the list off; the limits are the agent's to report."""
+    enabled = KEYS["LocalAuthListEnabled"]
+    assert (enabled.kind, enabled.access, enabled.default) == ("bool", Access.READ_WRITE, "true")
+    for name in ("LocalAuthListMaxLength", "SendLocalListMaxLength"):
+        spec = KEYS[name]
+        assert (spec.kind, spec.access) == ("int", Access.READ)
+        assert spec.default == str(LOCAL_AUTH_LIST_MAX)
+    keys = make_keys()
+    assert keys.get_bool("LocalAuthListEnabled") is True
+    assert keys.check_change("LocalAuthListEnabled", "False") == ("Accepted", "false")
+    assert keys.check_change("LocalAuthListMaxLength", "5") == (
+        "Rejected",
+        "read-only; the agent sets it",
+    )
+    with pytest.raises(ValueError, match="read-only"):
+        make_keys(initial={"SendLocalListMaxLength": "5"})
 
 
 def test_every_default_is_canonical() -> None:
@@ -251,7 +269,7 @@ def test_keys_are_case_sensitive() -> None:
 
 def test_items_in_registry_order() -> None:
     items = make_keys(initial={"BlinkRepeat": "5"}).items()
-    assert [spec.name for spec, _ in items] == CORE_KEYS
+    assert [spec.name for spec, _ in items] == CORE_KEYS + LOCAL_AUTH_LIST_KEYS
     assert dict((spec.name, value) for spec, value in items)["BlinkRepeat"] == "5"
 
 

@@ -998,6 +998,82 @@ def test_local_list_replace_with_duplicate_changes_nothing(store: Store) -> None
     assert store.local_list_get("tag") == tag
 
 
+def _entry(tag: str, status: str = "Accepted") -> AuthCacheRow:
+    return AuthCacheRow(tag, status, None, None)
+
+
+def test_local_list_state_reads_version_and_size_together(store: Store) -> None:
+    assert store.local_list_state() == (0, 0)
+    assert store.local_list_replace(7, [_entry("A"), _entry("B")])
+    assert store.local_list_state() == (7, 2)
+    assert store.local_list_update(8, [], ["a", "b"])
+    assert store.local_list_state() == (8, 0)  # an emptied list keeps the version it was given
+
+
+def test_local_list_size_limit_changes_nothing_when_exceeded(store: Store) -> None:
+    assert store.local_list_replace(1, [_entry("A"), _entry("B")], max_size=2)
+    assert not store.local_list_replace(2, [_entry("A"), _entry("B"), _entry("C")], max_size=2)
+    assert store.local_list_state() == (1, 2)
+
+    # A differential is judged by the list it would leave, not by its own length.
+    assert not store.local_list_update(2, [_entry("C")], [], max_size=2)
+    assert store.local_list_state() == (1, 2)
+    assert store.local_list_get("C") is None
+    assert store.local_list_update(2, [_entry("a", "Blocked")], [], max_size=2)
+    assert store.local_list_update(3, [_entry("C")], ["B"], max_size=2)
+    assert store.local_list_state() == (3, 2)
+    assert store.local_list() == [_entry("a", "Blocked"), _entry("C")]
+    conn = store._conn
+    assert conn is not None and not conn.in_transaction
+
+
+def test_local_list_full_replace_is_all_or_nothing_on_a_full_disk(store: Store) -> None:
+    old = [_entry(f"OLD{i}") for i in range(3)]
+    assert store.local_list_replace(4, old)
+    _cap_at_current_size(store)
+    new = [AuthCacheRow(f"NEW{i}", "Accepted", None, "P" * 20) for i in range(5000)]
+    with pytest.raises(StoreFullError):
+        store.local_list_replace(5, new)
+    with pytest.raises(StoreFullError):
+        store.local_list_update(5, new, ["OLD0"])
+    assert store.local_list_state() == (4, 3)
+    assert [store.local_list_get(e.id_tag) for e in old] == old
+    assert store.local_list_get("NEW0") is None
+
+    conn = store._conn
+    assert conn is not None
+    conn.execute("PRAGMA max_page_count = 1000000")
+    assert store.local_list_replace(5, new)
+    assert store.local_list_state() == (5, 5000)
+    assert store.local_list_get("OLD0") is None
+
+
+def test_listed_tags_stay_out_of_the_authorization_cache(store: Store) -> None:
+    store.cache_put(_entry("CACHED"))
+    store.cache_put(_entry("OTHER"))
+    assert store.local_list_replace(1, [_entry("cached", "Blocked")])
+    assert store.cache_get("CACHED") is None  # the list took it over
+    assert store.cache_get("OTHER") == _entry("OTHER")
+
+    assert store.cache_put(_entry("Cached"), unless_listed=True) is False
+    assert store.cache_get("CACHED") is None
+    assert store.cache_put(_entry("FRESH"), unless_listed=True) is True
+    assert store.cache_get("FRESH") == _entry("FRESH")
+
+    assert store.local_list_update(2, [_entry("FRESH")], [])
+    assert store.cache_get("FRESH") is None
+    # Once the CSMS removes a tag from the list, nothing stale of it is left to authorize.
+    assert store.local_list_update(3, [], ["FRESH", "CACHED"])
+    assert store.cache_get("FRESH") is None and store.local_list_get("FRESH") is None
+    assert store.cache_put(_entry("FRESH"), unless_listed=True) is True
+    assert store.cache_get("OTHER") == _entry("OTHER")
+    # A tag cached while the list was switched off goes too when the list drops it.
+    assert store.local_list_update(4, [_entry("OTHER")], [])
+    store.cache_put(_entry("OTHER"))
+    assert store.local_list_update(5, [], ["OTHER"])
+    assert store.cache_get("OTHER") is None
+
+
 def test_concurrent_direct_and_worker_calls(store: Store) -> None:
     errors: list[BaseException] = []
 

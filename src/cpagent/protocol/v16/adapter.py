@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
+import string
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -46,7 +48,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_FEATURE_PROFILES = "Core,FirmwareManagement,RemoteTrigger"
+SUPPORTED_FEATURE_PROFILES = "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger"
+
+LocalListEntry = tuple[str, AuthCacheRow | None]
+"""One AuthorizationData of a SendLocalList: the id tag and its entry, None to remove it."""
+
+_ASCII_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _tag_key(id_tag: str) -> str:
+    """An id tag as the store compares it (SQLite NOCASE folds ASCII letters only)."""
+    return id_tag.translate(_ASCII_FOLD)
+
+
+def _expired(expiry: str | None) -> bool:
+    """Whether an entry's expiryDate has passed; one that cannot be read counts as passed."""
+    if expiry is None:
+        return False
+    try:
+        return parse_iso(expiry) <= datetime.now(UTC)
+    except ValueError:
+        return True
 
 
 @dataclass
@@ -217,10 +239,20 @@ class V16Adapter:
     # ---------------------------------------------------------------- authorizer
 
     async def authorize(self, id_tag: str) -> AuthDecision:
-        """Ask the CSMS; when it cannot answer, decide from the cache as configured."""
-        cached = await self._cached(id_tag)
-        if cached is not None and cached.accepted and self.keys.get_bool("LocalPreAuthorize"):
-            return cached
+        """Decide whether ``id_tag`` may charge (OCPP 1.6 §3.5, §4.1).
+
+        What the charge point knows locally comes from the local authorization list (while
+        LocalAuthListEnabled) and, only for a tag not on it, from the authorization cache:
+        the list has priority (§3.5.3). With LocalPreAuthorize a locally Accepted tag starts
+        at once, without an Authorize. Any other tag is put to the CSMS when it can be
+        reached, and its answer wins, also over a local entry that is not Accepted (that
+        entry may be stale; §4.1 lets the charge point ask about a known tag). Without an
+        answer the offline rules of :meth:`_offline_decision` decide.
+        """
+        known, source = await self._known(id_tag)
+        if known is not None and known.accepted and self.keys.get_bool("LocalPreAuthorize"):
+            log.info("%s Accepted from the %s (LocalPreAuthorize)", id_tag, source)
+            return known
         cp = self.cp
         if cp is not None and self.registered:
             try:
@@ -235,16 +267,46 @@ class V16Adapter:
             else:
                 decision = await self._remember(id_tag, result["idTagInfo"])
                 return decision
-        return self._offline_decision(id_tag, cached)
+        return self._offline_decision(id_tag, known, source)
 
-    def _offline_decision(self, id_tag: str, cached: AuthDecision | None) -> AuthDecision:
-        if cached is not None and self.keys.get_bool("LocalAuthorizeOffline"):
-            log.info("offline: %s %s from the authorization cache", id_tag, cached.status)
-            return cached
-        if cached is None and self.keys.get_bool("AllowOfflineTxForUnknownId"):
+    def _offline_decision(
+        self, id_tag: str, known: AuthDecision | None, source: str
+    ) -> AuthDecision:
+        """With LocalAuthorizeOffline, a tag on the local list or in the cache gets its entry's
+        status, so a listed tag that is not Accepted is refused; a tag known to neither
+        starts only with AllowOfflineTxForUnknownId (§3.5.4)."""
+        if known is not None and self.keys.get_bool("LocalAuthorizeOffline"):
+            log.info("offline: %s %s from the %s", id_tag, known.status, source)
+            return known
+        if known is None and self.keys.get_bool("AllowOfflineTxForUnknownId"):
             log.info("offline: unknown id tag %s allowed (AllowOfflineTxForUnknownId)", id_tag)
             return AuthDecision(AuthStatus.ACCEPTED)
         return AuthDecision(AuthStatus.INVALID)
+
+    async def _known(self, id_tag: str) -> tuple[AuthDecision | None, str]:
+        """The local decision for ``id_tag`` and where it came from (for the log)."""
+        listed = await self._listed(id_tag)
+        if listed is not None:
+            return listed, "local authorization list"
+        return await self._cached(id_tag), "authorization cache"
+
+    async def _listed(self, id_tag: str) -> AuthDecision | None:
+        """The local list's decision, None when the tag is not listed or the list is off.
+
+        ConcurrentTx counts as Accepted here: on the list it marks a valid identifier
+        (§3.5.2), not one that is busy elsewhere. An entry past its expiryDate is Expired.
+        """
+        if not self.keys.get_bool("LocalAuthListEnabled"):
+            return None
+        row = await self.store.run(self.store.local_list_get, id_tag)
+        if row is None:
+            return None
+        status = AuthStatus(row.status)
+        if status is AuthStatus.CONCURRENT_TX:
+            status = AuthStatus.ACCEPTED
+        if _expired(row.expiry):
+            status = AuthStatus.EXPIRED
+        return AuthDecision(status, row.parent_id_tag)
 
     async def _cached(self, id_tag: str) -> AuthDecision | None:
         if not self.keys.get_bool("AuthorizationCacheEnabled"):
@@ -253,20 +315,147 @@ class V16Adapter:
         if row is None:
             return None
         status = AuthStatus(row.status)
-        if row.expiry is not None and parse_iso(row.expiry) <= datetime.now(UTC):
+        if _expired(row.expiry):
             status = AuthStatus.EXPIRED
         return AuthDecision(status, row.parent_id_tag)
 
     async def _remember(self, id_tag: str, info: dict[str, Any]) -> AuthDecision:
+        """The CSMS's IdTagInfo as a decision, cached unless the tag is on the local list.
+
+        A listed tag is never cached (§3.5.3: listed identifiers SHALL NOT be added to the
+        cache). When the CSMS's answer and the list disagree on whether the tag may charge,
+        the CSMS hears of it (:meth:`_local_list_conflict`); the list itself stays as the
+        CSMS last sent it (§3.5.2: only SendLocalList changes it).
+        """
         decision = AuthDecision(AuthStatus(info["status"]), info.get("parentIdTag"))
-        if self.keys.get_bool("AuthorizationCacheEnabled"):
+        listed = await self._listed(id_tag)
+        if listed is not None:
+            if listed.accepted != decision.accepted:
+                self._local_list_conflict(id_tag, listed, decision)
+        elif self.keys.get_bool("AuthorizationCacheEnabled"):
             await self.store.run(
                 self.store.cache_put,
                 AuthCacheRow(
                     id_tag, info["status"], info.get("expiryDate"), info.get("parentIdTag")
                 ),
+                unless_listed=self.keys.get_bool("LocalAuthListEnabled"),
             )
         return decision
+
+    def _local_list_conflict(self, id_tag: str, listed: AuthDecision, csms: AuthDecision) -> None:
+        """Report a conflict between the local list and the CSMS, as §3.5.2 requires: a
+        StatusNotification for connector 0 with errorCode LocalListConflict and the charge
+        point's current status, the id tag and its listed status in ``info``."""
+        log.warning(
+            "local list conflict: %s is %s on the list but %s by the CSMS",
+            id_tag,
+            listed.status,
+            csms.status,
+        )
+        if not self._connection_ready or self.station is None:
+            return
+        status = self.station.charger.status
+        payload = {
+            "connectorId": 0,
+            "errorCode": "LocalListConflict",
+            "status": str(status) if status is not None else "Available",
+            "timestamp": now_iso(),
+            "info": f"{id_tag} listed {listed.status}"[:50],
+        }
+        self._append(Outgoing("StatusNotification", payload))
+
+    # ----------------------------------------------------- local authorization list
+
+    async def local_list_version(self) -> int:
+        """GetLocalListVersion's answer (OCPP 1.6 §5.10).
+
+        -1 while LocalAuthListEnabled is false: the list then takes no part in
+        authorization, which to the CSMS is the same as no list support. 0 for an empty
+        list, whatever version the update that emptied it carried, since §5.10 reserves 0
+        for "the list is empty" (the compliance test TC_042_2_CS expects 0 after a Full
+        update at version 1 without entries). Otherwise the version of the last accepted
+        update.
+        """
+        if not self.keys.get_bool("LocalAuthListEnabled"):
+            return -1
+        version, size = await self.store.run(self.store.local_list_state)
+        return version if size else 0
+
+    async def update_local_list(
+        self, version: int, update_type: str, entries: list[LocalListEntry]
+    ) -> str:
+        """Apply a SendLocalList (OCPP 1.6 §5.15) and return its UpdateStatus.
+
+        NotSupported while LocalAuthListEnabled is false, which leaves the stored list as it
+        was for when it is enabled again. Failed, changing nothing, for a request that
+        :meth:`_local_list_problem` refuses or a resulting list longer than
+        LocalAuthListMaxLength. VersionMismatch for a Differential whose version is not
+        above the current one as GetLocalListVersion reports it. Otherwise Accepted: a Full
+        update replaces the list, a Differential adds or replaces the entries with
+        idTagInfo and removes those without, and the list takes the request's version (an
+        empty Differential changes only the version). List and version change in one
+        commit. CSMS requests are handled one at a time, so the version read for the check
+        is still current when the update commits.
+        """
+        kind = f"{update_type} update to version {version}"
+        if not self.keys.get_bool("LocalAuthListEnabled"):
+            log.info("SendLocalList %s: NotSupported, LocalAuthListEnabled is false", kind)
+            return "NotSupported"
+        problem = self._local_list_problem(version, update_type, entries)
+        if problem is None and update_type == "Differential":
+            current = await self.local_list_version()
+            if version <= current:
+                log.warning("SendLocalList %s: VersionMismatch, the list is at %d", kind, current)
+                return "VersionMismatch"
+        if problem is None:
+            max_size = self.keys.get_int("LocalAuthListMaxLength")
+            added = [row for _, row in entries if row is not None]
+            removed = [tag for tag, row in entries if row is None]
+            if update_type == "Full":
+                call = functools.partial(self.store.local_list_replace, version, added)
+            else:
+                call = functools.partial(self.store.local_list_update, version, added, removed)
+            if not await self.store.run(call, max_size=max_size):
+                problem = f"the list would hold more than {max_size} entries"
+        if problem is not None:
+            log.warning("SendLocalList %s: Failed, %s", kind, problem)
+            return "Failed"
+        log.info("SendLocalList %s with %d entries: Accepted", kind, len(entries))
+        return "Accepted"
+
+    def _local_list_problem(
+        self, version: int, update_type: str, entries: list[LocalListEntry]
+    ) -> str | None:
+        """Why a SendLocalList must fail whatever the stored list holds; else None.
+
+        More entries than SendLocalListMaxLength; an id tag twice (compared
+        case-insensitively, §5.15: "no duplicate values are allowed"); an expiryDate that is
+        no RFC 3339 date-time (it could not be judged when the card is shown); a Full entry
+        without idTagInfo (AuthorizationData requires it there); a non-empty Full list
+        with a version below 1, which GetLocalListVersion could not report (0 means empty,
+        -1 no list).
+        """
+        limit = self.keys.get_int("SendLocalListMaxLength")
+        if len(entries) > limit:
+            return f"{len(entries)} entries, SendLocalListMaxLength is {limit}"
+        seen: set[str] = set()
+        for tag, _ in entries:
+            if _tag_key(tag) in seen:
+                return f"id tag {tag} appears twice"
+            seen.add(_tag_key(tag))
+        for tag, row in entries:
+            if row is not None and row.expiry is not None:
+                try:
+                    parse_iso(row.expiry)
+                except ValueError:
+                    return f"expiryDate {row.expiry!r} of {tag} is not an RFC 3339 date-time"
+        if update_type == "Full":
+            missing = [tag for tag, row in entries if row is None]
+            if missing:
+                return f"Full update entry {missing[0]} has no idTagInfo"
+            if entries and version < 1:
+                return "a non-empty list needs a version of at least 1"
+        return None
 
     # ------------------------------------------------------------ connection life
 

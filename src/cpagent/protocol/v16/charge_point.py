@@ -31,8 +31,9 @@ from ocpp.v16.enums import Action
 
 from cpagent import __version__
 from cpagent.protocol.v16 import schemas
-from cpagent.protocol.v16.adapter import ConnectionLost, V16Adapter
+from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
 from cpagent.station.firmware import FirmwareJob
+from cpagent.store import AuthCacheRow
 from cpagent.systemd import journal_fields
 from cpagent.timeutil import parse_iso
 from cpagent.updates import DiagnosticsRequest
@@ -334,6 +335,30 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_clear_cache(self) -> call_result.ClearCache:
         await self.adapter.store.run(self.adapter.store.cache_clear)
         return call_result.ClearCache(status="Accepted")
+
+    @on(Action.get_local_list_version)
+    async def on_get_local_list_version(self) -> call_result.GetLocalListVersion:
+        return call_result.GetLocalListVersion(list_version=await self.adapter.local_list_version())
+
+    @on(Action.send_local_list)
+    async def on_send_local_list(
+        self,
+        list_version: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+    ) -> call_result.SendLocalList:
+        entries: list[LocalListEntry] = []
+        for item in local_authorization_list or []:
+            id_tag: str = item["id_tag"]
+            info: dict[str, Any] | None = item.get("id_tag_info")
+            row = None
+            if info is not None:
+                row = AuthCacheRow(
+                    id_tag, info["status"], info.get("expiry_date"), info.get("parent_id_tag")
+                )
+            entries.append((id_tag, row))
+        status = await self.adapter.update_local_list(list_version, update_type, entries)
+        return call_result.SendLocalList(status=status)
 
     @on(Action.data_transfer)
     async def on_data_transfer(

@@ -1,16 +1,16 @@
 """OCPP 1.6 configuration keys: the registry, value validation and effective values.
 
-The registry (:data:`KEYS`) lists every Core profile key of OCPP 1.6 §9.1 by its
-exact, case-sensitive spec name, with its type, access and default. Values are
-kept as *canonical OCPP strings* (``"true"``, ``"300"``, ``"Voltage,SoC"``)
-because that is what GetConfiguration reports and ChangeConfiguration sends;
-:func:`normalize` turns TOML values and ChangeConfiguration strings into that
-form, or explains in a short phrase why it cannot.
+The registry (:data:`KEYS`) lists every Core profile key of OCPP 1.6 §9.1, then
+the Local Auth List Management keys of §9.2, by exact, case-sensitive spec name,
+with type, access and default. Values are kept as *canonical OCPP strings*
+(``"true"``, ``"300"``, ``"Voltage,SoC"``) because that is what GetConfiguration
+reports and ChangeConfiguration sends; :func:`normalize` turns TOML values and
+ChangeConfiguration strings into that form, or explains in a short phrase why it
+cannot.
 
-Keys of profiles the agent does not implement (Local Auth List Management,
-Reservation, Smart Charging) are deliberately absent: SupportedFeatureProfiles
-must report only what is implemented, and a key the agent would ignore must
-answer NotSupported rather than pretend to be honoured.
+Keys of profiles the agent does not implement are deliberately absent:
+SupportedFeatureProfiles must report only what is implemented, and a key the agent
+would ignore must answer NotSupported rather than pretend to be honoured.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Literal
 
 __all__ = [
     "KEYS",
+    "LOCAL_AUTH_LIST_MAX",
     "MAX_VALUE_LENGTH",
     "SUPPORTED_MEASURANDS",
     "Access",
@@ -94,6 +95,10 @@ SUPPORTED_MEASURANDS: frozenset[str] = frozenset(
 #: Members allowed in each measurand list; the matching ``*MaxLength`` key reports the limit.
 _MEASURAND_LIST_MAX = 8
 
+#: Entries the local authorization list holds at most (LocalAuthListMaxLength), and the
+#: entries one SendLocalList may carry (SendLocalListMaxLength).
+LOCAL_AUTH_LIST_MAX = 1000
+
 _R = Access.READ
 _RW = Access.READ_WRITE
 
@@ -157,9 +162,16 @@ _SPECS: tuple[KeySpec, ...] = (
     _int("TransactionMessageRetryInterval", "60"),
     _bool("UnlockConnectorOnEVSideDisconnect", "true"),
     _int("WebSocketPingInterval", "60"),
+    # Local Auth List Management (§9.2). One SendLocalList may carry the whole list, so a
+    # CSMS can replace it in one Full update instead of leaving a partial list between a
+    # Full and the Differentials that would complete it.
+    _bool("LocalAuthListEnabled", "true"),
+    _int("LocalAuthListMaxLength", str(LOCAL_AUTH_LIST_MAX), _R),
+    _int("SendLocalListMaxLength", str(LOCAL_AUTH_LIST_MAX), _R),
 )
 
-#: Every supported key by its exact spec name, in spec (alphabetical) order.
+#: Every supported key by its exact spec name: Core in spec (alphabetical) order, then the
+#: Local Auth List Management keys.
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _SPECS}
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
