@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from cpagent.testing import LoopbackCsms
+from cpagent.testing.csms import CsmsCallError
 from cpagent.testing.fileservers import FtpFileServer, HttpBehaviour, HttpFileServer
 from cpagent.timeutil import iso, utcnow
 from tests.integration.conftest import AgentProcess
@@ -300,3 +301,21 @@ async def test_a_retrieve_date_survives_a_restart(
     await csms.wait_for("FirmwareStatusNotification", since=mark)
     assert time.time() >= soon - 0.2  # not before the retrieve date
     assert await statuses(csms, mark, "Installed") == SUCCESS
+
+
+async def test_a_malformed_date_is_a_formation_violation(
+    agent_factory: AgentFactory, csms: LoopbackCsms, workdir: Path
+) -> None:
+    agent = firmware_agent(agent_factory, workdir)
+    await agent.start()
+    await booted(csms, 2)
+    for action, payload in (
+        ("UpdateFirmware", {"location": "http://127.0.0.1:9/x.deb", "retrieveDate": "soon"}),
+        ("GetDiagnostics", {"location": "ftp://127.0.0.1:9/", "startTime": "yesterday"}),
+    ):
+        with pytest.raises(CsmsCallError) as info:
+            await csms.call(action, payload)
+        assert info.value.code == "FormationViolation", info.value
+    assert "Traceback" not in agent.log()
+    state = await agent.status()
+    assert state["firmware"]["status"] == "Idle" and state["csms"]["connected"]

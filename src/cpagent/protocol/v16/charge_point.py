@@ -59,6 +59,28 @@ _CLOSED = object()
 """Put in the response queue when the connection ends under a CALL waiting for its answer."""
 
 
+_DATE_FIELDS = {
+    "UpdateFirmware": ("retrieveDate",),
+    "GetDiagnostics": ("startTime", "stopTime"),
+}
+"""Date-time fields the handlers parse: checked before them, because an error a handler
+raises is answered by the ``ocpp`` library (2.0 spelling, logged with a traceback)."""
+
+
+def _check_dates(msg: Call) -> None:
+    payload = msg.payload if isinstance(msg.payload, dict) else {}
+    for field in _DATE_FIELDS.get(str(msg.action), ()):
+        value = payload.get(field)
+        if value is None:
+            continue
+        try:
+            parse_iso(value)
+        except (TypeError, ValueError):
+            raise FormatViolationError(
+                description=f"{field} {value!r} is not an RFC 3339 date-time"
+            ) from None
+
+
 def _error_frame(unique_id: str, error: OCPPError) -> str:
     code = error.code
     if isinstance(error, FormatViolationError):
@@ -122,6 +144,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             try:
                 if not isinstance(msg.action, str) or msg.action not in self.route_map:
                     raise _unhandled_action(msg.action)
+                _check_dates(msg)
                 await self._handle_call(msg)
             except OCPPError as err:
                 log.warning(
@@ -379,17 +402,10 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         retry_interval: int | None = None,
     ) -> call_result.UpdateFirmware:
         firmware = self.adapter.firmware
-        if firmware is None:
-            raise NotSupportedError(description="firmware updates are not enabled")
-        try:
-            retrieve_at = parse_iso(retrieve_date).timestamp()
-        except ValueError:
-            raise FormatViolationError(
-                description=f"retrieveDate {retrieve_date!r} is not an RFC 3339 date-time"
-            ) from None
+        assert firmware is not None  # set before the session starts
         job = FirmwareJob(
             location=location,
-            retrieve_at=retrieve_at,
+            retrieve_at=parse_iso(retrieve_date).timestamp(),  # checked by _check_dates
             retries=DEFAULT_TRANSFER_RETRIES if retries is None else max(0, retries),
             retry_interval_s=float(
                 DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
@@ -409,15 +425,9 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         stop_time: str | None = None,
     ) -> call_result.GetDiagnostics:
         diagnostics = self.adapter.diagnostics
-        if diagnostics is None:
-            raise NotSupportedError(description="diagnostics uploads are not enabled")
-        try:
-            start = parse_iso(start_time) if start_time else None
-            stop = parse_iso(stop_time) if stop_time else None
-        except ValueError:
-            raise FormatViolationError(
-                description="startTime and stopTime must be RFC 3339 date-times"
-            ) from None
+        assert diagnostics is not None  # set before the session starts
+        start = parse_iso(start_time) if start_time else None  # checked by _check_dates
+        stop = parse_iso(stop_time) if stop_time else None
         request = DiagnosticsRequest(
             location=location,
             retries=DEFAULT_TRANSFER_RETRIES if retries is None else max(0, retries),
