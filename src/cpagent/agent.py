@@ -27,8 +27,10 @@ from cpagent.hal.factory import build_hardware, meter_type
 from cpagent.hal.sim import SimHardware
 from cpagent.protocol.session import NetworkSwitch, Session
 from cpagent.protocol.v16.adapter import (
+    RESERVATIONS_STATE_KEY,
     SUPPORTED_FEATURE_PROFILES,
     V16Adapter,
+    reservations_from_json,
     settings_from_keys,
 )
 from cpagent.protocol.v16.charge_point import ChargePoint
@@ -161,7 +163,9 @@ class Agent:
                 meter_type=meter_type(self.config),
                 request_reset=self._reset,
             )
-            station = self.station = Station(hw, adapter, adapter, settings)
+            station = self.station = Station(
+                hw, adapter, adapter, settings, reservation_store=adapter
+            )
             adapter.attach(station)
             await adapter.load_queue()
             if isinstance(hw, SimHardware):
@@ -232,7 +236,13 @@ class Agent:
             )
             for tx in store.open_transactions()
         ]
-        return {"availability": availability, "unfinished": unfinished, "recovery_reason": reason}
+        reservations = reservations_from_json(store.get_state(RESERVATIONS_STATE_KEY))
+        return {
+            "availability": availability,
+            "unfinished": unfinished,
+            "recovery_reason": reason,
+            "reservations": reservations,
+        }
 
     async def _supervise(self, station: Station, session: Session) -> None:
         tasks = [

@@ -73,11 +73,23 @@ CORE_KEYS = [
 
 
 LOCAL_AUTH_LIST_KEYS = ["LocalAuthListEnabled", "LocalAuthListMaxLength", "SendLocalListMaxLength"]
+RESERVATION_KEYS = ["ReserveConnectorZeroSupported"]
 
 
-def test_registry_holds_the_core_then_the_local_auth_list_keys_in_spec_order() -> None:
-    assert list(KEYS) == CORE_KEYS + LOCAL_AUTH_LIST_KEYS
+def test_registry_holds_the_core_then_the_profile_keys_in_spec_order() -> None:
+    assert list(KEYS) == CORE_KEYS + LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS
     assert all(spec.name == name for name, spec in KEYS.items())
+
+
+def test_reservation_key() -> None:
+    """§9.4: ReserveConnectorZeroSupported is the agent's to report; it does not offer it."""
+    spec = KEYS["ReserveConnectorZeroSupported"]
+    assert (spec.kind, spec.access, spec.default) == ("bool", Access.READ, "false")
+    keys = make_keys()
+    assert keys.get_bool("ReserveConnectorZeroSupported") is False
+    assert keys.check_change("ReserveConnectorZeroSupported", "true")[0] == "Rejected"
+    with pytest.raises(ValueError, match="read-only"):
+        make_keys(initial={"ReserveConnectorZeroSupported": "true"})
 
 
 def test_local_auth_list_keys() -> None:
@@ -269,7 +281,7 @@ def test_keys_are_case_sensitive() -> None:
 
 def test_items_in_registry_order() -> None:
     items = make_keys(initial={"BlinkRepeat": "5"}).items()
-    assert [spec.name for spec, _ in items] == CORE_KEYS + LOCAL_AUTH_LIST_KEYS
+    assert [spec.name for spec, _ in items] == CORE_KEYS + LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS
     assert dict((spec.name, value) for spec, value in items)["BlinkRepeat"] == "5"
 
 

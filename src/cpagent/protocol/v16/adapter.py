@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import json
 import logging
 import string
 import time
@@ -31,6 +32,7 @@ from cpagent.station.model import (
     AuthDecision,
     AuthStatus,
     MeterSample,
+    Reservation,
     StationSettings,
     StatusChanged,
     TransactionStarted,
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_FEATURE_PROFILES = "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger"
+SUPPORTED_FEATURE_PROFILES = (
+    "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,Reservation"
+)
 
 LocalListEntry = tuple[str, AuthCacheRow | None]
 """One AuthorizationData of a SendLocalList: the id tag and its entry, None to remove it."""
@@ -92,6 +96,56 @@ def _fields(item: Outgoing) -> dict[str, Any]:
     )
 
 
+RESERVATIONS_STATE_KEY = "reservations"
+"""The ``state`` key holding the reservations in force, as a JSON list."""
+
+
+def reservations_to_json(reservations: list[Reservation]) -> str:
+    return json.dumps(
+        [
+            {
+                "reservationId": r.reservation_id,
+                "connectorId": r.connector_id,
+                "idTag": r.id_tag,
+                "parentIdTag": r.parent_id_tag,
+                "expiryDate": r.expiry.astimezone(UTC).isoformat(),
+            }
+            for r in reservations
+        ],
+        separators=(",", ":"),
+    )
+
+
+def reservations_from_json(text: str | None) -> list[Reservation]:
+    """The persisted reservations; an entry that cannot be read is dropped with a warning."""
+    if not text:
+        return []
+    try:
+        items = json.loads(text)
+    except ValueError:
+        log.warning("persisted reservations are not JSON; dropped: %.200r", text)
+        return []
+    if not isinstance(items, list):
+        log.warning("persisted reservations are not a list; dropped: %.200r", text)
+        return []
+    out: list[Reservation] = []
+    for item in items:
+        try:
+            parent = item.get("parentIdTag")
+            reservation = Reservation(
+                reservation_id=int(item["reservationId"]),
+                connector_id=int(item["connectorId"]),
+                id_tag=str(item["idTag"]),
+                parent_id_tag=None if parent is None else str(parent),
+                expiry=parse_iso(str(item["expiryDate"])),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            log.warning("persisted reservation cannot be read; dropped: %.200r", item)
+            continue
+        out.append(reservation)
+    return out
+
+
 class ConnectionLost(Exception):
     """The connection went away while a message was in flight."""
 
@@ -110,6 +164,7 @@ def settings_from_keys(keys: ConfigurationKeys, settings: StationSettings) -> No
     settings.authorize_remote_tx_requests = keys.get_bool("AuthorizeRemoteTxRequests")
     settings.stop_on_invalid_id = keys.get_bool("StopTransactionOnInvalidId")
     settings.max_energy_on_invalid_wh = keys.get_int("MaxEnergyOnInvalidId")
+    settings.reserve_connector_zero_supported = keys.get_bool("ReserveConnectorZeroSupported")
 
 
 class V16Adapter:
@@ -169,6 +224,12 @@ class V16Adapter:
         self._pending_changed.set()
 
     # ---------------------------------------------------------- station output
+
+    async def save_reservations(self, reservations: list[Reservation]) -> None:
+        """The station's reservation store: the reservations in force, under one state key."""
+        await self.store.run(
+            self.store.set_state, RESERVATIONS_STATE_KEY, reservations_to_json(reservations)
+        )
 
     async def transaction_started(self, event: TransactionStarted) -> int:
         payload = messages.start_transaction(event)

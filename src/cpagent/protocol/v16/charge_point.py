@@ -33,6 +33,7 @@ from cpagent import __version__
 from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
 from cpagent.station.firmware import FirmwareJob
+from cpagent.station.model import Reservation
 from cpagent.store import AuthCacheRow
 from cpagent.systemd import journal_fields
 from cpagent.timeutil import parse_iso
@@ -62,6 +63,7 @@ _CLOSED = object()
 _DATE_FIELDS = {
     "UpdateFirmware": ("retrieveDate",),
     "GetDiagnostics": ("startTime", "stopTime"),
+    "ReserveNow": ("expiryDate",),
 }
 """Date-time fields the handlers parse: checked before them, because an error a handler
 raises is answered by the ``ocpp`` library (2.0 spelling, logged with a traceback)."""
@@ -441,6 +443,30 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         if name is not None:
             self._after(diagnostics.begin)
         return call_result.GetDiagnostics(file_name=name)
+
+    @on(Action.reserve_now)
+    async def on_reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+    ) -> call_result.ReserveNow:
+        reservation = Reservation(
+            reservation_id=reservation_id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            parent_id_tag=parent_id_tag,
+            expiry=parse_iso(expiry_date),  # checked by _check_dates
+        )
+        outcome = await self.station.reserve(reservation)
+        return call_result.ReserveNow(status=str(outcome))
+
+    @on(Action.cancel_reservation)
+    async def on_cancel_reservation(self, reservation_id: int) -> call_result.CancelReservation:
+        ok = await self.station.cancel_reservation(reservation_id)
+        return call_result.CancelReservation(status="Accepted" if ok else "Rejected")
 
     @on(Action.trigger_message)
     async def on_trigger_message(

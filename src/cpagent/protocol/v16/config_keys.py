@@ -168,10 +168,13 @@ _SPECS: tuple[KeySpec, ...] = (
     _bool("LocalAuthListEnabled", "true"),
     _int("LocalAuthListMaxLength", str(LOCAL_AUTH_LIST_MAX), _R),
     _int("SendLocalListMaxLength", str(LOCAL_AUTH_LIST_MAX), _R),
+    # Reservation (§9.4): whether connector 0 (the charger as a whole) can be reserved.
+    # Read-only: the agent does not offer it, so a ReserveNow for connector 0 is Rejected.
+    _bool("ReserveConnectorZeroSupported", "false", _R),
 )
 
 #: Every supported key by its exact spec name: Core in spec (alphabetical) order, then the
-#: Local Auth List Management keys.
+#: Local Auth List Management keys, then the Reservation key.
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _SPECS}
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
