@@ -49,22 +49,6 @@ SDM630_READING = SAMPLE_READINGS["sdm630"]
 # --- infrastructure ------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def null_modem() -> AsyncIterator[NullModem]:
-    modem = NullModem()
-    modem.open()
-    yield modem
-    modem.close()
-
-
-@contextlib.asynccontextmanager
-async def opened(bus: ModbusBus) -> AsyncIterator[ModbusBus]:
-    try:
-        yield bus
-    finally:
-        await bus.close()
-
-
 class Served:
     """Counts the answers a server sends; ``wait(n)`` returns once n more went out."""
 
@@ -140,7 +124,7 @@ async def test_bus_writes_a_register_and_a_coil_and_maps_rejections() -> None:
     board = PhoenixBoard(3)
     async with (
         tcp_server([board.device()]) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         await bus.write_register(3, PhoenixBoard.MAX_CURRENT, 20)
         await bus.write_coil(3, PhoenixBoard.ENABLE, True)
@@ -169,7 +153,7 @@ async def test_bus_writes_a_register_and_a_coil_and_maps_rejections() -> None:
 
 
 async def test_bus_write_without_a_device_is_a_transport_error() -> None:
-    async with opened(ModbusBus.tcp("127.0.0.1", free_port(), timeout=TIMEOUT)) as bus:
+    async with ModbusBus.tcp("127.0.0.1", free_port(), timeout=TIMEOUT) as bus:
         with pytest.raises(ModbusTransportError):
             await bus.write_register(1, 1000, 6)
         with pytest.raises(ModbusTransportError):
@@ -184,7 +168,7 @@ async def test_evse_din_offers_current_and_the_board_signals_it() -> None:
     board = EvseDinBoard(2, cable_limit_a=20)
     async with (
         tcp_server([board.device()]) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         pilot = EvseDinPilot(bus, 2, max_current_a=32)
         await pilot.start()
@@ -218,7 +202,7 @@ async def test_evse_din_vehicle_states_read_as_pilot_states() -> None:
     board = EvseDinBoard(2)
     async with (
         tcp_server([board.device()]) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         pilot = EvseDinPilot(bus, 2)
         assert pilot.last_state is None
@@ -242,7 +226,7 @@ async def test_evse_din_failure_and_unknown_state_are_board_faults() -> None:
     board = EvseDinBoard(2)
     async with (
         tcp_server([board.device()]) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         pilot = EvseDinPilot(bus, 2)
         await board.set_vehicle_state(server, "failure")
@@ -266,7 +250,7 @@ async def test_evse_din_exception_replies_are_board_faults() -> None:
     meter = meter_device(1, MAPS["sdm630"], SDM630_READING)
     async with (
         tcp_server([meter, board.device()]) as (_, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         wrong = EvseDinPilot(bus, 1)  # the meter has no register 1002
         fault = await fault_of(wrong.state)
@@ -282,7 +266,7 @@ async def test_evse_din_exception_replies_are_board_faults() -> None:
 
 
 async def test_evse_din_without_answer_is_a_timeout_fault_and_start_tolerates_it() -> None:
-    async with opened(ModbusBus.tcp("127.0.0.1", free_port(), timeout=TIMEOUT)) as bus:
+    async with ModbusBus.tcp("127.0.0.1", free_port(), timeout=TIMEOUT) as bus:
         pilot = EvseDinPilot(bus, 4, retries=1)
         await pilot.start()
         assert pilot.firmware is None
@@ -315,7 +299,7 @@ async def test_watch_notifies_on_state_change_fault_and_recovery() -> None:
     served = Served()
     async with (
         tcp_server([board.device()], trace_pdu=served.trace) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         pilot = EvseDinPilot(bus, 2, retries=0)
         assert await pilot.state() is PilotState.A
@@ -345,7 +329,7 @@ async def test_watch_notifies_on_state_change_fault_and_recovery() -> None:
 async def test_watch_reports_a_first_state_and_survives_a_server_restart() -> None:
     board = EvseDinBoard(2)
     port = free_port()
-    async with opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus:
+    async with ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus:
         pilot = EvseDinPilot(bus, 2, retries=0)
         watched = Watched(pilot)
         async with tcp_server([board.device()], port=port) as (server, _):
@@ -368,7 +352,7 @@ async def test_phoenix_start_enables_modbus_control_once_and_reads_firmware() ->
     board = PhoenixBoard(5, mode=1)
     async with (
         tcp_server([board.device()]) as (_, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         pilot = PhoenixPilot(bus, 5)
         await pilot.start()
@@ -381,7 +365,7 @@ async def test_phoenix_offers_current_and_disables_below_6_a() -> None:
     board = PhoenixBoard(5, mode=1, cable_a=32)
     async with (
         tcp_server([board.device()]) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         pilot = PhoenixPilot(bus, 5, max_current_a=32)
         await board.set_vehicle_state(server, "B")
@@ -414,7 +398,7 @@ async def test_phoenix_caps_at_the_board_maximum() -> None:
     board = PhoenixBoard(5, mode=3, cable_a=0)
     async with (
         tcp_server([board.device()]) as (_, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         pilot = PhoenixPilot(bus, 5, max_current_a=80)
         await pilot.start()
@@ -429,7 +413,7 @@ async def test_phoenix_states_errors_and_exception_replies() -> None:
     served = Served()
     async with (
         tcp_server([board.device(), din.device()], trace_pdu=served.trace) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         pilot = PhoenixPilot(bus, 5, retries=0)
         for letter in "ABCDEFA":
@@ -480,7 +464,7 @@ async def test_meter_and_board_share_one_rtu_line(null_modem: NullModem) -> None
         rtu_server(
             null_modem, [meter_device(1, sdm630, SDM630_READING), board.device()], trace_pdu=trace
         ) as server,
-        opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT, gap_s=gap_s)) as bus,
+        ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT, gap_s=gap_s) as bus,
     ):
         meter = ModbusMeter(sdm630, bus, 1)
         pilot = EvseDinPilot(bus, 2)

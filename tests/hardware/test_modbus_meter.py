@@ -9,10 +9,9 @@ and implausible values, each followed by recovery.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
@@ -63,22 +62,6 @@ def assert_reading(got: MeterReading, want: MeterReading) -> None:
 # --- infrastructure ------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def null_modem() -> AsyncIterator[NullModem]:
-    modem = NullModem()
-    modem.open()
-    yield modem
-    modem.close()
-
-
-@contextlib.asynccontextmanager
-async def opened(bus: ModbusBus) -> AsyncIterator[ModbusBus]:
-    try:
-        yield bus
-    finally:
-        await bus.close()
-
-
 # --- decoding every shipped map --------------------------------------------------------------
 
 
@@ -87,7 +70,7 @@ async def test_shipped_map_over_tcp(name: str) -> None:
     meter_map = MAPS[name]
     async with (
         tcp_server([meter_device(7, meter_map, READINGS[name])]) as (_, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         reading = await ModbusMeter(meter_map, bus, 7).read()
     assert_reading(reading, READINGS[name])
@@ -98,7 +81,7 @@ async def test_shipped_map_over_rtu(name: str, null_modem: NullModem) -> None:
     meter_map = MAPS[name]
     async with (
         rtu_server(null_modem, [meter_device(1, meter_map, READINGS[name])]),
-        opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
+        ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT) as bus,
     ):
         reading = await ModbusMeter(meter_map, bus, 1).read()
     assert_reading(reading, READINGS[name])
@@ -180,7 +163,7 @@ async def test_two_meters_share_one_rtu_bus(null_modem: NullModem) -> None:
     )
     await server.serve_forever(background=True)
     try:
-        async with opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus:
+        async with ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT) as bus:
             one, two = ModbusMeter(sdm630, bus, 1), ModbusMeter(sdm120, bus, 2)
             for _ in range(3):
                 first, second = await asyncio.gather(one.read(), two.read())
@@ -197,7 +180,7 @@ async def test_two_meters_share_one_rtu_bus(null_modem: NullModem) -> None:
 
 
 async def test_no_server_is_a_timeout_fault() -> None:
-    async with opened(ModbusBus.tcp("127.0.0.1", free_port(), timeout=TIMEOUT)) as bus:
+    async with ModbusBus.tcp("127.0.0.1", free_port(), timeout=TIMEOUT) as bus:
         meter = ModbusMeter(MAPS["sdm630"], bus, 1, retries=1)
         with pytest.raises(MeterFault) as info:
             await meter.read()
@@ -212,7 +195,7 @@ async def test_wrong_device_id_is_a_timeout_then_the_right_one_reads(
     sdm120 = MAPS["sdm120"]
     async with (
         rtu_server(null_modem, [meter_device(1, sdm120, READINGS["sdm120"])]),
-        opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
+        ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT) as bus,
     ):
         with pytest.raises(MeterFault) as info:
             await ModbusMeter(sdm120, bus, 9, retries=1).read()
@@ -228,7 +211,7 @@ async def test_exception_reply_is_a_device_fault() -> None:
     meter_map = MeterMap(**{**sdm630.__dict__, "frequency_hz": moved})
     async with (
         tcp_server([meter_device(1, sdm630, READINGS["sdm630"])]) as (_, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         with pytest.raises(MeterFault) as info:
             await ModbusMeter(meter_map, bus, 1).read()
@@ -243,7 +226,7 @@ async def test_rejected_block_falls_back_to_per_value_reads_and_remembers(
     sparse = meter_device(1, sdm630, READINGS["sdm630"], fill_gaps=False)
     async with (
         rtu_server(null_modem, [sparse]),
-        opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
+        ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT) as bus,
     ):
         meter = ModbusMeter(sdm630, bus, 1)
         assert_reading(await meter.read(), READINGS["sdm630"])
@@ -257,7 +240,7 @@ async def test_energy_going_backwards_is_implausible_and_recovers() -> None:
     sdm630 = MAPS["sdm630"]
     async with (
         tcp_server([meter_device(1, sdm630, READINGS["sdm630"])]) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         meter = ModbusMeter(sdm630, bus, 1)
         assert (await meter.read()).energy_wh == 12_345_500
@@ -276,7 +259,7 @@ async def test_frequency_out_of_range_is_implausible_and_recovers(null_modem: Nu
     assert em340.frequency_hz is not None
     async with (
         rtu_server(null_modem, [meter_device(1, em340, READINGS["em340"])]) as server,
-        opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
+        ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT) as bus,
     ):
         meter = ModbusMeter(em340, bus, 1)
         await set_value(server, 1, em340.frequency_hz, 70.0)
@@ -292,7 +275,7 @@ async def test_not_a_number_is_implausible() -> None:
     sdm630 = MAPS["sdm630"]
     async with (
         tcp_server([meter_device(1, sdm630, READINGS["sdm630"])]) as (server, port),
-        opened(ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT)) as bus,
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
     ):
         await set_value(server, 1, sdm630.power_w, math.nan)
         with pytest.raises(MeterFault) as info:
@@ -307,7 +290,7 @@ async def test_sdm630_read_time_over_rtu(null_modem: NullModem) -> None:
     sdm630 = MAPS["sdm630"]
     async with (
         rtu_server(null_modem, [meter_device(1, sdm630, READINGS["sdm630"])]),
-        opened(ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT)) as bus,
+        ModbusBus.serial(null_modem.path_b, timeout=TIMEOUT) as bus,
     ):
         meter = ModbusMeter(sdm630, bus, 1)
         await meter.read()  # opens the port
@@ -338,7 +321,7 @@ async def test_sdm630_read_at_9600_baud_takes_the_wire_time() -> None:
     try:
         async with (
             rtu_server(modem, [meter_device(1, sdm630, READINGS["sdm630"])]),
-            opened(ModbusBus.serial(modem.path_b, timeout=TIMEOUT)) as bus,
+            ModbusBus.serial(modem.path_b, timeout=TIMEOUT) as bus,
         ):
             meter = ModbusMeter(sdm630, bus, 1)
             await meter.read()  # opens the port

@@ -220,14 +220,6 @@ async def tcp_bench(
         yield Bench(server, meter_map, board, reader_fd), port
 
 
-@pytest.fixture
-async def null_modem() -> AsyncIterator[NullModem]:
-    modem = NullModem()
-    modem.open()
-    yield modem
-    modem.close()
-
-
 # --- a full session per meter map ------------------------------------------------------------
 
 

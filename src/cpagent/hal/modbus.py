@@ -242,6 +242,12 @@ class ModbusBus:
                 self._client.close()
                 self._client = None
 
+    async def __aenter__(self) -> ModbusBus:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
 
 @dataclass(frozen=True)
 class Block:

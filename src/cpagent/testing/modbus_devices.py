@@ -269,6 +269,13 @@ class NullModem:
         if direction.queue:
             direction.timer = loop.call_at(direction.queue[0][0], self._deliver, direction)
 
+    async def __aenter__(self) -> NullModem:
+        self.open()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         loop = asyncio.get_running_loop()
         for direction in self._directions:
