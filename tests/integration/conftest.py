@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,8 +201,16 @@ async def agent_factory(
         return agent
 
     yield make
+    await reap(made, request)
+
+
+async def reap(made: Sequence[AgentProcess], request: pytest.FixtureRequest) -> None:
+    """Stop every agent a test made (resuming a stopped one first; killing one that will
+    not stop) and, if the test failed, print their logs."""
     for agent in made:
         if agent.proc is not None and agent.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                agent.proc.send_signal(signal.SIGCONT)
             with contextlib.suppress(Exception):
                 await agent.stop()
             if agent.proc.returncode is None:

@@ -9,7 +9,6 @@ the socket through the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from cpagent.testing import LoopbackCsms
-from tests.integration.conftest import CPAGENT, AgentProcess, run_cli, write_config
+from tests.integration.conftest import CPAGENT, AgentProcess, reap, run_cli, write_config
 
 WATCHDOG_USEC = 200_000  # pings every 0.1 s
 WAIT_S = 10.0
@@ -189,19 +188,7 @@ async def make_agent(
         return agent
 
     yield make
-    for agent in made:
-        if agent.proc is not None and agent.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                agent.proc.send_signal(signal.SIGCONT)
-            with contextlib.suppress(Exception):
-                await agent.stop()
-            if agent.proc.returncode is None:
-                agent.proc.kill()
-                await agent.proc.wait()
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        for agent in made:
-            sys.stderr.write(f"\n----- agent log {agent.workdir} -----\n{agent.log()[-20000:]}\n")
+    await reap(made, request)
 
 
 def proc_state(pid: int) -> str:
