@@ -234,14 +234,12 @@ class GpioContactor(Contactor):
         _close_quietly(self._feedback, self._out)
 
     def _measured(self) -> bool:
-        try:
-            level = bool(self._feedback.pin.state)
-        except _gpio_errors() as exc:
-            raise ContactorFault(
-                f"cannot read {self._label} {self._feedback_label}: {exc}",
-                vendor_error_code="GpioError",
-            ) from exc
-        return level == self._feedback_active_high
+        return _feedback_active(
+            self._feedback,
+            self._feedback_active_high,
+            ContactorFault,
+            f"{self._label} {self._feedback_label}",
+        )
 
     def _check(self) -> None:
         if self._measured() == self._commanded:
@@ -486,13 +484,9 @@ class GpioLock(ConnectorLock):
         return self._measured() == locked
 
     def _measured(self) -> bool:
-        try:
-            level = bool(self._feedback.pin.state)
-        except _gpio_errors() as exc:
-            raise LockFault(
-                f"cannot read the feedback of {self._label}: {exc}", vendor_error_code="GpioError"
-            ) from exc
-        return level == self._feedback_active_high
+        return _feedback_active(
+            self._feedback, self._feedback_active_high, LockFault, f"the feedback of {self._label}"
+        )
 
 
 class StatusLed:
@@ -598,6 +592,16 @@ def _input(pin: PinSpec, pull: FeedbackPull, pin_factory: Any, what: str) -> Any
             pin_factory=pin_factory,
         )
     return _open("DigitalInputDevice", what, pin, pull_up=pull == "up", pin_factory=pin_factory)
+
+
+def _feedback_active(device: Any, active_high: bool, fault: type[HalError], label: str) -> bool:
+    """Whether a feedback contact reads its active level. The raw pin level is read, because
+    gpiozero ties ``is_active`` to the pull resistor."""
+    try:
+        level = bool(device.pin.state)
+    except _gpio_errors() as exc:
+        raise fault(f"cannot read {label}: {exc}", vendor_error_code="GpioError") from exc
+    return level == active_high
 
 
 def _drive(device: Any, active: bool, fault: type[HalError], label: str) -> None:
