@@ -27,9 +27,11 @@ from cpagent.hal.factory import build_hardware, meter_type
 from cpagent.hal.sim import SimHardware
 from cpagent.protocol.session import NetworkSwitch, Session
 from cpagent.protocol.v16.adapter import (
+    CHARGING_PROFILES_STATE_KEY,
     RESERVATIONS_STATE_KEY,
     SUPPORTED_FEATURE_PROFILES,
     V16Adapter,
+    charging_profiles_from_json,
     reservations_from_json,
     settings_from_keys,
 )
@@ -164,7 +166,7 @@ class Agent:
                 request_reset=self._reset,
             )
             station = self.station = Station(
-                hw, adapter, adapter, settings, reservation_store=adapter
+                hw, adapter, adapter, settings, reservation_store=adapter, profile_store=adapter
             )
             adapter.attach(station)
             await adapter.load_queue()
@@ -237,11 +239,13 @@ class Agent:
             for tx in store.open_transactions()
         ]
         reservations = reservations_from_json(store.get_state(RESERVATIONS_STATE_KEY))
+        profiles = charging_profiles_from_json(store.get_state(CHARGING_PROFILES_STATE_KEY))
         return {
             "availability": availability,
             "unfinished": unfinished,
             "recovery_reason": reason,
             "reservations": reservations,
+            "charging_profiles": profiles,
         }
 
     async def _supervise(self, station: Station, session: Session) -> None:

@@ -713,15 +713,13 @@ async def test_bad_input_is_answered_or_ignored_and_harmless(
     unknown = await error_for('[2,"id2","NoSuchAction",{}]', "id2")
     assert unknown[2] in ("NotImplemented", "NotSupported")
     assert unknown[2] == "NotImplemented"  # OCPP-J 1.6: "Requested Action is not known"
-    # A real OCPP 1.6 action of a profile the agent does not implement (SmartCharging).
-    profile = await error_for(
-        '[2,"id4","SetChargingProfile",{"connectorId":1,"csChargingProfiles":'
-        '{"chargingProfileId":1,"stackLevel":0,"chargingProfilePurpose":"TxDefaultProfile",'
-        '"chargingProfileKind":"Absolute","chargingSchedule":{"chargingRateUnit":"A",'
-        '"chargingSchedulePeriod":[{"startPeriod":0,"limit":16}]}}}]',
+    # A real OCPP 1.6 action, but one a charge point sends, not answers.
+    wrong_way = await error_for(
+        '[2,"id4","StartTransaction",{"connectorId":1,"idTag":"TAG","meterStart":0,'
+        '"timestamp":"2026-11-26T00:00:00Z"}]',
         "id4",
     )
-    assert profile[2] == "NotSupported"  # "Requested Action is recognized but not supported"
+    assert wrong_way[2] == "NotSupported"  # "Requested Action is recognized but not supported"
 
     missing = await error_for('[2,"id3","Reset",{}]', "id3")
     assert missing[2] in (

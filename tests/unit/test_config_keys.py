@@ -74,10 +74,17 @@ CORE_KEYS = [
 
 LOCAL_AUTH_LIST_KEYS = ["LocalAuthListEnabled", "LocalAuthListMaxLength", "SendLocalListMaxLength"]
 RESERVATION_KEYS = ["ReserveConnectorZeroSupported"]
+SMART_CHARGING_KEYS = [
+    "ChargeProfileMaxStackLevel",
+    "ChargingScheduleAllowedChargingRateUnit",
+    "ChargingScheduleMaxPeriods",
+    "MaxChargingProfilesInstalled",
+]
+PROFILE_KEYS = LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS + SMART_CHARGING_KEYS
 
 
 def test_registry_holds_the_core_then_the_profile_keys_in_spec_order() -> None:
-    assert list(KEYS) == CORE_KEYS + LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS
+    assert list(KEYS) == CORE_KEYS + PROFILE_KEYS
     assert all(spec.name == name for name, spec in KEYS.items())
 
 
@@ -90,6 +97,14 @@ def test_reservation_key() -> None:
     assert keys.check_change("ReserveConnectorZeroSupported", "true")[0] == "Rejected"
     with pytest.raises(ValueError, match="read-only"):
         make_keys(initial={"ReserveConnectorZeroSupported": "true"})
+
+
+def test_smart_charging_keys() -> None:
+    """§9.4: the limits SetChargingProfile is held to, read-only, with the agent's values."""
+    keys = make_keys()
+    assert [keys.get(name) for name in SMART_CHARGING_KEYS] == ["10", "Current,Power", "48", "20"]
+    assert all(KEYS[name].access is Access.READ for name in SMART_CHARGING_KEYS)
+    assert keys.check_change("ChargeProfileMaxStackLevel", "3")[0] == "Rejected"
 
 
 def test_local_auth_list_keys() -> None:
@@ -281,7 +296,7 @@ def test_keys_are_case_sensitive() -> None:
 
 def test_items_in_registry_order() -> None:
     items = make_keys(initial={"BlinkRepeat": "5"}).items()
-    assert [spec.name for spec, _ in items] == CORE_KEYS + LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS
+    assert [spec.name for spec, _ in items] == CORE_KEYS + PROFILE_KEYS
     assert dict((spec.name, value) for spec, value in items)["BlinkRepeat"] == "5"
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from cpagent.station.smart_charging import ProfileSet, SmartChargingLimits
+
 
 class ConnectorStatus(enum.StrEnum):
     AVAILABLE = "Available"
@@ -192,6 +194,8 @@ class ConnectorState:
     """A reservation of this very connector."""
     reserved_for_any: bool = False
     """Kept free for reservations of connector 0 (no other connector is left for them)."""
+    limit_a: float | None = None
+    """The charging profiles' limit on the running session (None: no profile limits it)."""
     energy_wh: float = 0.0
     power_w: float = 0.0
     status: ConnectorStatus | None = None
@@ -228,6 +232,13 @@ class ReservationStore(Protocol):
         """Replace the persisted reservations with ``reservations`` (all that are in force)."""
 
 
+class ProfileStore(Protocol):
+    """Where charging profiles are kept across restarts."""
+
+    async def save_charging_profiles(self, profiles: ProfileSet) -> None:
+        """Replace the persisted charging profiles with ``profiles`` (all installed)."""
+
+
 @dataclass
 class StationSettings:
     """The configuration the station acts on, kept current by the protocol adapter."""
@@ -245,3 +256,4 @@ class StationSettings:
     stop_on_invalid_id: bool = True
     max_energy_on_invalid_wh: int = 0
     reserve_connector_zero_supported: bool = False
+    smart_charging: SmartChargingLimits = field(default_factory=SmartChargingLimits)

@@ -416,6 +416,7 @@ def parse_allowed_units(value: str) -> frozenset[Unit]:
 class RejectReason(enum.StrEnum):
     """Why a profile is answered Rejected; the value is the reason for the log."""
 
+    UNKNOWN_CONNECTOR = "no such connector"
     STACK_LEVEL = "stack level outside 0..ChargeProfileMaxStackLevel"
     TOO_MANY_PERIODS = "more periods than ChargingScheduleMaxPeriods"
     UNIT_NOT_ALLOWED = "unit not in ChargingScheduleAllowedChargingRateUnit"
@@ -430,6 +431,7 @@ class RejectReason(enum.StrEnum):
     WRONG_TRANSACTION = "TxProfile for another transaction than the connector's"
     NOT_TX_PROFILE = "RemoteStartTransaction profile must be a TxProfile without transactionId"
     TOO_MANY_PROFILES = "more profiles than MaxChargingProfilesInstalled"
+    NOT_STORED = "the profile could not be stored"
 
 
 @dataclass(frozen=True)

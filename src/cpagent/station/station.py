@@ -17,6 +17,13 @@ id. It ends at its expiry, on a cancellation, and when the connector or the char
 goes Faulted or Unavailable (§5.13: "when the Charge Point or connector are set to
 Faulted or Unavailable"). The reservations in force are persisted through the
 optional :class:`ReservationStore` at every change and restored by :meth:`Station.start`.
+
+Smart charging (OCPP 1.6 §3.13): the installed charging profiles decide the current a
+session is offered (:mod:`cpagent.station.smart_charging`). The station re-evaluates a
+charging connector at the exact instant its limit changes, offers the new limit on the
+pilot, and suspends the supply (SuspendedEVSE) while the limit is below the 6 A a pilot
+can signal. Profiles are persisted through the optional :class:`ProfileStore`; TxProfiles
+end with their session, so none is restored (no session survives a restart).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from cpagent.station.model import (
     ConnectorStatus,
     Fault,
     MeterSample,
+    ProfileStore,
     Reservation,
     ReservationOutcome,
     ReservationStore,
@@ -59,9 +67,23 @@ from cpagent.station.model import (
     TransactionStarted,
     TransactionStopped,
 )
+from cpagent.station.smart_charging import (
+    MIN_CURRENT_A,
+    ChargingProfile,
+    ChargingSchedule,
+    ProfileSet,
+    Purpose,
+    Rejection,
+    RejectReason,
+    Unit,
+    composite_schedule,
+    limit_at,
+    next_change,
+    validate_profile,
+)
 from cpagent.station.status import derive_status
 from cpagent.systemd import journal_fields
-from cpagent.timeutil import iso, now_iso, utcnow
+from cpagent.timeutil import iso, now_iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +92,11 @@ SAMPLER_RECHECK_S = 1.0
 RECORD_RETRY_S = 5.0
 RESERVATION_RECHECK_S = 60.0
 """A wait for a reservation's expiry re-reads the wall clock at least this often (NTP may
-step it), and a reservation store that failed is tried again this often."""
+step it), and a reservation store that failed is tried again this often. Waits for a
+charging profile's next period do the same."""
+BOUNDARY_MARGIN_S = 0.005
+"""Waits for a profile period boundary end this much after it, so the wall clock read on
+waking is past the boundary even if the timer (monotonic) fires a hair early."""
 
 
 @dataclass(frozen=True)
@@ -93,15 +119,18 @@ class Station:
         settings: StationSettings,
         *,
         reservation_store: ReservationStore | None = None,
+        profile_store: ProfileStore | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        """``reservation_store`` persists reservations (None: they do not survive a
-        restart); ``now`` is the wall clock reservations expire by (aware, UTC)."""
+        """``reservation_store``/``profile_store`` persist reservations and charging
+        profiles (None: they do not survive a restart); ``now`` is the wall clock
+        reservations expire by and charging schedules run on (aware, UTC)."""
         self.hardware = hardware
         self.output = output
         self.authorizer = authorizer
         self.settings = settings
         self.reservation_store = reservation_store
+        self.profile_store = profile_store
         self._now = now
         self.connectors = {cid: ConnectorState(cid) for cid in sorted(hardware.connectors)}
         self.charger = ConnectorState(0)
@@ -114,6 +143,9 @@ class Station:
         self._reservations: dict[int, Reservation] = {}
         self._reservations_dirty = False  # changed since last persisted
         self._reservations_wake = asyncio.Event()
+        self._profiles = ProfileSet()
+        self._profiles_wake = asyncio.Event()
+        self._remote_profiles: dict[int, ChargingProfile] = {}  # TxProfiles of remote starts
         self._samplers: dict[int, asyncio.Task[None]] = {}
         self._changes: asyncio.Queue[int] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -134,9 +166,10 @@ class Station:
         unfinished: list[UnfinishedTransaction],
         recovery_reason: StopReason = StopReason.POWER_LOSS,
         reservations: Sequence[Reservation] = (),
+        charging_profiles: ProfileSet | None = None,
     ) -> None:
         """Read the hardware, apply persisted availability, close what a crash left open and
-        restore the persisted ``reservations`` that still hold."""
+        restore the persisted ``reservations`` and ``charging_profiles`` that still hold."""
         self.charger.operative = availability.get(0, True)
         for cid, c in self.connectors.items():
             c.operative = self.charger.operative and availability.get(cid, True)
@@ -146,6 +179,7 @@ class Station:
             for tx in unfinished:
                 await self._close_unfinished(tx, recovery_reason)
             self._restore_reservations(reservations)
+            restored = self._restore_profiles(charging_profiles or ProfileSet())
             for c in self.connectors.values():
                 self._plugged[c.connector_id] = PilotState(c.pilot).plugged
                 c.finishing = self._plugged[c.connector_id]
@@ -153,6 +187,8 @@ class Station:
             self._refresh_charger()
             if self._reservations_dirty:
                 await self._persist_reservations()
+            if not restored:
+                await self._persist_profiles()
 
     def _restore_reservations(self, saved: Sequence[Reservation]) -> None:
         now = self._now()
@@ -175,6 +211,27 @@ class Station:
             log.info("reservation %d dropped at start: %s", r.reservation_id, why)
             self._mark_reservations_changed()
 
+    def _restore_profiles(self, saved: ProfileSet) -> bool:
+        """Install the persisted profiles that can still apply; False if any was dropped."""
+        now = self._now()
+        kept = saved.drop_expired(now)
+        for entry in saved:
+            p, cid = entry.profile, entry.connector_id
+            if entry not in kept.entries:
+                why = "it expired"
+            elif p.purpose is Purpose.TX:
+                why = "its session ended with the restart"
+            elif cid != 0 and cid not in self.connectors:
+                why = "there is no such connector"
+            else:
+                continue
+            kept = ProfileSet(tuple(e for e in kept if e != entry))
+            log.info("charging profile %d of connector %d dropped at start: %s", p.id, cid, why)
+        self._profiles = kept
+        if kept:
+            log.info("%d charging profile(s) restored", len(kept))
+        return len(kept) == len(saved)
+
     async def run(self) -> None:
         """Run the station's loops until cancelled."""
         try:
@@ -182,6 +239,7 @@ class Station:
                 tg.create_task(self._change_loop(), name="station-changes")
                 tg.create_task(self._aligned_loop(), name="station-aligned-meter")
                 tg.create_task(self._reservation_loop(), name="station-reservations")
+                tg.create_task(self._profile_loop(), name="station-charging-profiles")
                 if self.hardware.card_reader is not None:
                     tg.create_task(self._card_loop(), name="station-card-reader")
                 for c in self.connectors.values():
@@ -242,12 +300,16 @@ class Station:
                     return
             log.info("card %s authorized but no connector is free for it", id_tag)
 
-    async def remote_start(self, id_tag: str, connector_id: int | None) -> bool:
+    async def remote_start(
+        self, id_tag: str, connector_id: int | None, profile: ChargingProfile | None = None
+    ) -> bool:
         """Accept or refuse a remote start; the session itself begins after the answer.
 
         A connector reserved for another id tag refuses it, unless the reservation names a
         group (parentIdTag): the id tag's group is then learnt from an Authorize after the
         answer (§5.13), and the start is dropped if it is not the reserved group.
+        ``profile`` (a TxProfile without transactionId, §5.11) is installed when the
+        session starts; one that :func:`validate_profile` rejects refuses the start.
         """
         async with self._lock:
             self._expire_reservations()
@@ -281,7 +343,19 @@ class Station:
                         not self._plugged[o[0].connector_id],
                     ),
                 )
+            if profile is not None:
+                rejection = self._judge_profile(c.connector_id, profile, remote_start=True)
+                if rejection is not None:
+                    log.info(
+                        "remote start of %s refused: charging profile %d: %s",
+                        id_tag,
+                        profile.id,
+                        rejection,
+                    )
+                    return False
             self._authorize(c, id_tag, implicit=False)
+            if profile is not None:
+                self._remote_profiles[c.connector_id] = profile
             verify = verdict == "ask" or self.settings.authorize_remote_tx_requests
             if verify:
                 # Not started by a plug-in until the Authorize has answered.
@@ -464,6 +538,108 @@ class Station:
             await self._persist_reservations()
             return True
 
+    async def set_charging_profile(
+        self, connector_id: int, profile: ChargingProfile
+    ) -> Rejection | None:
+        """SetChargingProfile (OCPP 1.6 §5.16): install ``profile`` on ``connector_id`` (0:
+        the charger), replacing the one with its id or its stack level and purpose. Returns
+        why it is Rejected, or None once it is installed and persisted (Accepted)."""
+        async with self._lock:
+            rejection = self._judge_profile(connector_id, profile, remote_start=False)
+            if rejection is None:
+                before = self._profiles
+                self._profiles = before.install(connector_id, profile)
+                if not await self._persist_profiles():
+                    self._profiles = before
+                    return Rejection(RejectReason.NOT_STORED, f"profile {profile.id}")
+                self._profiles_changed()
+            log.info(
+                "charging profile %d (%s, stack level %d) on connector %d: %s",
+                profile.id,
+                profile.purpose,
+                profile.stack_level,
+                connector_id,
+                "installed" if rejection is None else f"rejected, {rejection}",
+                extra=journal_fields(connector=connector_id),
+            )
+            return rejection
+
+    async def clear_charging_profile(
+        self,
+        *,
+        profile_id: int | None = None,
+        connector_id: int | None = None,
+        purpose: Purpose | None = None,
+        stack_level: int | None = None,
+    ) -> bool:
+        """ClearChargingProfile (§5.4): True (Accepted) if a profile matched and was removed,
+        False (Unknown) otherwise; see :meth:`ProfileSet.clear` for the criteria."""
+        async with self._lock:
+            kept, cleared = self._profiles.clear(
+                profile_id=profile_id,
+                connector_id=connector_id,
+                purpose=purpose,
+                stack_level=stack_level,
+            )
+            if cleared:
+                log.info("%d charging profile(s) cleared", len(self._profiles) - len(kept))
+                self._profiles = kept
+                await self._persist_profiles()
+                self._profiles_changed()
+            return cleared
+
+    def composite_schedule(
+        self, connector_id: int, duration_s: int, unit: Unit
+    ) -> ChargingSchedule | None:
+        """GetCompositeSchedule (§5.7): the limits on ``connector_id`` for ``duration_s``
+        seconds from now, or None (Rejected) for an unknown connector or a bad duration.
+        Connector 0 reports the charger's limit, whose ceiling is the sum of its
+        connectors' maximum currents."""
+        if duration_s <= 0:
+            return None
+        if connector_id == 0:
+            maximum = sum(hw.max_current_a for hw in self.hardware.connectors.values())
+            phases = max(hw.phases for hw in self.hardware.connectors.values())
+            tx_start, tx_id = None, None
+        elif (c := self.connectors.get(connector_id)) is not None:
+            hw = self.hardware.connectors[connector_id]
+            maximum, phases = hw.max_current_a, hw.phases
+            tx_start, tx_id = _tx_times(c)
+        else:
+            return None
+        return composite_schedule(
+            self._profiles,
+            connector_id,
+            self._now().replace(microsecond=0),
+            duration_s,
+            unit,
+            tx_start=tx_start,
+            transaction_id=tx_id,
+            phases=phases,
+            max_current_a=maximum,
+        )
+
+    @property
+    def charging_profiles(self) -> ProfileSet:
+        return self._profiles
+
+    def _judge_profile(
+        self, connector_id: int, profile: ChargingProfile, *, remote_start: bool
+    ) -> Rejection | None:
+        if connector_id != 0 and connector_id not in self.connectors:
+            return Rejection(RejectReason.UNKNOWN_CONNECTOR, str(connector_id))
+        c = self.connectors.get(connector_id)
+        tx = c.transaction if c is not None else None
+        return validate_profile(
+            profile,
+            connector_id,
+            limits=self.settings.smart_charging,
+            installed=self._profiles,
+            transaction_running=tx is not None,
+            transaction_id=tx.transaction_id if tx is not None else None,
+            remote_start=remote_start,
+        )
+
     def transaction_confirmed(
         self, local_id: int, transaction_id: int, decision: AuthDecision
     ) -> None:
@@ -476,6 +652,7 @@ class Station:
                 continue
             tx.transaction_id = transaction_id
             tx.parent_id_tag = decision.parent_id_tag
+            self._profiles_changed()  # a TxProfile for this transactionId may apply now
             if decision.accepted:
                 return
             log.warning(
@@ -641,8 +818,8 @@ class Station:
             self._expire_reservations()
             taken = self._take_authorization(c)
             if taken is not None and self._free(c):
-                id_tag, parent = taken
-                await self._start(c, id_tag, AuthDecision(AuthStatus.ACCEPTED, parent))
+                id_tag, parent, profile = taken
+                await self._start(c, id_tag, AuthDecision(AuthStatus.ACCEPTED, parent), profile)
         tx = c.transaction
         cap = tx.energy_cap_wh if tx is not None else None
         if tx is not None and cap is not None and not tx.suspended and c.energy_wh >= cap:
@@ -652,26 +829,46 @@ class Station:
                 extra=_fields(c),
             )
             tx.suspended = True
-        if tx is not None and tx.suspended and (c.offered_a > 0 or c.contactor_closed):
-            await self._energize(c, False)
-        elif state in (PilotState.E, PilotState.F) and (c.offered_a > 0 or c.contactor_closed):
+        allowed = self._allowed_current(c)
+        supplying = c.offered_a > 0 or c.contactor_closed
+        if state in (PilotState.E, PilotState.F) and supplying:
             log.error(
                 "connector %d: pilot state %s; switching the supply off",
                 cid,
                 state,
                 extra=_fields(c),
             )
-            await self._energize(c, False)
-        elif tx is not None and not tx.suspended and state.plugged and c.offered_a < 6.0:
+            await self._energize(c, 0.0)
+        elif allowed == 0 and supplying:
+            if tx is not None and not tx.suspended:
+                log.info(
+                    "connector %d: charging profile limit %.1f A is below %.0f A; suspending",
+                    cid,
+                    c.limit_a or 0.0,
+                    MIN_CURRENT_A,
+                    extra=_fields(c),
+                )
+            await self._energize(c, 0.0)
+        elif allowed > 0 and state.plugged and c.offered_a < MIN_CURRENT_A:
             log.info(
-                "connector %d: pilot back to %s; resuming the supply",
+                "connector %d: offering %.1f A with the pilot in %s",
                 cid,
+                allowed,
                 state,
                 extra=_fields(c),
             )
-            await self._energize(c, True)
+            await self._energize(c, allowed)
+        elif allowed > 0 and c.offered_a >= MIN_CURRENT_A and c.offered_a != allowed:
+            log.info(
+                "connector %d: charging profile limit; offering %.1f A instead of %.1f A",
+                cid,
+                allowed,
+                c.offered_a,
+                extra=_fields(c),
+            )
+            await self._offer(c, allowed)
         elif "relay" in c.faults:
-            await self._energize(c, tx is not None and not tx.suspended and c.offered_a >= 6.0)
+            await self._energize(c, allowed if c.offered_a >= MIN_CURRENT_A else 0.0)
         self._refresh(c)
 
     async def _observe(self, c: ConnectorState) -> None:
@@ -750,23 +947,28 @@ class Station:
             self._clear_authorization(c)
             self._refresh(c)
 
-    def _clear_authorization(self, c: ConnectorState) -> None:
+    def _clear_authorization(self, c: ConnectorState) -> ChargingProfile | None:
+        """Forget the id tag waiting on ``c``; return the TxProfile its remote start
+        brought, if any (for the session it starts)."""
         c.authorized_id_tag = None
         c.authorized_parent_id_tag = None
         self._unverified.discard(c.connector_id)
         handle = self._auth_expiry.pop(c.connector_id, None)
         if handle is not None:
             handle.cancel()
+        return self._remote_profiles.pop(c.connector_id, None)
 
-    def _take_authorization(self, c: ConnectorState) -> tuple[str, str | None] | None:
-        """The id tag (and its group) waiting for this plug-in: this connector's, or one
-        shown for any connector that may use this one (a reservation may keep it out)."""
+    def _take_authorization(
+        self, c: ConnectorState
+    ) -> tuple[str, str | None, ChargingProfile | None] | None:
+        """The id tag (its group, its remote start's TxProfile) waiting for this plug-in:
+        this connector's, or one shown for any connector that may use this one (a
+        reservation may keep it out)."""
         if c.authorized_id_tag is not None:
             if c.connector_id in self._unverified:
                 return None  # a remote start: it begins once its Authorize has answered
-            taken = (c.authorized_id_tag, c.authorized_parent_id_tag)
-            self._clear_authorization(c)
-            return taken
+            id_tag, parent = c.authorized_id_tag, c.authorized_parent_id_tag
+            return id_tag, parent, self._clear_authorization(c)
         for o in self.connectors.values():
             if (
                 o is not c
@@ -778,11 +980,19 @@ class Station:
                 taken = (o.authorized_id_tag, o.authorized_parent_id_tag)
                 self._clear_authorization(o)
                 self._refresh(o)
-                return taken
+                return (*taken, None)
         return None
 
-    async def _start(self, c: ConnectorState, id_tag: str, decision: AuthDecision) -> None:
-        self._clear_authorization(c)
+    async def _start(
+        self,
+        c: ConnectorState,
+        id_tag: str,
+        decision: AuthDecision,
+        profile: ChargingProfile | None = None,
+    ) -> None:
+        """Start a session; ``profile`` (or the one the connector's remote start brought)
+        is installed as its TxProfile."""
+        profile = self._clear_authorization(c) or profile
         allowed, reservation = self._claim(c, id_tag, decision.parent_id_tag)
         if not allowed:
             log.info(
@@ -848,7 +1058,17 @@ class Station:
         if reservation is not None:
             self._end_reservation(reservation, f"used by session {local_id}")
             await self._persist_reservations()
-        await self._energize(c, True)
+        if profile is not None:
+            self._profiles = self._profiles.install(c.connector_id, profile)
+            await self._persist_profiles()
+            log.info(
+                "connector %d: charging profile %d of the remote start installed",
+                c.connector_id,
+                profile.id,
+                extra=_fields(c),
+            )
+        self._profiles_changed()
+        await self._energize(c, self._allowed_current(c))
         self._samplers[c.connector_id] = asyncio.create_task(
             self._sampler(c, local_id), name=f"sampler-{c.connector_id}"
         )
@@ -862,7 +1082,7 @@ class Station:
         sampler = self._samplers.pop(c.connector_id, None)
         if sampler is not None:
             sampler.cancel()
-        await self._energize(c, False)
+        await self._energize(c, 0.0)
         reading = await self._read_meter(c)
         meter_stop = round(reading.energy_wh) if reading else round(c.energy_wh)
         end = (
@@ -882,7 +1102,13 @@ class Station:
             )
         )
         c.transaction = None
+        c.limit_a = None
         c.finishing = self._plugged[c.connector_id]
+        ended = self._profiles.end_transaction(c.connector_id, tx.transaction_id)
+        if len(ended) != len(self._profiles):
+            self._profiles = ended
+            await self._persist_profiles()
+        self._profiles_changed()
         log.info(
             "connector %d: session %d stopped (%s) at %d Wh",
             c.connector_id,
@@ -975,7 +1201,39 @@ class Station:
                 )
             return
 
-    async def _energize(self, c: ConnectorState, on: bool) -> None:
+    def _allowed_current(self, c: ConnectorState) -> float:
+        """The current the pilot should offer now: 0 without a running session that may
+        draw energy, else the hardware's maximum capped by the charging profiles, and 0
+        when that is below what a pilot can signal. Updates ``c.limit_a``."""
+        tx = c.transaction
+        if tx is None or tx.suspended:
+            return 0.0
+        hw = self.hardware.connectors[c.connector_id]
+        tx_start, tx_id = _tx_times(c)
+        limit = limit_at(
+            self._profiles,
+            c.connector_id,
+            self._now(),
+            tx_start=tx_start,
+            transaction_id=tx_id,
+            phases=hw.phases,
+            max_current_a=hw.max_current_a,
+        )
+        c.limit_a = None if limit is None else limit.current_a
+        amps = hw.max_current_a if limit is None else limit.current_a
+        return amps if amps >= MIN_CURRENT_A else 0.0
+
+    async def _offer(self, c: ConnectorState, amps: float) -> None:
+        """Change the current offered while the supply stays on (a new profile limit)."""
+        try:
+            await self.hardware.connectors[c.connector_id].pilot.set_offered_current(amps)
+        except HalError as err:
+            self._set_fault(c, "pilot", err)
+        await self._observe(c)
+
+    async def _energize(self, c: ConnectorState, amps: float) -> None:
+        """Switch the supply on offering ``amps`` (lock, contactor, pilot), or off for 0."""
+        on = amps > 0
         hw: ConnectorHardware = self.hardware.connectors[c.connector_id]
         if on and hw.lock is not None and not await self._lock_cable(c, hw.lock):
             await self._observe(c)
@@ -983,7 +1241,7 @@ class Station:
         try:
             if on:
                 await hw.contactor.set_closed(True)
-                await hw.pilot.set_offered_current(hw.max_current_a)
+                await hw.pilot.set_offered_current(amps)
             else:
                 await hw.pilot.set_offered_current(0.0)
                 await hw.contactor.set_closed(False)
@@ -1203,6 +1461,67 @@ class Station:
                 async with asyncio.timeout(delay):
                     await wake.wait()
 
+    # ---------------------------------------------------------- charging profiles
+
+    def _profiles_changed(self) -> None:
+        """Profiles or sessions changed: re-evaluate every connector and the next boundary."""
+        self._profiles_wake.set()
+        for wake in self._wake.values():
+            wake.set()
+
+    async def _persist_profiles(self) -> bool:
+        if self.profile_store is None:
+            return True
+        try:
+            await self.profile_store.save_charging_profiles(self._profiles)
+        except StoreError as err:
+            log.error("charging profiles not persisted: %s", err)
+            return False
+        return True
+
+    async def _profile_loop(self) -> None:
+        """Wake each charging connector at the instant its limit changes (a period
+        boundary, a profile's validity starting or ending), and forget profiles that
+        expired. The wall clock is re-read at least every RESERVATION_RECHECK_S."""
+        while True:
+            self._profiles_wake.clear()
+            async with self._lock:
+                now = self._now()
+                kept = self._profiles.drop_expired(now)
+                if len(kept) != len(self._profiles):
+                    log.info("%d charging profile(s) expired", len(self._profiles) - len(kept))
+                    self._profiles = kept
+                    await self._persist_profiles()
+                due = min(
+                    (t for c in self.connectors.values() if (t := self._next_change(c, now))),
+                    default=None,
+                )
+            delay = float(RESERVATION_RECHECK_S)
+            if due is not None:
+                delay = min(delay, (due - now).total_seconds() + BOUNDARY_MARGIN_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, delay)):
+                    await self._profiles_wake.wait()
+            if due is not None and self._now() >= due:
+                for c in self.connectors.values():
+                    if c.transaction is not None:
+                        self._wake[c.connector_id].set()
+
+    def _next_change(self, c: ConnectorState, now: datetime) -> datetime | None:
+        if c.transaction is None or not self._profiles:
+            return None
+        hw = self.hardware.connectors[c.connector_id]
+        tx_start, tx_id = _tx_times(c)
+        return next_change(
+            self._profiles,
+            c.connector_id,
+            now,
+            tx_start=tx_start,
+            transaction_id=tx_id,
+            phases=hw.phases,
+            max_current_a=hw.max_current_a,
+        )
+
     def _update_holds(self) -> list[ConnectorState]:
         """Mark the connectors kept free for reservations of connector 0: all spare ones
         once no more are spare than there are such reservations. Return those changed."""
@@ -1291,6 +1610,7 @@ class Station:
                     "operative": c.operative,
                     "pilot": c.pilot,
                     "offered_a": c.offered_a,
+                    "limit_a": c.limit_a,
                     "contactor_closed": c.contactor_closed,
                     "energy_wh": round(c.energy_wh, 1),
                     "power_w": round(c.power_w, 1),
@@ -1326,6 +1646,14 @@ def _fields(c: ConnectorState) -> dict[str, Any]:
         local_transaction_id=tx.local_id if tx else None,
         transaction_id=tx.transaction_id if tx else None,
     )
+
+
+def _tx_times(c: ConnectorState) -> tuple[datetime | None, int | None]:
+    """The start and CSMS id of the session on ``c``, as the schedules need them."""
+    tx = c.transaction
+    if tx is None:
+        return None, None
+    return parse_iso(tx.started_at), tx.transaction_id
 
 
 def _short(text: str, limit: int = 50) -> str:

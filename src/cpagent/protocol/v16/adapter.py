@@ -38,6 +38,14 @@ from cpagent.station.model import (
     TransactionStarted,
     TransactionStopped,
 )
+from cpagent.station.smart_charging import (
+    InstalledProfile,
+    ProfileSet,
+    SmartChargingLimits,
+    parse_allowed_units,
+    parse_profile,
+    profile_to_ocpp,
+)
 from cpagent.store import AuthCacheRow, OutboxRow, Store
 from cpagent.systemd import journal_fields
 from cpagent.timeutil import now_iso, parse_iso
@@ -51,7 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUPPORTED_FEATURE_PROFILES = (
-    "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,Reservation"
+    "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,Reservation,SmartCharging"
 )
 
 LocalListEntry = tuple[str, AuthCacheRow | None]
@@ -146,6 +154,46 @@ def reservations_from_json(text: str | None) -> list[Reservation]:
     return out
 
 
+CHARGING_PROFILES_STATE_KEY = "charging_profiles"
+"""The ``state`` key holding the installed charging profiles, as a JSON list of
+``{"connectorId": n, "csChargingProfiles": {...}}`` in the OCPP shape."""
+
+
+def charging_profiles_to_json(profiles: ProfileSet) -> str:
+    return json.dumps(
+        [
+            {"connectorId": e.connector_id, "csChargingProfiles": profile_to_ocpp(e.profile)}
+            for e in profiles
+        ],
+        separators=(",", ":"),
+    )
+
+
+def charging_profiles_from_json(text: str | None) -> ProfileSet:
+    """The persisted charging profiles; an entry that cannot be read is dropped with a
+    warning (the CSMS sees it gone in GetCompositeSchedule and can send it again)."""
+    if not text:
+        return ProfileSet()
+    try:
+        items = json.loads(text)
+    except ValueError:
+        items = None
+    if not isinstance(items, list):
+        log.warning("persisted charging profiles are not a JSON list; dropped: %.200r", text)
+        return ProfileSet()
+    out: list[InstalledProfile] = []
+    for item in items:
+        try:
+            entry = InstalledProfile(
+                int(item["connectorId"]), parse_profile(item["csChargingProfiles"])
+            )
+        except (KeyError, TypeError, ValueError):
+            log.warning("persisted charging profile cannot be read; dropped: %.200r", item)
+            continue
+        out.append(entry)
+    return ProfileSet(tuple(out))
+
+
 class ConnectionLost(Exception):
     """The connection went away while a message was in flight."""
 
@@ -165,6 +213,14 @@ def settings_from_keys(keys: ConfigurationKeys, settings: StationSettings) -> No
     settings.stop_on_invalid_id = keys.get_bool("StopTransactionOnInvalidId")
     settings.max_energy_on_invalid_wh = keys.get_int("MaxEnergyOnInvalidId")
     settings.reserve_connector_zero_supported = keys.get_bool("ReserveConnectorZeroSupported")
+    settings.smart_charging = SmartChargingLimits(
+        max_stack_level=keys.get_int("ChargeProfileMaxStackLevel"),
+        max_periods=keys.get_int("ChargingScheduleMaxPeriods"),
+        allowed_units=parse_allowed_units(
+            keys.get("ChargingScheduleAllowedChargingRateUnit") or ""
+        ),
+        max_profiles=keys.get_int("MaxChargingProfilesInstalled"),
+    )
 
 
 class V16Adapter:
@@ -229,6 +285,12 @@ class V16Adapter:
         """The station's reservation store: the reservations in force, under one state key."""
         await self.store.run(
             self.store.set_state, RESERVATIONS_STATE_KEY, reservations_to_json(reservations)
+        )
+
+    async def save_charging_profiles(self, profiles: ProfileSet) -> None:
+        """The station's profile store: every installed profile, under one state key."""
+        await self.store.run(
+            self.store.set_state, CHARGING_PROFILES_STATE_KEY, charging_profiles_to_json(profiles)
         )
 
     async def transaction_started(self, event: TransactionStarted) -> int:

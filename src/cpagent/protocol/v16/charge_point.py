@@ -34,9 +34,17 @@ from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
 from cpagent.station.firmware import FirmwareJob
 from cpagent.station.model import Reservation
+from cpagent.station.smart_charging import (
+    ChargingProfile,
+    ProfileFormatError,
+    Purpose,
+    Unit,
+    parse_profile,
+    schedule_to_ocpp,
+)
 from cpagent.store import AuthCacheRow
 from cpagent.systemd import journal_fields
-from cpagent.timeutil import parse_iso
+from cpagent.timeutil import iso, parse_iso
 from cpagent.updates import DiagnosticsRequest
 
 if TYPE_CHECKING:
@@ -65,13 +73,23 @@ _DATE_FIELDS = {
     "GetDiagnostics": ("startTime", "stopTime"),
     "ReserveNow": ("expiryDate",),
 }
-"""Date-time fields the handlers parse: checked before them, because an error a handler
-raises is answered by the ``ocpp`` library (2.0 spelling, logged with a traceback)."""
+"""Date-time fields the handlers parse: checked before them (see :func:`_precheck`)."""
+
+_PROFILE_FIELDS = {
+    "SetChargingProfile": "csChargingProfiles",
+    "RemoteStartTransaction": "chargingProfile",
+}
+"""Charging profiles the handlers parse: checked before them (see :func:`_precheck`)."""
 
 
-def _check_dates(msg: Call) -> None:
+def _precheck(msg: Call) -> None:
+    """Raise the CALLERROR for what the handlers would fail to parse: date-times that are
+    not RFC 3339, charging profiles (schema first, so its errors keep their codes). An
+    error a handler raises is answered by the ``ocpp`` library instead, in the 2.0 spelling
+    and logged with a traceback."""
     payload = msg.payload if isinstance(msg.payload, dict) else {}
-    for field in _DATE_FIELDS.get(str(msg.action), ()):
+    action = str(msg.action)
+    for field in _DATE_FIELDS.get(action, ()):
         value = payload.get(field)
         if value is None:
             continue
@@ -81,6 +99,13 @@ def _check_dates(msg: Call) -> None:
             raise FormatViolationError(
                 description=f"{field} {value!r} is not an RFC 3339 date-time"
             ) from None
+    profile_field = _PROFILE_FIELDS.get(action)
+    if profile_field is not None and payload.get(profile_field) is not None:
+        schemas.validate(MessageType.Call, action, payload)
+        try:
+            parse_profile(payload[profile_field])
+        except ProfileFormatError as err:
+            raise FormatViolationError(description=f"{profile_field}: {err}") from None
 
 
 def _error_frame(unique_id: str, error: OCPPError) -> str:
@@ -146,7 +171,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             try:
                 if not isinstance(msg.action, str) or msg.action not in self.route_map:
                     raise _unhandled_action(msg.action)
-                _check_dates(msg)
+                _precheck(msg)
                 await self._handle_call(msg)
             except OCPPError as err:
                 log.warning(
@@ -278,9 +303,15 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
 
     @on(Action.remote_start_transaction)
     async def on_remote_start(
-        self, id_tag: str, connector_id: int | None = None, **_: Any
+        self,
+        id_tag: str,
+        connector_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
     ) -> call_result.RemoteStartTransaction:
-        ok = connector_id != 0 and await self.station.remote_start(id_tag, connector_id)
+        profile: ChargingProfile | None = None
+        if charging_profile is not None:
+            profile = parse_profile(charging_profile)  # checked by _precheck
+        ok = connector_id != 0 and await self.station.remote_start(id_tag, connector_id, profile)
         return call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
 
     @on(Action.remote_stop_transaction)
@@ -467,6 +498,57 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_cancel_reservation(self, reservation_id: int) -> call_result.CancelReservation:
         ok = await self.station.cancel_reservation(reservation_id)
         return call_result.CancelReservation(status="Accepted" if ok else "Rejected")
+
+    @on(Action.set_charging_profile)
+    async def on_set_charging_profile(
+        self, connector_id: int, cs_charging_profiles: dict[str, Any]
+    ) -> call_result.SetChargingProfile:
+        profile = parse_profile(cs_charging_profiles)  # checked by _precheck
+        rejection = await self.station.set_charging_profile(connector_id, profile)
+        status = "Accepted" if rejection is None else "Rejected"
+        return call_result.SetChargingProfile(status=status)
+
+    @on(Action.clear_charging_profile)
+    async def on_clear_charging_profile(
+        self,
+        id: int | None = None,
+        connector_id: int | None = None,
+        charging_profile_purpose: str | None = None,
+        stack_level: int | None = None,
+    ) -> call_result.ClearChargingProfile:
+        cleared = await self.station.clear_charging_profile(
+            profile_id=id,
+            connector_id=connector_id,
+            purpose=None if charging_profile_purpose is None else Purpose(charging_profile_purpose),
+            stack_level=stack_level,
+        )
+        return call_result.ClearChargingProfile(status="Accepted" if cleared else "Unknown")
+
+    @on(Action.get_composite_schedule)
+    async def on_get_composite_schedule(
+        self, connector_id: int, duration: int, charging_rate_unit: str | None = None
+    ) -> call_result.GetCompositeSchedule:
+        allowed = self.station.settings.smart_charging.allowed_units
+        unit: Unit = "W" if charging_rate_unit == "W" or allowed == {"W"} else "A"
+        schedule = None
+        if unit in allowed:
+            schedule = self.station.composite_schedule(connector_id, duration, unit)
+        if schedule is None:
+            log.info(
+                "GetCompositeSchedule for connector %d over %d s in %s: Rejected",
+                connector_id,
+                duration,
+                unit,
+                extra=journal_fields(action="GetCompositeSchedule", connector=connector_id),
+            )
+            return call_result.GetCompositeSchedule(status="Rejected")
+        assert schedule.start_schedule is not None
+        return call_result.GetCompositeSchedule(
+            status="Accepted",
+            connector_id=connector_id,
+            schedule_start=iso(schedule.start_schedule),
+            charging_schedule=schedule_to_ocpp(schedule),
+        )
 
     @on(Action.trigger_message)
     async def on_trigger_message(

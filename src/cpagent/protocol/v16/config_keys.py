@@ -1,7 +1,7 @@
 """OCPP 1.6 configuration keys: the registry, value validation and effective values.
 
 The registry (:data:`KEYS`) lists every Core profile key of OCPP 1.6 §9.1, then
-the Local Auth List Management keys of §9.2, by exact, case-sensitive spec name,
+the keys of the other profiles it implements (§9.2-9.4), by exact, case-sensitive spec name,
 with type, access and default. Values are kept as *canonical OCPP strings*
 (``"true"``, ``"300"``, ``"Voltage,SoC"``) because that is what GetConfiguration
 reports and ChangeConfiguration sends; :func:`normalize` turns TOML values and
@@ -171,10 +171,23 @@ _SPECS: tuple[KeySpec, ...] = (
     # Reservation (§9.4): whether connector 0 (the charger as a whole) can be reserved.
     # Read-only: the agent does not offer it, so a ReserveNow for connector 0 is Rejected.
     _bool("ReserveConnectorZeroSupported", "false", _R),
+    # Smart Charging (§9.4). Read-only: the limits the agent holds SetChargingProfile to.
+    _int("ChargeProfileMaxStackLevel", "10", _R),
+    KeySpec(
+        "ChargingScheduleAllowedChargingRateUnit",
+        "csl",
+        _R,
+        "Current,Power",
+        allowed=frozenset({"Current", "Power"}),
+        max_items=2,
+        item_name="charging rate unit",
+    ),
+    _int("ChargingScheduleMaxPeriods", "48", _R),
+    _int("MaxChargingProfilesInstalled", "20", _R),
 )
 
 #: Every supported key by its exact spec name: Core in spec (alphabetical) order, then the
-#: Local Auth List Management keys, then the Reservation key.
+#: Local Auth List Management keys, the Reservation key and the Smart Charging keys.
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _SPECS}
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
