@@ -585,6 +585,51 @@ async def test_trigger_message(agent: AgentProcess, csms: LoopbackCsms) -> None:
     )
     assert rejected == {"status": "Rejected"}
 
+    # connectorId is ignored where it has no meaning.
+    mark = await trigger("Heartbeat", 1)
+    assert await wait_call_after_result(csms, "Heartbeat", "TriggerMessage", mark) == {}
+    # MeterValues without a connector: every connector.
+    mark = await trigger("MeterValues")
+    meter = await wait_call_after_result(csms, "MeterValues", "TriggerMessage", mark)
+    assert meter["connectorId"] == 1
+    mark = await trigger("StatusNotification", 0)
+    status = await wait_call_after_result(csms, "StatusNotification", "TriggerMessage", mark)
+    assert status["connectorId"] == 0
+
+
+async def test_extended_trigger_message(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    """The security extension's ExtendedTriggerMessage: the same targets, FirmwareStatus
+    as SignedFirmwareStatusNotification, and NotImplemented for what needs GetLog or
+    certificate management."""
+
+    async def trigger(message: str, connector_id: int | None = None) -> tuple[str, int]:
+        payload: dict[str, Any] = {"requestedMessage": message}
+        if connector_id is not None:
+            payload["connectorId"] = connector_id
+        mark = csms.mark()
+        answer = await csms.call("ExtendedTriggerMessage", payload)
+        return answer["status"], mark
+
+    status, mark = await trigger("StatusNotification", 1)
+    assert status == "Accepted"
+    sent = await wait_call_after_result(csms, "StatusNotification", "ExtendedTriggerMessage", mark)
+    assert sent["connectorId"] == 1 and sent["status"] == "Available"
+
+    status, mark = await trigger("FirmwareStatusNotification")
+    assert status == "Accepted"
+    assert await wait_call_after_result(
+        csms, "SignedFirmwareStatusNotification", "ExtendedTriggerMessage", mark
+    ) == {"status": "Idle"}
+
+    status, mark = await trigger("Heartbeat")
+    assert status == "Accepted"
+    assert await wait_call_after_result(csms, "Heartbeat", "ExtendedTriggerMessage", mark) == {}
+
+    for message in ("LogStatusNotification", "SignChargePointCertificate"):
+        assert (await trigger(message))[0] == "NotImplemented"
+    assert (await trigger("MeterValues", 7))[0] == "Rejected"
+    assert csms.schema_errors == []
+
 
 # ---------------------------------------------------------------------- DataTransfer
 

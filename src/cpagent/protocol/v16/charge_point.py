@@ -52,14 +52,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TRIGGERABLE = {
-    "BootNotification",
-    "DiagnosticsStatusNotification",
-    "FirmwareStatusNotification",
-    "Heartbeat",
-    "MeterValues",
-    "StatusNotification",
-}
+TRIGGERABLE = frozenset(
+    {
+        "BootNotification",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StatusNotification",
+    }
+)
+"""Every TriggerMessage target of OCPP 1.6."""
+EXTENDED_TRIGGERABLE = frozenset(
+    {
+        "BootNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StatusNotification",
+    }
+)
+"""The ExtendedTriggerMessage targets (security extension) answered so far; the other two,
+LogStatusNotification and SignChargePointCertificate, belong to GetLog and certificate
+management and are NotImplemented until those exist."""
 VENDOR_ID = "cpagent"
 DEFAULT_TRANSFER_RETRIES = 3
 """UpdateFirmware and GetDiagnostics without ``retries`` leave the count to the charge point."""
@@ -554,16 +569,41 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_trigger_message(
         self, requested_message: str, connector_id: int | None = None
     ) -> call_result.TriggerMessage:
-        if requested_message not in TRIGGERABLE:
-            return call_result.TriggerMessage(status="NotImplemented")
-        if connector_id is not None and not (0 <= connector_id <= len(self.station.connectors)):
-            return call_result.TriggerMessage(status="Rejected")
-        self._after(lambda: self._triggered(requested_message, connector_id))
-        return call_result.TriggerMessage(status="Accepted")
+        status = self._trigger(requested_message, connector_id, TRIGGERABLE, extended=False)
+        return call_result.TriggerMessage(status=status)
 
-    async def _triggered(self, message: str, connector_id: int | None) -> None:
+    @on(Action.extended_trigger_message)
+    async def on_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> call_result.ExtendedTriggerMessage:
+        status = self._trigger(requested_message, connector_id, EXTENDED_TRIGGERABLE, extended=True)
+        return call_result.ExtendedTriggerMessage(status=status)
+
+    def _trigger(
+        self, message: str, connector_id: int | None, targets: frozenset[str], *, extended: bool
+    ) -> str:
+        """Answer a (Extended)TriggerMessage and send the message after the answer.
+
+        ``connectorId`` selects the connector for StatusNotification (0: the charger;
+        absent: the charger and every connector) and MeterValues (absent or 0: every
+        connector); the other targets ignore it. One out of range is Rejected."""
+        if message not in targets:
+            return "NotImplemented"
+        if connector_id is not None and not (0 <= connector_id <= len(self.station.connectors)):
+            return "Rejected"
+        self._after(lambda: self._triggered(message, connector_id, extended=extended))
+        return "Accepted"
+
+    async def _triggered(self, message: str, connector_id: int | None, *, extended: bool) -> None:
         adapter = self.adapter
-        if message == "BootNotification":
+        if message == "FirmwareStatusNotification" and extended:
+            firmware = adapter.firmware
+            payload: dict[str, Any] = {"status": str(firmware.status) if firmware else "Idle"}
+            job = firmware.job if firmware else None
+            if job is not None and job.request_id is not None:
+                payload["requestId"] = job.request_id
+            adapter.send_triggered("SignedFirmwareStatusNotification", payload)
+        elif message == "BootNotification":
             result = await self.call_payload("BootNotification", adapter.boot_payload())
             adapter.registration = result["status"]
         elif message == "Heartbeat":
