@@ -387,6 +387,15 @@ class Agent:
                 "operative": station.charger.operative,
             },
             "connectors": station.snapshot(),
+            "charging_profiles": [
+                {
+                    "connector_id": e.connector_id,
+                    "id": e.profile.id,
+                    "purpose": str(e.profile.purpose),
+                    "stack_level": e.profile.stack_level,
+                }
+                for e in station.charging_profiles
+            ],
             "hardware": self.hardware.describe() if self.hardware else {},
             "queue": {"depth": adapter.queue_depth, "failed": adapter.failed_count},
             "store": {

@@ -171,7 +171,9 @@ def _status(config: Any, *, as_json: bool) -> int:
     print(f"queue         {queue['depth']} message(s) waiting{failed}")
     if state["store"]["recovered_from"]:
         print(f"store         damaged database moved aside to {state['store']['recovered_from']}")
-    print(f"charger       {state['charger']['status']}")
+    profiles = state.get("charging_profiles") or []
+    installed = f"  {len(profiles)} charging profile(s) installed" if profiles else ""
+    print(f"charger       {state['charger']['status']}{installed}")
     for c in state["connectors"]:
         line = (
             f"connector {c['id']}   {c['status']:<14} "
@@ -186,9 +188,11 @@ def _status(config: Any, *, as_json: bool) -> int:
                 f" for {tx['id_tag']}, {tx['energy_wh']:.0f} Wh"
             )
         print(line)
+        limit = c.get("limit_a")
         print(
             f"              pilot {c['pilot'] or '-'}  offering {c['offered_a']:g} A  "
             f"contactor {'closed' if c['contactor_closed'] else 'open'}"
+            + ("" if limit is None else f"  charging profile limit {limit:.1f} A")
         )
     _print_hardware(state.get("hardware") or {})
     firmware, diagnostics = state["firmware"]["status"], state["diagnostics"]["status"]
