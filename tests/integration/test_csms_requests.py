@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from cpagent import __version__
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.csms import Received
+from cpagent.timeutil import iso
 from tests.integration.conftest import AgentProcess, run_cli, write_config
 
 CP_ID = "CP001"
@@ -628,6 +630,60 @@ async def test_extended_trigger_message(agent: AgentProcess, csms: LoopbackCsms)
     for message in ("LogStatusNotification", "SignChargePointCertificate"):
         assert (await trigger(message))[0] == "NotImplemented"
     assert (await trigger("MeterValues", 7))[0] == "Rejected"
+    assert csms.schema_errors == []
+
+
+# ------------------------------------------------------------ connector ids out of range
+
+
+@pytest.mark.parametrize("connector_id", [2, 99, -1])
+async def test_out_of_range_connector_ids_are_refused(
+    connector_id: int, agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """Every request that names a connector refuses one the charger lacks (the one-connector
+    sim), with the status the spec gives, and the charger carries on."""
+    cid = connector_id
+    profile = {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}],
+        },
+    }
+    expiry = iso(datetime.now(UTC) + timedelta(hours=1))
+    requests: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("RemoteStartTransaction", {"idTag": "T", "connectorId": cid}, {"status": "Rejected"}),
+        ("ChangeAvailability", {"connectorId": cid, "type": "Inoperative"}, {"status": "Rejected"}),
+        ("UnlockConnector", {"connectorId": cid}, {"status": "NotSupported"}),
+        (
+            "ReserveNow",
+            {"connectorId": cid, "expiryDate": expiry, "idTag": "T", "reservationId": 1},
+            {"status": "Rejected"},
+        ),
+        (
+            "TriggerMessage",
+            {"requestedMessage": "MeterValues", "connectorId": cid},
+            {"status": "Rejected"},
+        ),
+        (
+            "SetChargingProfile",
+            {"connectorId": cid, "csChargingProfiles": profile},
+            {"status": "Rejected"},
+        ),
+        ("ClearChargingProfile", {"connectorId": cid}, {"status": "Unknown"}),
+        ("GetCompositeSchedule", {"connectorId": cid, "duration": 60}, {"status": "Rejected"}),
+    ]
+    for action, payload, answer in requests:
+        assert await csms.call(action, payload) == answer, action
+    mark = csms.mark()
+    assert await csms.call("TriggerMessage", {"requestedMessage": "StatusNotification"}) == {
+        "status": "Accepted"
+    }
+    status = await csms.wait_for("StatusNotification", on_connector(1), since=mark)
+    assert status["status"] == "Available"
     assert csms.schema_errors == []
 
 
