@@ -153,6 +153,9 @@ class Agent:
                 computed={
                     "NumberOfConnectors": str(len(hw.connectors)),
                     "SupportedFeatureProfiles": SUPPORTED_FEATURE_PROFILES,
+                    "ConnectorSwitch3to1PhaseSupported": str(
+                        any(c.phase_switch is not None for c in hw.connectors.values())
+                    ).lower(),
                 },
             )
             settings = StationSettings()

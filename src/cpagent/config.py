@@ -27,6 +27,7 @@ from cpagent import __version__
 from cpagent.configcheck import (
     Invalid,
     Table,
+    flag,
     integer,
     nonempty_text,
     number_between,
@@ -120,6 +121,7 @@ class SimSection:
     ev_battery_wh: float
     ev_initial_soc: float
     max_current_a: float
+    phase_switch: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,12 +309,15 @@ def _sim(table: Table) -> SimSection | None:
     battery = table.get("ev_battery_wh", positive_number, 60000.0)
     soc = table.get("ev_initial_soc", number_between(0, 100), 20.0)
     max_current = table.get("max_current_a", number_between(6, 80), 32.0)
+    switch = table.get("phase_switch", flag, False)
+    if switch and phases != 3:
+        table.problem("phase_switch", "a phase switch needs phases = 3")
     table.done()
     if voltage is None or phases is None or ev_max is None:
         return None
-    if battery is None or soc is None or max_current is None:
+    if battery is None or soc is None or max_current is None or switch is None:
         return None
-    return SimSection(voltage, phases, ev_max, battery, soc, max_current)
+    return SimSection(voltage, phases, ev_max, battery, soc, max_current, switch)
 
 
 def _hal(table: Table, connectors: int | None) -> HalSection | None:

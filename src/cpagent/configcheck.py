@@ -93,6 +93,12 @@ class Table:
 # -- value checks: each returns the typed value or raises Invalid(reason) ---------------
 
 
+def flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid("must be true or false")
+    return value
+
+
 def text(low: int, high: int) -> Callable[[object], str]:
     reason = f"must be {low} to {high} characters" if low else f"must be at most {high} characters"
 

@@ -397,6 +397,7 @@ def test_hal_backend(value: object, reason: str) -> None:
         ("ev_initial_soc", -1, "must be a number between 0 and 100"),
         ("ev_initial_soc", 100.1, "must be a number between 0 and 100"),
         ("max_current_a", 100, "must be a number between 6 and 80"),
+        ("phase_switch", "yes", "must be true or false"),
     ],
 )
 def test_hal_sim_rules(key: str, value: object, reason: str) -> None:
@@ -420,6 +421,17 @@ def test_hal_sim_values_accepted() -> None:
     sim = parse_config(data).hal.sim
     assert (sim.voltage_v, sim.phases, sim.ev_max_current_a) == (400.0, 1, 6.0)
     assert (sim.ev_battery_wh, sim.ev_initial_soc, sim.max_current_a) == (1.0, 100.0, 80.0)
+    assert sim.phase_switch is False
+
+
+def test_hal_sim_phase_switch_needs_three_phases() -> None:
+    data = minimal()
+    data["hal"] = {"sim": {"phases": 1, "phase_switch": True}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert "hal.sim.phase_switch: a phase switch needs phases = 3" in str(info.value)
+    data["hal"] = {"sim": {"phase_switch": True}}
+    assert parse_config(data).hal.sim.phase_switch is True
 
 
 # -- firmware and logging --------------------------------------------------------------------

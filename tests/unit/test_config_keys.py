@@ -16,7 +16,11 @@ from cpagent.protocol.v16.config_keys import (
     normalize,
 )
 
-COMPUTED = {"NumberOfConnectors": "2", "SupportedFeatureProfiles": "Core,FirmwareManagement"}
+COMPUTED = {
+    "NumberOfConnectors": "2",
+    "SupportedFeatureProfiles": "Core,FirmwareManagement",
+    "ConnectorSwitch3to1PhaseSupported": "false",
+}
 
 
 def reason(spec: KeySpec, value: object) -> str:
@@ -78,6 +82,7 @@ SMART_CHARGING_KEYS = [
     "ChargeProfileMaxStackLevel",
     "ChargingScheduleAllowedChargingRateUnit",
     "ChargingScheduleMaxPeriods",
+    "ConnectorSwitch3to1PhaseSupported",
     "MaxChargingProfilesInstalled",
 ]
 PROFILE_KEYS = LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS + SMART_CHARGING_KEYS
@@ -102,7 +107,13 @@ def test_reservation_key() -> None:
 def test_smart_charging_keys() -> None:
     """§9.4: the limits SetChargingProfile is held to, read-only, with the agent's values."""
     keys = make_keys()
-    assert [keys.get(name) for name in SMART_CHARGING_KEYS] == ["10", "Current,Power", "48", "20"]
+    assert [keys.get(name) for name in SMART_CHARGING_KEYS] == [
+        "10",
+        "Current,Power",
+        "48",
+        "false",
+        "20",
+    ]
     assert all(KEYS[name].access is Access.READ for name in SMART_CHARGING_KEYS)
     assert keys.check_change("ChargeProfileMaxStackLevel", "3")[0] == "Rejected"
 

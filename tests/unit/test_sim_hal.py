@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cpagent.exc import ContactorFault, MeterFault
+from cpagent.exc import ContactorFault, HalError, MeterFault
 from cpagent.hal.base import ConnectorHardware, PilotState
 from cpagent.hal.sim import SimContactor, SimHardware, SimLock, SimMeter, SimPilot
 from tests.unit.fakes import FakeClock
@@ -155,6 +155,7 @@ async def test_forced_b_stops_power_until_plug_resets(hw: SimHardware, clock: Fa
             "offered_current_a": 16.0,
             "current_a": 16.0,
             "power_w": 11040.0,
+            "phases": 3,
             "energy_wh": 0.0,
             "soc_percent": 20.0,
             "faults": [],
@@ -167,6 +168,7 @@ async def test_forced_b_stops_power_until_plug_resets(hw: SimHardware, clock: Fa
             "offered_current_a": 0.0,
             "current_a": 0.0,
             "power_w": 0.0,
+            "phases": 3,
             "energy_wh": 0.0,
             "soc_percent": None,
             "faults": [],
@@ -438,3 +440,26 @@ async def test_negative_offer_is_rejected(hw: SimHardware) -> None:
 def test_bad_constructor_arguments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SimHardware(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_phase_switch_moves_the_ev_to_one_phase_only_while_open() -> None:
+    clock = FakeClock()
+    hw = SimHardware(1, clock=clock, phase_switch=True)
+    switch = hw.connectors[1].phase_switch
+    assert switch is not None and switch.phases == 3
+    await start_charging(hw)
+    with pytest.raises(HalError, match="while the contactor is closed"):
+        await switch.set_phases(1)
+    assert (await hw.meter(1).read()).power_w == 3 * 230 * 16
+    await hw.contactor(1).set_closed(False)
+    await switch.set_phases(1)
+    await hw.contactor(1).set_closed(True)
+    clock.advance(3600.0)
+    reading = await hw.meter(1).read()
+    assert (switch.phases, reading.power_w, reading.current_a) == (1, 230 * 16, (16.0,))
+    assert reading.energy_wh == pytest.approx(230 * 16)
+    with pytest.raises(ValueError, match="1 or 3"):
+        await switch.set_phases(2)
+    assert SimHardware(1).connectors[1].phase_switch is None
+    with pytest.raises(ValueError, match="needs 3 wired phases"):
+        SimHardware(1, phases=1, phase_switch=True)

@@ -20,6 +20,7 @@ def build_hardware(config: Config) -> Hardware:
             ev_battery_wh=sim.ev_battery_wh,
             ev_initial_soc=sim.ev_initial_soc,
             max_current_a=sim.max_current_a,
+            phase_switch=sim.phase_switch,
             state_file=config.storage.data_dir / SIM_STATE_FILE,
         )
     from cpagent.hal.hardware import RealHardware  # pulls in gpiozero and pyserial

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cpagent.configcheck import Invalid, Table, integer, nonempty_text, number_between
+from cpagent.configcheck import Invalid, Table, flag, integer, nonempty_text, number_between
 from cpagent.hal.gpio import validate_pin
 from cpagent.hal.meter_maps import MAPS, MeterMap, parse_map
 
@@ -226,12 +226,6 @@ def _one_of(options: tuple[int, ...]) -> Callable[[object], int]:
     return check
 
 
-def _flag(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise Invalid("must be true or false")
-    return value
-
-
 def _parity(value: object) -> str:
     names = {"n": "N", "none": "N", "e": "E", "even": "E", "o": "O", "odd": "O"}
     if not isinstance(value, str) or value.lower() not in names:
@@ -283,7 +277,7 @@ def _user_maps(table: Table) -> dict[str, MeterMap]:
 
 def _input_pin(table: Table, prefix: str) -> InputPinConfig | None:
     ok, pin = table.optional(f"{prefix}pin", pin_name)
-    active_high = table.get(f"{prefix}active_high", _flag, True)
+    active_high = table.get(f"{prefix}active_high", flag, True)
     pull = table.get(f"{prefix}pull", _choice(PULLS), "none")
     if not ok or pin is None or active_high is None or pull is None:
         return None
@@ -292,7 +286,7 @@ def _input_pin(table: Table, prefix: str) -> InputPinConfig | None:
 
 def _relay(table: Table, settle_s: float) -> RelayConfig | None:
     pin = table.get("pin", pin_name, None)
-    active_high = table.get("active_high", _flag, True)
+    active_high = table.get("active_high", flag, True)
     feedback = _input_pin(table, "feedback_")
     settle = table.get("settle_s", number_between(0, 5), settle_s)
     table.done()
@@ -303,10 +297,10 @@ def _relay(table: Table, settle_s: float) -> RelayConfig | None:
 
 def _phase_switch(table: Table) -> PhaseSwitchConfig | None:
     pin = table.get("pin", pin_name, None)
-    active_high = table.get("active_high", _flag, True)
-    three_when_active = table.get("three_phase_when_active", _flag, True)
+    active_high = table.get("active_high", flag, True)
+    three_when_active = table.get("three_phase_when_active", flag, True)
     ok, interrupt_pin = table.optional("pilot_interrupt_pin", pin_name)
-    interrupt_high = table.get("pilot_interrupt_active_high", _flag, True)
+    interrupt_high = table.get("pilot_interrupt_active_high", flag, True)
     interrupt_s = table.get("interrupt_s", number_between(0, 30), 3.0)
     table.done()
     if pin is None or active_high is None or three_when_active is None or not ok:
@@ -320,7 +314,7 @@ def _phase_switch(table: Table) -> PhaseSwitchConfig | None:
 
 def _led(table: Table) -> LedConfig | None:
     pin = table.get("pin", pin_name, None)
-    active_high = table.get("active_high", _flag, True)
+    active_high = table.get("active_high", flag, True)
     table.done()
     if pin is None or active_high is None:
         return None

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from cpagent.exc import ContactorFault, MeterFault
+from cpagent.exc import ContactorFault, HalError, MeterFault
 from cpagent.hal.base import (
     CardReader,
     ConnectorHardware,
@@ -39,6 +39,7 @@ from cpagent.hal.base import (
     Hardware,
     Meter,
     MeterReading,
+    PhaseSwitch,
     Pilot,
     PilotState,
 )
@@ -178,6 +179,7 @@ class _ConnectorModel:
             "offered_current_a": self.offered_a,
             "current_a": self.current_a(),
             "power_w": self.power_w(),
+            "phases": self.phases,
             "energy_wh": self.energy_wh,
             "soc_percent": self.soc if self.plugged else None,
             "faults": sorted(self.faults),
@@ -264,6 +266,33 @@ class SimPilot(Pilot):
         return self._model.pilot_state()
 
 
+class SimPhaseSwitch(PhaseSwitch):
+    """A 1p/3p switch on a 3-phase connector: the EV then draws on the phases it selects.
+    Like a real one it refuses to switch while the contactor is closed."""
+
+    def __init__(self, model: _ConnectorModel) -> None:
+        self._model = model
+
+    @property
+    def phases(self) -> int:
+        return self._model.phases
+
+    async def set_phases(self, phases: int) -> None:
+        if phases not in (1, 3):
+            raise ValueError(f"a phase switch selects 1 or 3 phases, not {phases!r}")
+        model = self._model
+        if phases == model.phases:
+            return
+        if model.closed:
+            raise HalError(
+                f"simulated phase switch on connector {model.connector_id}: cannot switch"
+                " while the contactor is closed",
+                vendor_error_code="PhaseSwitchWhileEnergized",
+            )
+        model.advance()
+        model.phases = phases
+
+
 class SimLock(ConnectorLock):
     """A cable lock that always works; ``unlocks`` counts the unlock requests."""
 
@@ -321,6 +350,7 @@ class SimHardware(Hardware):
         ev_battery_wh: float = 60000.0,
         ev_initial_soc: float = 20.0,
         max_current_a: float = 32.0,
+        phase_switch: bool = False,
         state_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -333,6 +363,8 @@ class SimHardware(Hardware):
             ev_initial_soc=ev_initial_soc,
             max_current_a=max_current_a,
         )
+        if phase_switch and phases != 3:
+            raise ValueError(f"a phase switch needs 3 wired phases, not {phases}")
         self._state_file = state_file
         stored = _load_energies(state_file) if state_file is not None else {}
 
@@ -366,6 +398,7 @@ class SimHardware(Hardware):
                 contactor=self._contactors[cid],
                 pilot=self._pilots[cid],
                 lock=self._locks[cid],
+                phase_switch=SimPhaseSwitch(model) if phase_switch else None,
                 phases=phases,
                 max_current_a=max_current_a,
             )

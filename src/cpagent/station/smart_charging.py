@@ -34,7 +34,10 @@ Simplifications, on purpose:
 * Limits of different units are compared as the current per phase they allow:
   ``limit_W = limit_A * voltage * phases``. ``phases`` is the smallest ``numberPhases`` of
   the periods in force, else the connector's own (3 unless told), and never more than the
-  connector's: a 3-phase 11 kW limit on a single-phase car allows 11 kW on one phase.
+  connector's: a 3-phase 11 kW limit on a single-phase car allows 11 kW on one phase. A
+  connector that cannot switch phases (``phase_switching=False``) charges on all of its
+  phases whatever ``numberPhases`` says, so a W limit is divided among all of them: a
+  1-phase 7.4 kW limit on such a 3-phase connector is 10.7 A per phase, not 32 A.
 * Without a transaction, a Relative schedule reads as if one started at the instant asked
   about (its first period): it is the limit a session starting then would be given. So
   :func:`limit_at` and :func:`composite_schedule` agree at every instant. A Relative
@@ -700,6 +703,7 @@ class _Query:
     phases: int
     voltage_v: float
     max_current_a: float | None
+    phase_switching: bool
 
     @property
     def tx_running(self) -> bool:
@@ -752,7 +756,9 @@ def _limit(entries: tuple[InstalledProfile, ...], when: datetime, q: _Query) -> 
     constraints = [c for c in (tx_level, charger) if c is not None]
     if not constraints:
         return None
-    phases = min([q.phases] + [p.number_phases for p, _ in constraints if p.number_phases])
+    phases = q.phases
+    if q.phase_switching:
+        phases = min([phases] + [p.number_phases for p, _ in constraints if p.number_phases])
     current = min(
         p.limit if unit == "A" else to_amps(p.limit, q.voltage_v, phases) for p, unit in constraints
     )
@@ -768,10 +774,13 @@ def _query(
     phases: int,
     voltage_v: float,
     max_current_a: float | None,
+    phase_switching: bool,
 ) -> _Query:
     if not 1 <= phases <= 3 or voltage_v <= 0:
         raise ValueError(f"need 1..3 phases and a positive voltage, not {phases}, {voltage_v}")
-    return _Query(connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a)
+    return _Query(
+        connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a, phase_switching
+    )
 
 
 def limit_at(
@@ -784,13 +793,19 @@ def limit_at(
     phases: int = DEFAULT_PHASES,
     voltage_v: float = DEFAULT_VOLTAGE_V,
     max_current_a: float | None = None,
+    phase_switching: bool = True,
 ) -> Limit | None:
     """The limit the profiles put on ``connector_id`` at ``when``; None when no profile
     gives one (the hardware's maximum applies). ``tx_start``/``transaction_id``: the
     transaction running on the connector (TxProfiles apply only to it; Relative schedules
     count from its start). ``phases``: the phases the connector can use. ``max_current_a``:
-    the hardware's maximum, capping the result when given. See the module docstring."""
-    q = _query(connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a)
+    the hardware's maximum, capping the result when given. ``phase_switching``: whether
+    the connector can charge on fewer phases when a period's numberPhases asks for it;
+    without, it charges on all ``phases`` and a limit in W is shared among them. See the
+    module docstring."""
+    q = _query(
+        connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a, phase_switching
+    )
     return _limit(_relevant(profiles, q), when, q)
 
 
@@ -804,12 +819,15 @@ def next_change(
     phases: int = DEFAULT_PHASES,
     voltage_v: float = DEFAULT_VOLTAGE_V,
     max_current_a: float | None = None,
+    phase_switching: bool = True,
 ) -> datetime | None:
     """The first instant after ``after`` at which :func:`limit_at` (same arguments) differs
     from its value at ``after``; None if it never does. Exact to the microsecond, so the
     station re-evaluates at the boundary itself. A boundary at which the limit does not
     actually change (a shadowed profile's) is skipped."""
-    q = _query(connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a)
+    q = _query(
+        connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a, phase_switching
+    )
     entries = _relevant(profiles, q)
     current = _limit(entries, after, q)
     settled = [t for e in entries if (t := _settled_after(e.profile, tx_start)) is not None]
@@ -839,6 +857,7 @@ def composite_schedule(
     phases: int = DEFAULT_PHASES,
     voltage_v: float = DEFAULT_VOLTAGE_V,
     max_current_a: float,
+    phase_switching: bool = True,
 ) -> ChargingSchedule:
     """GetCompositeSchedule: the limit on ``connector_id`` over ``duration_s`` seconds from
     ``start``, in ``unit``, as periods whose ``start_period_s`` counts from ``start``.
@@ -848,7 +867,9 @@ def composite_schedule(
     ChargePointMaxProfile alone (``max_current_a`` then being the charger's)."""
     if duration_s <= 0:
         raise ValueError(f"duration must be positive, not {duration_s}")
-    q = _query(connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a)
+    q = _query(
+        connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a, phase_switching
+    )
     entries = _relevant(profiles, q)
     end = start + timedelta(seconds=duration_s)
     offsets = {0}

@@ -44,6 +44,7 @@ from cpagent.hal.base import (
     ConnectorLock,
     Hardware,
     MeterReading,
+    PhaseSwitch,
     PilotState,
 )
 from cpagent.station.metering import sample_values
@@ -597,13 +598,16 @@ class Station:
         connectors' maximum currents."""
         if duration_s <= 0:
             return None
+        every = self.hardware.connectors.values()
         if connector_id == 0:
-            maximum = sum(hw.max_current_a for hw in self.hardware.connectors.values())
-            phases = max(hw.phases for hw in self.hardware.connectors.values())
+            maximum = sum(hw.max_current_a for hw in every)
+            phases = max(hw.phases for hw in every)
+            switching = all(hw.phase_switch is not None for hw in every)
             tx_start, tx_id = None, None
         elif (c := self.connectors.get(connector_id)) is not None:
             hw = self.hardware.connectors[connector_id]
             maximum, phases = hw.max_current_a, hw.phases
+            switching = hw.phase_switch is not None
             tx_start, tx_id = _tx_times(c)
         else:
             return None
@@ -617,6 +621,7 @@ class Station:
             transaction_id=tx_id,
             phases=phases,
             max_current_a=maximum,
+            phase_switching=switching,
         )
 
     @property
@@ -829,7 +834,8 @@ class Station:
                 extra=_fields(c),
             )
             tx.suspended = True
-        allowed = self._allowed_current(c)
+        allowed, phases = self._supply_target(c)
+        switch = self.hardware.connectors[cid].phase_switch
         supplying = c.offered_a > 0 or c.contactor_closed
         if state in (PilotState.E, PilotState.F) and supplying:
             log.error(
@@ -849,6 +855,9 @@ class Station:
                     extra=_fields(c),
                 )
             await self._energize(c, 0.0)
+        elif allowed > 0 and switch is not None and switch.phases != phases:
+            if await self._switch_phases(c, switch, phases) and state.plugged:
+                await self._energize(c, allowed)
         elif allowed > 0 and state.plugged and c.offered_a < MIN_CURRENT_A:
             log.info(
                 "connector %d: offering %.1f A with the pilot in %s",
@@ -1068,7 +1077,11 @@ class Station:
                 extra=_fields(c),
             )
         self._profiles_changed()
-        await self._energize(c, self._allowed_current(c))
+        amps, phases = self._supply_target(c)
+        switch = self.hardware.connectors[c.connector_id].phase_switch
+        if amps > 0 and switch is not None and switch.phases != phases:
+            await self._switch_phases(c, switch, phases)
+        await self._energize(c, amps)
         self._samplers[c.connector_id] = asyncio.create_task(
             self._sampler(c, local_id), name=f"sampler-{c.connector_id}"
         )
@@ -1201,14 +1214,16 @@ class Station:
                 )
             return
 
-    def _allowed_current(self, c: ConnectorState) -> float:
-        """The current the pilot should offer now: 0 without a running session that may
-        draw energy, else the hardware's maximum capped by the charging profiles, and 0
-        when that is below what a pilot can signal. Updates ``c.limit_a``."""
+    def _supply_target(self, c: ConnectorState) -> tuple[float, int]:
+        """The current the pilot should offer now and on how many phases: 0 A without a
+        running session that may draw energy, else the hardware's maximum capped by the
+        charging profiles, and 0 A when that is below what a pilot can signal. The phases
+        are the profiles' numberPhases, else all the connector has (they matter only to a
+        connector with a phase switch). Updates ``c.limit_a``."""
+        hw = self.hardware.connectors[c.connector_id]
         tx = c.transaction
         if tx is None or tx.suspended:
-            return 0.0
-        hw = self.hardware.connectors[c.connector_id]
+            return 0.0, hw.phases
         tx_start, tx_id = _tx_times(c)
         limit = limit_at(
             self._profiles,
@@ -1218,10 +1233,33 @@ class Station:
             transaction_id=tx_id,
             phases=hw.phases,
             max_current_a=hw.max_current_a,
+            phase_switching=hw.phase_switch is not None,
         )
         c.limit_a = None if limit is None else limit.current_a
-        amps = hw.max_current_a if limit is None else limit.current_a
-        return amps if amps >= MIN_CURRENT_A else 0.0
+        if limit is None:
+            return hw.max_current_a, hw.phases
+        amps = limit.current_a if limit.current_a >= MIN_CURRENT_A else 0.0
+        # A phase switch serves one phase or all of them: 2 phases are served on all.
+        return amps, 1 if limit.number_phases == 1 else hw.phases
+
+    async def _switch_phases(self, c: ConnectorState, switch: PhaseSwitch, phases: int) -> bool:
+        """Switch the supply off and the phase switch to ``phases``; False, with a fault,
+        when the switch refuses."""
+        log.info(
+            "connector %d: switching from %d to %d phase(s) for the charging profile",
+            c.connector_id,
+            switch.phases,
+            phases,
+            extra=_fields(c),
+        )
+        await self._energize(c, 0.0)
+        try:
+            await switch.set_phases(phases)
+        except HalError as err:
+            self._set_fault(c, "phase_switch", err)
+            return False
+        self._clear_fault(c, "phase_switch")
+        return True
 
     async def _offer(self, c: ConnectorState, amps: float) -> None:
         """Change the current offered while the supply stays on (a new profile limit)."""
@@ -1520,6 +1558,7 @@ class Station:
             transaction_id=tx_id,
             phases=hw.phases,
             max_current_a=hw.max_current_a,
+            phase_switching=hw.phase_switch is not None,
         )
 
     def _update_holds(self) -> list[ConnectorState]:

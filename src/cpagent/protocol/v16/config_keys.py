@@ -183,6 +183,8 @@ _SPECS: tuple[KeySpec, ...] = (
         item_name="charging rate unit",
     ),
     _int("ChargingScheduleMaxPeriods", "48", _R),
+    # Whether a phase switch lets numberPhases=1 move a session to one phase (per hardware).
+    KeySpec("ConnectorSwitch3to1PhaseSupported", "bool", _R, None),
     _int("MaxChargingProfilesInstalled", "20", _R),
 )
 
