@@ -1334,8 +1334,9 @@ class Station:
         self, c: ConnectorState, measurands: tuple[str, ...], reading: MeterReading, context: str
     ) -> tuple[Any, ...]:
         hw = self.hardware.connectors[c.connector_id]
+        phases = hw.phase_switch.phases if hw.phase_switch is not None else hw.phases
         return sample_values(
-            measurands, reading, context=context, offered_a=c.offered_a, phases=hw.phases
+            measurands, reading, context=context, offered_a=c.offered_a, phases=phases
         )
 
     # --------------------------------------------------------------- reservations
