@@ -95,6 +95,8 @@ RESERVATION_RECHECK_S = 60.0
 """A wait for a reservation's expiry re-reads the wall clock at least this often (NTP may
 step it), and a reservation store that failed is tried again this often. Waits for a
 charging profile's next period do the same."""
+RemoteProfile = tuple[str, ChargingProfile]
+"""A TxProfile brought by RemoteStartTransaction and the id tag it is for."""
 BOUNDARY_MARGIN_S = 0.005
 """Waits for a profile period boundary end this much after it, so the wall clock read on
 waking is past the boundary even if the timer (monotonic) fires a hair early."""
@@ -146,7 +148,8 @@ class Station:
         self._reservations_wake = asyncio.Event()
         self._profiles = ProfileSet()
         self._profiles_wake = asyncio.Event()
-        self._remote_profiles: dict[int, ChargingProfile] = {}  # TxProfiles of remote starts
+        # The TxProfile a remote start brought, with its id tag, until its session starts.
+        self._remote_profiles: dict[int, RemoteProfile] = {}
         self._samplers: dict[int, asyncio.Task[None]] = {}
         self._changes: asyncio.Queue[int] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -356,7 +359,7 @@ class Station:
                     return False
             self._authorize(c, id_tag, implicit=False)
             if profile is not None:
-                self._remote_profiles[c.connector_id] = profile
+                self._remote_profiles[c.connector_id] = (id_tag, profile)
             verify = verdict == "ask" or self.settings.authorize_remote_tx_requests
             if verify:
                 # Not started by a plug-in until the Authorize has answered.
@@ -823,8 +826,8 @@ class Station:
             self._expire_reservations()
             taken = self._take_authorization(c)
             if taken is not None and self._free(c):
-                id_tag, parent, profile = taken
-                await self._start(c, id_tag, AuthDecision(AuthStatus.ACCEPTED, parent), profile)
+                id_tag, parent, remote = taken
+                await self._start(c, id_tag, AuthDecision(AuthStatus.ACCEPTED, parent), remote)
         tx = c.transaction
         cap = tx.energy_cap_wh if tx is not None else None
         if tx is not None and cap is not None and not tx.suspended and c.energy_wh >= cap:
@@ -956,7 +959,7 @@ class Station:
             self._clear_authorization(c)
             self._refresh(c)
 
-    def _clear_authorization(self, c: ConnectorState) -> ChargingProfile | None:
+    def _clear_authorization(self, c: ConnectorState) -> RemoteProfile | None:
         """Forget the id tag waiting on ``c``; return the TxProfile its remote start
         brought, if any (for the session it starts)."""
         c.authorized_id_tag = None
@@ -969,7 +972,7 @@ class Station:
 
     def _take_authorization(
         self, c: ConnectorState
-    ) -> tuple[str, str | None, ChargingProfile | None] | None:
+    ) -> tuple[str, str | None, RemoteProfile | None] | None:
         """The id tag (its group, its remote start's TxProfile) waiting for this plug-in:
         this connector's, or one shown for any connector that may use this one (a
         reservation may keep it out)."""
@@ -997,11 +1000,12 @@ class Station:
         c: ConnectorState,
         id_tag: str,
         decision: AuthDecision,
-        profile: ChargingProfile | None = None,
+        remote: RemoteProfile | None = None,
     ) -> None:
-        """Start a session; ``profile`` (or the one the connector's remote start brought)
-        is installed as its TxProfile."""
-        profile = self._clear_authorization(c) or profile
+        """Start a session for ``id_tag``. The TxProfile its remote start brought (``remote``,
+        or the one waiting on the connector) is installed for it; another id tag's is not."""
+        waiting = self._clear_authorization(c) or remote
+        profile = waiting[1] if waiting is not None and waiting[0] == id_tag else None
         allowed, reservation = self._claim(c, id_tag, decision.parent_id_tag)
         if not allowed:
             log.info(
@@ -1022,7 +1026,7 @@ class Station:
             )
             self._refresh(c)
             return
-        timestamp = now_iso()
+        timestamp = iso(self._now())
         begin = self._values(
             c, self.settings.stop_txn_sampled_measurands, reading, "Transaction.Begin"
         )
@@ -1079,8 +1083,13 @@ class Station:
         self._profiles_changed()
         amps, phases = self._supply_target(c)
         switch = self.hardware.connectors[c.connector_id].phase_switch
-        if amps > 0 and switch is not None and switch.phases != phases:
-            await self._switch_phases(c, switch, phases)
+        if (
+            amps > 0
+            and switch is not None
+            and switch.phases != phases
+            and not await self._switch_phases(c, switch, phases)
+        ):
+            amps = 0.0  # not on the wrong phases: the connector is Faulted until it works
         await self._energize(c, amps)
         self._samplers[c.connector_id] = asyncio.create_task(
             self._sampler(c, local_id), name=f"sampler-{c.connector_id}"
