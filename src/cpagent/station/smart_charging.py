@@ -60,6 +60,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 from cpagent.exc import CpagentError
@@ -256,7 +257,8 @@ def _number(data: Mapping[str, Any], name: str, *, required: bool = False) -> fl
     value = _field(data, name, required=required)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # The ocpp library hands the handlers these schemas' decimals as Decimal.
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ProfileFormatError(f"{name}: not a number: {value!r}")
     return float(value)
 
