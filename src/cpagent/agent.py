@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from cpagent.protocol.v16.adapter import (
 )
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.security.connection import ConnectionSecurity
+from cpagent.security.pki import CertificateStore, CertificateUse, PkiError
 from cpagent.station.firmware import FirmwareUpdater
 from cpagent.station.model import StationSettings, StopReason
 from cpagent.station.station import Station, UnfinishedTransaction
@@ -56,6 +59,7 @@ SHUTDOWN_STOP_S = 5.0
 SHUTDOWN_DRAIN_S = 2.0
 SUBPROTOCOL = "ocpp1.6"
 FIRMWARE_DIR = "firmware"
+CERTS_DIR = "certs"
 
 
 _FRAME_HEAD = re.compile(r'\s*\[\s*([234])\s*,\s*"((?:[^"\\]|\\.)*)"\s*(?:,\s*"([^"\\]*)")?')
@@ -104,13 +108,19 @@ class _LoggedConnection:
 
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/@\s\"]*?:)[^/@\s\"]+@", re.IGNORECASE)
+_SECRET_KEY_VALUE = re.compile(
+    r'("key"\s*:\s*"AuthorizationKey"\s*,\s*"value"\s*:\s*")[^"]*"'
+    r'|("value"\s*:\s*")[^"]*("\s*,\s*"key"\s*:\s*"AuthorizationKey")'
+)
 
 
 def _redacted(frame: str | bytes) -> str | bytes:
-    """The frame with passwords in URLs (UpdateFirmware, GetDiagnostics locations) hidden."""
+    """The frame with passwords in URLs (UpdateFirmware, GetDiagnostics locations) and the
+    AuthorizationKey a ChangeConfiguration sets hidden."""
     if isinstance(frame, bytes):
         return frame
-    return _URL_PASSWORD.sub(r"\1***@", frame)
+    frame = _URL_PASSWORD.sub(r"\1***@", frame)
+    return _SECRET_KEY_VALUE.sub(lambda m: f'{m[1]}***"' if m[1] else f"{m[2]}***{m[3]}", frame)
 
 
 class Agent:
@@ -137,6 +147,7 @@ class Agent:
         self.session: Session | None = None
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
+        self.certificates: CertificateStore | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -191,6 +202,7 @@ class Agent:
             )
             control = ControlServer(self.config.control.socket, self._control)
             await control.start()
+            security = adapter.security = self._connection_security(keys)
             self.session = Session(
                 self.config.csms,
                 self.config.charge_point.id,
@@ -198,6 +210,7 @@ class Agent:
                 self._serve,
                 self.network,
                 ping_interval=lambda: keys.get_int("WebSocketPingInterval"),
+                security=security,
             )
             log.info(
                 "cpagent %s up: %s, %d connector(s), %s hardware",
@@ -225,6 +238,63 @@ class Agent:
                 if self.reset_requested != "Soft":
                     await self.hardware.close()
             self.store.close()
+
+    def _connection_security(self, keys: ConfigurationKeys) -> ConnectionSecurity:
+        """The certificate store (seeded with what the factory provisioned) and the
+        security profile policy the session connects by."""
+        config = self.config
+        certificates = self.certificates = CertificateStore(
+            config.storage.data_dir / CERTS_DIR,
+            max_certificates=keys.get_int("CertificateStoreMaxLength"),
+        )
+        provisioned = config.security
+        seeding: list[Callable[[], list[str]]] = [
+            functools.partial(certificates.seed, use, bundle)
+            for use, bundle in (
+                (CertificateUse.CENTRAL_SYSTEM_ROOT, provisioned.csms_root_certificates),
+                (CertificateUse.MANUFACTURER_ROOT, provisioned.manufacturer_root_certificates),
+            )
+            if bundle is not None
+        ]
+        if provisioned.charge_point_certificate and provisioned.charge_point_key:
+            seeding.append(
+                functools.partial(
+                    certificates.seed_identity,
+                    provisioned.charge_point_certificate,
+                    provisioned.charge_point_key,
+                )
+            )
+        for seed in seeding:
+            try:
+                for warning in seed():
+                    log.warning("certificates: %s", warning)
+            except PkiError as err:
+                log.error("certificates: %s", err)
+        password = config.csms.password
+
+        def value(name: str) -> str | None:
+            found = keys.get(name)
+            if found is None and name == "AuthorizationKey" and password is not None:
+                return password.encode().hex()  # the configured basic-auth password
+            return found
+
+        def restore(name: str, previous: str | None) -> None:
+            if previous is None:
+                self.store.delete_config_key(name)
+                keys.unset(name)
+            else:
+                self.store.set_config_key(name, previous)
+                keys.apply(name, previous)
+
+        return ConnectionSecurity(
+            base_url=config.csms.url,
+            charge_point_id=config.charge_point.id,
+            certificates=certificates,
+            allow_basic_auth_without_tls=config.csms.allow_basic_auth_without_tls,
+            value=value,
+            restore=restore,
+            reconnect=lambda: self.session.reconnect() if self.session else None,
+        )
 
     def _recovery(self) -> dict[str, Any]:
         store = self.store

@@ -101,6 +101,20 @@ class CsmsSection:
     reconnect_max_s: float
     response_timeout_s: float
     boot_retry_s: int
+    allow_basic_auth_without_tls: bool = False
+    """Security profile 1 (basic auth over plain ws://) puts the password on the wire."""
+
+
+@dataclass(frozen=True)
+class SecuritySection:
+    """Certificates and the key provisioned at the factory, copied into the agent's
+    certificate store (``data_dir/certs``) at start-up when it does not hold them yet.
+    The CSMS manages them from then on (InstallCertificate, CertificateSigned)."""
+
+    csms_root_certificates: Path | None = None
+    manufacturer_root_certificates: Path | None = None
+    charge_point_certificate: Path | None = None
+    charge_point_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,7 @@ class Config:
     logging: LoggingSection
     ocpp16: Mapping[str, str]
     source: Path | None
+    security: SecuritySection = SecuritySection()
 
     @property
     def endpoint(self) -> str:
@@ -294,12 +309,28 @@ def _csms(table: Table) -> CsmsSection | None:
         maximum = None
     timeout = table.get("response_timeout_s", positive_number, 30.0)
     boot_retry = table.get("boot_retry_s", integer(1), 30)
+    plain_auth = table.get("allow_basic_auth_without_tls", flag, False)
     table.done()
     if url is None or version is None or not password_ok:
         return None
     if initial is None or maximum is None or timeout is None or boot_retry is None:
         return None
-    return CsmsSection(url, version, password, initial, maximum, timeout, boot_retry)
+    if plain_auth is None:
+        return None
+    return CsmsSection(url, version, password, initial, maximum, timeout, boot_retry, plain_auth)
+
+
+def _security(table: Table, base_dir: Path | None) -> SecuritySection | None:
+    path = _path(base_dir)
+    _, csms_roots = table.optional("csms_root_certificates", path)
+    _, manufacturer_roots = table.optional("manufacturer_root_certificates", path)
+    _, cert = table.optional("charge_point_certificate", path)
+    _, key = table.optional("charge_point_key", path)
+    if (cert is None) != (key is None):
+        missing = "charge_point_key" if key is None else "charge_point_certificate"
+        table.problem(missing, "charge_point_certificate and charge_point_key go together")
+    table.done()
+    return SecuritySection(csms_roots, manufacturer_roots, cert, key)
 
 
 def _sim(table: Table) -> SimSection | None:
@@ -401,6 +432,8 @@ def parse_config(
     ocpp16 = _ocpp16(ocpp16_table)
     ocpp16_table.done()
 
+    security = _security(root.table("security"), base_dir)
+
     root.done()
     if problems:
         raise ConfigError(problems)
@@ -422,6 +455,7 @@ def parse_config(
         logging=LoggingSection(level, log_file),
         ocpp16=ocpp16,
         source=source,
+        security=security or SecuritySection(),
     )
 
 

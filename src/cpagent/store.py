@@ -926,6 +926,11 @@ class Store:
                 (key, value),
             )
 
+    def delete_config_key(self, key: str) -> None:
+        """Forget a value the CSMS set: the key falls back to the config or its default."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM config_keys WHERE key = ?", (key,))
+
     # -- small state -------------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:

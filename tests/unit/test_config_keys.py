@@ -85,7 +85,15 @@ SMART_CHARGING_KEYS = [
     "ConnectorSwitch3to1PhaseSupported",
     "MaxChargingProfilesInstalled",
 ]
-PROFILE_KEYS = LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS + SMART_CHARGING_KEYS
+SECURITY_KEYS = [
+    "AdditionalRootCertificateCheck",
+    "AuthorizationKey",
+    "CertificateSignedMaxChainSize",
+    "CertificateStoreMaxLength",
+    "CpoName",
+    "SecurityProfile",
+]
+PROFILE_KEYS = LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS + SMART_CHARGING_KEYS + SECURITY_KEYS
 
 
 def test_registry_holds_the_core_then_the_profile_keys_in_spec_order() -> None:
@@ -116,6 +124,25 @@ def test_smart_charging_keys() -> None:
     ]
     assert all(KEYS[name].access is Access.READ for name in SMART_CHARGING_KEYS)
     assert keys.check_change("ChargeProfileMaxStackLevel", "3")[0] == "Rejected"
+
+
+def test_security_keys() -> None:
+    """The security extension: SecurityProfile 0..3, the write-only AuthorizationKey of 16
+    to 20 bytes in hex, CpoName free text."""
+    keys = make_keys()
+    assert keys.get("SecurityProfile") == "0"
+    assert keys.check_change("SecurityProfile", "4")[0] == "Rejected"
+    assert KEYS["AuthorizationKey"].secret and KEYS["AuthorizationKey"].writable
+    assert keys.get("AuthorizationKey") is None
+    key = "00112233445566778899AABBCCDDEEFF"  # 16 bytes
+    assert keys.check_change("AuthorizationKey", key) == ("Accepted", key.lower())
+    for bad in ("0011", key + "00112233445566778899", "not hex at all, not hex at all!"):
+        status, reason = keys.check_change("AuthorizationKey", bad)
+        assert (status, reason) == ("Rejected", "must be 16 to 20 bytes in hexadecimal"), bad
+    assert keys.check_change("CpoName", "Example CPO") == ("Accepted", "Example CPO")
+    keys.apply("AuthorizationKey", key)
+    keys.unset("AuthorizationKey")
+    assert keys.get("AuthorizationKey") is None
 
 
 def test_local_auth_list_keys() -> None:
@@ -307,7 +334,10 @@ def test_keys_are_case_sensitive() -> None:
 
 def test_items_in_registry_order() -> None:
     items = make_keys(initial={"BlinkRepeat": "5"}).items()
-    assert [spec.name for spec, _ in items] == CORE_KEYS + PROFILE_KEYS
+    unset = {"AuthorizationKey", "CpoName"}  # no default: no value until set
+    assert [spec.name for spec, _ in items] == [
+        name for name in CORE_KEYS + PROFILE_KEYS if name not in unset
+    ]
     assert dict((spec.name, value) for spec, value in items)["BlinkRepeat"] == "5"
 
 

@@ -1,16 +1,18 @@
 """The websocket session to the CSMS: connect, keep it up, reconnect forever.
 
-Version-neutral: it owns the transport (URL, subprotocol, basic auth, pings,
-backoff with full jitter, the simulated network switch) and hands each open
-connection to a protocol-specific ``serve`` coroutine.
+Version-neutral: it owns the transport (subprotocol, pings, backoff with full jitter, the
+simulated network switch) and hands each open connection to a protocol-specific ``serve``
+coroutine. Where and how to connect (URL, TLS, basic auth: the security profile) comes
+from :class:`~cpagent.security.connection.ConnectionSecurity` at every attempt, which also
+learns how each attempt went, to confirm or fall back from a newly set profile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from cpagent.config import CsmsSection
+from cpagent.security.connection import ConnectionSecurity, Endpoint, ProfileUnusable
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +70,51 @@ class Session:
         serve: Callable[[ClientConnection], Coroutine[Any, Any, None]],
         network: NetworkSwitch,
         ping_interval: Callable[[], int],
+        security: ConnectionSecurity,
+        on_failure: Callable[[BaseException], None] = lambda _err: None,
     ) -> None:
+        """``on_failure`` hears of every failed attempt (for security events)."""
         self.csms = csms
-        self.url = f"{csms.url}/{charge_point_id}"
         self.charge_point_id = charge_point_id
         self.subprotocol = subprotocol
         self.serve = serve
         self.network = network
         self.ping_interval = ping_interval
+        self.security = security
+        self.on_failure = on_failure
         self.connected = False
         self.last_error: str | None = None
+        self._drop = asyncio.Event()
 
-    def _headers(self) -> dict[str, str]:
-        if self.csms.password is None:
-            return {}
-        token = base64.b64encode(f"{self.charge_point_id}:{self.csms.password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
+    @property
+    def url(self) -> str:
+        """The websocket URL of the security profile in force."""
+        try:
+            return self.security.endpoint().url
+        except (ProfileUnusable, ssl.SSLError, OSError):
+            return f"{self.csms.url}/{self.charge_point_id}"
+
+    def reconnect(self) -> None:
+        """Drop the connection (if any) and connect again, with the settings then in force."""
+        self._drop.set()
 
     async def run(self) -> None:
         attempt = 0
         while True:
             await self.network.wait_up()
+            self._drop.clear()
             try:
-                served = await self._connect_once()
-            except (OSError, InvalidHandshake, TimeoutError) as err:
-                self._note_failure(describe(err))
+                served = await self._connect_once(self.security.endpoint())
+            except ProfileUnusable as err:
+                self._note_failure(str(err))
                 served = False
+            except (OSError, InvalidHandshake, TimeoutError, ssl.SSLError) as err:
+                self._note_failure(describe(err))
+                self.on_failure(err)
+                served = False
+                if self.security.failed():
+                    attempt = 0
+                    continue
             if served:
                 attempt = 0
             delay = backoff_delay(attempt, self.csms.reconnect_initial_s, self.csms.reconnect_max_s)
@@ -105,13 +127,14 @@ class Session:
             log.warning("cannot connect to %s: %s", self.url, why)
         self.last_error = why
 
-    async def _connect_once(self) -> bool:
+    async def _connect_once(self, endpoint: Endpoint) -> bool:
         """One connection's life; True if it got as far as being served."""
         ping = self.ping_interval()
         async with connect(
-            self.url,
+            endpoint.url,
+            ssl=endpoint.ssl_context,
             subprotocols=[Subprotocol(self.subprotocol)],
-            additional_headers=self._headers(),
+            additional_headers=endpoint.headers,
             ping_interval=ping if ping > 0 else None,
             ping_timeout=ping if ping > 0 else None,
             open_timeout=self.csms.response_timeout_s,
@@ -120,30 +143,36 @@ class Session:
         ) as ws:
             if ws.subprotocol != self.subprotocol:
                 log.warning("CSMS did not confirm subprotocol %s; continuing", self.subprotocol)
-            log.info("connected to %s", self.url)
+            log.info("connected to %s (security profile %d)", endpoint.url, endpoint.profile)
             self.connected = True
             self.last_error = None
+            self.security.connected()
             serve = asyncio.create_task(self.serve(ws), name="ocpp-connection")
             cut = asyncio.create_task(self.network.wait_down(), name="network-down")
+            drop = asyncio.create_task(self._drop.wait(), name="reconnect-request")
             try:
-                await asyncio.wait({serve, cut}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({serve, cut, drop}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 self.connected = False
                 if cut.done():
                     log.warning("network down: dropping the CSMS connection")
                     ws.transport.abort()
-                cut.cancel()
-                serve.cancel()
-                results = await asyncio.gather(serve, cut, return_exceptions=True)
+                elif drop.done():
+                    log.info("reconnecting to the CSMS with new connection settings")
+                for task in (cut, drop, serve):
+                    task.cancel()
+                results = await asyncio.gather(serve, cut, drop, return_exceptions=True)
             err = results[0]
             if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
                 log.warning("connection ended: %s", describe(err))
             else:
-                log.warning("connection to %s closed", self.url)
+                log.warning("connection to %s closed", endpoint.url)
             return True
 
 
 def describe(err: BaseException) -> str:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"the CSMS's TLS certificate is not trusted: {err.verify_message}"
     if isinstance(err, InvalidStatus):
         return f"HTTP {err.response.status_code} from the CSMS"
     if isinstance(err, ConnectionClosed):

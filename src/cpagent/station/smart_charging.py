@@ -315,10 +315,20 @@ def _parse_schedule(data: Any) -> ChargingSchedule:
     )
 
 
+def _timestamp(when: datetime) -> str:
+    """RFC 3339 in UTC: milliseconds as every OCPP timestamp, microseconds when a
+    profile's own time has them, so a stored profile comes back exactly."""
+    if when.microsecond % 1000 == 0:
+        return iso(when)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def parse_profile(data: Mapping[str, Any]) -> ChargingProfile:
     """A profile from the OCPP 1.6 ``csChargingProfiles`` (SetChargingProfile.req) or
     ``chargingProfile`` (RemoteStartTransaction.req) object, camelCase or snake_case keys.
     Only the shape is checked here; :func:`validate_profile` judges the content."""
+    if not isinstance(data, Mapping):
+        raise ProfileFormatError(f"a charging profile must be an object, not {data!r:.40}")
     profile_id = _int(data, "chargingProfileId", required=True)
     stack_level = _int(data, "stackLevel", required=True)
     purpose = _enum(Purpose, data, "chargingProfilePurpose", required=True)
@@ -350,7 +360,7 @@ def schedule_to_ocpp(schedule: ChargingSchedule) -> dict[str, Any]:
     if schedule.duration_s is not None:
         out["duration"] = schedule.duration_s
     if schedule.start_schedule is not None:
-        out["startSchedule"] = iso(schedule.start_schedule)
+        out["startSchedule"] = _timestamp(schedule.start_schedule)
     out["chargingRateUnit"] = schedule.unit
     periods = []
     for period in schedule.periods:
@@ -381,9 +391,9 @@ def profile_to_ocpp(profile: ChargingProfile) -> dict[str, Any]:
     if profile.recurrency is not None:
         out["recurrencyKind"] = str(profile.recurrency)
     if profile.valid_from is not None:
-        out["validFrom"] = iso(profile.valid_from)
+        out["validFrom"] = _timestamp(profile.valid_from)
     if profile.valid_to is not None:
-        out["validTo"] = iso(profile.valid_to)
+        out["validTo"] = _timestamp(profile.valid_to)
     out["chargingSchedule"] = schedule_to_ocpp(profile.schedule)
     return out
 

@@ -14,11 +14,13 @@ import base64
 import contextlib
 import itertools
 import json
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from ocpp.exceptions import OCPPError
@@ -90,6 +92,21 @@ class Received:
     payload: dict[str, Any]
 
 
+def server_tls_context(
+    cert: Path, key: Path, *, client_roots_pem: str | None = None
+) -> ssl.SSLContext:
+    """A server context for a ``wss://`` LoopbackCsms presenting ``cert`` (chain) and
+    ``key``. With ``client_roots_pem`` it asks for a client certificate and verifies it
+    against them when one is sent (security profile 3); without, it asks for none."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if client_roots_pem is not None:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cadata=client_roots_pem)
+    return context
+
+
 class LoopbackCsms:
     def __init__(
         self,
@@ -100,10 +117,13 @@ class LoopbackCsms:
         boot_status: str = "Accepted",
         boot_interval: int = 300,
         heartbeat_interval: int = 300,
-        password: str | None = None,
+        password: str | bytes | None = None,
         on_frame: Callable[[Frame], None] | None = None,
         first_transaction_id: int = 1,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` makes it a ``wss://`` CSMS (see :func:`server_tls_context`);
+        ``password`` demands HTTP basic auth with it."""
         self.host = host
         self.port = port
         self.path = path
@@ -111,6 +131,9 @@ class LoopbackCsms:
         self.boot_interval = boot_interval
         self.heartbeat_interval = heartbeat_interval
         self.password = password
+        self.ssl_context = ssl_context
+        self.client_certificates: list[dict[str, Any] | None] = []
+        """The TLS client certificate of every connection, as ``getpeercert()`` gives it."""
         self.on_frame = on_frame
         self.responders: dict[str, Responder] = {}
         self.id_tag_status: dict[str, str] = {}
@@ -138,6 +161,7 @@ class LoopbackCsms:
             subprotocols=["ocpp1.6"],  # type: ignore[list-item]
             process_request=self._check_request,
             ping_interval=None,
+            ssl=self.ssl_context,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -160,7 +184,8 @@ class LoopbackCsms:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}{self.path}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
 
     # -------------------------------------------------------------------- server
 
@@ -168,7 +193,8 @@ class LoopbackCsms:
         if self.password is None:
             return None
         cp_id = request.path.rsplit("/", 1)[-1]
-        expected = base64.b64encode(f"{cp_id}:{self.password}".encode()).decode()
+        password = self.password.encode() if isinstance(self.password, str) else self.password
+        expected = base64.b64encode(cp_id.encode() + b":" + password).decode()
         if request.headers.get("Authorization") != f"Basic {expected}":
             self.auth_failures.append(cp_id)
             return Response(
@@ -183,6 +209,9 @@ class LoopbackCsms:
         assert ws.request is not None
         cp_id = ws.request.path.rsplit("/", 1)[-1]
         self.subprotocols.append(ws.subprotocol)
+        tls = ws.transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self.client_certificates.append(tls.getpeercert() or None)
         self.connections[cp_id] = ws
         await self._notify()
         try:

@@ -52,6 +52,7 @@ from cpagent.timeutil import now_iso, parse_iso
 
 if TYPE_CHECKING:
     from cpagent.protocol.v16.charge_point import ChargePoint
+    from cpagent.security.connection import ConnectionSecurity
     from cpagent.station.firmware import FirmwareUpdater
     from cpagent.station.station import Station
     from cpagent.updates import DiagnosticsUploader
@@ -243,6 +244,7 @@ class V16Adapter:
         self.station: Station | None = None
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
+        self.security: ConnectionSecurity | None = None
         self.cp: ChargePoint | None = None
         self.registration: str | None = None
         self.registered = False

@@ -32,6 +32,7 @@ from ocpp.v16.enums import Action
 from cpagent import __version__
 from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
+from cpagent.protocol.v16.config_keys import KEYS
 from cpagent.station.firmware import FirmwareJob
 from cpagent.station.model import Reservation
 from cpagent.station.smart_charging import (
@@ -363,9 +364,10 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         for name in wanted:
             if name in values:
                 spec, value = values[name]
-                known.append(
-                    {"key": name, "readonly": spec.access.value == "R", "value": value[:500]}
-                )
+                entry: dict[str, Any] = {"key": name, "readonly": spec.access.value == "R"}
+                if not spec.secret:
+                    entry["value"] = value[:500]
+                known.append(entry)
             else:
                 unknown.append(name)
         return call_result.GetConfiguration(
@@ -377,25 +379,39 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         self, key: str, value: str
     ) -> call_result.ChangeConfiguration:
         keys = self.adapter.keys
+        security = self.adapter.security
         status, canonical = keys.check_change(key, value)
+        if status == "Accepted" and security is not None:
+            reason = await asyncio.to_thread(security.vet, key, canonical)
+            if reason is not None:
+                status, canonical = "Rejected", reason
+        shown = "***" if key in KEYS and KEYS[key].secret else repr(value)
         if status == "Accepted":
+            previous = keys.get(key)
             await self.adapter.store.run(self.adapter.store.set_config_key, key, canonical)
             keys.apply(key, canonical)
             log.info(
-                "configuration %s changed to %r by the CSMS",
+                "configuration %s changed to %s by the CSMS",
                 key,
+                shown,
+                extra=journal_fields(action="ChangeConfiguration"),
+            )
+            if security is not None and previous != canonical:
+                self._after(lambda: self._security_changed(key, previous))
+        else:
+            log.info(
+                "configuration change %s=%s: %s (%s)",
+                key,
+                shown,
+                status,
                 canonical,
                 extra=journal_fields(action="ChangeConfiguration"),
             )
-        else:
-            log.info(
-                "configuration change %s=%r: %s",
-                key,
-                value,
-                status,
-                extra=journal_fields(action="ChangeConfiguration"),
-            )
         return call_result.ChangeConfiguration(status=status)
+
+    async def _security_changed(self, key: str, previous: str | None) -> None:
+        assert self.adapter.security is not None
+        self.adapter.security.changing(key, previous)
 
     @on(Action.unlock_connector)
     async def on_unlock_connector(self, connector_id: int) -> call_result.UnlockConnector:

@@ -36,7 +36,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["bool", "int", "csl", "str"]
+Kind = Literal["bool", "int", "csl", "str", "hex"]
 ChangeStatus = Literal["Accepted", "Rejected", "NotSupported"]
 
 #: ChangeConfiguration.req and GetConfiguration.conf carry values as CiString500.
@@ -61,7 +61,8 @@ class KeySpec:
     NumberOfConnectors). ``minimum``/``maximum`` bound ``int`` keys;
     ``allowed``/``max_items`` restrict the members of ``csl`` keys, and
     ``item_name`` names a member in error messages ("'Foo' is not a supported
-    measurand").
+    measurand"). ``hex`` keys hold bytes as hexadecimal, ``minimum``/``maximum`` bytes
+    long. A ``secret`` key is write-only: GetConfiguration names it without its value.
     """
 
     name: str
@@ -73,6 +74,7 @@ class KeySpec:
     max_items: int | None = None
     maximum: int | None = None
     item_name: str = "value"
+    secret: bool = False
 
     @property
     def writable(self) -> bool:
@@ -186,10 +188,20 @@ _SPECS: tuple[KeySpec, ...] = (
     # Whether a phase switch lets numberPhases=1 move a session to one phase (per hardware).
     KeySpec("ConnectorSwitch3to1PhaseSupported", "bool", _R, None),
     _int("MaxChargingProfilesInstalled", "20", _R),
+    # Security extension ("Improved security for OCPP 1.6-J"). The AuthorizationKey is the
+    # basic-auth password of profiles 1 and 2, 16 to 20 bytes sent as hex; SecurityProfile
+    # is only ever raised (see cpagent.security.connection).
+    _bool("AdditionalRootCertificateCheck", "false", _R),
+    KeySpec("AuthorizationKey", "hex", _RW, None, minimum=16, maximum=20, secret=True),
+    _int("CertificateSignedMaxChainSize", "10000", _R),
+    _int("CertificateStoreMaxLength", "20", _R),
+    KeySpec("CpoName", "str", _RW, None),
+    _int("SecurityProfile", "0", maximum=3),
 )
 
 #: Every supported key by its exact spec name: Core in spec (alphabetical) order, then the
-#: Local Auth List Management keys, the Reservation key and the Smart Charging keys.
+#: Local Auth List Management keys, the Reservation key, the Smart Charging keys and the
+#: security extension's keys.
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _SPECS}
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
@@ -253,6 +265,20 @@ def _normalize_csl(spec: KeySpec, value: object) -> str:
     return ",".join(items)
 
 
+def _normalize_hex(spec: KeySpec, value: object) -> str:
+    low, high = spec.minimum or 0, spec.maximum or MAX_VALUE_LENGTH // 2
+    reason = f"must be {low} to {high} bytes in hexadecimal"
+    if not isinstance(value, str):
+        raise ValueError(reason)
+    try:
+        size = len(bytes.fromhex(value.strip()))
+    except ValueError:
+        raise ValueError(reason) from None
+    if not low <= size <= high:
+        raise ValueError(reason)
+    return value.strip().lower()
+
+
 def normalize(spec: KeySpec, value: object) -> str:
     """Return ``value`` as the canonical OCPP string for ``spec``.
 
@@ -267,6 +293,8 @@ def normalize(spec: KeySpec, value: object) -> str:
         canonical = _normalize_int(spec, value)
     elif spec.kind == "csl":
         canonical = _normalize_csl(spec, value)
+    elif spec.kind == "hex":
+        canonical = _normalize_hex(spec, value)
     elif isinstance(value, str):
         canonical = value
     else:
@@ -400,6 +428,11 @@ class ConfigurationKeys:
         if status != "Accepted":
             raise ValueError(f"{name}: {result}")
         self._set(name, result)
+
+    def unset(self, name: str) -> None:
+        """Drop a key's value (one without a default then has none); listeners are not
+        told. For undoing a change to a key that had no value before."""
+        self._values.pop(name, None)
 
     def set_runtime(self, name: str, canonical: str) -> None:
         """Set a value the agent itself decides (e.g. HeartbeatInterval from BootNotification).

@@ -1,0 +1,1 @@
+"""Security extension of OCPP 1.6: certificates and keys of the charge point."""

@@ -1,0 +1,259 @@
+"""How the agent proves who it is to the CSMS: the OCPP 1.6 security profiles.
+
+The security extension ("Improved security for OCPP 1.6-J") defines four profiles, chosen
+by the SecurityProfile configuration key:
+
+* 0: no security of the agent's own (the URL as configured, ``ws://`` or ``wss://``);
+* 1: HTTP basic auth (charge point id and AuthorizationKey) over plain ``ws://``, which
+  puts the password on the wire in the clear, so only when the configuration explicitly
+  allows it (``[csms] allow_basic_auth_without_tls``);
+* 2: TLS (``wss://``) with the CSMS's server certificate verified against the installed
+  CentralSystemRootCertificates and its host name checked, TLS 1.2 or newer, plus basic
+  auth with the AuthorizationKey;
+* 3: mutual TLS: as 2, with the charge point's own certificate instead of basic auth.
+
+The URL's scheme follows the profile; host, port and path stay as configured.
+
+A profile is only ever raised (:meth:`ConnectionSecurity.vet` refuses lowering it and a
+profile whose prerequisites are missing), and a raised profile is on trial: the agent
+reconnects with it at once, and if :data:`TRIAL_ATTEMPTS` attempts in a row fail it falls
+back to the previous profile, persisting that, so a wrong certificate or key sent by the
+CSMS cannot lock the charger out. A changed AuthorizationKey is tried the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from cpagent.exc import CpagentError
+from cpagent.security.pki import CertificateStore, CertificateUse
+
+log = logging.getLogger(__name__)
+
+TRIAL_ATTEMPTS = 3
+"""Failed connection attempts with a newly set profile or key before falling back."""
+
+TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+    )
+)
+"""The TLS 1.2 suites the security extension asks for (TLS 1.3 suites are all fine)."""
+
+
+class ProfileUnusable(CpagentError):
+    """A security profile cannot be used now: a certificate, key or setting it needs is
+    missing. The message says which, fit for a log line and ``cpagent status``."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Everything a connection attempt needs: where, how to authenticate, which TLS."""
+
+    profile: int
+    url: str
+    headers: dict[str, str] = field(repr=False)
+    ssl_context: ssl.SSLContext | None = field(repr=False)
+
+
+def basic_auth(charge_point_id: str, password: bytes) -> dict[str, str]:
+    token = base64.b64encode(charge_point_id.encode() + b":" + password).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def with_scheme(url: str, scheme: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((scheme, *parts[1:]))
+
+
+def tls_context(roots_pem: str | None, identity: tuple[Path, Path] | None) -> ssl.SSLContext:
+    """A client context: server certificate required and verified against ``roots_pem``
+    (the system's CAs when None), host name checked, TLS 1.2 or newer with the suites the
+    security extension asks for, and ``identity`` (certificate chain, key) presented."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    if roots_pem is None:
+        context.load_default_certs()
+    else:
+        context.load_verify_locations(cadata=roots_pem)
+    if identity is not None:
+        cert, key = identity
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def endpoint(
+    profile: int,
+    *,
+    url: str,
+    charge_point_id: str,
+    authorization_key: bytes | None,
+    certificates: CertificateStore,
+    allow_basic_auth_without_tls: bool,
+) -> Endpoint:
+    """The endpoint for ``profile``; :class:`ProfileUnusable` naming what is missing."""
+    target = f"{url.rstrip('/')}/{charge_point_id}"
+    roots = certificates.roots(CertificateUse.CENTRAL_SYSTEM_ROOT)
+    roots_pem = "".join(c.public_bytes(Encoding.PEM).decode() for c in roots) or None
+    if profile == 0:
+        headers = basic_auth(charge_point_id, authorization_key) if authorization_key else {}
+        secure = urlsplit(target).scheme == "wss"
+        return Endpoint(0, target, headers, tls_context(roots_pem, None) if secure else None)
+    if profile in (1, 2) and authorization_key is None:
+        raise ProfileUnusable(f"security profile {profile} needs an AuthorizationKey")
+    if profile == 1:
+        if not allow_basic_auth_without_tls:
+            raise ProfileUnusable(
+                "security profile 1 sends the password unencrypted; set"
+                " csms.allow_basic_auth_without_tls = true to allow it"
+            )
+        assert authorization_key is not None
+        return Endpoint(
+            1, with_scheme(target, "ws"), basic_auth(charge_point_id, authorization_key), None
+        )
+    if roots_pem is None:
+        raise ProfileUnusable(
+            f"security profile {profile} needs a CentralSystemRootCertificate to verify"
+            " the CSMS with"
+        )
+    if profile == 2:
+        assert authorization_key is not None
+        return Endpoint(
+            2,
+            with_scheme(target, "wss"),
+            basic_auth(charge_point_id, authorization_key),
+            tls_context(roots_pem, None),
+        )
+    identity = certificates.identity()
+    if identity is None:
+        raise ProfileUnusable("security profile 3 needs a charge point certificate and key")
+    return Endpoint(3, with_scheme(target, "wss"), {}, tls_context(roots_pem, identity))
+
+
+@dataclass
+class _Trial:
+    """A raised profile or a new key on probation, and what to fall back to."""
+
+    key: str
+    previous: str | None
+    failures: int = 0
+
+
+Persist = Callable[[str, str | None], None]
+"""Store (or, with None, forget) a configuration key's value; called when falling back."""
+
+
+class ConnectionSecurity:
+    """The SecurityProfile and AuthorizationKey as the session uses them, with fallback.
+
+    ``values`` reads a key's current value, ``persist`` writes one back on a fallback and
+    ``apply`` makes it effective; ``reconnect`` asks the session to drop its connection
+    (to use new settings at once). ``base_url`` is ``[csms] url``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        charge_point_id: str,
+        certificates: CertificateStore,
+        allow_basic_auth_without_tls: bool,
+        value: Callable[[str], str | None],
+        restore: Persist,
+        reconnect: Callable[[], None],
+    ) -> None:
+        self.base_url = base_url
+        self.charge_point_id = charge_point_id
+        self.certificates = certificates
+        self.allow_basic_auth_without_tls = allow_basic_auth_without_tls
+        self._value = value
+        self._restore = restore
+        self._reconnect = reconnect
+        self._trial: _Trial | None = None
+
+    @property
+    def profile(self) -> int:
+        return int(self._value("SecurityProfile") or "0")
+
+    def _key(self) -> bytes | None:
+        value = self._value("AuthorizationKey")
+        return bytes.fromhex(value) if value else None
+
+    def endpoint(self) -> Endpoint:
+        """The endpoint of the profile in force; :class:`ProfileUnusable` if it cannot be."""
+        return endpoint(
+            self.profile,
+            url=self.base_url,
+            charge_point_id=self.charge_point_id,
+            authorization_key=self._key(),
+            certificates=self.certificates,
+            allow_basic_auth_without_tls=self.allow_basic_auth_without_tls,
+        )
+
+    def vet(self, key: str, value: str) -> str | None:
+        """Why ChangeConfiguration of ``key`` to ``value`` (canonical) must be Rejected, or
+        None. SecurityProfile is never lowered, and not raised to one that cannot be used."""
+        if key != "SecurityProfile":
+            return None
+        wanted, current = int(value), self.profile
+        if wanted < current:
+            return f"security profile {current} cannot be lowered to {wanted}"
+        if wanted == current:
+            return None
+        try:
+            endpoint(
+                wanted,
+                url=self.base_url,
+                charge_point_id=self.charge_point_id,
+                authorization_key=self._key(),
+                certificates=self.certificates,
+                allow_basic_auth_without_tls=self.allow_basic_auth_without_tls,
+            )
+        except (ProfileUnusable, ssl.SSLError, OSError) as err:
+            return str(err)
+        return None
+
+    def changing(self, key: str, previous: str | None) -> None:
+        """``key`` (SecurityProfile or AuthorizationKey) is about to change from
+        ``previous``: put the new value on trial and reconnect with it."""
+        if key not in ("SecurityProfile", "AuthorizationKey"):
+            return
+        if self._trial is None or self._trial.key != key:
+            self._trial = _Trial(key, previous)
+        log.info("%s changed: reconnecting to the CSMS with it", key)
+        self._reconnect()
+
+    def connected(self) -> None:
+        """A connection was established: a setting on trial has proven itself."""
+        if self._trial is not None:
+            log.info("%s confirmed by a successful connection", self._trial.key)
+        self._trial = None
+
+    def failed(self) -> bool:
+        """A connection attempt failed; True if that made the agent fall back."""
+        trial = self._trial
+        if trial is None:
+            return False
+        trial.failures += 1
+        if trial.failures < TRIAL_ATTEMPTS:
+            return False
+        self._trial = None
+        log.warning(
+            "cannot connect with the new %s after %d attempts; falling back to the previous one",
+            trial.key,
+            trial.failures,
+        )
+        self._restore(trial.key, trial.previous)
+        return True

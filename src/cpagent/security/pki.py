@@ -1,0 +1,784 @@
+"""Certificates and keys of the charge point, for the OCPP 1.6 security extension (edition 3).
+
+:class:`CertificateStore` keeps, in one directory, what InstallCertificate, DeleteCertificate,
+GetInstalledCertificateIds, SignCertificate and CertificateSigned act on:
+
+* ``central-system-roots/`` and ``manufacturer-roots/``: trusted root certificates, one PEM file
+  each, named after the certificate's SHA-256 fingerprint (so installing twice is a no-op);
+* ``charge-point/``: the charge point's TLS client identity, ``cert.pem`` (leaf, then
+  intermediates) and ``key.pem``; ``pending-key.pem``, the key of the last CSR, waiting for its
+  certificate; ``cert.previous.pem`` and ``key.previous.pem``, the identity before the last
+  renewal, kept so :meth:`CertificateStore.revert_identity` can fall back to it.
+
+Directories are 0700 and key files 0600 from their creation on. Every file is written under a
+temporary name, fsynced and renamed, then the directory is fsynced: a power cut leaves either
+the old file or the new one. A renewal changes two files (``cert.pem`` then ``key.pem``); if it
+is cut between the two, the next :class:`CertificateStore` finds the certificate's key still
+pending (or, after a cut :meth:`~CertificateStore.revert_identity`, still ``previous``) and
+completes the swap.
+
+The module knows nothing of OCPP messages except the status strings it returns and
+:meth:`CertificateHashData.to_ocpp`/:meth:`~CertificateHashData.from_ocpp`. Everything here
+blocks (files, key generation); call it from a worker thread. A lock serialises the methods of
+one store, so concurrent calls from several threads are safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from cpagent.exc import CpagentError
+
+__all__ = [
+    "HASH_ALGORITHMS",
+    "CertificateHashData",
+    "CertificateStore",
+    "CertificateUse",
+    "DeleteStatus",
+    "InstallStatus",
+    "PkiError",
+    "PkiReason",
+    "hash_data",
+]
+
+log = logging.getLogger(__name__)
+
+HASH_ALGORITHMS = ("SHA256", "SHA384", "SHA512")
+"""The OCPP HashAlgorithmEnumType values, in the spelling OCPP uses."""
+
+InstallStatus = Literal["Accepted", "Rejected", "Failed"]
+DeleteStatus = Literal["Accepted", "Failed", "NotFound"]
+
+PkiReason = Literal[
+    "Expired",
+    "NotYetValid",
+    "NotACa",
+    "ChainInvalid",
+    "ChainTooLarge",
+    "KeyMismatch",
+    "Unparseable",
+    "UnsupportedAlgorithm",
+    "InvalidSubject",
+    "StoreFull",
+    "NoPendingRequest",
+    "Io",
+]
+
+_PEM = serialization.Encoding.PEM
+_DER = serialization.Encoding.DER
+_SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
+_KEY_MODE = 0o600
+_CERT_MODE = 0o644
+_DIR_MODE = 0o700
+_SEEDED = "seeded.txt"
+"""Per roots directory: fingerprints once copied from a factory bundle, so that a root the
+Central System deleted is not seeded again at the next start."""
+
+
+class CertificateUse(enum.StrEnum):
+    """The kinds of root certificate OCPP installs (CertificateUseEnumType)."""
+
+    CENTRAL_SYSTEM_ROOT = "CentralSystemRootCertificate"
+    MANUFACTURER_ROOT = "ManufacturerRootCertificate"
+
+
+class PkiError(CpagentError):
+    """A certificate or key was refused or could not be stored; ``reason`` says why in one word.
+
+    ========================  ======================================================
+    ``Expired``               a certificate's notAfter is before ``now``
+    ``NotYetValid``           a certificate's notBefore is after ``now``
+    ``NotACa``                a root without basicConstraints cA (or keyCertSign)
+    ``ChainInvalid``          the chain does not verify up to a Central System root
+    ``ChainTooLarge``         the chain is longer than ``max_chain_size`` characters
+    ``KeyMismatch``           the certificate is not for the key it should go with
+    ``Unparseable``           not PEM, not a certificate or key, bad hash data
+    ``UnsupportedAlgorithm``  a hash algorithm OCPP does not name
+    ``InvalidSubject``        a CSR subject the X.509 rules refuse (empty, too long)
+    ``StoreFull``             ``max_certificates`` roots are installed already
+    ``NoPendingRequest``      a signed certificate arrived without an outstanding CSR
+    ``Io``                    a file could not be read or written
+    ========================  ======================================================
+
+    The message is one line fit for a log.
+    """
+
+    def __init__(self, reason: PkiReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: PkiReason = reason
+
+
+@dataclass(frozen=True)
+class CertificateHashData:
+    """How OCPP names a certificate (CertificateHashDataType), as an OCSP CertID does.
+
+    ``issuer_name_hash`` is the hex hash of the DER issuer name, ``issuer_key_hash`` the hex
+    hash of the issuer's public key bits, ``serial_number`` the serial in hex. Hex compares
+    case-insensitively and serials without leading zeros (:meth:`matches`), because Central
+    Systems spell them in either case and some pad serials.
+    """
+
+    hash_algorithm: str
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+
+    def to_ocpp(self) -> dict[str, str]:
+        return {
+            "hashAlgorithm": self.hash_algorithm,
+            "issuerNameHash": self.issuer_name_hash,
+            "issuerKeyHash": self.issuer_key_hash,
+            "serialNumber": self.serial_number,
+        }
+
+    @classmethod
+    def from_ocpp(cls, data: Mapping[str, Any]) -> CertificateHashData:
+        """Read the camelCase OCPP fields, or the snake_case ones of the ``ocpp`` library."""
+
+        def field(camel: str, snake: str) -> str:
+            value = data.get(camel, data.get(snake))
+            if not isinstance(value, str):
+                raise PkiError("Unparseable", f"certificate hash data without a string {camel}")
+            return value
+
+        return cls(
+            hash_algorithm=field("hashAlgorithm", "hash_algorithm"),
+            issuer_name_hash=field("issuerNameHash", "issuer_name_hash"),
+            issuer_key_hash=field("issuerKeyHash", "issuer_key_hash"),
+            serial_number=field("serialNumber", "serial_number"),
+        )
+
+    def matches(self, other: CertificateHashData) -> bool:
+        return (
+            self.hash_algorithm.upper() == other.hash_algorithm.upper()
+            and self.issuer_name_hash.lower() == other.issuer_name_hash.lower()
+            and self.issuer_key_hash.lower() == other.issuer_key_hash.lower()
+            and _plain_serial(self.serial_number) == _plain_serial(other.serial_number)
+        )
+
+
+def hash_data(
+    cert: x509.Certificate, issuer: x509.Certificate | None = None, algorithm: str = "SHA256"
+) -> CertificateHashData:
+    """The OCPP hash data of ``cert``; ``issuer`` defaults to ``cert`` (a root is its own).
+
+    The name hash covers ``cert``'s issuer field, which is the issuer's subject; only the key
+    hash needs the issuer's certificate. ``algorithm`` is one of :data:`HASH_ALGORITHMS`, in
+    any case; another raises :class:`PkiError` ``UnsupportedAlgorithm``.
+    """
+    name = algorithm.upper()
+    if name not in HASH_ALGORITHMS:
+        raise PkiError("UnsupportedAlgorithm", f"hash algorithm {algorithm!r} is not one of OCPP's")
+    digest = name.lower()
+    return CertificateHashData(
+        hash_algorithm=name,
+        issuer_name_hash=hashlib.new(digest, cert.issuer.public_bytes()).hexdigest(),
+        issuer_key_hash=hashlib.new(digest, _public_key_bits(issuer or cert)).hexdigest(),
+        serial_number=format(cert.serial_number, "x"),
+    )
+
+
+class CertificateStore:
+    """Root certificates and the charge point's identity under ``directory``.
+
+    ``max_certificates`` is CertificateStoreMaxLength, counted over both kinds of root;
+    ``max_chain_size`` is CertificateSignedMaxChainSize, in characters of PEM. Both may be
+    changed on the instance. Creating a store creates its directories (0700, tightening looser
+    ones), removes temporary files a power cut left behind and completes a cut identity swap;
+    it raises :class:`PkiError` ``Io`` when it cannot.
+    """
+
+    def __init__(
+        self, directory: Path, *, max_certificates: int = 20, max_chain_size: int = 10000
+    ) -> None:
+        self.directory = Path(directory)
+        self.max_certificates = max_certificates
+        self.max_chain_size = max_chain_size
+        self._lock = threading.RLock()
+        self._root_dirs = {
+            CertificateUse.CENTRAL_SYSTEM_ROOT: self.directory / "central-system-roots",
+            CertificateUse.MANUFACTURER_ROOT: self.directory / "manufacturer-roots",
+        }
+        own = self.directory / "charge-point"
+        self._cert = own / "cert.pem"
+        self._key = own / "key.pem"
+        self._pending_key = own / "pending-key.pem"
+        self._previous_cert = own / "cert.previous.pem"
+        self._previous_key = own / "key.previous.pem"
+        try:
+            for path in (self.directory, *self._root_dirs.values(), own):
+                path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+                if path.stat().st_mode & 0o777 != _DIR_MODE:
+                    path.chmod(_DIR_MODE)
+                for stale in path.glob(".*.tmp"):
+                    stale.unlink()
+            self._complete_identity_swap()
+        except OSError as err:
+            raise PkiError("Io", f"certificate store {self.directory}: {err}") from err
+
+    # --- root certificates ---
+
+    def roots(self, use: CertificateUse) -> list[x509.Certificate]:
+        """The installed roots of one kind, in file name order; unreadable files are skipped."""
+        with self._lock:
+            return [cert for _, cert in self._root_files(use)]
+
+    def install_root(self, use: CertificateUse, pem: str, now: datetime) -> InstallStatus:
+        """Install one PEM certificate as a root of kind ``use`` (InstallCertificate).
+
+        ``"Rejected"`` when ``pem`` is not exactly one certificate, not a CA (basicConstraints
+        cA, and keyCertSign if keyUsage is present), outside its validity at ``now``, or when
+        ``max_certificates`` roots are installed already; ``"Failed"`` when it cannot be
+        written. A certificate installed already is ``"Accepted"`` and left as it is. Why it was
+        not accepted is logged.
+        """
+        with self._lock:
+            try:
+                certs = _load_certificates(pem.encode(), "certificate")
+                if len(certs) != 1:
+                    raise PkiError("Unparseable", f"{len(certs)} certificates, expected one")
+                cert = certs[0]
+                _check_ca(cert)
+                _check_validity(cert, _utc(now), "certificate")
+                path = self._root_path(use, cert)
+                if path.exists():
+                    return "Accepted"
+                self._check_room()
+            except PkiError as err:
+                log.warning("InstallCertificate %s rejected (%s): %s", use, err.reason, err)
+                return "Rejected"
+            except OSError as err:
+                log.error("InstallCertificate %s failed: %s", use, err)
+                return "Failed"
+            try:
+                _write_atomic(path, cert.public_bytes(_PEM), _CERT_MODE)
+            except OSError as err:
+                log.error("InstallCertificate %s failed: %s", use, err)
+                return "Failed"
+            log.info("installed %s %s", use, _describe(cert))
+            return "Accepted"
+
+    def delete(self, hash_data: CertificateHashData) -> DeleteStatus:
+        """Delete the roots ``hash_data`` names (DeleteCertificate).
+
+        ``"NotFound"`` when none matches (an unknown hash algorithm matches none); ``"Failed"``
+        when it would remove the last Central System root, which would leave the charge point
+        unable to verify any TLS Central System, or when a file cannot be removed.
+        """
+        with self._lock:
+            try:
+                installed = self._installed()
+                try:
+                    doomed = [
+                        (use, path)
+                        for use, path, cert in installed
+                        if hash_data.matches(
+                            self._hash_data(cert, installed, hash_data.hash_algorithm)
+                        )
+                    ]
+                except PkiError as err:
+                    log.warning("DeleteCertificate: %s", err)
+                    return "NotFound"
+                if not doomed:
+                    return "NotFound"
+                central = {p for u, p, _ in installed if u is CertificateUse.CENTRAL_SYSTEM_ROOT}
+                if central and central <= {path for _, path in doomed}:
+                    log.warning("DeleteCertificate refused: it names the last Central System root")
+                    return "Failed"
+                for use, path in doomed:
+                    path.unlink()
+                    _fsync_dir(path.parent)
+                    log.info("deleted %s %s", use, path.name)
+            except OSError as err:
+                log.error("DeleteCertificate failed: %s", err)
+                return "Failed"
+            return "Accepted"
+
+    def installed_ids(self, use: CertificateUse) -> list[CertificateHashData]:
+        """SHA256 hash data of each root of kind ``use`` (GetInstalledCertificateIds).
+
+        A root that is not self-issued is hashed with the installed root that signed it as
+        issuer; when none did, with itself, the best the store can do.
+        """
+        with self._lock:
+            installed = self._installed()
+            return [self._hash_data(cert, installed) for u, _, cert in installed if u == use]
+
+    def seed(self, use: CertificateUse, bundle_path: Path) -> list[str]:
+        """Install the roots of a factory PEM bundle that were never seeded; return warnings.
+
+        Meant for every start-up: each certificate of the bundle is copied once, so a root the
+        Central System deleted later stays deleted. Validity is not checked (the clock may not
+        be set yet at start-up; :meth:`expiring` reports old roots). Certificates that are not
+        CAs, or that do not fit in ``max_certificates``, are left out with a warning for the
+        caller to log. An unreadable or certificate-free bundle raises :class:`PkiError`.
+        """
+        with self._lock:
+            try:
+                data = bundle_path.read_bytes()
+            except OSError as err:
+                raise PkiError("Io", f"root bundle {bundle_path}: {err}") from err
+            certs = _load_certificates(data, f"root bundle {bundle_path}")
+            warnings: list[str] = []
+            try:
+                seeded_path = self._root_dirs[use] / _SEEDED
+                seeded = set(seeded_path.read_text().split()) if seeded_path.exists() else set()
+                added = set()
+                for cert in certs:
+                    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+                    if fingerprint in seeded:
+                        continue
+                    path = self._root_path(use, cert)
+                    if not path.exists():
+                        try:
+                            _check_ca(cert)
+                            self._check_room()
+                        except PkiError as err:
+                            warnings.append(f"{bundle_path}: {_describe(cert)} left out: {err}")
+                            continue
+                        _write_atomic(path, cert.public_bytes(_PEM), _CERT_MODE)
+                        log.info("seeded %s %s from %s", use, _describe(cert), bundle_path)
+                    added.add(fingerprint)
+                if added:
+                    text = "".join(f"{f}\n" for f in sorted(seeded | added))
+                    _write_atomic(seeded_path, text.encode(), _CERT_MODE)
+            except OSError as err:
+                raise PkiError("Io", f"seeding {use} from {bundle_path}: {err}") from err
+            return warnings
+
+    # --- the charge point's identity ---
+
+    def identity(self) -> tuple[Path, Path] | None:
+        """``(cert.pem, key.pem)`` for a TLS client context, or None without a usable pair.
+
+        A pair whose key does not belong to the certificate is not usable (logged).
+        """
+        with self._lock:
+            chain = _read_chain(self._cert)
+            key = _read_key(self._key)
+            if chain is None or key is None:
+                return None
+            if not _same_key(chain[0], key):
+                log.warning("%s is not the certificate of %s; no identity", self._cert, self._key)
+                return None
+            return self._cert, self._key
+
+    def identity_certificate(self) -> x509.Certificate | None:
+        """The charge point's own (leaf) certificate, or None."""
+        with self._lock:
+            chain = _read_chain(self._cert)
+            return chain[0] if chain else None
+
+    def new_csr(self, common_name: str, organization: str) -> str:
+        """Make a fresh EC P-256 key pending and return a PEM CSR for it (SignCertificate).
+
+        The subject is ``O=organization`` (left out when empty) and ``CN=common_name``; the CSR
+        is signed with SHA-256. A CSR made earlier is forgotten: only the newest pending key
+        can take a signed certificate. The current identity stays in use until then.
+        """
+        with self._lock:
+            attributes = []
+            try:
+                if organization:
+                    attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+                attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+                subject = x509.Name(attributes)
+            except ValueError as err:
+                raise PkiError("InvalidSubject", f"CSR subject: {err}") from err
+            key = ec.generate_private_key(ec.SECP256R1())
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(subject)
+                .sign(key, hashes.SHA256())
+            )
+            try:
+                _write_atomic(self._pending_key, _key_pem(key), _KEY_MODE)
+            except OSError as err:
+                raise PkiError("Io", f"writing {self._pending_key}: {err}") from err
+            log.info("new key pending for a CSR for %s", subject.rfc4514_string())
+            return csr.public_bytes(_PEM).decode()
+
+    def accept_signed(self, chain_pem: str, now: datetime) -> x509.Certificate:
+        """Take the certificate chain of CertificateSigned as the new identity; return its leaf.
+
+        ``chain_pem`` is the leaf, then its intermediates. It is refused with :class:`PkiError`
+        when longer than ``max_chain_size`` (``ChainTooLarge``), without a pending CSR key
+        (``NoPendingRequest``), unparseable, when the leaf is not for the pending key
+        (``KeyMismatch``), when a certificate is outside its validity at ``now`` (``Expired``,
+        ``NotYetValid``) or when the chain does not verify up to an installed Central System
+        root as a TLS client certificate (``ChainInvalid``). The checks are RFC 5280's, but
+        for two omissions OpenSSL tolerates too, so a root :meth:`install_root` accepts can
+        vouch: the leaf needs no subjectAltName (charge point certificates name the charger
+        in their CN) nor authorityKeyIdentifier, and a CA no keyUsage. On success the current
+        identity becomes the previous one, the pending key the current key.
+        """
+        with self._lock:
+            if len(chain_pem) > self.max_chain_size:
+                raise PkiError(
+                    "ChainTooLarge",
+                    f"chain of {len(chain_pem)} characters, more than {self.max_chain_size}",
+                )
+            pending = _read_key(self._pending_key)
+            if pending is None:
+                raise PkiError("NoPendingRequest", "no CSR key is pending")
+            chain = _load_certificates(chain_pem.encode(), "signed certificate chain")
+            leaf = chain[0]
+            if not _same_key(leaf, pending):
+                raise PkiError("KeyMismatch", f"{_describe(leaf)} is not for the pending CSR key")
+            for cert in chain:
+                _check_validity(cert, _utc(now), _describe(cert))
+            self._verify_client_chain(chain, _utc(now))
+            try:
+                self._rotate_in(chain)
+            except OSError as err:
+                raise PkiError("Io", f"storing the new identity: {err}") from err
+            log.info("new identity %s, valid until %s", _describe(leaf), leaf.not_valid_after_utc)
+            return leaf
+
+    def revert_identity(self) -> bool:
+        """Put the identity before the last renewal back; False when there is none.
+
+        For a fallback when the new identity fails to connect. The new one is discarded, so
+        a second call does nothing more. A previous pair whose key does not fit its
+        certificate is not put back.
+        """
+        with self._lock:
+            chain = _read_chain(self._previous_cert)
+            key = _read_key(self._previous_key)
+            if chain is None or key is None:
+                return False
+            if not _same_key(chain[0], key):
+                log.warning("previous identity not restored: its key does not fit")
+                return False
+            try:
+                _move(self._previous_cert, self._cert)
+                _move(self._previous_key, self._key)
+            except OSError as err:
+                raise PkiError("Io", f"restoring the previous identity: {err}") from err
+            log.warning("reverted to the previous identity %s", _describe(chain[0]))
+            return True
+
+    def seed_identity(self, cert_path: Path, key_path: Path) -> list[str]:
+        """Copy a factory certificate chain and key in when there is no identity yet.
+
+        Returns warnings for the caller to log: a source key readable by group or others is
+        accepted (the copy is 0600) but reported. Raises :class:`PkiError` when the files
+        cannot be read or parsed, or the key is not the certificate's.
+        """
+        with self._lock:
+            if self.identity() is not None:
+                return []
+            try:
+                chain_bytes = cert_path.read_bytes()
+                key_bytes = key_path.read_bytes()
+                key_mode = key_path.stat().st_mode & 0o777
+            except OSError as err:
+                raise PkiError("Io", f"factory identity: {err}") from err
+            chain = _load_certificates(chain_bytes, str(cert_path))
+            key = _parse_key(key_bytes, str(key_path))
+            if not _same_key(chain[0], key):
+                raise PkiError("KeyMismatch", f"{key_path} is not the key of {cert_path}")
+            warnings = []
+            if key_mode & 0o077:
+                warnings.append(
+                    f"{key_path} is readable by others than its owner (mode {key_mode:04o});"
+                    " the stored copy is 0600"
+                )
+            try:
+                _write_atomic(self._cert, _chain_pem(chain), _CERT_MODE)
+                _write_atomic(self._key, _key_pem(key), _KEY_MODE)
+            except OSError as err:
+                raise PkiError("Io", f"storing the factory identity: {err}") from err
+            log.info("seeded identity %s from %s", _describe(chain[0]), cert_path)
+            return warnings
+
+    def expiring(self, now: datetime, within: timedelta) -> list[tuple[str, datetime]]:
+        """Installed certificates whose notAfter is before ``now + within``, soonest first.
+
+        Covers the roots and the identity's chain (already expired ones included), each named
+        by kind and subject, e.g. ``("CentralSystemRootCertificate CN=Root", notAfter)``.
+        """
+        with self._lock:
+            named = [(f"{use} {_describe(c)}", c) for use, _, c in self._installed()]
+            chain = _read_chain(self._cert) or []
+            named += [
+                (f"ChargePointCertificate{'' if i == 0 else ' chain'} {_describe(c)}", c)
+                for i, c in enumerate(chain)
+            ]
+            limit = _utc(now) + within
+            found = [(n, c.not_valid_after_utc) for n, c in named if c.not_valid_after_utc < limit]
+            return sorted(found, key=lambda item: item[1])
+
+    # --- internals ---
+
+    def _root_files(self, use: CertificateUse) -> Iterator[tuple[Path, x509.Certificate]]:
+        directory = self._root_dirs[use]
+        if not directory.is_dir():
+            return
+        for path in sorted(directory.glob("*.pem")):
+            chain = _read_chain(path)
+            if chain:
+                yield path, chain[0]
+
+    def _installed(self) -> list[tuple[CertificateUse, Path, x509.Certificate]]:
+        return [(use, path, cert) for use in CertificateUse for path, cert in self._root_files(use)]
+
+    def _root_path(self, use: CertificateUse, cert: x509.Certificate) -> Path:
+        return self._root_dirs[use] / f"{cert.fingerprint(hashes.SHA256()).hex()}.pem"
+
+    def _check_room(self) -> None:
+        count = len(self._installed())
+        if count >= self.max_certificates:
+            raise PkiError("StoreFull", f"{count} roots installed, the most allowed")
+
+    @staticmethod
+    def _hash_data(
+        cert: x509.Certificate,
+        installed: list[tuple[CertificateUse, Path, x509.Certificate]],
+        algorithm: str = "SHA256",
+    ) -> CertificateHashData:
+        issuer = cert
+        if cert.issuer != cert.subject:
+            for _, _, candidate in installed:
+                if candidate.subject == cert.issuer and _signed_by(cert, candidate):
+                    issuer = candidate
+                    break
+        return hash_data(cert, issuer, algorithm)
+
+    def _verify_client_chain(self, chain: list[x509.Certificate], now: datetime) -> None:
+        roots = self.roots(CertificateUse.CENTRAL_SYSTEM_ROOT)
+        if not roots:
+            raise PkiError("ChainInvalid", "no Central System root is installed to verify it")
+        leaf_policy = (
+            ExtensionPolicy.webpki_defaults_ee()
+            .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+            .may_be_present(x509.AuthorityKeyIdentifier, Criticality.NON_CRITICAL, None)
+        )
+        ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+            x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates
+        )
+        verifier = (
+            PolicyBuilder()
+            .store(Store(roots))
+            .time(now)
+            .extension_policies(ca_policy=ca_policy, ee_policy=leaf_policy)
+            .build_client_verifier()
+        )
+        try:
+            verifier.verify(chain[0], chain[1:])
+        except VerificationError as err:
+            raise PkiError("ChainInvalid", f"{_describe(chain[0])}: {err}") from err
+
+    def _rotate_in(self, chain: list[x509.Certificate]) -> None:
+        if self._cert.exists() and self._key.exists():
+            _write_atomic(self._previous_key, self._key.read_bytes(), _KEY_MODE)
+            _write_atomic(self._previous_cert, self._cert.read_bytes(), _CERT_MODE)
+        else:
+            for stale in (self._previous_key, self._previous_cert):
+                stale.unlink(missing_ok=True)
+        _write_atomic(self._cert, _chain_pem(chain), _CERT_MODE)
+        _move(self._pending_key, self._key)
+
+    def _complete_identity_swap(self) -> None:
+        """Finish a renewal or revert cut between its ``cert.pem`` and ``key.pem`` renames."""
+        chain = _read_chain(self._cert)
+        if chain is None:
+            return
+        key = _read_key(self._key)
+        if key is not None and _same_key(chain[0], key):
+            return
+        for candidate in (self._pending_key, self._previous_key):
+            other = _read_key(candidate)
+            if other is not None and _same_key(chain[0], other):
+                _move(candidate, self._key)
+                log.warning("completed an interrupted identity change with %s", candidate.name)
+                return
+
+
+def _utc(now: datetime) -> datetime:
+    """``now`` as an aware datetime; naive ones are taken as UTC, as elsewhere in cpagent."""
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def _plain_serial(serial: str) -> str:
+    return serial.strip().lower().lstrip("0") or "0"
+
+
+def _der_header(der: bytes, pos: int) -> tuple[int, int, int]:
+    """Tag, content start and content end of the DER element at ``pos``."""
+    tag, length = der[pos], der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(der[pos : pos + count], "big")
+        pos += count
+    return tag, pos, pos + length
+
+
+def _public_key_bits(cert: x509.Certificate) -> bytes:
+    """The content of the subjectPublicKey BIT STRING, without its unused-bits byte."""
+    try:
+        spki = cert.public_key().public_bytes(_DER, _SPKI)
+    except (UnsupportedAlgorithm, ValueError) as err:
+        raise PkiError("Unparseable", f"{_describe(cert)}: public key: {err}") from err
+    _, content, _ = _der_header(spki, 0)
+    _, _, algorithm_end = _der_header(spki, content)
+    tag, bits, bits_end = _der_header(spki, algorithm_end)
+    if tag != 0x03:
+        raise PkiError("Unparseable", f"{_describe(cert)}: no public key BIT STRING")
+    return spki[bits + 1 : bits_end]
+
+
+def _describe(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string() or f"certificate {cert.serial_number:x}"
+
+
+def _load_certificates(data: bytes, what: str) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as err:
+        raise PkiError("Unparseable", f"{what}: not PEM certificates ({err})") from err
+    if not certs:
+        raise PkiError("Unparseable", f"{what}: no certificate")
+    return certs
+
+
+def _parse_key(data: bytes, what: str) -> PrivateKeyTypes:
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise PkiError("Unparseable", f"{what}: not an unencrypted PEM private key") from err
+
+
+def _read_chain(path: Path) -> list[x509.Certificate] | None:
+    try:
+        return _load_certificates(path.read_bytes(), str(path))
+    except FileNotFoundError:
+        return None
+    except (OSError, PkiError) as err:
+        log.warning("ignoring %s: %s", path, err)
+        return None
+
+
+def _read_key(path: Path) -> PrivateKeyTypes | None:
+    try:
+        return _parse_key(path.read_bytes(), str(path))
+    except FileNotFoundError:
+        return None
+    except (OSError, PkiError) as err:
+        log.warning("ignoring %s: %s", path, err)
+        return None
+
+
+def _same_key(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:
+    try:
+        return cert.public_key().public_bytes(_DER, _SPKI) == key.public_key().public_bytes(
+            _DER, _SPKI
+        )
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _check_ca(cert: x509.Certificate) -> None:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise PkiError("NotACa", f"{_describe(cert)} is not a CA (basicConstraints cA)")
+    with contextlib.suppress(x509.ExtensionNotFound):
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_cert_sign:
+            raise PkiError("NotACa", f"{_describe(cert)} may not sign certificates (keyUsage)")
+
+
+def _may_sign_certificates(
+    policy: Policy, cert: x509.Certificate, usage: x509.KeyUsage | None
+) -> None:
+    """The verifier's side of :func:`_check_ca`: no keyUsage, or one with keyCertSign."""
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError(f"{_describe(cert)} may not sign certificates (keyUsage)")
+
+
+def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
+    if now < cert.not_valid_before_utc:
+        raise PkiError("NotYetValid", f"{what} is not valid before {cert.not_valid_before_utc}")
+    if now > cert.not_valid_after_utc:
+        raise PkiError("Expired", f"{what} expired at {cert.not_valid_after_utc}")
+
+
+def _chain_pem(chain: list[x509.Certificate]) -> bytes:
+    return b"".join(cert.public_bytes(_PEM) for cert in chain)
+
+
+def _key_pem(key: PrivateKeyTypes) -> bytes:
+    return key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data``; the file has ``mode`` from its creation on."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _move(source: Path, target: Path) -> None:
+    os.replace(source, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable; some file systems cannot, which is not an error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        log.debug("cannot fsync directory %s: %s", path, err)
