@@ -386,6 +386,22 @@ class LoopbackCsms:
         except TimeoutError:
             raise AssertionError(f"no charge point connected within {timeout} s") from None
 
+    async def wait_connections(self, count: int, *, timeout: float = 10.0) -> None:
+        """Until ``count`` websocket connections have been opened in all, reconnections
+        included (``len(self.subprotocols)`` is the count so far)."""
+
+        async def wait() -> None:
+            async with self._changed:
+                while len(self.subprotocols) < count:
+                    await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"{len(self.subprotocols)} connection(s) within {timeout} s, not {count}"
+            ) from None
+
     async def wait_disconnected(self, cp_id: str, *, timeout: float = 10.0) -> None:
         async def wait() -> None:
             async with self._changed:

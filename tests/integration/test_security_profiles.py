@@ -1,0 +1,313 @@
+"""OCPP 1.6 security profiles end to end: the real ``cpagent run`` against a loopback CSMS
+over TLS, with a CA the test makes. What is checked is what an operator sees: whether the
+charger connects (BootNotification), how (basic auth, the client certificate it presents),
+what it answers to ChangeConfiguration, and the reason it logs when it refuses a CSMS.
+Waits are event-driven or bounded polls of the agent's log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cpagent.testing import LoopbackCsms
+from cpagent.testing.csms import server_tls_context
+from cpagent.testing.pki import Issued, TestCa
+from tests.integration.conftest import AgentProcess
+
+AgentFactory = Callable[..., AgentProcess]
+
+PASSWORD = "0123456789abcdef-secret"  # [csms] password: the key until the CSMS sets one
+KEY = b"s3cret-pa55word!".hex()  # an AuthorizationKey the CSMS sets: 16 bytes, hex
+CP_ID = "CP001"
+
+
+@pytest.fixture(scope="module")
+def ca() -> TestCa:
+    return TestCa.create("Test CSMS Root")
+
+
+async def wait_log(agent: AgentProcess, text: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while text not in agent.log():
+        assert asyncio.get_running_loop().time() < deadline, f"never logged: {text}"
+        await asyncio.sleep(0.05)
+
+
+def tls_csms(
+    workdir: Path, server: Issued, *, client_ca: TestCa | None = None, **kw: Any
+) -> LoopbackCsms:
+    cert, key = server.write(workdir, "csms")
+    context = server_tls_context(cert, key, client_roots_pem=client_ca.pem() if client_ca else None)
+    return LoopbackCsms(ssl_context=context, **kw)
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[LoopbackCsms]]:
+    """CSMSs a test starts; stopped at the end."""
+    servers: list[LoopbackCsms] = []
+    yield servers
+    for server in servers:
+        await server.stop()
+
+
+def secured_agent(
+    agent_factory: AgentFactory,
+    workdir: Path,
+    url: str,
+    *,
+    profile: int,
+    roots: TestCa | None,
+    identity: Issued | None = None,
+    password: str | None = PASSWORD,
+    **csms: Any,
+) -> AgentProcess:
+    agent = agent_factory(csms_url=url, ocpp16={"SecurityProfile": profile}, csms=csms)
+    if password is not None:
+        agent.tables["csms"]["password"] = password
+    security: dict[str, Any] = {}
+    if roots is not None:
+        path = workdir / "csms-roots.pem"
+        path.write_text(roots.pem())
+        security["csms_root_certificates"] = str(path)
+    if identity is not None:
+        cert, key = identity.write(workdir, "charge-point")
+        security |= {"charge_point_certificate": str(cert), "charge_point_key": str(key)}
+    if security:
+        agent.tables["security"] = security
+    agent.write()
+    return agent
+
+
+async def booted(csms: LoopbackCsms) -> dict[str, Any]:
+    return await csms.wait_for("BootNotification", timeout=15)
+
+
+async def reconnected(csms: LoopbackCsms, connections: int) -> None:
+    """The charger came back: one connection more than ``connections``."""
+    await csms.wait_connections(connections + 1, timeout=15)
+
+
+# ------------------------------------------------------------------------- profiles
+
+
+async def test_profile_2_tls_with_basic_auth(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
+    started.append(await csms.start())
+    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
+    await agent.start()
+    await booted(csms)
+    assert csms.auth_failures == []
+    assert csms.client_certificates == [None]  # profile 2 presents no certificate
+    await wait_log(agent, "(security profile 2)")
+    status = await agent.status()
+    assert status["csms"]["url"].startswith("wss://")
+
+
+async def test_profile_3_mutual_tls(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    csms = tls_csms(workdir, ca.issue_server(), client_ca=ca)
+    started.append(await csms.start())
+    identity = ca.issue_client(CP_ID)
+    agent = secured_agent(
+        agent_factory, workdir, csms.url, profile=3, roots=ca, identity=identity, password=None
+    )
+    await agent.start()
+    await booted(csms)
+    (presented,) = csms.client_certificates
+    assert presented is not None
+    assert presented["subject"] == ((("commonName", CP_ID),),)
+    key_file = agent.data_dir / "certs" / "charge-point" / "key.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("why", "server", "logged"),
+    [
+        ("wrong CA", lambda ca: TestCa.create("Another CA").issue_server(), "not trusted"),
+        (
+            "wrong host name",
+            lambda ca: ca.issue_server(hostnames=("csms.example.com",), ips=()),
+            "not trusted",
+        ),
+        (
+            "expired",
+            lambda ca: ca.issue_server(
+                not_before=datetime.now(UTC) - timedelta(days=30),
+                not_after=datetime.now(UTC) - timedelta(days=1),
+            ),
+            "not trusted",
+        ),
+    ],
+)
+async def test_an_untrusted_csms_is_refused(
+    why: str,
+    server: Callable[[TestCa], Issued],
+    logged: str,
+    agent_factory: AgentFactory,
+    workdir: Path,
+    ca: TestCa,
+    started: list[LoopbackCsms],
+) -> None:
+    csms = tls_csms(workdir, server(ca), password=PASSWORD)
+    started.append(await csms.start())
+    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
+    await agent.start()
+    await wait_log(agent, logged)
+    await wait_log(agent, "reconnecting in")  # it keeps trying, and keeps refusing
+    assert csms.received == [], why
+    assert agent.proc is not None and agent.proc.returncode is None
+
+
+async def test_profile_1_needs_explicit_permission(
+    agent_factory: AgentFactory, workdir: Path, csms: LoopbackCsms
+) -> None:
+    csms.password = PASSWORD
+    refused = secured_agent(agent_factory, workdir / "a", csms.url, profile=1, roots=None)
+    await refused.start()
+    await wait_log(refused, "security profile 1 sends the password unencrypted")
+    assert csms.received == []
+    await refused.stop()
+
+    allowed = agent_factory(
+        "b",
+        ocpp16={"SecurityProfile": 1},
+        csms={"password": PASSWORD, "allow_basic_auth_without_tls": True},
+    )
+    await allowed.start()
+    await booted(csms)
+    assert csms.auth_failures == []
+
+
+# --------------------------------------------------------------- changing the profile
+
+
+async def test_profile_is_never_lowered_nor_raised_beyond_what_is_installed(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
+    started.append(await csms.start())
+    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
+    await agent.start()
+    await booted(csms)
+
+    async def change(value: str) -> str:
+        answer = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": value})
+        status: str = answer["status"]
+        return status
+
+    assert await change("1") == "Rejected"
+    assert await change("0") == "Rejected"
+    assert await change("3") == "Rejected"  # no charge point certificate yet
+    await wait_log(agent, "needs a charge point certificate and key")
+    assert await change("2") == "Accepted"  # unchanged
+    got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
+    assert got["configurationKey"][0]["value"] == "2"
+    assert len(csms.client_certificates) == 1  # no reconnection happened
+
+
+async def test_raising_to_profile_3_reconnects_with_the_certificate(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    csms = tls_csms(workdir, ca.issue_server(), client_ca=ca, password=PASSWORD)
+    started.append(await csms.start())
+    agent = secured_agent(
+        agent_factory, workdir, csms.url, profile=2, roots=ca, identity=ca.issue_client(CP_ID)
+    )
+    await agent.start()
+    await booted(csms)
+    assert csms.client_certificates == [None]
+
+    csms.password = None  # profile 3 authenticates with the certificate alone
+    before = len(csms.subprotocols)
+    answer = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "3"})
+    assert answer == {"status": "Accepted"}
+    await reconnected(csms, before)
+    assert csms.client_certificates[-1] is not None
+    await wait_log(agent, "SecurityProfile confirmed by a successful connection")
+    got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
+    assert got["configurationKey"][0]["value"] == "3"
+
+
+async def test_a_profile_that_cannot_connect_falls_back(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, csms: LoopbackCsms
+) -> None:
+    """Profile 1 on a plain CSMS, raised to 2 (roots are installed, so it is accepted): the
+    TLS handshake fails against the plain server, and after the trial attempts the agent
+    goes back to profile 1, persisted, and connects again."""
+    csms.password = PASSWORD
+    agent = secured_agent(
+        agent_factory,
+        workdir,
+        csms.url,
+        profile=1,
+        roots=ca,
+        allow_basic_auth_without_tls=True,
+    )
+    await agent.start()
+    await booted(csms)
+    before = len(csms.subprotocols)
+    answer = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "2"})
+    assert answer == {"status": "Accepted"}
+    await wait_log(agent, "falling back to the previous one", timeout=20)
+    await reconnected(csms, before)
+    got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
+    assert got["configurationKey"][0]["value"] == "1"
+
+    # The fallback is persisted: a restart connects with profile 1 at once.
+    await agent.stop()
+    before = len(csms.subprotocols)
+    await agent.start()
+    await reconnected(csms, before)
+
+
+# ------------------------------------------------------------------- AuthorizationKey
+
+
+async def test_authorization_key_is_write_only_and_used_at_once(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
+    started.append(await csms.start())
+    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
+    await agent.start()
+    await booted(csms)
+
+    bad = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": "abc"})
+    assert bad == {"status": "Rejected"}
+
+    csms.password = bytes.fromhex(KEY)
+    before = len(csms.subprotocols)
+    answer = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": KEY})
+    assert answer == {"status": "Accepted"}
+    await reconnected(csms, before)  # reconnected with the new key
+    assert csms.auth_failures == []
+
+    got = await csms.call("GetConfiguration", {"key": ["AuthorizationKey"]})
+    assert got["configurationKey"] == [{"key": "AuthorizationKey", "readonly": False}]
+    assert KEY not in agent.log() and KEY.upper() not in agent.log()
+    assert "AuthorizationKey changed to ***" in agent.log()
+
+
+async def test_a_wrong_authorization_key_falls_back_to_the_previous_one(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
+    started.append(await csms.start())
+    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
+    await agent.start()
+    await booted(csms)
+    before = len(csms.subprotocols)
+    # The CSMS sets a key it then does not accept (it still expects the old password).
+    answer = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": KEY})
+    assert answer == {"status": "Accepted"}
+    await wait_log(agent, "falling back to the previous one", timeout=20)
+    await reconnected(csms, before)
+    assert len(csms.auth_failures) >= 3
