@@ -39,6 +39,7 @@ from cpagent.protocol.v16.adapter import (
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
 from cpagent.security.connection import ConnectionSecurity
+from cpagent.security.events import SecurityEventType, SecurityLog
 from cpagent.security.pki import CertificateStore, CertificateUse, PkiError
 from cpagent.station.firmware import FirmwareUpdater
 from cpagent.station.model import StationSettings, StopReason
@@ -60,6 +61,7 @@ SHUTDOWN_DRAIN_S = 2.0
 SUBPROTOCOL = "ocpp1.6"
 FIRMWARE_DIR = "firmware"
 CERTS_DIR = "certs"
+SECURITY_LOG = "security.log"
 
 
 _FRAME_HEAD = re.compile(r'\s*\[\s*([234])\s*,\s*"((?:[^"\\]|\\.)*)"\s*(?:,\s*"([^"\\]*)")?')
@@ -179,6 +181,7 @@ class Agent:
                 meter_type=meter_type(self.config),
                 request_reset=self._reset,
             )
+            adapter.security_log = SecurityLog(self.config.storage.data_dir / SECURITY_LOG)
             station = self.station = Station(
                 hw, adapter, adapter, settings, reservation_store=adapter, profile_store=adapter
             )
@@ -188,9 +191,16 @@ class Agent:
                 for cid in hw.connectors:
                     hw.raise_energy_floor(cid, self.store.max_meter_wh(cid))
             await hw.start()
-            await station.start(**self._recovery())
+            recovery = self._recovery()
+            await station.start(**recovery)
+            await adapter.security_event(
+                SecurityEventType.RESET_OR_REBOOT
+                if recovery["recovery_reason"] is StopReason.REBOOT
+                else SecurityEventType.STARTUP_OF_THE_DEVICE
+            )
+            certificates = self.certificates = self._certificate_store(keys)
             firmware = self.firmware = FirmwareUpdater(
-                AgentFirmwarePorts(self.config, self.store, adapter),
+                AgentFirmwarePorts(self.config, self.store, adapter, certificates=certificates),
                 station,
                 download_dir=self.config.storage.data_dir / FIRMWARE_DIR,
                 current_version=self.config.charge_point.firmware_version,
@@ -202,7 +212,7 @@ class Agent:
             )
             control = ControlServer(self.config.control.socket, self._control)
             await control.start()
-            security = adapter.security = self._connection_security(keys)
+            security = adapter.security = self._connection_security(keys, adapter, certificates)
             self.session = Session(
                 self.config.csms,
                 self.config.charge_point.id,
@@ -239,13 +249,13 @@ class Agent:
                     await self.hardware.close()
             self.store.close()
 
-    def _connection_security(self, keys: ConfigurationKeys) -> ConnectionSecurity:
-        """The certificate store (seeded with what the factory provisioned) and the
-        security profile policy the session connects by."""
+    def _certificate_store(self, keys: ConfigurationKeys) -> CertificateStore:
+        """The certificate store, seeded with what the factory provisioned."""
         config = self.config
-        certificates = self.certificates = CertificateStore(
+        certificates = CertificateStore(
             config.storage.data_dir / CERTS_DIR,
             max_certificates=keys.get_int("CertificateStoreMaxLength"),
+            max_chain_size=keys.get_int("CertificateSignedMaxChainSize"),
         )
         provisioned = config.security
         seeding: list[Callable[[], list[str]]] = [
@@ -270,6 +280,13 @@ class Agent:
                     log.warning("certificates: %s", warning)
             except PkiError as err:
                 log.error("certificates: %s", err)
+        return certificates
+
+    def _connection_security(
+        self, keys: ConfigurationKeys, adapter: V16Adapter, certificates: CertificateStore
+    ) -> ConnectionSecurity:
+        """The security profile policy the session connects by."""
+        config = self.config
         password = config.csms.password
 
         def value(name: str) -> str | None:
@@ -279,7 +296,9 @@ class Agent:
             return found
 
         def restore(name: str, previous: str | None) -> None:
-            if previous is None:
+            if name == "ChargePointCertificate":
+                certificates.revert_identity()
+            elif previous is None:
                 self.store.delete_config_key(name)
                 keys.unset(name)
             else:
@@ -294,6 +313,7 @@ class Agent:
             value=value,
             restore=restore,
             reconnect=lambda: self.session.reconnect() if self.session else None,
+            report=adapter.report_security_event,
         )
 
     def _recovery(self) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The agent's side of firmware updates and diagnostics uploads: files, processes, store.
 
 :class:`AgentFirmwarePorts` implements :class:`~cpagent.station.firmware.FirmwarePorts`
-with real downloads (:mod:`cpagent.transfer`), the configured installer
+with real downloads (:mod:`cpagent.transfer`), the signature check of signed firmware
+(:mod:`cpagent.security.firmware_signature`, against the ManufacturerRootCertificates of
+the :class:`~cpagent.security.pki.CertificateStore`), the configured installer
 (``[firmware] install_command``, the file's path appended as its last argument, exit 0
 meaning installed), the store's ``state`` table for the job, and the adapter's durable
 queue for the reports.
@@ -35,6 +37,12 @@ from typing import Protocol
 
 from cpagent.config import Config
 from cpagent.diagnostics import archive_name, build_archive, journal_source
+from cpagent.security.firmware_signature import (
+    FirmwareSignatureError,
+    verify_file_signature,
+    verify_signing_certificate,
+)
+from cpagent.security.pki import CertificateStore, CertificateUse
 from cpagent.station.firmware import FirmwareError, FirmwareJob, FirmwareStatus
 from cpagent.store import Store
 from cpagent.transfer import TransferError, download, redact_url, upload
@@ -52,7 +60,11 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 class StatusSink(Protocol):
-    async def firmware_status(self, status: str) -> None: ...
+    """Where the statuses go: durably queued notifications to the CSMS."""
+
+    async def firmware_status(self, status: str, request_id: int | None = None) -> None:
+        """Queue a firmware status: with ``request_id`` a SignedFirmwareStatusNotification
+        (a SignedUpdateFirmware job), without it a FirmwareStatusNotification."""
 
     async def diagnostics_status(self, status: str) -> None: ...
 
@@ -77,10 +89,25 @@ def file_name(url: str) -> str:
 
 
 class AgentFirmwarePorts:
-    def __init__(self, config: Config, store: Store, sink: StatusSink) -> None:
+    """The firmware procedure's ports on a real system.
+
+    ``certificates`` holds the ManufacturerRootCertificates signed firmware is checked
+    against; without it every signed job fails its check (InvalidSignature), never
+    installs unchecked.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        sink: StatusSink,
+        *,
+        certificates: CertificateStore | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.sink = sink
+        self.certificates = certificates
 
     async def download(self, url: str, dest_dir: Path) -> Path:
         await asyncio.to_thread(dest_dir.mkdir, parents=True, exist_ok=True)
@@ -96,6 +123,25 @@ class AgentFirmwarePorts:
         except TransferError as err:
             raise FirmwareError(str(err), retryable=err.reason not in NOT_RETRYABLE) from err
         return dest
+
+    async def verify(self, path: Path, job: FirmwareJob) -> None:
+        """Check the signing certificate (still valid now, still chaining to an installed
+        ManufacturerRootCertificate) and then the file's signature, in a worker thread."""
+        try:
+            await asyncio.to_thread(self._verify, path, job)
+        except FirmwareSignatureError as err:
+            raise FirmwareError(f"{err.status}: {err}", retryable=False) from err
+
+    def _verify(self, path: Path, job: FirmwareJob) -> None:
+        if self.certificates is None:
+            raise FirmwareSignatureError(
+                "InvalidCertificate", "no certificate store to check signed firmware against"
+            )
+        roots = self.certificates.roots(CertificateUse.MANUFACTURER_ROOT)
+        certificate = verify_signing_certificate(
+            job.signing_certificate or "", roots, datetime.now(UTC)
+        )
+        verify_file_signature(path, job.signature or "", certificate)
 
     async def install(self, path: Path) -> None:
         argv = [*shlex.split(self.config.firmware.install_command), str(path)]
@@ -133,7 +179,10 @@ class AgentFirmwarePorts:
 
     async def report(self, status: FirmwareStatus, job: FirmwareJob) -> None:
         log.info("firmware: %s (%s)", status, redact_url(job.location))
-        await self.sink.firmware_status(str(status))
+        if job.signed:
+            await self.sink.firmware_status(str(status), job.request_id)
+        else:  # the argument left out, not None: sinks from before signed firmware still fit
+            await self.sink.firmware_status(str(status))
 
     async def save(self, job: FirmwareJob | None) -> None:
         await self.store.run(self.store.set_state, JOB_STATE_KEY, job.to_json() if job else "")

@@ -322,7 +322,15 @@ async def test_restart_with_messages_queued_delivers_all_in_order(
     ]
     # The queue came out first, exactly as it was, in one piece.
     delivered = tx_messages(csms, since=mark)
-    assert len(delivered) == report.messages == queued
+    # Besides them the queue held this start's security events: the start-up, and the CSMS
+    # refusing the charger's credentials (once for the whole streak of refusals).
+    events = csms.messages("SecurityEventNotification", since=mark)
+    assert sorted(r.payload["type"] for r in events) == [
+        "FailedToAuthenticateAtCentralSystem",
+        "StartupOfTheDevice",
+    ]
+    assert len(delivered) == report.messages == queued - len(events)
+    assert all(r.index > max(d.index for d in delivered) for r in events)
     assert [r.action for r in delivered[:1]] == ["StartTransaction"]
     boot = next(r.index for r in csms.messages("BootNotification", since=mark))
     assert all(r.index > boot for r in delivered)

@@ -1,13 +1,19 @@
-"""The firmware update procedure with fake ports: steps, retries, resumption, refusals."""
+"""The firmware update procedure with fake ports: steps, retries, resumption, refusals,
+and the signature check of signed (SignedUpdateFirmware) jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cpagent.config import parse_config
+from cpagent.security.pki import CertificateStore, CertificateUse
 from cpagent.station.firmware import (
     FirmwareError,
     FirmwareJob,
@@ -15,6 +21,9 @@ from cpagent.station.firmware import (
     FirmwareUpdater,
     Phase,
 )
+from cpagent.store import Store
+from cpagent.testing.pki import TestCa, sign_file
+from cpagent.updates import AgentFirmwarePorts
 
 S = FirmwareStatus
 WAIT_S = 5.0
@@ -29,12 +38,16 @@ class FakeWorld:
     download_failures: int = 0
     install_error: str | None = None
     install_gate: asyncio.Event | None = None
+    verify_error: str | None = None
+    hold_gate: asyncio.Event | None = None
     saved: list[FirmwareJob | None] = field(default_factory=list)
     reports: list[FirmwareStatus] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     installing: asyncio.Event = field(default_factory=asyncio.Event)
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    verified: list[FirmwareJob] = field(default_factory=list)
 
     # -- ports
     async def download(self, url: str, dest_dir: Path) -> Path:
@@ -43,6 +56,12 @@ class FakeWorld:
             self.download_failures -= 1
             raise FirmwareError("404 Not Found")
         return dest_dir / "fw.deb"
+
+    async def verify(self, path: Path, job: FirmwareJob) -> None:
+        self.calls.append(f"verify {path.name}")
+        self.verified.append(job)
+        if self.verify_error:
+            raise FirmwareError(self.verify_error)
 
     async def install(self, path: Path) -> None:
         self.calls.append(f"install {path.name}")
@@ -54,7 +73,7 @@ class FakeWorld:
 
     async def report(self, status: FirmwareStatus, job: FirmwareJob) -> None:
         self.reports.append(status)
-        if status in (S.INSTALLED, S.INSTALLATION_FAILED, S.DOWNLOAD_FAILED):
+        if status in (S.INSTALLED, S.INSTALLATION_FAILED, S.DOWNLOAD_FAILED, S.INVALID_SIGNATURE):
             self.done.set()
 
     async def save(self, job: FirmwareJob | None) -> None:
@@ -66,6 +85,9 @@ class FakeWorld:
     # -- station
     async def hold_for_maintenance(self) -> None:
         self.calls.append("hold")
+        self.holding.set()
+        if self.hold_gate is not None:
+            await self.hold_gate.wait()
 
     async def end_maintenance(self) -> None:
         self.calls.append("release")
@@ -103,6 +125,16 @@ def job(**kw: object) -> FirmwareJob:
     }
     fields.update(kw)
     return FirmwareJob(**fields)  # type: ignore[arg-type]
+
+
+def signed_job(**kw: object) -> FirmwareJob:
+    fields: dict[str, object] = {
+        "request_id": 42,
+        "signing_certificate": "-----BEGIN CERTIFICATE-----\n...",
+        "signature": "c2lnbmF0dXJl",
+    }
+    fields.update(kw)
+    return job(**fields)
 
 
 async def test_a_full_update_reports_every_step_and_waits_for_sessions() -> None:
@@ -243,3 +275,224 @@ async def test_an_unexpected_error_ends_the_job_instead_of_the_agent() -> None:
     await world.finished()
     assert world.reports[-1] is S.INSTALLATION_FAILED
     assert updater.job is None
+
+
+# -- signed jobs (SignedUpdateFirmware) -------------------------------------------------------
+
+
+async def test_a_signed_update_is_verified_before_the_station_is_held() -> None:
+    world = FakeWorld()
+    updater = make(world)
+    assert await updater.request(signed_job())
+    await world.finished()
+    assert world.reports == [
+        S.DOWNLOADING,
+        S.DOWNLOADED,
+        S.SIGNATURE_VERIFIED,
+        S.INSTALLING,
+        S.INSTALLED,
+    ]
+    assert world.calls == [
+        "download http://fw.example/fw.deb",
+        "verify fw.deb",
+        "hold",
+        "install fw.deb",
+        "discard fw.deb",
+        "release",
+    ]
+    (checked,) = world.verified
+    assert checked.signature == "c2lnbmF0dXJl" and checked.request_id == 42
+    assert checked.file == "/data/firmware/fw.deb"
+    assert updater.job is None and updater.status is S.IDLE
+
+
+async def test_a_bad_signature_is_reported_and_nothing_is_installed() -> None:
+    world = FakeWorld(verify_error="InvalidSignature: does not match")
+    updater = make(world)
+    assert await updater.request(signed_job())
+    await world.finished()
+    assert world.reports == [S.DOWNLOADING, S.DOWNLOADED, S.INVALID_SIGNATURE]
+    assert world.calls == [
+        "download http://fw.example/fw.deb",
+        "verify fw.deb",
+        "discard fw.deb",
+    ]  # never held for maintenance, never installed
+    assert world.saved[-1] is None and updater.job is None and updater.status is S.IDLE
+    # The updater takes the next request afterwards.
+    world.verify_error, world.done = None, asyncio.Event()
+    assert await updater.request(signed_job(request_id=43))
+    await world.finished()
+    assert world.reports[-1] is S.INSTALLED
+
+
+async def test_the_status_says_verified_while_waiting_for_sessions_to_end() -> None:
+    world = FakeWorld(hold_gate=asyncio.Event())
+    updater = make(world)
+    await updater.request(signed_job())
+    await asyncio.wait_for(world.holding.wait(), WAIT_S)
+    assert updater.status is S.SIGNATURE_VERIFIED
+    assert world.hold_gate is not None
+    world.hold_gate.set()
+    await world.finished()
+    assert updater.status is S.IDLE
+
+
+async def test_an_unsigned_job_waiting_for_sessions_is_still_downloaded() -> None:
+    world = FakeWorld(hold_gate=asyncio.Event())
+    updater = make(world)
+    await updater.request(job())
+    await asyncio.wait_for(world.holding.wait(), WAIT_S)
+    assert updater.status is S.DOWNLOADED
+    assert world.hold_gate is not None
+    world.hold_gate.set()
+    await world.finished()
+    assert "verify fw.deb" not in world.calls
+
+
+@pytest.mark.parametrize(
+    ("verify_error", "expected"),
+    [
+        (None, [S.SIGNATURE_VERIFIED, S.INSTALLING, S.INSTALLED]),
+        ("InvalidSignature: changed on disk", [S.INVALID_SIGNATURE]),
+    ],
+)
+async def test_a_resumed_signed_download_is_verified_again(
+    verify_error: str | None, expected: list[FirmwareStatus]
+) -> None:
+    world = FakeWorld(verify_error=verify_error)
+    saved = signed_job(phase=Phase.DOWNLOADED, file="/data/firmware/fw.deb")
+    await make(world).start(saved)
+    await world.finished()
+    assert world.reports == expected
+    assert world.calls[0] == "verify fw.deb"
+    assert ("install fw.deb" in world.calls) is (verify_error is None)
+
+
+async def test_a_signed_job_survives_its_json_form_and_old_json_still_loads() -> None:
+    original = signed_job(phase=Phase.DOWNLOADED, file="/x")
+    restored = FirmwareJob.from_json(original.to_json())
+    assert restored == original and restored.signed
+    old = json.dumps(
+        {
+            "location": "http://fw.example/fw.deb",
+            "retrieve_at": NOW,
+            "retries": 2,
+            "retry_interval_s": 30.0,
+            "phase": "downloaded",
+            "file": "/x",
+            "version_before": None,
+            "request_id": None,
+        }
+    )
+    loaded = FirmwareJob.from_json(old)
+    assert loaded == job(phase=Phase.DOWNLOADED, file="/x")
+    assert not loaded.signed and loaded.signature is None and loaded.signing_certificate is None
+    assert "BEGIN CERTIFICATE" not in repr(original)  # logs stay one line
+
+
+# -- the agent's ports for signed jobs --------------------------------------------------------
+
+
+@dataclass
+class RecordingSink:
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    async def firmware_status(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((*args, *kwargs.items()))
+
+    async def diagnostics_status(self, status: str) -> None:
+        raise AssertionError("not a diagnostics test")
+
+
+def agent_ports(
+    tmp_path: Path, certificates: CertificateStore | None
+) -> tuple[AgentFirmwarePorts, RecordingSink]:
+    config = parse_config(
+        {
+            "charge_point": {"id": "CP001", "vendor": "V", "model": "M"},
+            "csms": {"url": "ws://127.0.0.1:9000/ocpp"},
+        }
+    )
+    sink = RecordingSink()
+    ports = AgentFirmwarePorts(config, Store(tmp_path / "db"), sink, certificates=certificates)
+    return ports, sink
+
+
+async def test_signed_jobs_are_reported_with_their_request_id(tmp_path: Path) -> None:
+    ports, sink = agent_ports(tmp_path, None)
+    await ports.report(S.DOWNLOADING, signed_job(request_id=42))
+    await ports.report(S.DOWNLOADING, job(request_id=7))  # not signed: no requestId
+    assert sink.calls == [("Downloading", 42), ("Downloading",)]
+
+
+@pytest.fixture
+def manufacturer(tmp_path: Path) -> tuple[TestCa, CertificateStore]:
+    root = TestCa.create("Manufacturer Root")
+    store = CertificateStore(tmp_path / "pki")
+    assert store.install_root(CertificateUse.MANUFACTURER_ROOT, root.pem(), datetime.now(UTC)) == (
+        "Accepted"
+    )
+    return root, store
+
+
+async def test_the_verify_port_checks_certificate_and_signature(
+    tmp_path: Path, manufacturer: tuple[TestCa, CertificateStore]
+) -> None:
+    root, store = manufacturer
+    signer = root.issue_code_signing("Firmware Signer")
+    path = tmp_path / "fw.deb"
+    path.write_bytes(b"firmware image" * 1000)
+    good = signed_job(signing_certificate=signer.chain_pem(), signature=sign_file(signer, path))
+    ports, _ = agent_ports(tmp_path, store)
+    await ports.verify(path, good)
+
+    stranger = TestCa.create("Someone Else").issue_code_signing("Firmware Signer")
+    cases = {
+        "InvalidSignature": replace(good, signature=sign_file(stranger, path)),
+        "InvalidCertificate": replace(good, signing_certificate=stranger.chain_pem()),
+    }
+    for status, bad in cases.items():
+        with pytest.raises(FirmwareError, match=f"^{status}: "):
+            await ports.verify(path, bad)
+    path.write_bytes(b"firmware image" * 999 + b"malware image!")
+    with pytest.raises(FirmwareError, match=r"^InvalidSignature: .*does not match"):
+        await ports.verify(path, good)
+
+
+async def test_without_a_certificate_store_signed_firmware_is_refused(tmp_path: Path) -> None:
+    signer = TestCa.create().issue_code_signing("Firmware Signer")
+    path = tmp_path / "fw.deb"
+    path.write_bytes(b"firmware image")
+    good = signed_job(signing_certificate=signer.chain_pem(), signature=sign_file(signer, path))
+    ports, _ = agent_ports(tmp_path, None)
+    with pytest.raises(FirmwareError, match=r"^InvalidCertificate: no certificate store"):
+        await ports.verify(path, good)
+
+
+async def test_a_tampered_download_never_reaches_the_installer(
+    tmp_path: Path, manufacturer: tuple[TestCa, CertificateStore]
+) -> None:
+    """The procedure with the agent's real signature check and a file on disk."""
+    root, store = manufacturer
+    signer = root.issue_code_signing("Firmware Signer")
+    path = tmp_path / "fw.deb"
+    path.write_bytes(b"genuine firmware")
+    signature = sign_file(signer, path)
+    path.write_bytes(b"tampered firmware")
+    world = FakeWorld()
+    ports, _ = agent_ports(tmp_path, store)
+    world.verify = ports.verify  # type: ignore[method-assign]
+    world.discard = ports.discard  # type: ignore[method-assign]
+    updater = FirmwareUpdater(
+        world,
+        world,
+        download_dir=tmp_path,
+        current_version="1.0.0",
+        clock=world.clock,
+        sleep=world.sleep,
+    )
+    await updater.request(signed_job(signing_certificate=signer.chain_pem(), signature=signature))
+    await world.finished()
+    assert world.reports == [S.DOWNLOADING, S.DOWNLOADED, S.INVALID_SIGNATURE]
+    assert not path.exists()
+    assert "install fw.deb" not in world.calls and "hold" not in world.calls

@@ -71,9 +71,7 @@ class Session:
         network: NetworkSwitch,
         ping_interval: Callable[[], int],
         security: ConnectionSecurity,
-        on_failure: Callable[[BaseException], None] = lambda _err: None,
     ) -> None:
-        """``on_failure`` hears of every failed attempt (for security events)."""
         self.csms = csms
         self.charge_point_id = charge_point_id
         self.subprotocol = subprotocol
@@ -81,7 +79,6 @@ class Session:
         self.network = network
         self.ping_interval = ping_interval
         self.security = security
-        self.on_failure = on_failure
         self.connected = False
         self.last_error: str | None = None
         self._drop = asyncio.Event()
@@ -110,9 +107,8 @@ class Session:
                 served = False
             except (OSError, InvalidHandshake, TimeoutError, ssl.SSLError) as err:
                 self._note_failure(describe(err))
-                self.on_failure(err)
                 served = False
-                if self.security.failed():
+                if self.security.failed(err):
                     attempt = 0
                     continue
             if served:

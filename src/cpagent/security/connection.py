@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cpagent.exc import CpagentError
+from cpagent.security.events import SecurityEventType, classify_connection_error
 from cpagent.security.pki import CertificateStore, CertificateUse
 
 log = logging.getLogger(__name__)
@@ -154,13 +155,20 @@ class _Trial:
 Persist = Callable[[str, str | None], None]
 """Store (or, with None, forget) a configuration key's value; called when falling back."""
 
+Report = Callable[[SecurityEventType, str | None], None]
+"""Record a security event (with its techInfo)."""
+
 
 class ConnectionSecurity:
     """The SecurityProfile and AuthorizationKey as the session uses them, with fallback.
 
-    ``values`` reads a key's current value, ``persist`` writes one back on a fallback and
-    ``apply`` makes it effective; ``reconnect`` asks the session to drop its connection
-    (to use new settings at once). ``base_url`` is ``[csms] url``.
+    ``value`` reads a key's current value, ``restore`` writes one back (persisted and in
+    effect) on a fallback; ``reconnect`` asks the session to drop its connection (to use
+    new settings at once); ``report`` records security events: a changed or restored
+    setting, and each new kind of failure to connect that is a security matter (a CSMS
+    certificate not trusted, authentication refused, TLS version or suites), once per
+    streak of failures. ``base_url`` is ``[csms] url``. Besides the two keys, a renewed
+    charge point certificate is put on trial under the name ``ChargePointCertificate``.
     """
 
     def __init__(
@@ -173,6 +181,7 @@ class ConnectionSecurity:
         value: Callable[[str], str | None],
         restore: Persist,
         reconnect: Callable[[], None],
+        report: Report,
     ) -> None:
         self.base_url = base_url
         self.charge_point_id = charge_point_id
@@ -181,7 +190,9 @@ class ConnectionSecurity:
         self._value = value
         self._restore = restore
         self._reconnect = reconnect
+        self._report = report
         self._trial: _Trial | None = None
+        self._failing: SecurityEventType | None = None
 
     @property
     def profile(self) -> int:
@@ -226,13 +237,15 @@ class ConnectionSecurity:
         return None
 
     def changing(self, key: str, previous: str | None) -> None:
-        """``key`` (SecurityProfile or AuthorizationKey) is about to change from
-        ``previous``: put the new value on trial and reconnect with it."""
-        if key not in ("SecurityProfile", "AuthorizationKey"):
+        """``key`` (SecurityProfile, AuthorizationKey or ChargePointCertificate) changed
+        from ``previous``: put the new value on trial and reconnect with it."""
+        if key not in ("SecurityProfile", "AuthorizationKey", "ChargePointCertificate"):
             return
         if self._trial is None or self._trial.key != key:
             self._trial = _Trial(key, previous)
-        log.info("%s changed: reconnecting to the CSMS with it", key)
+        detail = f"{key} changed" if key != "SecurityProfile" else f"{key} raised to {self.profile}"
+        self._report(SecurityEventType.RECONFIGURATION_OF_SECURITY_PARAMETERS, detail)
+        log.info("%s: reconnecting to the CSMS with it", detail)
         self._reconnect()
 
     def connected(self) -> None:
@@ -240,9 +253,14 @@ class ConnectionSecurity:
         if self._trial is not None:
             log.info("%s confirmed by a successful connection", self._trial.key)
         self._trial = None
+        self._failing = None
 
-    def failed(self) -> bool:
-        """A connection attempt failed; True if that made the agent fall back."""
+    def failed(self, err: BaseException) -> bool:
+        """A connection attempt failed with ``err``; True if that made the agent fall back."""
+        kind = classify_connection_error(err)
+        if kind is not None and kind is not self._failing:
+            self._report(kind, str(err) or type(err).__name__)
+        self._failing = kind
         trial = self._trial
         if trial is None:
             return False
@@ -256,4 +274,8 @@ class ConnectionSecurity:
             trial.failures,
         )
         self._restore(trial.key, trial.previous)
+        self._report(
+            SecurityEventType.RECONFIGURATION_OF_SECURITY_PARAMETERS,
+            f"{trial.key} restored: the new one could not connect",
+        )
         return True

@@ -9,16 +9,24 @@ means Installed, unchanged means InstallationFailed.
 
 The steps, each reported through the ``report`` port as a :class:`FirmwareStatus`::
 
-    scheduled --(retrieve date)--> Downloading --> Downloaded --> (wait until no
-    session runs; connectors Unavailable) --> Installing --> Installed
-                         \\--> DownloadFailed        \\--> InstallationFailed
+    scheduled --(retrieve date)--> Downloading --> Downloaded --> (a signed job only:
+    SignatureVerified) --> (wait until no session runs; connectors Unavailable)
+    --> Installing --> Installed
+
+or ends short of it, at the step that failed: DownloadFailed after Downloading,
+InvalidSignature after Downloaded (a signed job only), InstallationFailed after Installing.
+
+A signed job (the security extension's SignedUpdateFirmware: :attr:`FirmwareJob.signed`)
+has its file checked through the ``verify`` port right after Downloaded. A file that
+fails is reported InvalidSignature, deleted and never installed: the station is not
+even put on hold. The check is not persisted as a step of its own, so a signed job
+resumed in its downloaded phase is checked again before it is installed (the file may
+have changed while the agent was down). Unsigned jobs (UpdateFirmware) skip the check
+and its statuses altogether.
 
 Everything outside the procedure is a port, so it is tested without network or
-processes and the next protocol versions add to it rather than rewrite it: the
-security extension's SignedUpdateFirmware inserts a signature check between
-Downloaded and Installing (its statuses ``InvalidSignature``/``SignatureVerified``
-are already members of :class:`FirmwareStatus`), and OCPP 2.0.1 maps the same
-statuses onto its own names, carrying the ``request_id`` a job already has.
+processes and the next protocol versions add to it rather than rewrite it: OCPP 2.0.1
+maps the same statuses onto its own names, carrying the ``request_id`` a job has.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -75,7 +83,12 @@ class FirmwareError(CpagentError):
 @dataclass(frozen=True)
 class FirmwareJob:
     """One requested update. ``retrieve_at`` is a Unix time; ``file`` is set once the
-    download is complete; ``version_before`` is the firmware version when installing began."""
+    download is complete; ``version_before`` is the firmware version when installing began.
+
+    A SignedUpdateFirmware job also has its ``request_id``, the ``signing_certificate`` (PEM,
+    the leaf first, then intermediates) and the ``signature`` (base64) of the file; JSON
+    persisted before these fields existed loads as an unsigned job.
+    """
 
     location: str
     retrieve_at: float
@@ -85,6 +98,13 @@ class FirmwareJob:
     file: str | None = None
     version_before: str | None = None
     request_id: int | None = None
+    signing_certificate: str | None = field(default=None, repr=False)
+    signature: str | None = field(default=None, repr=False)
+
+    @property
+    def signed(self) -> bool:
+        """Whether the file must pass the signature check before it is installed."""
+        return self.signature is not None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -102,11 +122,17 @@ class FirmwarePorts(Protocol):
     async def download(self, url: str, dest_dir: Path) -> Path:
         """Fetch ``url`` into ``dest_dir``; return the file; raise FirmwareError."""
 
+    async def verify(self, path: Path, job: FirmwareJob) -> None:
+        """Check the downloaded ``path`` of a signed ``job`` against its signing certificate
+        and signature; raise FirmwareError if it must not be installed. Called for signed
+        jobs only."""
+
     async def install(self, path: Path) -> None:
         """Run the installer on ``path``; raise FirmwareError if it fails or times out."""
 
     async def report(self, status: FirmwareStatus, job: FirmwareJob) -> None:
-        """Tell the CSMS (FirmwareStatusNotification); durable once this returns."""
+        """Tell the CSMS (FirmwareStatusNotification; for a signed job
+        SignedFirmwareStatusNotification with its ``request_id``); durable once this returns."""
 
     async def save(self, job: FirmwareJob | None) -> None:
         """Persist the job (None: there is none) before the procedure goes on."""
@@ -142,12 +168,18 @@ class FirmwareUpdater:
         self._sleep = sleep
         self.job: FirmwareJob | None = None
         self._task: asyncio.Task[None] | None = None
+        self._verified = False
+        """The current job's file passed the signature check in this run (not persisted)."""
 
     @property
     def status(self) -> FirmwareStatus:
-        """What TriggerMessage(FirmwareStatusNotification) reports now."""
+        """What TriggerMessage(FirmwareStatusNotification) reports now; for a signed job, what
+        ExtendedTriggerMessage(SignedFirmwareStatusNotification) reports with its request id
+        (SignatureVerified once its file passed the check, until it is installing)."""
         if self.job is None or self.job.phase is Phase.SCHEDULED:
             return FirmwareStatus.IDLE
+        if self.job.phase is Phase.DOWNLOADED and self._verified:
+            return FirmwareStatus.SIGNATURE_VERIFIED
         return {
             Phase.DOWNLOADING: FirmwareStatus.DOWNLOADING,
             Phase.DOWNLOADED: FirmwareStatus.DOWNLOADED,
@@ -184,6 +216,7 @@ class FirmwareUpdater:
         await self.stop()
         await self.ports.save(job)
         self.job = job
+        self._verified = False
         return True
 
     async def begin(self) -> None:
@@ -201,6 +234,7 @@ class FirmwareUpdater:
 
     def _launch(self, job: FirmwareJob) -> None:
         self.job = job
+        self._verified = False
         self._task = asyncio.create_task(self._run(job), name="firmware-update")
 
     async def _set(self, job: FirmwareJob) -> FirmwareJob:
@@ -214,6 +248,7 @@ class FirmwareUpdater:
         await self.ports.report(status, job)
         await self.ports.save(None)
         self.job = None
+        self._verified = False
 
     async def _run(self, job: FirmwareJob) -> None:
         try:
@@ -222,6 +257,8 @@ class FirmwareUpdater:
                 job = await self._download(job)
                 if job.phase is not Phase.DOWNLOADED:
                     return
+            if job.signed and not await self._verify(job):
+                return
             await self._install(job)
         except asyncio.CancelledError:
             raise
@@ -263,6 +300,23 @@ class FirmwareUpdater:
         )
         await self._finish(FirmwareStatus.DOWNLOAD_FAILED, job)
         return job
+
+    async def _verify(self, job: FirmwareJob) -> bool:
+        """Whether the signed job's file may be installed; one that may not is finished here."""
+        assert job.file is not None
+        path = Path(job.file)
+        try:
+            await self.ports.verify(path, job)
+        except FirmwareError as err:
+            log.error("firmware: %s is not installed: %s", path.name, err)
+            # Deleted before the job is forgotten: a crash in between resumes the job,
+            # whose check then fails on the missing file and reports InvalidSignature.
+            await self.ports.discard(path)
+            await self._finish(FirmwareStatus.INVALID_SIGNATURE, job)
+            return False
+        self._verified = True
+        await self.ports.report(FirmwareStatus.SIGNATURE_VERIFIED, job)
+        return True
 
     async def _install(self, job: FirmwareJob) -> None:
         assert job.file is not None

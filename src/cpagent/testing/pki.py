@@ -18,6 +18,7 @@ certificate, and other ``hostnames``/``ips`` for one that names the wrong host.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 from collections.abc import Iterable
@@ -27,8 +28,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 __all__ = ["Issued", "TestCa"]
@@ -301,3 +306,25 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
     return key.private_bytes(
         _PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+def sign_file(issued: Issued, path: Path) -> str:
+    """The base64 signature of the bytes of ``path`` by ``issued``'s key, as SignedUpdateFirmware
+    carries it: ECDSA (DER) with SHA-256 for an EC key, PKCS#1 v1.5 with SHA-256 for an RSA key.
+
+    For tests, and for trying a firmware signing setup; the file is hashed in chunks, so a
+    firmware image of any size can be signed. Another kind of key raises :class:`TypeError`.
+    """
+    digest = hashes.Hash(hashes.SHA256())
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    prehashed = Prehashed(hashes.SHA256())
+    key: PrivateKeyTypes = issued.key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(digest.finalize(), ec.ECDSA(prehashed))
+    elif isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(digest.finalize(), padding.PKCS1v15(), prehashed)
+    else:
+        raise TypeError(f"a {type(key).__name__} cannot sign firmware (RSA or EC)")
+    return base64.b64encode(signature).decode("ascii")

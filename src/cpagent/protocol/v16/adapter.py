@@ -26,8 +26,10 @@ from ocpp.messages import MessageType
 
 from cpagent import __version__
 from cpagent.config import Config
+from cpagent.exc import StoreError
 from cpagent.protocol.v16 import messages, schemas
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.security.events import SecurityEvent, SecurityEventType, SecurityLog
 from cpagent.station.model import (
     AuthDecision,
     AuthStatus,
@@ -245,6 +247,8 @@ class V16Adapter:
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
         self.security: ConnectionSecurity | None = None
+        self.security_log: SecurityLog | None = None
+        self._event_tasks: set[asyncio.Task[None]] = set()
         self.cp: ChargePoint | None = None
         self.registration: str | None = None
         self.registered = False
@@ -827,12 +831,49 @@ class V16Adapter:
             await asyncio.wait_for(self._queue_empty.wait(), timeout)
         return not self._pending
 
-    async def firmware_status(self, status: str) -> None:
+    async def firmware_status(self, status: str, request_id: int | None = None) -> None:
         """Queue a FirmwareStatusNotification durably: an update is reported at every step,
-        also across an outage or the restart an installer causes."""
-        payload = {"status": status}
-        row = await self.store.run(self.store.enqueue, "FirmwareStatusNotification", payload)
+        also across an outage or the restart an installer causes. A signed update
+        (``request_id``) is reported as SignedFirmwareStatusNotification; an installed
+        firmware and a signature that does not verify are security events too."""
+        payload: dict[str, Any] = {"status": status}
+        action = "FirmwareStatusNotification"
+        if request_id is not None:
+            action = "SignedFirmwareStatusNotification"
+            payload["requestId"] = request_id
+        row = await self.store.run(self.store.enqueue, action, payload)
         self._append(Outgoing(row.action, row.payload, row))
+        if status == "Installed":
+            await self.security_event(SecurityEventType.FIRMWARE_UPDATED)
+        elif status == "InvalidSignature":
+            await self.security_event(SecurityEventType.INVALID_FIRMWARE_SIGNATURE)
+
+    async def security_event(self, kind: SecurityEventType, tech_info: str | None = None) -> None:
+        """Record a security event: in the security log, and durably for the CSMS
+        (SecurityEventNotification), like transaction messages."""
+        event = SecurityEvent(kind, now_iso(), tech_info)
+        log.warning(
+            "security event %s%s",
+            kind,
+            f": {tech_info}" if tech_info else "",
+            extra=journal_fields(action="SecurityEventNotification"),
+        )
+        try:
+            if self.security_log is not None:
+                await asyncio.to_thread(self.security_log.append, event)
+            row = await self.store.run(
+                self.store.enqueue, "SecurityEventNotification", event.payload()
+            )
+        except (OSError, StoreError) as err:
+            log.error("security event %s not recorded: %s", kind, err)
+            return
+        self._append(Outgoing(row.action, row.payload, row))
+
+    def report_security_event(self, kind: SecurityEventType, tech_info: str | None) -> None:
+        """:meth:`security_event` for code that cannot wait (a connection attempt failing)."""
+        task = asyncio.create_task(self.security_event(kind, tech_info), name="security-event")
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     async def diagnostics_status(self, status: str) -> None:
         """Queue a DiagnosticsStatusNotification durably, like the firmware statuses."""
