@@ -208,7 +208,7 @@ class Agent:
             adapter.firmware = firmware
             await firmware.start(load_job(self.store))
             adapter.diagnostics = self.diagnostics = DiagnosticsUploader(
-                self.config, self.store, adapter
+                self.config, self.store, adapter, security_log=adapter.security_log
             )
             control = ControlServer(self.config.control.socket, self._control)
             await control.start()

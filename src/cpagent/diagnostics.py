@@ -569,10 +569,57 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def archive_name(charge_point_id: str, now: datetime) -> str:
-    """``<id>-diagnostics-<UTC yyyymmddThhmmssZ>.tar.gz``; unsafe id characters become ``_``."""
+def archive_name(charge_point_id: str, now: datetime, kind: str = "diagnostics") -> str:
+    """``<id>-<kind>-<UTC yyyymmddThhmmssZ>.tar.gz``; unsafe id characters become ``_``."""
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{_FILENAME_UNSAFE.sub('_', charge_point_id)}-diagnostics-{stamp}.tar.gz"
+    return f"{_FILENAME_UNSAFE.sub('_', charge_point_id)}-{kind}-{stamp}.tar.gz"
+
+
+SECURITY_LOG_MEMBER = "security-log.txt"
+SECURITY_ARCHIVE_KIND = "securitylog"
+
+
+def build_security_archive(
+    dest_dir: Path,
+    *,
+    charge_point_id: str,
+    lines: Iterable[str],
+    start: datetime | None,
+    stop: datetime | None,
+    now: datetime,
+) -> Path:
+    """Write the security log archive (GetLog SecurityLog) into ``dest_dir``: the security
+    events of the window, one per line, and a manifest. Atomic like :func:`build_archive`."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    final = dest_dir / archive_name(charge_point_id, now, SECURITY_ARCHIVE_KIND)
+    text = "".join(f"{line}\n" for line in lines).encode("utf-8")
+    manifest = _json_bytes(
+        {
+            "charge_point_id": charge_point_id,
+            "created": iso(now),
+            "cpagent_version": cpagent.__version__,
+            "window": {
+                "start": iso(start) if start is not None else None,
+                "stop": iso(stop) if stop is not None else None,
+            },
+            "members": {SECURITY_LOG_MEMBER: len(text)},
+        }
+    )
+    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{final.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            with tarfile.open(fileobj=out, mode="w:gz") as tar:
+                _add_member(tar, SECURITY_LOG_MEMBER, text, len(text), now)
+                _add_member(tar, MANIFEST_MEMBER, manifest, len(manifest), now)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(dest_dir)
+    return final
 
 
 def build_archive(

@@ -33,10 +33,17 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from cpagent.config import Config
-from cpagent.diagnostics import archive_name, build_archive, journal_source
+from cpagent.diagnostics import (
+    SECURITY_ARCHIVE_KIND,
+    archive_name,
+    build_archive,
+    build_security_archive,
+    journal_source,
+)
+from cpagent.security.events import SecurityLog
 from cpagent.security.firmware_signature import (
     FirmwareSignatureError,
     verify_file_signature,
@@ -67,6 +74,9 @@ class StatusSink(Protocol):
         (a SignedUpdateFirmware job), without it a FirmwareStatusNotification."""
 
     async def diagnostics_status(self, status: str) -> None: ...
+
+    async def log_status(self, status: str, request_id: int) -> None:
+        """Queue a LogStatusNotification (GetLog)."""
 
 
 def load_job(store: Store) -> FirmwareJob | None:
@@ -193,21 +203,39 @@ class AgentFirmwarePorts:
 
 @dataclass(frozen=True)
 class DiagnosticsRequest:
+    """GetDiagnostics, or the security extension's GetLog (``request_id`` set): a
+    ``DiagnosticsLog`` is the same archive, a ``SecurityLog`` the security events."""
+
     location: str
     retries: int
     retry_interval_s: float
     start: datetime | None
     stop: datetime | None
+    log_type: Literal["DiagnosticsLog", "SecurityLog"] = "DiagnosticsLog"
+    request_id: int | None = None
+
+
+_LOG_STATUS = {"Uploading": "Uploading", "Uploaded": "Uploaded", "UploadFailed": "UploadFailure"}
+"""DiagnosticsStatusNotification's statuses as LogStatusNotification spells them."""
 
 
 class DiagnosticsUploader:
-    def __init__(self, config: Config, store: Store, sink: StatusSink) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        sink: StatusSink,
+        *,
+        security_log: SecurityLog | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.sink = sink
+        self.security_log = security_log
         self.dest_dir = config.storage.data_dir / DIAGNOSTICS_DIR
         self._task: asyncio.Task[None] | None = None
         self._pending: tuple[DiagnosticsRequest, datetime] | None = None
+        self._request_id: int | None = None
 
     @property
     def busy(self) -> bool:
@@ -222,13 +250,20 @@ class DiagnosticsUploader:
             return None
         now = datetime.now(UTC)
         self._pending = (req, now)
-        return archive_name(self.config.charge_point.id, now)
+        kind = SECURITY_ARCHIVE_KIND if req.log_type == "SecurityLog" else "diagnostics"
+        return archive_name(self.config.charge_point.id, now, kind)
+
+    @property
+    def request_id(self) -> int | None:
+        """The GetLog request being served, if any (for a triggered LogStatusNotification)."""
+        return self._request_id if self.busy else None
 
     async def begin(self) -> None:
         """Start the upload :meth:`request` named (once its answer has been sent)."""
         if self._pending is not None:
             req, now = self._pending
             self._pending = None
+            self._request_id = req.request_id
             self._task = asyncio.create_task(self._run(req, now), name="diagnostics-upload")
 
     async def stop(self) -> None:
@@ -240,12 +275,12 @@ class DiagnosticsUploader:
 
     async def _run(self, req: DiagnosticsRequest, now: datetime) -> None:
         where = redact_url(req.location)
-        await self.sink.diagnostics_status("Uploading")
+        await self._status(req, "Uploading")
         try:
             archive = await self._build(req, now)
         except Exception as err:  # noqa: BLE001 - reported as UploadFailed, never a dead agent
             log.error("diagnostics: cannot build the archive: %s", err)
-            await self.sink.diagnostics_status("UploadFailed")
+            await self._status(req, "UploadFailed")
             return
         try:
             attempts = 1 + req.retries
@@ -271,14 +306,32 @@ class DiagnosticsUploader:
                         await asyncio.sleep(req.retry_interval_s)
                     continue
                 log.info("diagnostics: uploaded %s to %s", archive.name, where)
-                await self.sink.diagnostics_status("Uploaded")
+                await self._status(req, "Uploaded")
                 return
-            await self.sink.diagnostics_status("UploadFailed")
+            await self._status(req, "UploadFailed")
         finally:
             await asyncio.to_thread(archive.unlink, missing_ok=True)
 
+    async def _status(self, req: DiagnosticsRequest, status: str) -> None:
+        if req.request_id is None:
+            await self.sink.diagnostics_status(status)
+        else:
+            await self.sink.log_status(_LOG_STATUS[status], req.request_id)
+
     async def _build(self, req: DiagnosticsRequest, now: datetime) -> Path:
         config = self.config
+        if req.log_type == "SecurityLog":
+            security_log = self.security_log
+            lines = [] if security_log is None else list(security_log.lines(req.start, req.stop))
+            return await asyncio.to_thread(
+                build_security_archive,
+                self.dest_dir,
+                charge_point_id=config.charge_point.id,
+                lines=lines,
+                start=req.start,
+                stop=req.stop,
+                now=now,
+            )
         config_text = (
             await asyncio.to_thread(config.source.read_text, errors="replace")
             if config.source is not None

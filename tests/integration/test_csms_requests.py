@@ -600,9 +600,9 @@ async def test_trigger_message(agent: AgentProcess, csms: LoopbackCsms) -> None:
 
 
 async def test_extended_trigger_message(agent: AgentProcess, csms: LoopbackCsms) -> None:
-    """The security extension's ExtendedTriggerMessage: the same targets, FirmwareStatus
-    as SignedFirmwareStatusNotification, and NotImplemented for what needs GetLog or
-    certificate management."""
+    """The security extension's ExtendedTriggerMessage: the TriggerMessage targets,
+    FirmwareStatus as SignedFirmwareStatusNotification, LogStatusNotification and
+    SignChargePointCertificate (a SignCertificate with a CSR)."""
 
     async def trigger(message: str, connector_id: int | None = None) -> tuple[str, int]:
         payload: dict[str, Any] = {"requestedMessage": message}
@@ -627,8 +627,16 @@ async def test_extended_trigger_message(agent: AgentProcess, csms: LoopbackCsms)
     assert status == "Accepted"
     assert await wait_call_after_result(csms, "Heartbeat", "ExtendedTriggerMessage", mark) == {}
 
-    for message in ("LogStatusNotification", "SignChargePointCertificate"):
-        assert (await trigger(message))[0] == "NotImplemented"
+    status, mark = await trigger("LogStatusNotification")
+    assert status == "Accepted"
+    assert await wait_call_after_result(
+        csms, "LogStatusNotification", "ExtendedTriggerMessage", mark
+    ) == {"status": "Idle"}
+
+    status, mark = await trigger("SignChargePointCertificate")
+    assert status == "Accepted"
+    sign = await wait_call_after_result(csms, "SignCertificate", "ExtendedTriggerMessage", mark)
+    assert sign["csr"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
     assert (await trigger("MeterValues", 7))[0] == "Rejected"
     assert csms.schema_errors == []
 

@@ -308,7 +308,7 @@ class LoopbackCsms:
                     "idTagInfo": {"status": self.id_tag_status.get(payload["idTag"], "Accepted")}
                 }
             return {}
-        if action == "DataTransfer":
+        if action in ("DataTransfer", "SignCertificate"):
             return {"status": "Accepted"}
         return {}
 

@@ -848,6 +848,12 @@ class V16Adapter:
         elif status == "InvalidSignature":
             await self.security_event(SecurityEventType.INVALID_FIRMWARE_SIGNATURE)
 
+    async def log_status(self, status: str, request_id: int) -> None:
+        """Queue a LogStatusNotification (GetLog) durably, like the diagnostics statuses."""
+        payload = {"status": status, "requestId": request_id}
+        row = await self.store.run(self.store.enqueue, "LogStatusNotification", payload)
+        self._append(Outgoing(row.action, row.payload, row))
+
     async def security_event(self, kind: SecurityEventType, tech_info: str | None = None) -> None:
         """Record a security event: in the security log, and durably for the CSMS
         (SecurityEventNotification), like transaction messages."""

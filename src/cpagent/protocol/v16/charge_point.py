@@ -33,6 +33,9 @@ from cpagent import __version__
 from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
 from cpagent.protocol.v16.config_keys import KEYS
+from cpagent.security.events import SecurityEventType
+from cpagent.security.firmware_signature import FirmwareSignatureError, verify_signing_certificate
+from cpagent.security.pki import CertificateHashData, CertificateStore, CertificateUse, PkiError
 from cpagent.station.firmware import FirmwareJob
 from cpagent.station.model import Reservation
 from cpagent.station.smart_charging import (
@@ -45,7 +48,7 @@ from cpagent.station.smart_charging import (
 )
 from cpagent.store import AuthCacheRow
 from cpagent.systemd import journal_fields
-from cpagent.timeutil import iso, parse_iso
+from cpagent.timeutil import iso, parse_iso, utcnow
 from cpagent.updates import DiagnosticsRequest
 
 if TYPE_CHECKING:
@@ -69,13 +72,13 @@ EXTENDED_TRIGGERABLE = frozenset(
         "BootNotification",
         "FirmwareStatusNotification",
         "Heartbeat",
+        "LogStatusNotification",
         "MeterValues",
+        "SignChargePointCertificate",
         "StatusNotification",
     }
 )
-"""The ExtendedTriggerMessage targets (security extension) answered so far; the other two,
-LogStatusNotification and SignChargePointCertificate, belong to GetLog and certificate
-management and are NotImplemented until those exist."""
+"""Every ExtendedTriggerMessage target of the security extension."""
 VENDOR_ID = "cpagent"
 DEFAULT_TRANSFER_RETRIES = 3
 """UpdateFirmware and GetDiagnostics without ``retries`` leave the count to the charge point."""
@@ -88,6 +91,8 @@ _DATE_FIELDS = {
     "UpdateFirmware": ("retrieveDate",),
     "GetDiagnostics": ("startTime", "stopTime"),
     "ReserveNow": ("expiryDate",),
+    "SignedUpdateFirmware": ("firmware.retrieveDateTime", "firmware.installDateTime"),
+    "GetLog": ("log.oldestTimestamp", "log.latestTimestamp"),
 }
 """Date-time fields the handlers parse: checked before them (see :func:`_precheck`)."""
 
@@ -106,7 +111,9 @@ def _precheck(msg: Call) -> None:
     payload = msg.payload if isinstance(msg.payload, dict) else {}
     action = str(msg.action)
     for field in _DATE_FIELDS.get(action, ()):
-        value = payload.get(field)
+        value: Any = payload
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         if value is None:
             continue
         try:
@@ -144,6 +151,10 @@ def _unhandled_action(action: Any) -> OCPPError:
     except ValueError:
         return OcppNotImplementedError(description=f"unknown action {action!r}")
     return NotSupportedError(description=f"{action} is not supported by this charge point")
+
+
+def _security_fields() -> dict[str, Any]:
+    return journal_fields(action="SecurityEventNotification")
 
 
 def _fields(msg: Call) -> dict[str, Any]:
@@ -581,6 +592,154 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             charging_schedule=schedule_to_ocpp(schedule),
         )
 
+    # ------------------------------------------------- security extension (edition 3)
+
+    def _certificates(self) -> CertificateStore:
+        assert self.adapter.security is not None  # set before the session starts
+        return self.adapter.security.certificates
+
+    @on(Action.install_certificate)
+    async def on_install_certificate(
+        self, certificate_type: str, certificate: str
+    ) -> call_result.InstallCertificate:
+        use = CertificateUse(certificate_type)  # the schema admits only the two uses
+        status = await asyncio.to_thread(
+            self._certificates().install_root, use, certificate, utcnow()
+        )
+        log.info("InstallCertificate %s: %s", use, status, extra=_security_fields())
+        return call_result.InstallCertificate(status=status)
+
+    @on(Action.delete_certificate)
+    async def on_delete_certificate(
+        self, certificate_hash_data: dict[str, Any]
+    ) -> call_result.DeleteCertificate:
+        wanted = CertificateHashData.from_ocpp(certificate_hash_data)
+        status = await asyncio.to_thread(self._certificates().delete, wanted)
+        log.info("DeleteCertificate %s: %s", wanted.serial_number, status, extra=_security_fields())
+        return call_result.DeleteCertificate(status=status)
+
+    @on(Action.get_installed_certificate_ids)
+    async def on_get_installed_certificate_ids(
+        self, certificate_type: str
+    ) -> call_result.GetInstalledCertificateIds:
+        use = CertificateUse(certificate_type)
+        found = await asyncio.to_thread(self._certificates().installed_ids, use)
+        if not found:
+            return call_result.GetInstalledCertificateIds(status="NotFound")
+        return call_result.GetInstalledCertificateIds(
+            status="Accepted", certificate_hash_data=[h.to_ocpp() for h in found]
+        )
+
+    @on(Action.certificate_signed)
+    async def on_certificate_signed(self, certificate_chain: str) -> call_result.CertificateSigned:
+        """Install the certificate our last CSR asked for; with security profile 3 the agent
+        reconnects with it at once, and falls back to the previous one if it cannot."""
+        try:
+            cert = await asyncio.to_thread(
+                self._certificates().accept_signed, certificate_chain, utcnow()
+            )
+        except PkiError as err:
+            log.warning("CertificateSigned refused: %s", err, extra=_security_fields())
+            await self.adapter.security_event(
+                SecurityEventType.INVALID_CHARGE_POINT_CERTIFICATE, f"{err.reason}: {err}"
+            )
+            return call_result.CertificateSigned(status="Rejected")
+        log.info(
+            "new charge point certificate installed, valid until %s",
+            iso(cert.not_valid_after_utc),
+            extra=_security_fields(),
+        )
+        security = self.adapter.security
+        if security is not None and security.profile == 3:
+            self._after(lambda: self._security_changed("ChargePointCertificate", None))
+        return call_result.CertificateSigned(status="Accepted")
+
+    async def _sign_certificate(self) -> None:
+        """SignCertificate: a CSR for a new key made on the board (ExtendedTriggerMessage)."""
+        adapter = self.adapter
+        organization = adapter.keys.get("CpoName") or adapter.config.charge_point.vendor
+        csr = await asyncio.to_thread(
+            self._certificates().new_csr, adapter.config.charge_point.id, organization
+        )
+        result = await self.call_payload("SignCertificate", {"csr": csr})
+        log.info("SignCertificate: %s", result["status"], extra=_security_fields())
+
+    @on(Action.signed_update_firmware)
+    async def on_signed_update_firmware(
+        self,
+        request_id: int,
+        firmware: dict[str, Any],
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> call_result.SignedUpdateFirmware:
+        updater = self.adapter.firmware
+        assert updater is not None  # set before the session starts
+        roots = await asyncio.to_thread(
+            self._certificates().roots, CertificateUse.MANUFACTURER_ROOT
+        )
+        try:
+            await asyncio.to_thread(
+                verify_signing_certificate, firmware["signing_certificate"], roots, utcnow()
+            )
+        except FirmwareSignatureError as err:
+            log.warning("SignedUpdateFirmware %d refused: %s", request_id, err)
+            await self.adapter.security_event(
+                SecurityEventType.INVALID_FIRMWARE_SIGNING_CERTIFICATE, str(err)
+            )
+            return call_result.SignedUpdateFirmware(status="InvalidCertificate")
+        job = FirmwareJob(
+            location=firmware["location"],
+            retrieve_at=parse_iso(firmware["retrieve_date_time"]).timestamp(),
+            retries=DEFAULT_TRANSFER_RETRIES if retries is None else max(0, retries),
+            retry_interval_s=float(
+                DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
+            ),
+            request_id=request_id,
+            signing_certificate=firmware["signing_certificate"],
+            signature=firmware["signature"],
+        )
+        replacing = updater.job is not None
+        if not await updater.accept(job):  # on disk before the answer goes out
+            return call_result.SignedUpdateFirmware(status="Rejected")
+        self._after(updater.begin)
+        return call_result.SignedUpdateFirmware(
+            status="AcceptedCanceled" if replacing else "Accepted"
+        )
+
+    @on(Action.get_log)
+    async def on_get_log(
+        self,
+        log_type: str,
+        request_id: int,
+        log: dict[str, Any],
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> call_result.GetLog:
+        diagnostics = self.adapter.diagnostics
+        assert diagnostics is not None  # set before the session starts
+        oldest, latest = log.get("oldest_timestamp"), log.get("latest_timestamp")
+        request = DiagnosticsRequest(
+            location=log["remote_location"],
+            retries=DEFAULT_TRANSFER_RETRIES if retries is None else max(0, retries),
+            retry_interval_s=float(
+                DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
+            ),
+            start=parse_iso(oldest) if oldest else None,  # checked by _precheck
+            stop=parse_iso(latest) if latest else None,
+            log_type="SecurityLog" if log_type == "SecurityLog" else "DiagnosticsLog",
+            request_id=request_id,
+        )
+        canceled = diagnostics.busy
+        if canceled:
+            await diagnostics.stop()
+        name = diagnostics.request(request)
+        if name is None:
+            return call_result.GetLog(status="Rejected")
+        self._after(diagnostics.begin)
+        return call_result.GetLog(
+            status="AcceptedCanceled" if canceled else "Accepted", filename=name
+        )
+
     @on(Action.trigger_message)
     async def on_trigger_message(
         self, requested_message: str, connector_id: int | None = None
@@ -619,6 +778,15 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             if job is not None and job.request_id is not None:
                 payload["requestId"] = job.request_id
             adapter.send_triggered("SignedFirmwareStatusNotification", payload)
+        elif message == "LogStatusNotification":
+            diagnostics = adapter.diagnostics
+            request_id = diagnostics.request_id if diagnostics else None
+            log_status: dict[str, Any] = {"status": "Idle"}
+            if request_id is not None:
+                log_status = {"status": "Uploading", "requestId": request_id}
+            adapter.send_triggered("LogStatusNotification", log_status)
+        elif message == "SignChargePointCertificate":
+            await self._sign_certificate()
         elif message == "BootNotification":
             result = await self.call_payload("BootNotification", adapter.boot_payload())
             adapter.registration = result["status"]
