@@ -84,13 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo()
         config = _load(args.config)
         if args.command == "check-config":
-            from cpagent.config import summary
+            from cpagent.config import security_warnings, summary
             from cpagent.hal.hardware_config import device_warnings
 
             print(summary(config))
+            warnings = security_warnings(config.security)
             if config.hal.backend == "hardware":
-                for warning in device_warnings(config.hal.hardware):
-                    print(f"warning: {warning}", file=sys.stderr)
+                warnings += device_warnings(config.hal.hardware)
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             return EXIT_OK
         if args.command == "run":
             from cpagent.runner import run_forever

@@ -320,6 +320,16 @@ def _csms(table: Table) -> CsmsSection | None:
     return CsmsSection(url, version, password, initial, maximum, timeout, boot_retry, plain_auth)
 
 
+def security_warnings(security: SecuritySection) -> list[str]:
+    """Provisioned files this machine lacks (check-config on the target): not an error, as
+    the store may already hold what they would seed, but worth knowing before the start."""
+    return [
+        f"security.{name}: {path} does not exist on this machine"
+        for name, path in vars(security).items()
+        if path is not None and not path.exists()
+    ]
+
+
 def _security(table: Table, base_dir: Path | None) -> SecuritySection | None:
     path = _path(base_dir)
     _, csms_roots = table.optional("csms_root_certificates", path)

@@ -15,6 +15,7 @@ from cpagent.config import (
     default_config_path,
     load_config,
     parse_config,
+    security_warnings,
     summary,
 )
 from cpagent.exc import ConfigError
@@ -69,6 +70,7 @@ def test_example_file_loads() -> None:
         "HeartbeatInterval": "300",
         "MeterValueSampleInterval": "60",
         "LocalAuthorizeOffline": "true",
+        "SecurityProfile": "0",
         "MeterValuesSampledData": (
             "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC"
         ),
@@ -632,3 +634,40 @@ def test_log_file_is_optional_and_resolved_against_the_config(tmp_path: Path) ->
     config = parse_config(with_value("logging.file", "logs/cpagent.log"), base_dir=tmp_path)
     assert config.logging.file == tmp_path / "logs" / "cpagent.log"
     assert only_problem("logging.file", "") == "logging.file: must be a non-empty path"
+
+
+# -- security ----------------------------------------------------------------------------------
+
+
+def test_security_section_paths_resolve_and_pair(tmp_path: Path) -> None:
+    data = minimal()
+    data["csms"]["allow_basic_auth_without_tls"] = True
+    data["security"] = {
+        "csms_root_certificates": "roots.pem",
+        "charge_point_certificate": "cp.pem",
+        "charge_point_key": "/etc/cpagent/cp-key.pem",
+    }
+    config = parse_config(data, base_dir=tmp_path)
+    assert config.csms.allow_basic_auth_without_tls is True
+    assert config.security.csms_root_certificates == tmp_path / "roots.pem"
+    assert config.security.manufacturer_root_certificates is None
+    assert config.security.charge_point_key == Path("/etc/cpagent/cp-key.pem")
+    assert security_warnings(config.security) == [
+        f"security.csms_root_certificates: {tmp_path / 'roots.pem'} does not exist on this machine",
+        f"security.charge_point_certificate: {tmp_path / 'cp.pem'} does not exist on this machine",
+        "security.charge_point_key: /etc/cpagent/cp-key.pem does not exist on this machine",
+    ]
+    (tmp_path / "roots.pem").write_text("")
+    assert len(security_warnings(config.security)) == 2
+
+
+def test_security_certificate_without_key_is_a_problem() -> None:
+    data = minimal()
+    data["security"] = {"charge_point_certificate": "/etc/cpagent/cp.pem"}
+    assert problems_of(data) == [
+        "security.charge_point_key: charge_point_certificate and charge_point_key go together"
+    ]
+    assert only_problem("csms.allow_basic_auth_without_tls", "yes") == (
+        "csms.allow_basic_auth_without_tls: must be true or false"
+    )
+    assert parse_config(minimal()).csms.allow_basic_auth_without_tls is False
