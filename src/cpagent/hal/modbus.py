@@ -199,9 +199,10 @@ class ModbusBus:
         """Run one request/answer on the line: wait for the lock and the gap, (re)connect,
         send, and map failures. Returns only answers that are not exception replies.
 
-        pymodbus awaits the answer with ``asyncio.wait_for``, which on Python 3.11 can
-        return the answer and drop a cancellation that arrived with it; the caller's
-        cancellation is raised here instead of being lost (a lost one hangs shutdown).
+        pymodbus connects and awaits the answer with ``asyncio.wait_for``, which on Python
+        3.11 can return a result (an answer, or a refused connection) and drop a
+        cancellation that arrived with it; the caller's cancellation is raised here
+        instead, whatever the outcome (a lost one hangs shutdown).
         """
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
@@ -214,8 +215,8 @@ class ModbusBus:
             finally:
                 self.requests += 1
                 self._last_done = time.monotonic()
-        if task is not None and task.cancelling() > cancels:
-            raise asyncio.CancelledError
+                if task is not None and task.cancelling() > cancels:
+                    raise asyncio.CancelledError
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
             raise ModbusDeviceError(f"{what}: device answered exception code {code}", code)

@@ -170,12 +170,17 @@ class FirmwareUpdater:
         self._task: asyncio.Task[None] | None = None
         self._verified = False
         """The current job's file passed the signature check in this run (not persisted)."""
+        self._final: FirmwareStatus | None = None
+        """The status a job ended with, while it is being reported."""
 
     @property
     def status(self) -> FirmwareStatus:
         """What TriggerMessage(FirmwareStatusNotification) reports now; for a signed job, what
         ExtendedTriggerMessage(SignedFirmwareStatusNotification) reports with its request id
-        (SignatureVerified once its file passed the check, until it is installing)."""
+        (SignatureVerified once its file passed the check, until it is installing), and the
+        final status while it is being reported, never an earlier step."""
+        if self._final is not None:
+            return self._final
         if self.job is None or self.job.phase is Phase.SCHEDULED:
             return FirmwareStatus.IDLE
         if self.job.phase is Phase.DOWNLOADED and self._verified:
@@ -245,10 +250,14 @@ class FirmwareUpdater:
     async def _finish(self, status: FirmwareStatus, job: FirmwareJob) -> None:
         # Reported before the job is forgotten: a crash in between reports it twice,
         # never not at all.
-        await self.ports.report(status, job)
-        await self.ports.save(None)
-        self.job = None
-        self._verified = False
+        self._final = status
+        try:
+            await self.ports.report(status, job)
+            await self.ports.save(None)
+            self.job = None
+            self._verified = False
+        finally:
+            self._final = None
 
     async def _run(self, job: FirmwareJob) -> None:
         try:

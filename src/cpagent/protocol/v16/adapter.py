@@ -864,14 +864,17 @@ class V16Adapter:
             f": {tech_info}" if tech_info else "",
             extra=journal_fields(action="SecurityEventNotification"),
         )
-        try:
-            if self.security_log is not None:
+        if self.security_log is not None:
+            try:
                 await asyncio.to_thread(self.security_log.append, event)
+            except OSError as err:
+                log.error("security event %s not written to the security log: %s", kind, err)
+        try:
             row = await self.store.run(
                 self.store.enqueue, "SecurityEventNotification", event.payload()
             )
-        except (OSError, StoreError) as err:
-            log.error("security event %s not recorded: %s", kind, err)
+        except StoreError as err:
+            log.error("security event %s not queued for the CSMS: %s", kind, err)
             return
         self._append(Outgoing(row.action, row.payload, row))
 

@@ -1,0 +1,281 @@
+"""OCPP 1.6 Smart Charging end to end on ``hal.backend = "hardware"``.
+
+The real ``cpagent run`` process drives a simulated EVSE board over Modbus TCP (the
+board and an SDM630 meter are pymodbus servers in this test's event loop). The charging
+profiles the CSMS installs must reach the board's current register: at once when a
+profile is set or cleared, at a schedule's period boundary without any further request,
+and as "no PWM" (SuspendedEVSE) while the limit is below the 6 A a pilot can signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cpagent.hal.meter_maps import MAPS
+from cpagent.testing import LoopbackCsms
+from cpagent.testing.modbus_devices import (
+    EvseDinBoard,
+    PhoenixBoard,
+    SimServer,
+    meter_device,
+    tcp_server,
+)
+from cpagent.timeutil import iso
+from tests.integration.conftest import AgentProcess
+from tests.integration.test_hardware_backend import (
+    BOARD_ID,
+    METER_ID,
+    READINGS,
+    hardware_agent,
+    status_of,
+)
+from tests.integration.test_session import AgentFactory, eventually
+
+CONNECTOR_MAX_A = 32
+"""The connector's ``max_current_a``: above every profile limit used here, so each limit
+shows on the board as a change."""
+
+PERIOD_S = 3
+"""When the second period of the scheduled profile starts."""
+
+
+@contextlib.asynccontextmanager
+async def board_on_tcp(board: EvseDinBoard | PhoenixBoard) -> AsyncIterator[tuple[SimServer, int]]:
+    """``board`` and an SDM630 meter on one Modbus TCP server."""
+    meter = meter_device(METER_ID, MAPS["sdm630"], READINGS["sdm630"])
+    async with tcp_server([meter, board.device()]) as (server, port):
+        yield server, port
+
+
+def board_agent(make: AgentFactory, port: int, board: str) -> AgentProcess:
+    """An agent with one connector of ``CONNECTOR_MAX_A`` behind ``board``; no card reader
+    (sessions are started remotely). The connector is polled only every minute, so within
+    a test only the station's own reactions change the current: to a CSMS request, to a
+    board state change, or at a profile's period boundary."""
+    return hardware_agent(
+        make,
+        {"host": "127.0.0.1", "port": port},
+        tables={
+            "hal.connectors.1": {"max_current_a": CONNECTOR_MAX_A, "poll_interval_s": 60},
+            "hal.connectors.1.pilot": {
+                "board": board,
+                "bus": "line",
+                "device_id": BOARD_ID,
+                "state_poll_s": 0.1,
+            },
+        },
+    )
+
+
+def profile(
+    profile_id: int,
+    purpose: str,
+    periods: list[tuple[int, float]],
+    *,
+    stack_level: int = 0,
+    transaction_id: int | None = None,
+    start: datetime | None = None,
+) -> dict[str, Any]:
+    """A ``csChargingProfiles`` object in amps: Absolute, from ``start`` if given."""
+    schedule: dict[str, Any] = {
+        "chargingRateUnit": "A",
+        "chargingSchedulePeriod": [{"startPeriod": s, "limit": limit} for s, limit in periods],
+    }
+    if start is not None:
+        schedule["startSchedule"] = iso(start)
+    out: dict[str, Any] = {
+        "chargingProfileId": profile_id,
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": schedule,
+    }
+    if transaction_id is not None:
+        out["transactionId"] = transaction_id
+    return out
+
+
+async def set_profile(csms: LoopbackCsms, connector_id: int, cs_profile: dict[str, Any]) -> None:
+    reply = await csms.call(
+        "SetChargingProfile", {"connectorId": connector_id, "csChargingProfiles": cs_profile}
+    )
+    assert reply == {"status": "Accepted"}, (reply, cs_profile)
+
+
+async def remote_session(
+    csms: LoopbackCsms,
+    vehicle: Callable[[str], Awaitable[None]],
+    offering: Callable[[], int],
+    id_tag: str = "CAFE0001",
+) -> int:
+    """Plug (B), RemoteStartTransaction, wait until the board offers the connector's
+    current, the EV asks for energy (C): Charging. Returns the CSMS transactionId, which
+    the station knows by then (the Charging notification is sent after the
+    StartTransaction answer arrived)."""
+    mark = csms.mark()
+    await vehicle("B")
+    await status_of(csms, 1, "Preparing", mark)
+    reply = await csms.call("RemoteStartTransaction", {"idTag": id_tag, "connectorId": 1})
+    assert reply == {"status": "Accepted"}
+    start = await csms.wait_for("StartTransaction", since=mark)
+    assert start["idTag"] == id_tag
+    await eventually(lambda: offering() == CONNECTOR_MAX_A, "the board offers the connector max")
+    await vehicle("C")
+    await status_of(csms, 1, "Charging", mark)
+    (transaction_id,) = csms.transactions
+    return transaction_id
+
+
+def changes(values: list[int]) -> list[int]:
+    """``values`` without consecutive repeats (a rewrite of the same current is no change)."""
+    return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
+
+
+async def test_profiles_drive_the_evse_din_current_register(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """Register 1000 follows the profiles: a TxProfile's 16 A; a scheduled profile's first
+    period, then its second at the boundary with no request in between; 0 (no PWM,
+    SuspendedEVSE) under a 4 A ChargePointMaxProfile; the TxProfile's limit when that one
+    is cleared; the connector's maximum once every profile is cleared."""
+    board = EvseDinBoard(BOARD_ID)
+    async with board_on_tcp(board) as (server, port):
+        agent = board_agent(agent_factory, port, "evse-din")
+        await agent.start()
+        await status_of(csms, 1, "Available", 0)
+
+        def offering() -> int:
+            return board.holding[EvseDinBoard.SET_CURRENT]
+
+        def csms_requests() -> list[str]:
+            calls = [f.message for f in csms.frames if f.direction == "out"]
+            return [str(m[2]) for m in calls if m and m[0] == 2]
+
+        async def vehicle(state: str) -> None:
+            await board.set_vehicle_state(server, state)
+
+        tx_id = await remote_session(csms, vehicle, offering)
+        assert board.holding[EvseDinBoard.PWM_STATUS] == 2
+
+        # A TxProfile for the running transaction: 16 A at once.
+        await set_profile(csms, 1, profile(1, "TxProfile", [(0, 16)], transaction_id=tx_id))
+        await eventually(lambda: offering() == 16, "register 1000 takes the TxProfile's 16 A")
+        assert board.holding[EvseDinBoard.SIGNALLED_CURRENT] == 16
+
+        # A higher TxProfile whose second period starts PERIOD_S after it was set.
+        writes_before = len(board.bus_writes)
+        requests_before = len(csms_requests())
+        begin = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+        boundary = begin + timedelta(seconds=PERIOD_S)
+        scheduled = profile(2, "TxProfile", [(0, 12), (PERIOD_S, 10)], stack_level=1, start=begin)
+        await set_profile(csms, 1, scheduled)
+        await eventually(lambda: offering() == 12, "register 1000 takes the first period's 12 A")
+        await eventually(lambda: offering() == 10, "register 1000 takes the second period's 10 A")
+        seen_at = datetime.now(UTC)
+        assert seen_at >= boundary, f"10 A offered at {seen_at}, before the boundary {boundary}"
+        assert seen_at < boundary + timedelta(seconds=3), (seen_at, boundary)
+        current_writes = [
+            v for a, v in board.bus_writes[writes_before:] if a == EvseDinBoard.SET_CURRENT
+        ]
+        assert current_writes == [12, 10], board.bus_writes[writes_before:]
+        # The CSMS asked nothing more: the station changed the current on its own.
+        assert csms_requests()[requests_before:] == ["SetChargingProfile"]
+        state = await agent.status()
+        assert state["connectors"][0]["status"] == "Charging"
+
+        # Below 6 A: no PWM at all, and the connector is SuspendedEVSE.
+        mark = csms.mark()
+        await set_profile(csms, 0, profile(3, "ChargePointMaxProfile", [(0, 4)]))
+        suspended = await status_of(csms, 1, "SuspendedEVSE", mark)
+        assert suspended["errorCode"] == "NoError"
+        await eventually(lambda: offering() == 0, "register 1000 goes to 0 (no PWM)")
+        assert board.holding[EvseDinBoard.PWM_STATUS] == 1
+        assert board.holding[EvseDinBoard.SIGNALLED_CURRENT] == 0
+        assert not csms.payloads("StopTransaction"), "a suspension is no stop"
+
+        # The 4 A profile gone, the TxProfile's period in force applies again.
+        mark = csms.mark()
+        assert await csms.call("ClearChargingProfile", {"id": 3}) == {"status": "Accepted"}
+        await status_of(csms, 1, "Charging", mark)
+        await eventually(lambda: offering() == 10, "register 1000 back to the TxProfile's 10 A")
+
+        # Every profile gone: the connector's max_current_a.
+        assert await csms.call("ClearChargingProfile", {}) == {"status": "Accepted"}
+        await eventually(
+            lambda: offering() == CONNECTOR_MAX_A, "register 1000 back to the connector max"
+        )
+        assert await csms.call("ClearChargingProfile", {}) == {"status": "Unknown"}
+
+        mark = csms.mark()
+        await vehicle("A")
+        stop = await csms.wait_for("StopTransaction", since=mark)
+        assert stop["transactionId"] == tx_id
+        await eventually(lambda: offering() == 0, "the board stops offering current")
+        assert await agent.stop() == 0
+        # Nothing but register 1000 was written, and these are the currents, in order.
+        assert {a for a, _ in board.bus_writes} == {EvseDinBoard.SET_CURRENT}
+        assert changes([v for _, v in board.bus_writes]) == [
+            CONNECTOR_MAX_A,
+            16,
+            12,
+            10,
+            0,
+            10,
+            CONNECTOR_MAX_A,
+            0,
+        ], board.bus_writes
+
+
+async def test_profiles_drive_the_phoenix_current_register(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """On a Phoenix board the limit is holding register 22000 and "no PWM" is coil 20000
+    off (22000 cannot be below 6 A there)."""
+    board = PhoenixBoard(BOARD_ID)
+    async with board_on_tcp(board) as (server, port):
+        agent = board_agent(agent_factory, port, "phoenix")
+        await agent.start()
+        await status_of(csms, 1, "Available", 0)
+
+        def offering() -> int:
+            advertised = board.holding[PhoenixBoard.ADVERTISED]
+            return board.holding[PhoenixBoard.MAX_CURRENT] if advertised else 0
+
+        async def vehicle(state: str) -> None:
+            await board.set_vehicle_state(server, state)
+
+        await remote_session(csms, vehicle, offering)
+        assert board.coils[PhoenixBoard.ENABLE] is True
+        assert board.status == "C2"
+
+        await set_profile(csms, 1, profile(1, "TxDefaultProfile", [(0, 16)]))
+        await eventually(
+            lambda: board.holding[PhoenixBoard.MAX_CURRENT] == 16,
+            "register 22000 takes the TxDefaultProfile's 16 A",
+        )
+        await eventually(
+            lambda: board.holding[PhoenixBoard.ADVERTISED] == 16, "the board advertises 16 A"
+        )
+
+        mark = csms.mark()
+        await set_profile(csms, 1, profile(2, "TxDefaultProfile", [(0, 4)], stack_level=1))
+        await status_of(csms, 1, "SuspendedEVSE", mark)
+        await eventually(lambda: not board.coils[PhoenixBoard.ENABLE], "coil 20000 goes off")
+        assert board.holding[PhoenixBoard.ADVERTISED] == 0
+        assert board.status == "C1"
+
+        mark = csms.mark()
+        assert await csms.call("ClearChargingProfile", {"id": 2}) == {"status": "Accepted"}
+        await status_of(csms, 1, "Charging", mark)
+        await eventually(lambda: offering() == 16, "the board offers the 16 A limit again")
+        assert board.coils[PhoenixBoard.ENABLE] is True
+
+        # Stopped with a session running: the supply goes off on the board.
+        mark = csms.mark()
+        assert await agent.stop() == 0
+        stop = await csms.wait_for("StopTransaction", since=mark)
+        assert stop["reason"] == "Reboot"
+        assert board.coils[PhoenixBoard.ENABLE] is False
