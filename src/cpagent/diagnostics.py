@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 import cpagent
+from cpagent.fsutil import fsync_dir
 from cpagent.timeutil import iso, utcnow
 
 __all__ = [
@@ -561,14 +562,6 @@ def _add_member(
     tar.addfile(info, io.BytesIO(data) if isinstance(data, bytes) else data)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def archive_name(charge_point_id: str, now: datetime, kind: str = "diagnostics") -> str:
     """``<id>-<kind>-<UTC yyyymmddThhmmssZ>.tar.gz``; unsafe id characters become ``_``."""
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -605,21 +598,33 @@ def build_security_archive(
             "members": {SECURITY_LOG_MEMBER: len(text)},
         }
     )
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{final.name}.", suffix=".tmp")
+    _write_archive(
+        final,
+        [(SECURITY_LOG_MEMBER, text, len(text)), (MANIFEST_MEMBER, manifest, len(manifest))],
+        now,
+    )
+    return final
+
+
+def _write_archive(
+    final: Path, members: list[tuple[str, bytes | _Concat, int]], mtime: datetime
+) -> None:
+    """Write a ``.tar.gz`` of ``members`` (name, data, size) at ``final`` atomically: into
+    a temporary file beside it, fsynced, renamed; nothing is left behind on failure."""
+    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
             with tarfile.open(fileobj=out, mode="w:gz") as tar:
-                _add_member(tar, SECURITY_LOG_MEMBER, text, len(text), now)
-                _add_member(tar, MANIFEST_MEMBER, manifest, len(manifest), now)
+                for name, data, size in members:
+                    _add_member(tar, name, data, size, mtime)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(dest_dir)
-    return final
+    fsync_dir(final.parent)
 
 
 def build_archive(
@@ -674,64 +679,59 @@ def build_archive(
     ).encode("utf-8")
     store_bytes = _json_bytes(_redact_summary(store_summary))
 
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{final.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        # The spool lives next to the archive: /tmp may be a RAM disk on a charge point.
-        with os.fdopen(fd, "wb") as out, tempfile.TemporaryFile(dir=dest_dir) as spool:
-            logs = _spool_logs(spool, journal=journal, log_file=log_file, start=start, stop=stop)
-            keep_from = _keep_newest(spool, logs.matched_bytes, max_log_bytes)
-            logs.cut_bytes = keep_from
-            header = _logs_header(
-                logs,
-                charge_point_id=charge_point_id,
-                created=created,
-                start=start,
-                stop=stop,
-                max_log_bytes=max_log_bytes,
-            )
-            spool.seek(keep_from)
-            sizes = {
-                LOGS_MEMBER: len(header) + logs.kept_bytes,
-                CONFIG_MEMBER: len(config_bytes),
-                STORE_MEMBER: len(store_bytes),
-            }
-            manifest = {
-                "charge_point_id": charge_point_id,
-                "created": iso(created),
-                "cpagent_version": cpagent.__version__,
-                "window": {
-                    "start": iso(start) if start is not None else None,
-                    "stop": iso(stop) if stop is not None else None,
+    # The spool lives next to the archive: /tmp may be a RAM disk on a charge point.
+    with tempfile.TemporaryFile(dir=dest_dir) as spool:
+        logs = _spool_logs(spool, journal=journal, log_file=log_file, start=start, stop=stop)
+        keep_from = _keep_newest(spool, logs.matched_bytes, max_log_bytes)
+        logs.cut_bytes = keep_from
+        header = _logs_header(
+            logs,
+            charge_point_id=charge_point_id,
+            created=created,
+            start=start,
+            stop=stop,
+            max_log_bytes=max_log_bytes,
+        )
+        spool.seek(keep_from)
+        sizes = {
+            LOGS_MEMBER: len(header) + logs.kept_bytes,
+            CONFIG_MEMBER: len(config_bytes),
+            STORE_MEMBER: len(store_bytes),
+        }
+        manifest = {
+            "charge_point_id": charge_point_id,
+            "created": iso(created),
+            "cpagent_version": cpagent.__version__,
+            "window": {
+                "start": iso(start) if start is not None else None,
+                "stop": iso(stop) if stop is not None else None,
+            },
+            "sources": {
+                "logs": {
+                    "kind": logs.kind,
+                    "source": logs.source,
+                    "files": logs.files,
+                    "matched_bytes": logs.matched_bytes,
+                    "kept_bytes": logs.kept_bytes,
+                    "cut_bytes": logs.cut_bytes,
+                    "notes": logs.notes,
                 },
-                "sources": {
-                    "logs": {
-                        "kind": logs.kind,
-                        "source": logs.source,
-                        "files": logs.files,
-                        "matched_bytes": logs.matched_bytes,
-                        "kept_bytes": logs.kept_bytes,
-                        "cut_bytes": logs.cut_bytes,
-                        "notes": logs.notes,
-                    },
-                    "config": "config file, secrets redacted" if config_text is not None else None,
-                    "store": "summary from the agent",
-                },
-                "members": sizes,
-            }
-            with tarfile.open(fileobj=out, mode="w:gz") as tar:
-                _add_member(tar, LOGS_MEMBER, _Concat(header, spool), sizes[LOGS_MEMBER], created)
-                _add_member(tar, CONFIG_MEMBER, config_bytes, len(config_bytes), created)
-                _add_member(tar, STORE_MEMBER, store_bytes, len(store_bytes), created)
-                manifest_bytes = _json_bytes(manifest)
-                _add_member(tar, MANIFEST_MEMBER, manifest_bytes, len(manifest_bytes), created)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dest_dir)
+                "config": "config file, secrets redacted" if config_text is not None else None,
+                "store": "summary from the agent",
+            },
+            "members": sizes,
+        }
+        manifest_bytes = _json_bytes(manifest)
+        _write_archive(
+            final,
+            [
+                (LOGS_MEMBER, _Concat(header, spool), sizes[LOGS_MEMBER]),
+                (CONFIG_MEMBER, config_bytes, len(config_bytes)),
+                (STORE_MEMBER, store_bytes, len(store_bytes)),
+                (MANIFEST_MEMBER, manifest_bytes, len(manifest_bytes)),
+            ],
+            created,
+        )
     log.info(
         "diagnostics: wrote %s (%d bytes of logs from %s%s)",
         final,

@@ -50,6 +50,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from cpagent import __version__
 from cpagent.exc import CpagentError
+from cpagent.fsutil import fsync_dir
 
 __all__ = [
     "CHUNK_BYTES",
@@ -330,18 +331,6 @@ def _open_part(path: Path) -> BinaryIO:
     return open(path, "xb")
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable; some file systems cannot, which is not an error."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as err:
-        log.debug("cannot fsync directory %s: %s", path, err)
-
-
 class _Worker:
     """One transfer: the blocking code that runs in the worker thread, and its error mapping."""
 
@@ -493,7 +482,7 @@ class _Worker:
             except OSError as err:
                 raise self._local_error(f"cannot rename {part} to {dest.name}", err) from err
             done = True
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
             return count
         finally:
             if not done:

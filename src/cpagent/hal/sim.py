@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cpagent.exc import ContactorFault, HalError, MeterFault
+from cpagent.fsutil import fsync_dir
 from cpagent.hal.base import (
     CardReader,
     ConnectorHardware,
@@ -568,7 +569,7 @@ class SimHardware(Hardware):
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             self._written_seq = seq
 
     def _model(self, connector_id: int) -> _ConnectorModel:
@@ -661,12 +662,3 @@ def _parse_state(raw: bytes) -> dict[int, float]:
             raise ValueError(f"connector {key}: energy_wh must be a number >= 0")
         energies[cid] = float(energy)
     return energies
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable across a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

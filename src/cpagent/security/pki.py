@@ -54,6 +54,7 @@ from cryptography.x509.verification import (
 )
 
 from cpagent.exc import CpagentError
+from cpagent.fsutil import fsync_dir
 
 __all__ = [
     "HASH_ALGORITHMS",
@@ -313,7 +314,7 @@ class CertificateStore:
                     return "Failed"
                 for use, path in doomed:
                     path.unlink()
-                    _fsync_dir(path.parent)
+                    fsync_dir(path.parent)
                     log.info("deleted %s %s", use, path.name)
             except OSError as err:
                 log.error("DeleteCertificate failed: %s", err)
@@ -764,21 +765,9 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _move(source: Path, target: Path) -> None:
     os.replace(source, target)
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable; some file systems cannot, which is not an error."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as err:
-        log.debug("cannot fsync directory %s: %s", path, err)
+    fsync_dir(target.parent)
