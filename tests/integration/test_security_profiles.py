@@ -92,17 +92,25 @@ async def reconnected(csms: LoopbackCsms, connections: int) -> None:
     await csms.wait_connections(connections + 1, timeout=15)
 
 
+async def profile_2(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> tuple[LoopbackCsms, AgentProcess]:
+    """A TLS CSMS demanding PASSWORD, and an agent booted on it with security profile 2."""
+    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
+    started.append(await csms.start())
+    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
+    await agent.start()
+    await booted(csms)
+    return csms, agent
+
+
 # ------------------------------------------------------------------------- profiles
 
 
 async def test_profile_2_tls_with_basic_auth(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
-    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
-    started.append(await csms.start())
-    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
-    await agent.start()
-    await booted(csms)
+    csms, agent = await profile_2(agent_factory, workdir, ca, started)
     assert csms.auth_failures == []
     assert csms.client_certificates == [None]  # profile 2 presents no certificate
     await wait_log(agent, "(security profile 2)")
@@ -192,11 +200,7 @@ async def test_profile_1_needs_explicit_permission(
 async def test_profile_is_never_lowered_nor_raised_beyond_what_is_installed(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
-    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
-    started.append(await csms.start())
-    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
-    await agent.start()
-    await booted(csms)
+    csms, agent = await profile_2(agent_factory, workdir, ca, started)
 
     async def change(value: str) -> str:
         answer = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": value})
@@ -274,11 +278,7 @@ async def test_a_profile_that_cannot_connect_falls_back(
 async def test_authorization_key_is_write_only_and_used_at_once(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
-    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
-    started.append(await csms.start())
-    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
-    await agent.start()
-    await booted(csms)
+    csms, agent = await profile_2(agent_factory, workdir, ca, started)
 
     bad = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": "abc"})
     assert bad == {"status": "Rejected"}
@@ -299,11 +299,7 @@ async def test_authorization_key_is_write_only_and_used_at_once(
 async def test_a_wrong_authorization_key_falls_back_to_the_previous_one(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
-    csms = tls_csms(workdir, ca.issue_server(), password=PASSWORD)
-    started.append(await csms.start())
-    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
-    await agent.start()
-    await booted(csms)
+    csms, agent = await profile_2(agent_factory, workdir, ca, started)
     before = len(csms.subprotocols)
     # The CSMS sets a key it then does not accept (it still expects the old password).
     answer = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": KEY})
