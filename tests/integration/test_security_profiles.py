@@ -7,6 +7,11 @@ Waits are event-driven or bounded polls of the agent's log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socketserver
+import ssl
+import threading
+import warnings
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -307,3 +312,49 @@ async def test_a_wrong_authorization_key_falls_back_to_the_previous_one(
     await wait_log(agent, "falling back to the previous one", timeout=20)
     await reconnected(csms, before)
     assert len(csms.auth_failures) >= 3
+
+
+class OldTlsServer(socketserver.ThreadingTCPServer):
+    """A server that speaks TLS 1.1 at most: every handshake from the agent fails with
+    OpenSSL's protocol-version alert, as it would against an outdated back-end."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this OpenSSL offer TLS 1.1 at all
+        with warnings.catch_warnings():  # deprecated versions: that is the point here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = ssl.TLSVersion.TLSv1_1
+        context.load_cert_chain(cert, key)
+        self.context = context
+        self.handshakes = 0
+        super().__init__(("127.0.0.1", 0), socketserver.BaseRequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.handshakes += 1
+        with contextlib.suppress(OSError), self.context.wrap_socket(request, server_side=True):
+            pass
+        self.shutdown_request(request)
+
+
+async def test_a_csms_offering_only_tls_1_1_is_refused(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa
+) -> None:
+    server = OldTlsServer(*ca.issue_server().write(workdir, "csms"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"wss://127.0.0.1:{server.server_address[1]}/ocpp"
+        agent = secured_agent(agent_factory, workdir, url, profile=2, roots=ca)
+        await agent.start()
+        await wait_log(agent, "security event InvalidTLSVersion")
+        await wait_log(agent, "reconnecting in")
+        log = (agent.data_dir / "security.log").read_text()
+        assert log.count('"type":"InvalidTLSVersion"') == 1  # once for the streak of failures
+        assert server.handshakes >= 1
+    finally:
+        server.shutdown()
+        server.server_close()
