@@ -221,6 +221,7 @@ class Agent:
                 self.network,
                 ping_interval=lambda: keys.get_int("WebSocketPingInterval"),
                 security=security,
+                hold_calls=adapter.hold_calls,
             )
             log.info(
                 "cpagent %s up: %s, %d connector(s), %s hardware",
@@ -314,6 +315,7 @@ class Agent:
             restore=restore,
             reconnect=lambda: self.session.reconnect() if self.session else None,
             report=adapter.report_security_event,
+            trials=self.store,
         )
 
     def _recovery(self) -> dict[str, Any]:

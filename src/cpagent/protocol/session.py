@@ -10,6 +10,7 @@ learns how each attempt went, to confirm or fall back from a newly set profile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -71,7 +72,13 @@ class Session:
         network: NetworkSwitch,
         ping_interval: Callable[[], int],
         security: ConnectionSecurity,
+        hold_calls: Callable[[], contextlib.AbstractAsyncContextManager[None]] = (
+            contextlib.nullcontext
+        ),
     ) -> None:
+        """``hold_calls`` keeps the protocol from having a CALL in flight while held: a
+        reconnect the agent asks for itself waits for the answer on the wire rather than
+        cutting it (the message would go out twice)."""
         self.csms = csms
         self.charge_point_id = charge_point_id
         self.subprotocol = subprotocol
@@ -79,6 +86,7 @@ class Session:
         self.network = network
         self.ping_interval = ping_interval
         self.security = security
+        self.hold_calls = hold_calls
         self.connected = False
         self.last_error: str | None = None
         self._drop = asyncio.Event()
@@ -150,14 +158,17 @@ class Session:
                 await asyncio.wait({serve, cut, drop}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 self.connected = False
+                held: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
                 if cut.done():
                     log.warning("network down: dropping the CSMS connection")
                     ws.transport.abort()
                 elif drop.done():
                     log.info("reconnecting to the CSMS with new connection settings")
-                for task in (cut, drop, serve):
-                    task.cancel()
-                results = await asyncio.gather(serve, cut, drop, return_exceptions=True)
+                    held = self.hold_calls()
+                async with held:
+                    for task in (cut, drop, serve):
+                        task.cancel()
+                    results = await asyncio.gather(serve, cut, drop, return_exceptions=True)
             err = results[0]
             if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
                 log.warning("connection ended: %s", describe(err))

@@ -24,11 +24,13 @@ CSMS cannot lock the charger out. A changed AuthorizationKey is tried the same w
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -145,11 +147,27 @@ def endpoint(
 
 @dataclass
 class _Trial:
-    """A raised profile or a new key on probation, and what to fall back to."""
+    """A raised profile, a new key or certificate on probation, and what to fall back to.
+    Persisted, so a power cut during the trial does not leave the new setting in force for
+    good: the trial goes on after the restart."""
 
     key: str
     previous: str | None
     failures: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({"key": self.key, "previous": self.previous, "failures": self.failures})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> _Trial | None:
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(str(data["key"]), data["previous"], int(data["failures"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable security setting trial dropped: %.200r", text)
+            return None
 
 
 Persist = Callable[[str, str | None], None]
@@ -157,6 +175,17 @@ Persist = Callable[[str, str | None], None]
 
 Report = Callable[[SecurityEventType, str | None], None]
 """Record a security event (with its techInfo)."""
+
+
+class TrialStore(Protocol):
+    """Where the setting on trial is kept across restarts (one small text value)."""
+
+    def get_state(self, key: str) -> str | None: ...
+
+    def set_state(self, key: str, value: str) -> None: ...
+
+
+TRIAL_STATE_KEY = "security.trial"
 
 
 class ConnectionSecurity:
@@ -182,6 +211,7 @@ class ConnectionSecurity:
         restore: Persist,
         reconnect: Callable[[], None],
         report: Report,
+        trials: TrialStore,
     ) -> None:
         self.base_url = base_url
         self.charge_point_id = charge_point_id
@@ -191,7 +221,15 @@ class ConnectionSecurity:
         self._restore = restore
         self._reconnect = reconnect
         self._report = report
-        self._trial: _Trial | None = None
+        self._trials = trials
+        self._trial = _Trial.from_json(trials.get_state(TRIAL_STATE_KEY))
+        if self._trial is not None:
+            log.warning(
+                "%s is still on trial from before the restart: it falls back after %d more"
+                " failed connection attempts",
+                self._trial.key,
+                TRIAL_ATTEMPTS - self._trial.failures,
+            )
         self._failing: SecurityEventType | None = None
 
     @property
@@ -242,7 +280,7 @@ class ConnectionSecurity:
         if key not in ("SecurityProfile", "AuthorizationKey", "ChargePointCertificate"):
             return
         if self._trial is None or self._trial.key != key:
-            self._trial = _Trial(key, previous)
+            self._set_trial(_Trial(key, previous))
         detail = f"{key} changed" if key != "SecurityProfile" else f"{key} raised to {self.profile}"
         self._report(SecurityEventType.RECONFIGURATION_OF_SECURITY_PARAMETERS, detail)
         log.info("%s: reconnecting to the CSMS with it", detail)
@@ -252,7 +290,7 @@ class ConnectionSecurity:
         """A connection was established: a setting on trial has proven itself."""
         if self._trial is not None:
             log.info("%s confirmed by a successful connection", self._trial.key)
-        self._trial = None
+            self._set_trial(None)
         self._failing = None
 
     def failed(self, err: BaseException) -> bool:
@@ -266,8 +304,9 @@ class ConnectionSecurity:
             return False
         trial.failures += 1
         if trial.failures < TRIAL_ATTEMPTS:
+            self._set_trial(trial)
             return False
-        self._trial = None
+        self._set_trial(None)
         log.warning(
             "cannot connect with the new %s after %d attempts; falling back to the previous one",
             trial.key,
@@ -279,3 +318,7 @@ class ConnectionSecurity:
             f"{trial.key} restored: the new one could not connect",
         )
         return True
+
+    def _set_trial(self, trial: _Trial | None) -> None:
+        self._trial = trial
+        self._trials.set_state(TRIAL_STATE_KEY, trial.to_json() if trial is not None else "")

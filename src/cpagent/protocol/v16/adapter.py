@@ -16,7 +16,7 @@ import json
 import logging
 import string
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -249,6 +249,7 @@ class V16Adapter:
         self.security: ConnectionSecurity | None = None
         self.security_log: SecurityLog | None = None
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self._sending = asyncio.Lock()  # held from sending a queued message to recording it
         self.cp: ChargePoint | None = None
         self.registration: str | None = None
         self.registered = False
@@ -682,24 +683,27 @@ class V16Adapter:
                 await self._pending_changed.wait()
                 continue
             item = self._pending[0]
-            payload = await self._final_payload(item)
-            if payload is None:
-                continue
-            self._last_sent = time.monotonic()
-            try:
-                result = await cp.call_payload(
-                    item.action, payload, unique_id=item.row.message_id if item.row else None
-                )
-            except OCPPError as err:
-                await self._retry_or_give_up(item, f"CALLERROR {err.code}: {err.description}")
-                continue
-            except TimeoutError:
-                late = await self._retry_or_give_up(item, "no answer", give_up=False)
-                if late is None:
+            async with self._sending:
+                payload = await self._final_payload(item)
+                if payload is None:
                     continue
+                self._last_sent = time.monotonic()
+                try:
+                    result = await cp.call_payload(
+                        item.action, payload, unique_id=item.row.message_id if item.row else None
+                    )
+                except OCPPError as err:
+                    why, give_up = f"CALLERROR {err.code}: {err.description}", True
+                except TimeoutError:
+                    why, give_up = "no answer", False
+                else:
+                    await self._delivered(item, result)
+                    continue
+            late = await self._retry_or_give_up(item, why, give_up=give_up)
+            if late is not None:
                 log.info("%s answered late; taking that answer", item.action, extra=_fields(item))
-                result = late
-            await self._delivered(item, result)
+                async with self._sending:
+                    await self._delivered(item, late)
 
     async def _final_payload(self, item: Outgoing) -> dict[str, Any] | None:
         """Fill in the CSMS transaction id, which may have been unknown when queued.
@@ -853,6 +857,23 @@ class V16Adapter:
         payload = {"status": status, "requestId": request_id}
         row = await self.store.run(self.store.enqueue, "LogStatusNotification", payload)
         self._append(Outgoing(row.action, row.payload, row))
+
+    @contextlib.asynccontextmanager
+    async def hold_calls(self) -> AsyncIterator[None]:
+        """While held, no queued message is between its sending and its recorded delivery:
+        the one in flight is answered and recorded first (waited for at most the response
+        timeout), and the next does not start. A reconnect the agent decides itself holds
+        this, so it never cuts a message that would then go out twice."""
+        try:
+            async with asyncio.timeout(self.config.csms.response_timeout_s):
+                await self._sending.acquire()
+        except TimeoutError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            self._sending.release()
 
     async def security_event(self, kind: SecurityEventType, tech_info: str | None = None) -> None:
         """Record a security event: in the security log, and durably for the CSMS
