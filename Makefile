@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/replay.py
 	$(BIN)/python benchmarks/modbus_poll.py
 	$(BIN)/python benchmarks/firmware_download.py
+	$(BIN)/python benchmarks/smart_charging.py
 
 soak: $(STAMP)
 	$(BIN)/python benchmarks/crash_soak.py --iterations 200
