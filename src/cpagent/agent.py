@@ -14,7 +14,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ocpp.messages
 from websockets.asyncio.client import ClientConnection
@@ -38,9 +38,8 @@ from cpagent.protocol.v16.adapter import (
 )
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
-from cpagent.security.connection import ConnectionSecurity
+from cpagent.security.connection import CertificateSource, ConnectionSecurity
 from cpagent.security.events import SecurityEventType, SecurityLog
-from cpagent.security.pki import CertificateStore, CertificateUse, PkiError
 from cpagent.station.firmware import FirmwareUpdater
 from cpagent.station.model import StationSettings, StopReason
 from cpagent.station.station import Station, UnfinishedTransaction
@@ -51,6 +50,9 @@ from cpagent.updates import AgentFirmwarePorts, DiagnosticsUploader, load_job
 # Schema validation of one small OCPP payload takes well under a millisecond; doing it inline
 # keeps the agent on a single thread instead of the library's default thread pool.
 ocpp.messages.ASYNC_VALIDATION = False
+
+if TYPE_CHECKING:
+    from cpagent.security.pki import CertificateStore
 
 log = logging.getLogger(__name__)
 traffic = logging.getLogger("cpagent.traffic")
@@ -149,7 +151,6 @@ class Agent:
         self.session: Session | None = None
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
-        self.certificates: CertificateStore | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -198,7 +199,7 @@ class Agent:
                 if recovery["recovery_reason"] is StopReason.REBOOT
                 else SecurityEventType.STARTUP_OF_THE_DEVICE
             )
-            certificates = self.certificates = self._certificate_store(keys)
+            certificates = self._certificate_store(keys)
             firmware = self.firmware = FirmwareUpdater(
                 AgentFirmwarePorts(self.config, self.store, adapter, certificates=certificates),
                 station,
@@ -250,41 +251,52 @@ class Agent:
                     await self.hardware.close()
             self.store.close()
 
-    def _certificate_store(self, keys: ConfigurationKeys) -> CertificateStore:
-        """The certificate store, seeded with what the factory provisioned."""
+    def _certificate_store(self, keys: ConfigurationKeys) -> CertificateSource:
+        """The certificate store, seeded with what the factory provisioned. It is opened
+        (and ``cryptography`` loaded) on first use, at start-up only when the config
+        provisions certificates: a charger without them saves some 10 MB of memory."""
         config = self.config
-        certificates = CertificateStore(
-            config.storage.data_dir / CERTS_DIR,
-            max_certificates=keys.get_int("CertificateStoreMaxLength"),
-            max_chain_size=keys.get_int("CertificateSignedMaxChainSize"),
-        )
-        provisioned = config.security
-        seeding: list[Callable[[], list[str]]] = [
-            functools.partial(certificates.seed, use, bundle)
-            for use, bundle in (
-                (CertificateUse.CENTRAL_SYSTEM_ROOT, provisioned.csms_root_certificates),
-                (CertificateUse.MANUFACTURER_ROOT, provisioned.manufacturer_root_certificates),
+
+        @functools.cache
+        def open_store() -> CertificateStore:
+            from cpagent.security.pki import CertificateStore, CertificateUse, PkiError
+
+            certificates = CertificateStore(
+                config.storage.data_dir / CERTS_DIR,
+                max_certificates=keys.get_int("CertificateStoreMaxLength"),
+                max_chain_size=keys.get_int("CertificateSignedMaxChainSize"),
             )
-            if bundle is not None
-        ]
-        if provisioned.charge_point_certificate and provisioned.charge_point_key:
-            seeding.append(
-                functools.partial(
-                    certificates.seed_identity,
-                    provisioned.charge_point_certificate,
-                    provisioned.charge_point_key,
+            provisioned = config.security
+            seeding: list[Callable[[], list[str]]] = [
+                functools.partial(certificates.seed, use, bundle)
+                for use, bundle in (
+                    (CertificateUse.CENTRAL_SYSTEM_ROOT, provisioned.csms_root_certificates),
+                    (CertificateUse.MANUFACTURER_ROOT, provisioned.manufacturer_root_certificates),
                 )
-            )
-        for seed in seeding:
-            try:
-                for warning in seed():
-                    log.warning("certificates: %s", warning)
-            except PkiError as err:
-                log.error("certificates: %s", err)
-        return certificates
+                if bundle is not None
+            ]
+            if provisioned.charge_point_certificate and provisioned.charge_point_key:
+                seeding.append(
+                    functools.partial(
+                        certificates.seed_identity,
+                        provisioned.charge_point_certificate,
+                        provisioned.charge_point_key,
+                    )
+                )
+            for seed in seeding:
+                try:
+                    for warning in seed():
+                        log.warning("certificates: %s", warning)
+                except PkiError as err:
+                    log.error("certificates: %s", err)
+            return certificates
+
+        if any(vars(config.security).values()) or (config.storage.data_dir / CERTS_DIR).exists():
+            open_store()  # seed now, and complete a renewal a power cut interrupted
+        return open_store
 
     def _connection_security(
-        self, keys: ConfigurationKeys, adapter: V16Adapter, certificates: CertificateStore
+        self, keys: ConfigurationKeys, adapter: V16Adapter, certificates: CertificateSource
     ) -> ConnectionSecurity:
         """The security profile policy the session connects by."""
         config = self.config
@@ -298,7 +310,7 @@ class Agent:
 
         def restore(name: str, previous: str | None) -> None:
             if name == "ChargePointCertificate":
-                certificates.revert_identity()
+                certificates().revert_identity()
             elif previous is None:
                 self.store.delete_config_key(name)
                 keys.unset(name)

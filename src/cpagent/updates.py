@@ -43,13 +43,8 @@ from cpagent.diagnostics import (
     build_security_archive,
     journal_source,
 )
+from cpagent.security.connection import CertificateSource
 from cpagent.security.events import SecurityLog
-from cpagent.security.firmware_signature import (
-    FirmwareSignatureError,
-    verify_file_signature,
-    verify_signing_certificate,
-)
-from cpagent.security.pki import CertificateStore, CertificateUse
 from cpagent.station.firmware import FirmwareError, FirmwareJob, FirmwareStatus
 from cpagent.store import Store
 from cpagent.transfer import TransferError, download, redact_url, upload
@@ -112,7 +107,7 @@ class AgentFirmwarePorts:
         store: Store,
         sink: StatusSink,
         *,
-        certificates: CertificateStore | None = None,
+        certificates: CertificateSource | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -137,17 +132,27 @@ class AgentFirmwarePorts:
     async def verify(self, path: Path, job: FirmwareJob) -> None:
         """Check the signing certificate (still valid now, still chaining to an installed
         ManufacturerRootCertificate) and then the file's signature, in a worker thread."""
+        from cpagent.security.firmware_signature import FirmwareSignatureError
+
         try:
             await asyncio.to_thread(self._verify, path, job)
         except FirmwareSignatureError as err:
             raise FirmwareError(f"{err.status}: {err}", retryable=False) from err
 
     def _verify(self, path: Path, job: FirmwareJob) -> None:
+        # Imported here: only signed firmware needs cryptography (see CertificateSource).
+        from cpagent.security.firmware_signature import (
+            FirmwareSignatureError,
+            verify_file_signature,
+            verify_signing_certificate,
+        )
+        from cpagent.security.pki import CertificateUse
+
         if self.certificates is None:
             raise FirmwareSignatureError(
                 "InvalidCertificate", "no certificate store to check signed firmware against"
             )
-        roots = self.certificates.roots(CertificateUse.MANUFACTURER_ROOT)
+        roots = self.certificates().roots(CertificateUse.MANUFACTURER_ROOT)
         certificate = verify_signing_certificate(
             job.signing_certificate or "", roots, datetime.now(UTC)
         )

@@ -414,7 +414,8 @@ def agent_ports(
         }
     )
     sink = RecordingSink()
-    ports = AgentFirmwarePorts(config, Store(tmp_path / "db"), sink, certificates=certificates)
+    source = None if certificates is None else (lambda: certificates)
+    ports = AgentFirmwarePorts(config, Store(tmp_path / "db"), sink, certificates=source)
     return ports, sink
 
 

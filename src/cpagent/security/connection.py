@@ -30,14 +30,18 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
-
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from cpagent.exc import CpagentError
 from cpagent.security.events import SecurityEventType, classify_connection_error
-from cpagent.security.pki import CertificateStore, CertificateUse
+
+if TYPE_CHECKING:
+    from cpagent.security.pki import CertificateStore
+
+CertificateSource = Callable[[], "CertificateStore"]
+"""The certificate store, opened on first use: the ``cryptography`` package it loads
+costs some 10 MB of memory, which a charger on profile 0 or 1 never needs to pay."""
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +107,16 @@ def endpoint(
     url: str,
     charge_point_id: str,
     authorization_key: bytes | None,
-    certificates: CertificateStore,
+    certificates: CertificateSource,
     allow_basic_auth_without_tls: bool,
 ) -> Endpoint:
     """The endpoint for ``profile``; :class:`ProfileUnusable` naming what is missing."""
     target = f"{url.rstrip('/')}/{charge_point_id}"
-    roots = certificates.roots(CertificateUse.CENTRAL_SYSTEM_ROOT)
-    roots_pem = "".join(c.public_bytes(Encoding.PEM).decode() for c in roots) or None
     if profile == 0:
         headers = basic_auth(charge_point_id, authorization_key) if authorization_key else {}
-        secure = urlsplit(target).scheme == "wss"
-        return Endpoint(0, target, headers, tls_context(roots_pem, None) if secure else None)
+        if urlsplit(target).scheme != "wss":
+            return Endpoint(0, target, headers, None)
+        return Endpoint(0, target, headers, tls_context(_roots_pem(certificates), None))
     if profile in (1, 2) and authorization_key is None:
         raise ProfileUnusable(f"security profile {profile} needs an AuthorizationKey")
     if profile == 1:
@@ -126,6 +129,7 @@ def endpoint(
         return Endpoint(
             1, with_scheme(target, "ws"), basic_auth(charge_point_id, authorization_key), None
         )
+    roots_pem = _roots_pem(certificates)
     if roots_pem is None:
         raise ProfileUnusable(
             f"security profile {profile} needs a CentralSystemRootCertificate to verify"
@@ -139,10 +143,20 @@ def endpoint(
             basic_auth(charge_point_id, authorization_key),
             tls_context(roots_pem, None),
         )
-    identity = certificates.identity()
+    identity = certificates().identity()
     if identity is None:
         raise ProfileUnusable("security profile 3 needs a charge point certificate and key")
     return Endpoint(3, with_scheme(target, "wss"), {}, tls_context(roots_pem, identity))
+
+
+def _roots_pem(certificates: CertificateSource) -> str | None:
+    """The installed CentralSystemRootCertificates as one PEM text; None if there are none."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from cpagent.security.pki import CertificateUse
+
+    roots = certificates().roots(CertificateUse.CENTRAL_SYSTEM_ROOT)
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in roots) or None
 
 
 @dataclass
@@ -205,7 +219,7 @@ class ConnectionSecurity:
         *,
         base_url: str,
         charge_point_id: str,
-        certificates: CertificateStore,
+        certificates: CertificateSource,
         allow_basic_auth_without_tls: bool,
         value: Callable[[str], str | None],
         restore: Persist,

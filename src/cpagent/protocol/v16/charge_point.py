@@ -34,8 +34,6 @@ from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
 from cpagent.protocol.v16.config_keys import KEYS
 from cpagent.security.events import SecurityEventType
-from cpagent.security.firmware_signature import FirmwareSignatureError, verify_signing_certificate
-from cpagent.security.pki import CertificateHashData, CertificateStore, CertificateUse, PkiError
 from cpagent.station.firmware import FirmwareJob
 from cpagent.station.model import Reservation
 from cpagent.station.smart_charging import (
@@ -52,6 +50,7 @@ from cpagent.timeutil import iso, parse_iso, utcnow
 from cpagent.updates import DiagnosticsRequest
 
 if TYPE_CHECKING:
+    from cpagent.security.pki import CertificateStore
     from cpagent.station.station import Station
 
 log = logging.getLogger(__name__)
@@ -593,15 +592,19 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         )
 
     # ------------------------------------------------- security extension (edition 3)
+    # Its handlers import the certificate modules when first called: they load
+    # cryptography, which a charger that never uses them need not hold in memory.
 
     def _certificates(self) -> CertificateStore:
         assert self.adapter.security is not None  # set before the session starts
-        return self.adapter.security.certificates
+        return self.adapter.security.certificates()
 
     @on(Action.install_certificate)
     async def on_install_certificate(
         self, certificate_type: str, certificate: str
     ) -> call_result.InstallCertificate:
+        from cpagent.security.pki import CertificateUse  # cryptography only when used
+
         use = CertificateUse(certificate_type)  # the schema admits only the two uses
         status = await asyncio.to_thread(
             self._certificates().install_root, use, certificate, utcnow()
@@ -613,6 +616,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_delete_certificate(
         self, certificate_hash_data: dict[str, Any]
     ) -> call_result.DeleteCertificate:
+        from cpagent.security.pki import CertificateHashData
+
         wanted = CertificateHashData.from_ocpp(certificate_hash_data)
         status = await asyncio.to_thread(self._certificates().delete, wanted)
         log.info("DeleteCertificate %s: %s", wanted.serial_number, status, extra=_security_fields())
@@ -622,6 +627,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_get_installed_certificate_ids(
         self, certificate_type: str
     ) -> call_result.GetInstalledCertificateIds:
+        from cpagent.security.pki import CertificateUse
+
         use = CertificateUse(certificate_type)
         found = await asyncio.to_thread(self._certificates().installed_ids, use)
         if not found:
@@ -634,6 +641,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_certificate_signed(self, certificate_chain: str) -> call_result.CertificateSigned:
         """Install the certificate our last CSR asked for; with security profile 3 the agent
         reconnects with it at once, and falls back to the previous one if it cannot."""
+        from cpagent.security.pki import PkiError
+
         try:
             cert = await asyncio.to_thread(
                 self._certificates().accept_signed, certificate_chain, utcnow()
@@ -672,6 +681,12 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         retries: int | None = None,
         retry_interval: int | None = None,
     ) -> call_result.SignedUpdateFirmware:
+        from cpagent.security.firmware_signature import (
+            FirmwareSignatureError,
+            verify_signing_certificate,
+        )
+        from cpagent.security.pki import CertificateUse
+
         updater = self.adapter.firmware
         assert updater is not None  # set before the session starts
         roots = await asyncio.to_thread(
