@@ -94,10 +94,7 @@ class Session:
     @property
     def url(self) -> str:
         """The websocket URL of the security profile in force."""
-        try:
-            return self.security.endpoint().url
-        except (ProfileUnusable, ssl.SSLError, OSError):
-            return f"{self.csms.url}/{self.charge_point_id}"
+        return self.security.url()
 
     def reconnect(self) -> None:
         """Drop the connection (if any) and connect again, with the settings then in force."""

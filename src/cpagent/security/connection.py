@@ -254,6 +254,14 @@ class ConnectionSecurity:
         value = self._value("AuthorizationKey")
         return bytes.fromhex(value) if value else None
 
+    def url(self) -> str:
+        """The websocket URL of the profile in force (cheap: no certificate is read)."""
+        target = f"{self.base_url.rstrip('/')}/{self.charge_point_id}"
+        profile = self.profile
+        if profile == 0:
+            return target
+        return with_scheme(target, "ws" if profile == 1 else "wss")
+
     def endpoint(self) -> Endpoint:
         """The endpoint of the profile in force; :class:`ProfileUnusable` if it cannot be."""
         return endpoint(
