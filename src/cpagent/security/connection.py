@@ -79,9 +79,12 @@ def basic_auth(charge_point_id: str, password: bytes) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def with_scheme(url: str, scheme: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((scheme, *parts[1:]))
+def profile_url(profile: int, url: str) -> str:
+    """``url`` with the scheme ``profile`` uses: as configured for 0, ``ws`` for 1, ``wss``
+    for 2 and 3."""
+    if profile == 0:
+        return url
+    return urlunsplit(("ws" if profile == 1 else "wss", *urlsplit(url)[1:]))
 
 
 def tls_context(roots_pem: str | None, identity: tuple[Path, Path] | None) -> ssl.SSLContext:
@@ -127,7 +130,7 @@ def endpoint(
             )
         assert authorization_key is not None
         return Endpoint(
-            1, with_scheme(target, "ws"), basic_auth(charge_point_id, authorization_key), None
+            1, profile_url(1, target), basic_auth(charge_point_id, authorization_key), None
         )
     roots_pem = _roots_pem(certificates)
     if roots_pem is None:
@@ -139,14 +142,14 @@ def endpoint(
         assert authorization_key is not None
         return Endpoint(
             2,
-            with_scheme(target, "wss"),
+            profile_url(2, target),
             basic_auth(charge_point_id, authorization_key),
             tls_context(roots_pem, None),
         )
     identity = certificates().identity()
     if identity is None:
         raise ProfileUnusable("security profile 3 needs a charge point certificate and key")
-    return Endpoint(3, with_scheme(target, "wss"), {}, tls_context(roots_pem, identity))
+    return Endpoint(3, profile_url(3, target), {}, tls_context(roots_pem, identity))
 
 
 def _roots_pem(certificates: CertificateSource) -> str | None:
@@ -256,16 +259,13 @@ class ConnectionSecurity:
 
     def url(self) -> str:
         """The websocket URL of the profile in force (cheap: no certificate is read)."""
-        target = f"{self.base_url.rstrip('/')}/{self.charge_point_id}"
-        profile = self.profile
-        if profile == 0:
-            return target
-        return with_scheme(target, "ws" if profile == 1 else "wss")
+        return profile_url(self.profile, f"{self.base_url.rstrip('/')}/{self.charge_point_id}")
 
-    def endpoint(self) -> Endpoint:
-        """The endpoint of the profile in force; :class:`ProfileUnusable` if it cannot be."""
+    def endpoint(self, profile: int | None = None) -> Endpoint:
+        """The endpoint of ``profile`` (default: the one in force); :class:`ProfileUnusable`
+        if it cannot be used."""
         return endpoint(
-            self.profile,
+            self.profile if profile is None else profile,
             url=self.base_url,
             charge_point_id=self.charge_point_id,
             authorization_key=self._key(),
@@ -284,14 +284,7 @@ class ConnectionSecurity:
         if wanted == current:
             return None
         try:
-            endpoint(
-                wanted,
-                url=self.base_url,
-                charge_point_id=self.charge_point_id,
-                authorization_key=self._key(),
-                certificates=self.certificates,
-                allow_basic_auth_without_tls=self.allow_basic_auth_without_tls,
-            )
+            self.endpoint(wanted)
         except (ProfileUnusable, ssl.SSLError, OSError) as err:
             return str(err)
         return None
