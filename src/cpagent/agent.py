@@ -483,6 +483,8 @@ class Agent:
         csms = adapter.status()
         csms["network"] = "up" if self.network.up else "down"
         csms["last_error"] = session.last_error if session else None
+        csms["url"] = _URL_PASSWORD.sub(r"\1***@", session.url) if session else csms["url"]
+        csms["security_profile"] = session.security.profile if session else None
         return {
             "charge_point_id": self.config.charge_point.id,
             "version": __version__,

@@ -165,7 +165,11 @@ def _status(config: Any, *, as_json: bool) -> int:
         f"charge point  {state['charge_point_id']}  cpagent {state['version']}  "
         f"OCPP {state['ocpp_version']}  hal {state['hal']}"
     )
-    print(f"csms          {csms['url']}  {link}  registration {csms['registration'] or '-'}")
+    profile = csms.get("security_profile")
+    print(
+        f"csms          {csms['url']}  {link}  registration {csms['registration'] or '-'}"
+        + ("" if profile is None else f"  security profile {profile}")
+    )
     if csms.get("last_error") and not csms["connected"]:
         print(f"              last error: {csms['last_error']}")
     queue = state["queue"]

@@ -120,7 +120,8 @@ async def test_profile_2_tls_with_basic_auth(
     assert csms.client_certificates == [None]  # profile 2 presents no certificate
     await wait_log(agent, "(security profile 2)")
     status = await agent.status()
-    assert status["csms"]["url"].startswith("wss://")
+    assert status["csms"]["url"] == f"{csms.url}/{CP_ID}"
+    assert status["csms"]["security_profile"] == 2
 
 
 async def test_profile_3_mutual_tls(
