@@ -38,7 +38,7 @@ from cpagent.protocol.v16.adapter import (
 )
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
-from cpagent.security.connection import CertificateSource, ConnectionSecurity
+from cpagent.security.connection import CERTS_DIR, CertificateSource, ConnectionSecurity
 from cpagent.security.events import SecurityEventType, SecurityLog
 from cpagent.station.firmware import FirmwareUpdater
 from cpagent.station.model import StationSettings, StopReason
@@ -62,7 +62,6 @@ SHUTDOWN_STOP_S = 5.0
 SHUTDOWN_DRAIN_S = 2.0
 SUBPROTOCOL = "ocpp1.6"
 FIRMWARE_DIR = "firmware"
-CERTS_DIR = "certs"
 SECURITY_LOG = "security.log"
 
 

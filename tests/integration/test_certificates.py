@@ -464,6 +464,32 @@ async def test_certificate_renewal_over_mutual_tls(
     assert csms.auth_failures == []
 
 
+async def test_a_certificate_near_its_end_is_renewed_unasked(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    """On profile 3 a charge point certificate that expires within 30 days makes the
+    agent send SignCertificate by itself once connected; one with years left does not."""
+    csms = tls_csms(workdir, ca.issue_server(), client_ca=ca)
+    started.append(await csms.start())
+    ending = ca.issue_client(CP_ID, not_after=datetime.now(UTC) + timedelta(days=10))
+    agent = secured_agent(
+        agent_factory, workdir, csms.url, profile=3, roots=ca, identity=ending, password=None
+    )
+    await agent.start()
+    request = await csms.wait_for("SignCertificate", timeout=15)
+    csr = x509.load_pem_x509_csr(request["csr"].encode())
+    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == CP_ID
+    assert "ChargePointCertificate CN=CP001" in agent.log()
+
+    answer = await csms.call("CertificateSigned", {"certificateChain": ca.sign_csr(request["csr"])})
+    assert answer == {"status": "Accepted"}
+    renewed = len(csms.subprotocols)
+    await csms.wait_connections(renewed + 1, timeout=15)
+    assert serial_presented(csms) != ending.cert.serial_number
+    # The renewed certificate has years left: the next connection asks for nothing.
+    assert len(csms.payloads("SignCertificate")) == 1
+
+
 async def test_a_certificate_signed_that_does_not_fit_is_rejected_and_reported(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:

@@ -39,6 +39,9 @@ from cpagent.security.events import SecurityEventType, classify_connection_error
 if TYPE_CHECKING:
     from cpagent.security.pki import CertificateStore
 
+CERTS_DIR = "certs"
+"""The certificate store's directory under ``data_dir``."""
+
 CertificateSource = Callable[[], "CertificateStore"]
 """The certificate store, opened on first use: the ``cryptography`` package it loads
 costs some 10 MB of memory, which a charger on profile 0 or 1 never needs to pay."""

@@ -18,7 +18,7 @@ import string
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import OCPPError
@@ -29,6 +29,7 @@ from cpagent.config import Config
 from cpagent.exc import StoreError
 from cpagent.protocol.v16 import messages, schemas
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.security.connection import CERTS_DIR
 from cpagent.security.events import SecurityEvent, SecurityEventType, SecurityLog
 from cpagent.station.model import (
     AuthDecision,
@@ -50,7 +51,7 @@ from cpagent.station.smart_charging import (
 )
 from cpagent.store import AuthCacheRow, OutboxRow, Store
 from cpagent.systemd import journal_fields
-from cpagent.timeutil import now_iso, parse_iso
+from cpagent.timeutil import iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from cpagent.protocol.v16.charge_point import ChargePoint
@@ -106,6 +107,10 @@ def _fields(item: Outgoing) -> dict[str, Any]:
         local_transaction_id=row.tx_local_id if row else None,
     )
 
+
+CERTIFICATE_CHECK_S = 24 * 3600.0
+CERTIFICATE_RENEW_BEFORE = timedelta(days=30)
+"""A charge point certificate is renewed (SignCertificate) this long before it expires."""
 
 RESERVATIONS_STATE_KEY = "reservations"
 """The ``state`` key holding the reservations in force, as a JSON list."""
@@ -614,6 +619,7 @@ class V16Adapter:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._send_loop(cp), name="ocpp-sender")
                 tg.create_task(self._heartbeat_loop(cp), name="ocpp-heartbeat")
+                tg.create_task(self._certificate_check_loop(cp), name="certificate-check")
         finally:
             self.cp = None
             self.connected_since = None
@@ -645,6 +651,33 @@ class V16Adapter:
                 extra=journal_fields(action="BootNotification"),
             )
             await asyncio.sleep(retry)
+
+    async def _certificate_check_loop(self, cp: ChargePoint) -> None:
+        """Daily while connected: warn of installed certificates near their end and, on
+        security profile 3, ask for a new charge point certificate (SignCertificate)
+        :data:`CERTIFICATE_RENEW_BEFORE` before the current one expires. Nothing is read
+        while the agent holds no certificate at all."""
+        while True:
+            security = self.security
+            if security is not None and (self.config.storage.data_dir / CERTS_DIR).exists():
+                try:
+                    await self._check_certificates(cp, security)
+                except (OCPPError, TimeoutError, ConnectionLost) as err:
+                    log.warning("certificate renewal request failed: %s", err)
+                except Exception as err:  # noqa: BLE001 - a bad store must not end the link
+                    log.error("certificate check failed: %r", err)
+            await asyncio.sleep(CERTIFICATE_CHECK_S)
+
+    async def _check_certificates(self, cp: ChargePoint, security: ConnectionSecurity) -> None:
+        store = security.certificates()
+        ending = await asyncio.to_thread(store.expiring, utcnow(), CERTIFICATE_RENEW_BEFORE)
+        for name, not_after in ending:
+            log.warning("certificate %s expires %s", name, iso(not_after))
+        if security.profile == 3 and any(
+            name.startswith("ChargePointCertificate ") for name, _ in ending
+        ):
+            log.info("asking the CSMS for a new charge point certificate")
+            await cp.sign_certificate()
 
     async def _heartbeat_loop(self, cp: ChargePoint) -> None:
         """Heartbeat when nothing else was sent for HeartbeatInterval seconds; a changed

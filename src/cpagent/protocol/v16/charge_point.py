@@ -663,8 +663,9 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             self._after(lambda: self._security_changed("ChargePointCertificate", None))
         return call_result.CertificateSigned(status="Accepted")
 
-    async def _sign_certificate(self) -> None:
-        """SignCertificate: a CSR for a new key made on the board (ExtendedTriggerMessage)."""
+    async def sign_certificate(self) -> None:
+        """SignCertificate: a CSR for a new key made on the board (ExtendedTriggerMessage,
+        or the charge point certificate nearing its end)."""
         adapter = self.adapter
         organization = adapter.keys.get("CpoName") or adapter.config.charge_point.vendor
         csr = await asyncio.to_thread(
@@ -801,7 +802,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 log_status = {"status": "Uploading", "requestId": request_id}
             adapter.send_triggered("LogStatusNotification", log_status)
         elif message == "SignChargePointCertificate":
-            await self._sign_certificate()
+            await self.sign_certificate()
         elif message == "BootNotification":
             result = await self.call_payload("BootNotification", adapter.boot_payload())
             adapter.registration = result["status"]
