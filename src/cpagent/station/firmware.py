@@ -13,7 +13,8 @@ The steps, each reported through the ``report`` port as a :class:`FirmwareStatus
     SignatureVerified) --> (wait until no session runs; connectors Unavailable)
     --> Installing --> Installed
 
-or ends short of it, at the step that failed: DownloadFailed after Downloading,
+A signed job whose retrieve date is still ahead is first reported DownloadScheduled.
+A job ends short of Installed at the step that failed: DownloadFailed after Downloading,
 InvalidSignature after Downloaded (a signed job only), InstallationFailed after Installing.
 
 A signed job (the security extension's SignedUpdateFirmware: :attr:`FirmwareJob.signed`)
@@ -54,6 +55,7 @@ CLOCK_RECHECK_S = 60.0
 
 class FirmwareStatus(enum.StrEnum):
     IDLE = "Idle"
+    DOWNLOAD_SCHEDULED = "DownloadScheduled"
     DOWNLOADING = "Downloading"
     DOWNLOADED = "Downloaded"
     DOWNLOAD_FAILED = "DownloadFailed"
@@ -181,8 +183,10 @@ class FirmwareUpdater:
         final status while it is being reported, never an earlier step."""
         if self._final is not None:
             return self._final
-        if self.job is None or self.job.phase is Phase.SCHEDULED:
+        if self.job is None:
             return FirmwareStatus.IDLE
+        if self.job.phase is Phase.SCHEDULED:
+            return FirmwareStatus.DOWNLOAD_SCHEDULED if self.job.signed else FirmwareStatus.IDLE
         if self.job.phase is Phase.DOWNLOADED and self._verified:
             return FirmwareStatus.SIGNATURE_VERIFIED
         return {
@@ -262,6 +266,9 @@ class FirmwareUpdater:
     async def _run(self, job: FirmwareJob) -> None:
         try:
             if job.phase is Phase.SCHEDULED:
+                if job.signed and job.retrieve_at > self._clock():
+                    # Only SignedFirmwareStatusNotification has this status.
+                    await self.ports.report(FirmwareStatus.DOWNLOAD_SCHEDULED, job)
                 await self._wait_until(job.retrieve_at)
                 job = await self._download(job)
                 if job.phase is not Phase.DOWNLOADED:
