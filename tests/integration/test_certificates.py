@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from cpagent.security.pki import hash_data
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.csms import CsmsCallError, Received
-from cpagent.testing.pki import TestCa
+from cpagent.testing.pki import Issued, TestCa
 from tests.integration.conftest import AgentProcess
 from tests.integration.test_security_profiles import (
     CP_ID,
@@ -282,6 +282,22 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 # ------------------------------------------------------------------ root certificates
 
 
+async def profile_3(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> tuple[LoopbackCsms, AgentProcess, Issued]:
+    """A mutual-TLS CSMS trusting ``ca`` and an agent up on it with security profile 3 and
+    a factory certificate from ``ca`` (returned as the third item)."""
+    csms = tls_csms(workdir, ca.issue_server(), client_ca=ca)
+    started.append(await csms.start())
+    factory = ca.issue_client(CP_ID)
+    agent = secured_agent(
+        agent_factory, workdir, csms.url, profile=3, roots=ca, identity=factory, password=None
+    )
+    await agent.start()
+    await up(csms, agent)
+    return csms, agent, factory
+
+
 async def test_roots_are_installed_listed_and_deleted(
     agent: AgentProcess, csms: LoopbackCsms
 ) -> None:
@@ -396,14 +412,7 @@ async def test_install_certificate_refuses_what_is_no_root(
 async def test_certificate_renewal_over_mutual_tls(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
-    csms = tls_csms(workdir, ca.issue_server(), client_ca=ca)
-    started.append(await csms.start())
-    factory = ca.issue_client(CP_ID)
-    agent = secured_agent(
-        agent_factory, workdir, csms.url, profile=3, roots=ca, identity=factory, password=None
-    )
-    await agent.start()
-    await up(csms, agent)
+    csms, agent, factory = await profile_3(agent_factory, workdir, ca, started)
     assert serial_presented(csms) == factory.cert.serial_number
     cert_file, key_file = identity_files(agent)
 
@@ -493,14 +502,7 @@ async def test_a_certificate_near_its_end_is_renewed_unasked(
 async def test_a_certificate_signed_that_does_not_fit_is_rejected_and_reported(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
-    csms = tls_csms(workdir, ca.issue_server(), client_ca=ca)
-    started.append(await csms.start())
-    factory = ca.issue_client(CP_ID)
-    agent = secured_agent(
-        agent_factory, workdir, csms.url, profile=3, roots=ca, identity=factory, password=None
-    )
-    await agent.start()
-    await up(csms, agent)
+    csms, agent, factory = await profile_3(agent_factory, workdir, ca, started)
     cert_file, key_file = identity_files(agent)
     identity = (cert_file.read_bytes(), key_file.read_bytes())
 
@@ -603,14 +605,7 @@ async def renew_with_a_root_the_csms_does_not_trust(
 async def test_a_renewed_certificate_that_cannot_connect_falls_back(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
-    csms = tls_csms(workdir, ca.issue_server(), client_ca=ca)
-    started.append(await csms.start())
-    factory = ca.issue_client(CP_ID)
-    agent = secured_agent(
-        agent_factory, workdir, csms.url, profile=3, roots=ca, identity=factory, password=None
-    )
-    await agent.start()
-    await up(csms, agent)
+    csms, agent, factory = await profile_3(agent_factory, workdir, ca, started)
     cert_file, key_file = identity_files(agent)
     old_key = key_file.read_bytes()
 
