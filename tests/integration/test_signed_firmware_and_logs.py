@@ -42,7 +42,7 @@ from tests.integration.test_diagnostics_upload import (
     started,
 )
 from tests.integration.test_firmware_update import firmware_agent
-from tests.integration.test_session import AgentFactory, booted, start_session
+from tests.integration.test_session import AgentFactory, booted, eventually, start_session
 
 FIRMWARE = os.urandom(256 * 1024 + 4321)
 GOOD = "/fw/cpagent-signed_1.2.0.bin"
@@ -425,7 +425,9 @@ async def test_a_second_signed_update_cancels_a_scheduled_one_and_bad_dates_are_
         assert field in info.value.description
     assert (await firmware_trigger(csms)).get("requestId") == 41  # still the scheduled one
 
-    # The scheduled update was reported once, then by the two triggers: nothing else.
+    # The scheduled update was reported once (durably, so perhaps after the triggered
+    # ones) and by the two triggers: nothing else.
+    await eventually(lambda: len(signed_statuses(csms, mark)) >= 3, "three statuses for 41")
     assert signed_statuses(csms, mark) == [("DownloadScheduled", 41)] * 3
 
     replaced = csms.mark()
