@@ -338,6 +338,12 @@ def check_installed(root: Chroot, deb: Deb) -> None:
     assert list(root.path(VENV).glob("lib/python3.11/site-packages/cpagent/__pycache__/*.pyc"))
 
     assert root.sh("cpagent --version") == f"cpagent {load_version()}"
+    # The TLS and certificate code loads its native parts on the installed system too.
+    made = root.sh(
+        f"{VENV}/bin/python -c 'from cpagent.testing.pki import TestCa;"
+        ' print(TestCa.create().issue_client("CP1").cert.subject.rfc4514_string())\''
+    )
+    assert made == "CN=CP1", made
     for user in (None, "cpagent"):
         out = root.run("cpagent", "check-config", "--config", CONF, user=user).stdout
         assert "hardware:       sim" in out, out
