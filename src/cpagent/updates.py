@@ -64,7 +64,9 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 class StatusSink(Protocol):
     """Where the statuses go: durably queued notifications to the CSMS."""
 
-    async def firmware_status(self, status: str, request_id: int | None = None) -> None:
+    async def firmware_status(
+        self, status: str, request_id: int | None = None, detail: str | None = None
+    ) -> None:
         """Queue a firmware status: with ``request_id`` a SignedFirmwareStatusNotification
         (a SignedUpdateFirmware job), without it a FirmwareStatusNotification."""
 
@@ -192,10 +194,12 @@ class AgentFirmwarePorts:
             last = tail[-1] if tail else "no output"
             raise FirmwareError(f"the installer exited with {code}: {last}")
 
-    async def report(self, status: FirmwareStatus, job: FirmwareJob) -> None:
+    async def report(
+        self, status: FirmwareStatus, job: FirmwareJob, detail: str | None = None
+    ) -> None:
         log.info("firmware: %s (%s)", status, redact_url(job.location))
         if job.signed:
-            await self.sink.firmware_status(str(status), job.request_id)
+            await self.sink.firmware_status(str(status), job.request_id, detail)
         else:  # the argument left out, not None: sinks from before signed firmware still fit
             await self.sink.firmware_status(str(status))
 

@@ -311,6 +311,7 @@ async def test_a_tampered_update_is_never_installed_and_the_charger_carries_on(
     invalid = csms.wait_for_message(SFSN, lambda p: p["status"] == "InvalidSignature", since=mark)
     assert (await invalid).index < event.index
     assert "the signature of evil.bin does not match CN=Firmware Signer" in agent.log()
+    assert "does not match CN=Firmware Signer" in event.payload["techInfo"]
     assert files.requests["/fw/evil.bin"] == 1
 
     # Never installed, not even put on hold; the file is gone.

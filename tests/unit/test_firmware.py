@@ -71,7 +71,9 @@ class FakeWorld:
         if self.install_error:
             raise FirmwareError(self.install_error)
 
-    async def report(self, status: FirmwareStatus, job: FirmwareJob) -> None:
+    async def report(
+        self, status: FirmwareStatus, job: FirmwareJob, detail: str | None = None
+    ) -> None:
         self.reports.append(status)
         if status in (S.INSTALLED, S.INSTALLATION_FAILED, S.DOWNLOAD_FAILED, S.INVALID_SIGNATURE):
             self.done.set()
@@ -423,7 +425,12 @@ async def test_signed_jobs_are_reported_with_their_request_id(tmp_path: Path) ->
     ports, sink = agent_ports(tmp_path, None)
     await ports.report(S.DOWNLOADING, signed_job(request_id=42))
     await ports.report(S.DOWNLOADING, job(request_id=7))  # not signed: no requestId
-    assert sink.calls == [("Downloading", 42), ("Downloading",)]
+    await ports.report(S.INVALID_SIGNATURE, signed_job(request_id=42), "InvalidSignature: bad")
+    assert sink.calls == [
+        ("Downloading", 42, None),
+        ("Downloading",),
+        ("InvalidSignature", 42, "InvalidSignature: bad"),
+    ]
 
 
 @pytest.fixture

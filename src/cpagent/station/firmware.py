@@ -132,9 +132,12 @@ class FirmwarePorts(Protocol):
     async def install(self, path: Path) -> None:
         """Run the installer on ``path``; raise FirmwareError if it fails or times out."""
 
-    async def report(self, status: FirmwareStatus, job: FirmwareJob) -> None:
+    async def report(
+        self, status: FirmwareStatus, job: FirmwareJob, detail: str | None = None
+    ) -> None:
         """Tell the CSMS (FirmwareStatusNotification; for a signed job
-        SignedFirmwareStatusNotification with its ``request_id``); durable once this returns."""
+        SignedFirmwareStatusNotification with its ``request_id``); durable once this returns.
+        ``detail`` says why a signed job was refused (InvalidSignature)."""
 
     async def save(self, job: FirmwareJob | None) -> None:
         """Persist the job (None: there is none) before the procedure goes on."""
@@ -251,12 +254,14 @@ class FirmwareUpdater:
         self.job = job
         return job
 
-    async def _finish(self, status: FirmwareStatus, job: FirmwareJob) -> None:
+    async def _finish(
+        self, status: FirmwareStatus, job: FirmwareJob, detail: str | None = None
+    ) -> None:
         # Reported before the job is forgotten: a crash in between reports it twice,
         # never not at all.
         self._final = status
         try:
-            await self.ports.report(status, job)
+            await self.ports.report(status, job, detail)
             await self.ports.save(None)
             self.job = None
             self._verified = False
@@ -328,7 +333,7 @@ class FirmwareUpdater:
             # Deleted before the job is forgotten: a crash in between resumes the job,
             # whose check then fails on the missing file and reports InvalidSignature.
             await self.ports.discard(path)
-            await self._finish(FirmwareStatus.INVALID_SIGNATURE, job)
+            await self._finish(FirmwareStatus.INVALID_SIGNATURE, job, str(err))
             return False
         self._verified = True
         await self.ports.report(FirmwareStatus.SIGNATURE_VERIFIED, job)

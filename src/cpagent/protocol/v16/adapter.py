@@ -868,7 +868,9 @@ class V16Adapter:
             await asyncio.wait_for(self._queue_empty.wait(), timeout)
         return not self._pending
 
-    async def firmware_status(self, status: str, request_id: int | None = None) -> None:
+    async def firmware_status(
+        self, status: str, request_id: int | None = None, detail: str | None = None
+    ) -> None:
         """Queue a FirmwareStatusNotification durably: an update is reported at every step,
         also across an outage or the restart an installer causes. A signed update
         (``request_id``) is reported as SignedFirmwareStatusNotification; an installed
@@ -883,7 +885,7 @@ class V16Adapter:
         if status == "Installed":
             await self.security_event(SecurityEventType.FIRMWARE_UPDATED)
         elif status == "InvalidSignature":
-            await self.security_event(SecurityEventType.INVALID_FIRMWARE_SIGNATURE)
+            await self.security_event(SecurityEventType.INVALID_FIRMWARE_SIGNATURE, detail)
 
     async def log_status(self, status: str, request_id: int) -> None:
         """Queue a LogStatusNotification (GetLog) durably, like the diagnostics statuses."""
