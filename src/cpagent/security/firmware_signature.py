@@ -35,15 +35,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     ClientVerifier,
-    Criticality,
-    ExtensionPolicy,
     Policy,
-    PolicyBuilder,
-    Store,
     VerificationError,
 )
 
 from cpagent.exc import CpagentError
+from cpagent.security.pki import chain_verifier, describe
 
 __all__ = [
     "CHUNK_BYTES",
@@ -93,20 +90,20 @@ def verify_signing_certificate(
     leaf = chain[0]
     if not roots:
         raise _invalid_certificate(
-            f"{_describe(leaf)}: no ManufacturerRootCertificate is installed to verify it"
+            f"{describe(leaf)}: no ManufacturerRootCertificate is installed to verify it"
         )
     at = now if now.tzinfo else now.replace(tzinfo=UTC)
     for cert in chain:
         if at < cert.not_valid_before_utc:
             raise _invalid_certificate(
-                f"{_describe(cert)} is not valid before {cert.not_valid_before_utc}"
+                f"{describe(cert)} is not valid before {cert.not_valid_before_utc}"
             )
         if at > cert.not_valid_after_utc:
-            raise _invalid_certificate(f"{_describe(cert)} expired at {cert.not_valid_after_utc}")
+            raise _invalid_certificate(f"{describe(cert)} expired at {cert.not_valid_after_utc}")
     try:
         code_signing_verifier(roots, at).verify(leaf, chain[1:])
     except VerificationError as err:
-        raise _invalid_certificate(f"{_describe(leaf)}: {err}") from err
+        raise _invalid_certificate(f"{describe(leaf)}: {err}") from err
     return leaf
 
 
@@ -120,24 +117,7 @@ def code_signing_verifier(roots: Sequence[x509.Certificate], now: datetime) -> C
     Everything else (signatures, names, basicConstraints, validity, path length) is checked as
     for TLS.
     """
-    leaf_policy = (
-        ExtensionPolicy.webpki_defaults_ee()
-        .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
-        .may_be_present(x509.AuthorityKeyIdentifier, Criticality.NON_CRITICAL, None)
-        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _allows_code_signing)
-    )
-    ca_policy = (
-        ExtensionPolicy.webpki_defaults_ca()
-        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates)
-        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _allows_code_signing)
-    )
-    return (
-        PolicyBuilder()
-        .store(Store(list(roots)))
-        .time(now)
-        .extension_policies(ca_policy=ca_policy, ee_policy=leaf_policy)
-        .build_client_verifier()
-    )
+    return chain_verifier(roots, now, extended_key_usage=_allows_code_signing)
 
 
 def verify_file_signature(path: Path, signature_b64: str, certificate: x509.Certificate) -> None:
@@ -158,10 +138,10 @@ def verify_file_signature(path: Path, signature_b64: str, certificate: x509.Cert
     try:
         key = certificate.public_key()
     except (UnsupportedAlgorithm, ValueError) as err:
-        raise _invalid_signature(f"{_describe(certificate)}: unusable public key ({err})") from err
+        raise _invalid_signature(f"{describe(certificate)}: unusable public key ({err})") from err
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise _invalid_signature(
-            f"{_describe(certificate)}: a {type(key).__name__} cannot sign firmware (RSA or EC)"
+            f"{describe(certificate)}: a {type(key).__name__} cannot sign firmware (RSA or EC)"
         )
     digest = _sha256_of(path)
     try:
@@ -171,9 +151,9 @@ def verify_file_signature(path: Path, signature_b64: str, certificate: x509.Cert
             key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
     except InvalidSignature as err:
         raise _invalid_signature(
-            f"the signature of {path.name} does not match {_describe(certificate)}"
+            f"the signature of {path.name} does not match {describe(certificate)}"
         ) from err
-    log.info("firmware: %s is signed by %s", path.name, _describe(certificate))
+    log.info("firmware: %s is signed by %s", path.name, describe(certificate))
 
 
 def _sha256_of(path: Path) -> bytes:
@@ -195,18 +175,7 @@ def _allows_code_signing(
     if not {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
         usage
     ):
-        raise ValueError(f"{_describe(cert)} may not sign code (extendedKeyUsage)")
-
-
-def _may_sign_certificates(
-    policy: Policy, cert: x509.Certificate, usage: x509.KeyUsage | None
-) -> None:
-    if usage is not None and not usage.key_cert_sign:
-        raise ValueError(f"{_describe(cert)} may not sign certificates (keyUsage)")
-
-
-def _describe(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or f"certificate {cert.serial_number:x}"
+        raise ValueError(f"{describe(cert)} may not sign code (extendedKeyUsage)")
 
 
 def _invalid_certificate(message: str) -> FirmwareSignatureError:

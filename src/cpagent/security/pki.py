@@ -32,7 +32,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
+    ClientVerifier,
     Criticality,
     ExtensionPolicy,
     Policy,
@@ -65,6 +66,8 @@ __all__ = [
     "InstallStatus",
     "PkiError",
     "PkiReason",
+    "chain_verifier",
+    "describe",
     "hash_data",
 ]
 
@@ -282,7 +285,7 @@ class CertificateStore:
             except OSError as err:
                 log.error("InstallCertificate %s failed: %s", use, err)
                 return "Failed"
-            log.info("installed %s %s", use, _describe(cert))
+            log.info("installed %s %s", use, describe(cert))
             return "Accepted"
 
     def delete(self, hash_data: CertificateHashData) -> DeleteStatus:
@@ -361,10 +364,10 @@ class CertificateStore:
                             _check_ca(cert)
                             self._check_room()
                         except PkiError as err:
-                            warnings.append(f"{bundle_path}: {_describe(cert)} left out: {err}")
+                            warnings.append(f"{bundle_path}: {describe(cert)} left out: {err}")
                             continue
                         _write_atomic(path, cert.public_bytes(_PEM), _CERT_MODE)
-                        log.info("seeded %s %s from %s", use, _describe(cert), bundle_path)
+                        log.info("seeded %s %s from %s", use, describe(cert), bundle_path)
                     added.add(fingerprint)
                 if added:
                     text = "".join(f"{f}\n" for f in sorted(seeded | added))
@@ -451,15 +454,15 @@ class CertificateStore:
             chain = _load_certificates(chain_pem.encode(), "signed certificate chain")
             leaf = chain[0]
             if not _same_key(leaf, pending):
-                raise PkiError("KeyMismatch", f"{_describe(leaf)} is not for the pending CSR key")
+                raise PkiError("KeyMismatch", f"{describe(leaf)} is not for the pending CSR key")
             for cert in chain:
-                _check_validity(cert, _utc(now), _describe(cert))
+                _check_validity(cert, _utc(now), describe(cert))
             self._verify_client_chain(chain, _utc(now))
             try:
                 self._rotate_in(chain)
             except OSError as err:
                 raise PkiError("Io", f"storing the new identity: {err}") from err
-            log.info("new identity %s, valid until %s", _describe(leaf), leaf.not_valid_after_utc)
+            log.info("new identity %s, valid until %s", describe(leaf), leaf.not_valid_after_utc)
             return leaf
 
     def revert_identity(self) -> bool:
@@ -482,7 +485,7 @@ class CertificateStore:
                 _move(self._previous_key, self._key)
             except OSError as err:
                 raise PkiError("Io", f"restoring the previous identity: {err}") from err
-            log.warning("reverted to the previous identity %s", _describe(chain[0]))
+            log.warning("reverted to the previous identity %s", describe(chain[0]))
             return True
 
     def seed_identity(self, cert_path: Path, key_path: Path) -> list[str]:
@@ -516,7 +519,7 @@ class CertificateStore:
                 _write_atomic(self._key, _key_pem(key), _KEY_MODE)
             except OSError as err:
                 raise PkiError("Io", f"storing the factory identity: {err}") from err
-            log.info("seeded identity %s from %s", _describe(chain[0]), cert_path)
+            log.info("seeded identity %s from %s", describe(chain[0]), cert_path)
             return warnings
 
     def expiring(self, now: datetime, within: timedelta) -> list[tuple[str, datetime]]:
@@ -526,10 +529,10 @@ class CertificateStore:
         by kind and subject, e.g. ``("CentralSystemRootCertificate CN=Root", notAfter)``.
         """
         with self._lock:
-            named = [(f"{use} {_describe(c)}", c) for use, _, c in self._installed()]
+            named = [(f"{use} {describe(c)}", c) for use, _, c in self._installed()]
             chain = _read_chain(self._cert) or []
             named += [
-                (f"ChargePointCertificate{'' if i == 0 else ' chain'} {_describe(c)}", c)
+                (f"ChargePointCertificate{'' if i == 0 else ' chain'} {describe(c)}", c)
                 for i, c in enumerate(chain)
             ]
             limit = _utc(now) + within
@@ -576,25 +579,10 @@ class CertificateStore:
         roots = self.roots(CertificateUse.CENTRAL_SYSTEM_ROOT)
         if not roots:
             raise PkiError("ChainInvalid", "no Central System root is installed to verify it")
-        leaf_policy = (
-            ExtensionPolicy.webpki_defaults_ee()
-            .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
-            .may_be_present(x509.AuthorityKeyIdentifier, Criticality.NON_CRITICAL, None)
-        )
-        ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
-            x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates
-        )
-        verifier = (
-            PolicyBuilder()
-            .store(Store(roots))
-            .time(now)
-            .extension_policies(ca_policy=ca_policy, ee_policy=leaf_policy)
-            .build_client_verifier()
-        )
         try:
-            verifier.verify(chain[0], chain[1:])
+            chain_verifier(roots, now).verify(chain[0], chain[1:])
         except VerificationError as err:
-            raise PkiError("ChainInvalid", f"{_describe(chain[0])}: {err}") from err
+            raise PkiError("ChainInvalid", f"{describe(chain[0])}: {err}") from err
 
     def _rotate_in(self, chain: list[x509.Certificate]) -> None:
         if self._cert.exists() and self._key.exists():
@@ -647,16 +635,17 @@ def _public_key_bits(cert: x509.Certificate) -> bytes:
     try:
         spki = cert.public_key().public_bytes(_DER, _SPKI)
     except (UnsupportedAlgorithm, ValueError) as err:
-        raise PkiError("Unparseable", f"{_describe(cert)}: public key: {err}") from err
+        raise PkiError("Unparseable", f"{describe(cert)}: public key: {err}") from err
     _, content, _ = _der_header(spki, 0)
     _, _, algorithm_end = _der_header(spki, content)
     tag, bits, bits_end = _der_header(spki, algorithm_end)
     if tag != 0x03:
-        raise PkiError("Unparseable", f"{_describe(cert)}: no public key BIT STRING")
+        raise PkiError("Unparseable", f"{describe(cert)}: no public key BIT STRING")
     return spki[bits + 1 : bits_end]
 
 
-def _describe(cert: x509.Certificate) -> str:
+def describe(cert: x509.Certificate) -> str:
+    """A certificate in a log line: its subject, or its serial when it has none."""
     return cert.subject.rfc4514_string() or f"certificate {cert.serial_number:x}"
 
 
@@ -720,11 +709,50 @@ def _check_ca(cert: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         constraints = None
     if constraints is None or not constraints.ca:
-        raise PkiError("NotACa", f"{_describe(cert)} is not a CA (basicConstraints cA)")
+        raise PkiError("NotACa", f"{describe(cert)} is not a CA (basicConstraints cA)")
     with contextlib.suppress(x509.ExtensionNotFound):
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         if not usage.key_cert_sign:
-            raise PkiError("NotACa", f"{_describe(cert)} may not sign certificates (keyUsage)")
+            raise PkiError("NotACa", f"{describe(cert)} may not sign certificates (keyUsage)")
+
+
+ExtendedKeyUsageRule = Callable[[Policy, x509.Certificate, x509.ExtendedKeyUsage | None], None]
+"""A check of a certificate's extendedKeyUsage (None: it has none): raises ValueError."""
+
+
+def chain_verifier(
+    roots: Sequence[x509.Certificate],
+    now: datetime,
+    *,
+    extended_key_usage: ExtendedKeyUsageRule | None = None,
+) -> ClientVerifier:
+    """An RFC 5280 verifier of chains up to ``roots`` at ``now``, for certificates that do
+    not name a TLS server: cryptography's client verifier, with a leaf that needs no
+    subjectAltName and may lack an authorityKeyIdentifier, and CAs that may lack keyUsage
+    (one they have must allow keyCertSign), as OpenSSL allows. ``extended_key_usage``
+    replaces the clientAuth rule, on the leaf and the CAs alike (code signing, say)."""
+    leaf_policy = (
+        ExtensionPolicy.webpki_defaults_ee()
+        .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+        .may_be_present(x509.AuthorityKeyIdentifier, Criticality.NON_CRITICAL, None)
+    )
+    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates
+    )
+    if extended_key_usage is not None:
+        leaf_policy = leaf_policy.may_be_present(
+            x509.ExtendedKeyUsage, Criticality.AGNOSTIC, extended_key_usage
+        )
+        ca_policy = ca_policy.may_be_present(
+            x509.ExtendedKeyUsage, Criticality.AGNOSTIC, extended_key_usage
+        )
+    return (
+        PolicyBuilder()
+        .store(Store(list(roots)))
+        .time(now)
+        .extension_policies(ca_policy=ca_policy, ee_policy=leaf_policy)
+        .build_client_verifier()
+    )
 
 
 def _may_sign_certificates(
@@ -732,7 +760,7 @@ def _may_sign_certificates(
 ) -> None:
     """The verifier's side of :func:`_check_ca`: no keyUsage, or one with keyCertSign."""
     if usage is not None and not usage.key_cert_sign:
-        raise ValueError(f"{_describe(cert)} may not sign certificates (keyUsage)")
+        raise ValueError(f"{describe(cert)} may not sign certificates (keyUsage)")
 
 
 def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
