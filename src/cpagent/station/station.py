@@ -603,15 +603,15 @@ class Station:
             return None
         every = self.hardware.connectors.values()
         if connector_id == 0:
-            maximum = sum(hw.max_current_a for hw in every)
-            phases = max(hw.phases for hw in every)
-            switching = all(hw.phase_switch is not None for hw in every)
-            tx_start, tx_id = None, None
+            context: dict[str, Any] = {
+                "tx_start": None,
+                "transaction_id": None,
+                "phases": max(hw.phases for hw in every),
+                "max_current_a": sum(hw.max_current_a for hw in every),
+                "phase_switching": all(hw.phase_switch is not None for hw in every),
+            }
         elif (c := self.connectors.get(connector_id)) is not None:
-            hw = self.hardware.connectors[connector_id]
-            maximum, phases = hw.max_current_a, hw.phases
-            switching = hw.phase_switch is not None
-            tx_start, tx_id = _tx_times(c)
+            context = self._profile_context(c)
         else:
             return None
         return composite_schedule(
@@ -620,11 +620,7 @@ class Station:
             self._now().replace(microsecond=0),
             duration_s,
             unit,
-            tx_start=tx_start,
-            transaction_id=tx_id,
-            phases=phases,
-            max_current_a=maximum,
-            phase_switching=switching,
+            **context,
         )
 
     @property
@@ -1233,17 +1229,7 @@ class Station:
         tx = c.transaction
         if tx is None or tx.suspended:
             return 0.0, hw.phases
-        tx_start, tx_id = _tx_times(c)
-        limit = limit_at(
-            self._profiles,
-            c.connector_id,
-            self._now(),
-            tx_start=tx_start,
-            transaction_id=tx_id,
-            phases=hw.phases,
-            max_current_a=hw.max_current_a,
-            phase_switching=hw.phase_switch is not None,
-        )
+        limit = limit_at(self._profiles, c.connector_id, self._now(), **self._profile_context(c))
         c.limit_a = None if limit is None else limit.current_a
         if limit is None:
             return hw.max_current_a, hw.phases
@@ -1558,18 +1544,20 @@ class Station:
     def _next_change(self, c: ConnectorState, now: datetime) -> datetime | None:
         if c.transaction is None or not self._profiles:
             return None
+        return next_change(self._profiles, c.connector_id, now, **self._profile_context(c))
+
+    def _profile_context(self, c: ConnectorState) -> dict[str, Any]:
+        """What the smart-charging functions need to know of ``c``: its session (start and
+        CSMS id: TxProfiles and Relative schedules depend on them) and its hardware."""
         hw = self.hardware.connectors[c.connector_id]
-        tx_start, tx_id = _tx_times(c)
-        return next_change(
-            self._profiles,
-            c.connector_id,
-            now,
-            tx_start=tx_start,
-            transaction_id=tx_id,
-            phases=hw.phases,
-            max_current_a=hw.max_current_a,
-            phase_switching=hw.phase_switch is not None,
-        )
+        tx = c.transaction
+        return {
+            "tx_start": parse_iso(tx.started_at) if tx is not None else None,
+            "transaction_id": tx.transaction_id if tx is not None else None,
+            "phases": hw.phases,
+            "max_current_a": hw.max_current_a,
+            "phase_switching": hw.phase_switch is not None,
+        }
 
     def _update_holds(self) -> list[ConnectorState]:
         """Mark the connectors kept free for reservations of connector 0: all spare ones
@@ -1695,14 +1683,6 @@ def _fields(c: ConnectorState) -> dict[str, Any]:
         local_transaction_id=tx.local_id if tx else None,
         transaction_id=tx.transaction_id if tx else None,
     )
-
-
-def _tx_times(c: ConnectorState) -> tuple[datetime | None, int | None]:
-    """The start and CSMS id of the session on ``c``, as the schedules need them."""
-    tx = c.transaction
-    if tx is None:
-        return None, None
-    return parse_iso(tx.started_at), tx.transaction_id
 
 
 def _short(text: str, limit: int = 50) -> str:
