@@ -108,10 +108,11 @@ async def trigger_diagnostics_status(csms: LoopbackCsms) -> str:
     return status
 
 
-def open_archive(data: bytes) -> dict[str, bytes]:
-    """The members of a diagnostics tar.gz, checked to be exactly the four expected."""
+def open_archive(data: bytes, expected: list[str] = MEMBERS) -> dict[str, bytes]:
+    """The members of an uploaded tar.gz, checked to be exactly ``expected`` (by default
+    the four of a diagnostics archive)."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        assert tar.getnames() == MEMBERS
+        assert tar.getnames() == expected
         members: dict[str, bytes] = {}
         for info in tar.getmembers():
             assert info.isfile(), info

@@ -12,12 +12,10 @@ is the CSMS's event-driven ``wait_for`` or a file server wait through ``asyncio.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import re
 import select
-import tarfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -208,18 +206,6 @@ async def log_until(csms: LoopbackCsms, since: int, request_id: int, last: str) 
         LSN, lambda p: p["status"] == last and p.get("requestId") == request_id, since=since
     )
     return log_statuses(csms, since, request_id)
-
-
-def open_security_archive(data: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        assert tar.getnames() == SECURITY_MEMBERS
-        members: dict[str, bytes] = {}
-        for info in tar.getmembers():
-            assert info.isfile(), info
-            extracted = tar.extractfile(info)
-            assert extracted is not None
-            members[info.name] = extracted.read()
-    return members
 
 
 def log_line(event: dict[str, Any]) -> str:
@@ -646,7 +632,7 @@ async def test_get_log_of_the_security_log_lists_the_events_in_the_window(
     assert answer["status"] == "Accepted"
     assert SECURITY_FILE_NAME.match(answer["filename"]), answer
     assert await log_until(csms, mark, 71, "Uploaded") == ["Uploading", "Uploaded"]
-    members = open_security_archive(uploads.uploads["/logs/all"].body)
+    members = open_archive(uploads.uploads["/logs/all"].body, SECURITY_MEMBERS)
     text = members["security-log.txt"].decode()
     assert text.splitlines() == [log_line(e) for e in events]
     assert "StartupOfTheDevice" in text
@@ -662,7 +648,7 @@ async def test_get_log_of_the_security_log_lists_the_events_in_the_window(
     request = get_log(72, uploads.url("/logs/window"), "SecurityLog", **window)
     assert (await csms.call("GetLog", request))["status"] == "Accepted"
     assert await log_until(csms, mark, 72, "Uploaded") == ["Uploading", "Uploaded"]
-    members = open_security_archive(uploads.uploads["/logs/window"].body)
+    members = open_archive(uploads.uploads["/logs/window"].body, SECURITY_MEMBERS)
     assert members["security-log.txt"].decode().splitlines() == [
         log_line(events[1]),
         log_line(events[2]),
@@ -709,7 +695,7 @@ async def test_a_get_log_during_a_stalled_upload_cancels_it(
     assert second["status"] == "AcceptedCanceled"
     assert SECURITY_FILE_NAME.match(second["filename"]), second
     assert await log_until(csms, mark, 92, "Uploaded") == ["Uploading", "Uploaded"]
-    lines = open_security_archive(uploads.uploads["/logs/good"].body)["security-log.txt"]
+    lines = open_archive(uploads.uploads["/logs/good"].body, SECURITY_MEMBERS)["security-log.txt"]
     assert b"StartupOfTheDevice" in lines
     assert "Uploaded" not in log_statuses(csms, mark, 91)
     assert "/logs/held" not in uploads.uploads and uploads.requests["/logs/held"] == 1
