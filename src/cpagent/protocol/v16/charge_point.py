@@ -104,7 +104,7 @@ _PROFILE_FIELDS = {
 
 def _precheck(msg: Call) -> None:
     """Raise the CALLERROR for what the handlers would fail to parse: date-times that are
-    not RFC 3339, charging profiles (schema first, so its errors keep their codes). An
+    not RFC 3339, charging profiles (a schema violation keeps its code). An
     error a handler raises is answered by the ``ocpp`` library instead, in the 2.0 spelling
     and logged with a traceback."""
     payload = msg.payload if isinstance(msg.payload, dict) else {}
@@ -123,10 +123,12 @@ def _precheck(msg: Call) -> None:
             ) from None
     profile_field = _PROFILE_FIELDS.get(action)
     if profile_field is not None and payload.get(profile_field) is not None:
-        schemas.validate(MessageType.Call, action, payload)
         try:
             parse_profile(payload[profile_field])
         except ProfileFormatError as err:
+            # The schema's error, where there is one, keeps its code; the library validates
+            # every payload anyway, so a profile that parses is not validated twice.
+            schemas.validate(MessageType.Call, action, payload)
             raise FormatViolationError(description=f"{profile_field}: {err}") from None
 
 
