@@ -880,8 +880,7 @@ class V16Adapter:
         if request_id is not None:
             action = "SignedFirmwareStatusNotification"
             payload["requestId"] = request_id
-        row = await self.store.run(self.store.enqueue, action, payload)
-        self._append(Outgoing(row.action, row.payload, row))
+        await self._queue_durably(action, payload)
         if status == "Installed":
             await self.security_event(SecurityEventType.FIRMWARE_UPDATED)
         elif status == "InvalidSignature":
@@ -889,9 +888,9 @@ class V16Adapter:
 
     async def log_status(self, status: str, request_id: int) -> None:
         """Queue a LogStatusNotification (GetLog) durably, like the diagnostics statuses."""
-        payload = {"status": status, "requestId": request_id}
-        row = await self.store.run(self.store.enqueue, "LogStatusNotification", payload)
-        self._append(Outgoing(row.action, row.payload, row))
+        await self._queue_durably(
+            "LogStatusNotification", {"status": status, "requestId": request_id}
+        )
 
     @contextlib.asynccontextmanager
     async def hold_calls(self) -> AsyncIterator[None]:
@@ -926,13 +925,9 @@ class V16Adapter:
             except OSError as err:
                 log.error("security event %s not written to the security log: %s", kind, err)
         try:
-            row = await self.store.run(
-                self.store.enqueue, "SecurityEventNotification", event.payload()
-            )
+            await self._queue_durably("SecurityEventNotification", event.payload())
         except StoreError as err:
             log.error("security event %s not queued for the CSMS: %s", kind, err)
-            return
-        self._append(Outgoing(row.action, row.payload, row))
 
     def report_security_event(self, kind: SecurityEventType, tech_info: str | None) -> None:
         """:meth:`security_event` for code that cannot wait (a connection attempt failing)."""
@@ -942,8 +937,11 @@ class V16Adapter:
 
     async def diagnostics_status(self, status: str) -> None:
         """Queue a DiagnosticsStatusNotification durably, like the firmware statuses."""
-        payload = {"status": status}
-        row = await self.store.run(self.store.enqueue, "DiagnosticsStatusNotification", payload)
+        await self._queue_durably("DiagnosticsStatusNotification", {"status": status})
+
+    async def _queue_durably(self, action: str, payload: dict[str, Any]) -> None:
+        """Queue a message in the store (sent in order, kept until the CSMS answers)."""
+        row = await self.store.run(self.store.enqueue, action, payload)
         self._append(Outgoing(row.action, row.payload, row))
 
     def send_triggered(self, action: str, payload: dict[str, Any]) -> None:
