@@ -258,12 +258,14 @@ class Agent:
 
         @functools.cache
         def open_store() -> CertificateStore:
+            from cpagent.security.keys import KeyStorage
             from cpagent.security.pki import CertificateStore, CertificateUse, PkiError
 
             certificates = CertificateStore(
                 config.storage.data_dir / CERTS_DIR,
                 max_certificates=keys.get_int("CertificateStoreMaxLength"),
                 max_chain_size=keys.get_int("CertificateSignedMaxChainSize"),
+                keys=KeyStorage(config.security.token),
             )
             provisioned = config.security
             seeding: list[Callable[[], list[str]]] = [

@@ -106,15 +106,36 @@ class CsmsSection:
 
 
 @dataclass(frozen=True)
+class TokenSettings:
+    """The PKCS#11 token that holds the charge point's keys (``[security] pkcs11_*``).
+
+    ``module`` is the token's PKCS#11 library (e.g. ``/usr/lib/softhsm/libsofthsm2.so``,
+    ``/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so``), ``token`` its label and
+    ``pin_file`` a file holding the user PIN on its first line, read at each use.
+    """
+
+    module: Path
+    token: str
+    pin_file: Path
+
+    def describe(self) -> str:
+        return f"PKCS#11 token {self.token!r} ({self.module})"
+
+
+@dataclass(frozen=True)
 class SecuritySection:
     """Certificates and the key provisioned at the factory, copied into the agent's
     certificate store (``data_dir/certs``) at start-up when it does not hold them yet.
-    The CSMS manages them from then on (InstallCertificate, CertificateSigned)."""
+    The CSMS manages them from then on (InstallCertificate, CertificateSigned).
+
+    ``charge_point_key`` is a PEM file, or with ``token`` the ``pkcs11:`` URI of a key in
+    that token. With ``token``, keys made for a CSR are made in the token."""
 
     csms_root_certificates: Path | None = None
     manufacturer_root_certificates: Path | None = None
     charge_point_certificate: Path | None = None
-    charge_point_key: Path | None = None
+    charge_point_key: Path | str | None = None
+    token: TokenSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -323,10 +344,14 @@ def _csms(table: Table) -> CsmsSection | None:
 def security_warnings(security: SecuritySection) -> list[str]:
     """Provisioned files this machine lacks (check-config on the target): not an error, as
     the store may already hold what they would seed, but worth knowing before the start."""
+    paths = {name: value for name, value in vars(security).items() if isinstance(value, Path)}
+    if security.token is not None:
+        paths["pkcs11_module"] = security.token.module
+        paths["pkcs11_pin_file"] = security.token.pin_file
     return [
         f"security.{name}: {path} does not exist on this machine"
-        for name, path in vars(security).items()
-        if path is not None and not path.exists()
+        for name, path in paths.items()
+        if not path.exists()
     ]
 
 
@@ -335,12 +360,34 @@ def _security(table: Table, base_dir: Path | None) -> SecuritySection | None:
     _, csms_roots = table.optional("csms_root_certificates", path)
     _, manufacturer_roots = table.optional("manufacturer_root_certificates", path)
     _, cert = table.optional("charge_point_certificate", path)
-    _, key = table.optional("charge_point_key", path)
+    _, module = table.optional("pkcs11_module", path)
+    _, token_label = table.optional("pkcs11_token", text(1, 32))
+    _, pin_file = table.optional("pkcs11_pin_file", path)
+    token = None
+    if module and token_label and pin_file:
+        token = TokenSettings(module, token_label, pin_file)
+    elif module or token_label or pin_file:
+        for name, value in (
+            ("pkcs11_module", module),
+            ("pkcs11_token", token_label),
+            ("pkcs11_pin_file", pin_file),
+        ):
+            if value is None:
+                table.problem(name, "pkcs11_module, pkcs11_token and pkcs11_pin_file go together")
+
+    def key_check(value: object) -> Path | str:
+        if isinstance(value, str) and value.startswith("pkcs11:"):
+            if token is None:
+                raise Invalid("a pkcs11: URI needs pkcs11_module, pkcs11_token, pkcs11_pin_file")
+            return value
+        return path(value)
+
+    _, key = table.optional("charge_point_key", key_check)
     if (cert is None) != (key is None):
         missing = "charge_point_key" if key is None else "charge_point_certificate"
         table.problem(missing, "charge_point_certificate and charge_point_key go together")
     table.done()
-    return SecuritySection(csms_roots, manufacturer_roots, cert, key)
+    return SecuritySection(csms_roots, manufacturer_roots, cert, key, token)
 
 
 def _sim(table: Table) -> SimSection | None:

@@ -8,7 +8,9 @@ GetInstalledCertificateIds, SignCertificate and CertificateSigned act on:
 * ``charge-point/``: the charge point's TLS client identity, ``cert.pem`` (leaf, then
   intermediates) and ``key.pem``; ``pending-key.pem``, the key of the last CSR, waiting for its
   certificate; ``cert.previous.pem`` and ``key.previous.pem``, the identity before the last
-  renewal, kept so :meth:`CertificateStore.revert_identity` can fall back to it.
+  renewal, kept so :meth:`CertificateStore.revert_identity` can fall back to it. With a
+  PKCS#11 token (:class:`~cpagent.security.keys.KeyStorage`) the key files are references to
+  token objects, and a token key no file names any more is removed from the token.
 
 Directories are 0700 and key files 0600 from their creation on. Every file is written under a
 temporary name, fsynced and renamed, then the directory is fsynced: a power cut leaves either
@@ -41,8 +43,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
     ClientVerifier,
@@ -56,6 +57,8 @@ from cryptography.x509.verification import (
 
 from cpagent.exc import CpagentError
 from cpagent.fsutil import fsync_dir
+from cpagent.security import der
+from cpagent.security.keys import KeyStorage, KeyUnusable
 
 __all__ = [
     "HASH_ALGORITHMS",
@@ -91,6 +94,7 @@ PkiReason = Literal[
     "InvalidSubject",
     "StoreFull",
     "NoPendingRequest",
+    "KeyUnusable",
     "Io",
 ]
 
@@ -213,15 +217,22 @@ class CertificateStore:
 
     ``max_certificates`` is CertificateStoreMaxLength, counted over both kinds of root;
     ``max_chain_size`` is CertificateSignedMaxChainSize, in characters of PEM. Both may be
-    changed on the instance. Creating a store creates its directories (0700, tightening looser
+    changed on the instance. ``keys`` is where new keys are made (files by default).
+    Creating a store creates its directories (0700, tightening looser
     ones), removes temporary files a power cut left behind and completes a cut identity swap;
     it raises :class:`PkiError` ``Io`` when it cannot.
     """
 
     def __init__(
-        self, directory: Path, *, max_certificates: int = 20, max_chain_size: int = 10000
+        self,
+        directory: Path,
+        *,
+        max_certificates: int = 20,
+        max_chain_size: int = 10000,
+        keys: KeyStorage | None = None,
     ) -> None:
         self.directory = Path(directory)
+        self.keys = keys or KeyStorage()
         self.max_certificates = max_certificates
         self.max_chain_size = max_chain_size
         self._lock = threading.RLock()
@@ -381,15 +392,22 @@ class CertificateStore:
     def identity(self) -> tuple[Path, Path] | None:
         """``(cert.pem, key.pem)`` for a TLS client context, or None without a usable pair.
 
-        A pair whose key does not belong to the certificate is not usable (logged).
+        A pair whose key does not belong to the certificate is not usable (logged). For a
+        key in a token, the ``ssl`` module is made able to load ``key.pem`` first.
         """
         with self._lock:
             chain = _read_chain(self._cert)
-            key = _read_key(self._key)
-            if chain is None or key is None:
+            stored = _read_stored(self._key)
+            key = self._public_key(self._key, stored)
+            if chain is None or stored is None or key is None:
                 return None
             if not _same_key(chain[0], key):
                 log.warning("%s is not the certificate of %s; no identity", self._cert, self._key)
+                return None
+            try:
+                self.keys.prepare_tls(stored)
+            except KeyUnusable as err:
+                log.error("identity %s unusable: %s", describe(chain[0]), err)
                 return None
             return self._cert, self._key
 
@@ -401,6 +419,9 @@ class CertificateStore:
 
     def new_csr(self, common_name: str, organization: str) -> str:
         """Make a fresh EC P-256 key pending and return a PEM CSR for it (SignCertificate).
+
+        The key is made where :attr:`keys` makes keys; :class:`PkiError` ``KeyUnusable``
+        when that fails (a token that is missing or refuses the PIN).
 
         The subject is ``O=organization`` (left out when empty) and ``CN=common_name``; the CSR
         is signed with SHA-256. A CSR made earlier is forgotten: only the newest pending key
@@ -415,16 +436,18 @@ class CertificateStore:
                 subject = x509.Name(attributes)
             except ValueError as err:
                 raise PkiError("InvalidSubject", f"CSR subject: {err}") from err
-            key = ec.generate_private_key(ec.SECP256R1())
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(subject)
-                .sign(key, hashes.SHA256())
-            )
             try:
-                _write_atomic(self._pending_key, _key_pem(key), _KEY_MODE)
+                stored = self.keys.generate()
+                csr = self.keys.sign_csr(stored, subject)
+            except KeyUnusable as err:
+                raise PkiError("KeyUnusable", f"new key for a CSR: {err}") from err
+            replaced = _read_stored(self._pending_key)
+            try:
+                _write_atomic(self._pending_key, stored, _KEY_MODE)
             except OSError as err:
+                self.keys.discard(stored)
                 raise PkiError("Io", f"writing {self._pending_key}: {err}") from err
+            self._forget(replaced)
             log.info("new key pending for a CSR for %s", subject.rfc4514_string())
             return csr.public_bytes(_PEM).decode()
 
@@ -448,7 +471,7 @@ class CertificateStore:
                     "ChainTooLarge",
                     f"chain of {len(chain_pem)} characters, more than {self.max_chain_size}",
                 )
-            pending = _read_key(self._pending_key)
+            pending = self._read_key(self._pending_key)
             if pending is None:
                 raise PkiError("NoPendingRequest", "no CSR key is pending")
             chain = _load_certificates(chain_pem.encode(), "signed certificate chain")
@@ -474,49 +497,62 @@ class CertificateStore:
         """
         with self._lock:
             chain = _read_chain(self._previous_cert)
-            key = _read_key(self._previous_key)
+            key = self._read_key(self._previous_key)
             if chain is None or key is None:
                 return False
             if not _same_key(chain[0], key):
                 log.warning("previous identity not restored: its key does not fit")
                 return False
+            replaced = _read_stored(self._key)
             try:
                 _move(self._previous_cert, self._cert)
                 _move(self._previous_key, self._key)
             except OSError as err:
                 raise PkiError("Io", f"restoring the previous identity: {err}") from err
+            self._forget(replaced)
             log.warning("reverted to the previous identity %s", describe(chain[0]))
             return True
 
-    def seed_identity(self, cert_path: Path, key_path: Path) -> list[str]:
+    def seed_identity(self, cert_path: Path, key: Path | str) -> list[str]:
         """Copy a factory certificate chain and key in when there is no identity yet.
 
-        Returns warnings for the caller to log: a source key readable by group or others is
-        accepted (the copy is 0600) but reported. Raises :class:`PkiError` when the files
-        cannot be read or parsed, or the key is not the certificate's.
+        ``key`` is a PEM key file, or the ``pkcs11:`` URI of a key in the token of
+        :attr:`keys`. Returns warnings for the caller to log: a source key file readable by
+        group or others is accepted (the copy is 0600) but reported. Raises
+        :class:`PkiError` when the certificate or key cannot be read or parsed, or the key
+        is not the certificate's.
         """
         with self._lock:
             if self.identity() is not None:
                 return []
+            key_mode = 0
             try:
                 chain_bytes = cert_path.read_bytes()
-                key_bytes = key_path.read_bytes()
-                key_mode = key_path.stat().st_mode & 0o777
+                if isinstance(key, str):
+                    key_bytes = self.keys.reference(key)
+                else:
+                    key_bytes = key.read_bytes()
+                    key_mode = key.stat().st_mode & 0o777
             except OSError as err:
                 raise PkiError("Io", f"factory identity: {err}") from err
+            except KeyUnusable as err:
+                raise PkiError("KeyUnusable", f"factory key {key}: {err}") from err
             chain = _load_certificates(chain_bytes, str(cert_path))
-            key = _parse_key(key_bytes, str(key_path))
-            if not _same_key(chain[0], key):
-                raise PkiError("KeyMismatch", f"{key_path} is not the key of {cert_path}")
+            try:
+                public_key = self.keys.public_key(key_bytes)
+            except KeyUnusable as err:
+                raise PkiError("Unparseable", f"{key}: {err}") from err
+            if not _same_key(chain[0], public_key):
+                raise PkiError("KeyMismatch", f"{key} is not the key of {cert_path}")
             warnings = []
             if key_mode & 0o077:
                 warnings.append(
-                    f"{key_path} is readable by others than its owner (mode {key_mode:04o});"
+                    f"{key} is readable by others than its owner (mode {key_mode:04o});"
                     " the stored copy is 0600"
                 )
             try:
                 _write_atomic(self._cert, _chain_pem(chain), _CERT_MODE)
-                _write_atomic(self._key, _key_pem(key), _KEY_MODE)
+                _write_atomic(self._key, key_bytes, _KEY_MODE)
             except OSError as err:
                 raise PkiError("Io", f"storing the factory identity: {err}") from err
             log.info("seeded identity %s from %s", describe(chain[0]), cert_path)
@@ -585,6 +621,7 @@ class CertificateStore:
             raise PkiError("ChainInvalid", f"{describe(chain[0])}: {err}") from err
 
     def _rotate_in(self, chain: list[x509.Certificate]) -> None:
+        replaced = _read_stored(self._previous_key)
         if self._cert.exists() and self._key.exists():
             _write_atomic(self._previous_key, self._key.read_bytes(), _KEY_MODE)
             _write_atomic(self._previous_cert, self._cert.read_bytes(), _CERT_MODE)
@@ -593,21 +630,45 @@ class CertificateStore:
                 stale.unlink(missing_ok=True)
         _write_atomic(self._cert, _chain_pem(chain), _CERT_MODE)
         _move(self._pending_key, self._key)
+        self._forget(replaced)
 
     def _complete_identity_swap(self) -> None:
         """Finish a renewal or revert cut between its ``cert.pem`` and ``key.pem`` renames."""
         chain = _read_chain(self._cert)
         if chain is None:
             return
-        key = _read_key(self._key)
+        key = self._read_key(self._key)
         if key is not None and _same_key(chain[0], key):
             return
         for candidate in (self._pending_key, self._previous_key):
-            other = _read_key(candidate)
+            other = self._read_key(candidate)
             if other is not None and _same_key(chain[0], other):
+                replaced = _read_stored(self._key)
                 _move(candidate, self._key)
+                self._forget(replaced)
                 log.warning("completed an interrupted identity change with %s", candidate.name)
                 return
+
+    def _read_key(self, path: Path) -> PublicKeyTypes | None:
+        """The public half of the key stored at ``path``; None when absent or unusable."""
+        return self._public_key(path, _read_stored(path))
+
+    def _public_key(self, path: Path, stored: bytes | None) -> PublicKeyTypes | None:
+        if stored is None:
+            return None
+        try:
+            return self.keys.public_key(stored)
+        except KeyUnusable as err:
+            log.warning("ignoring %s: %s", path, err)
+            return None
+
+    def _forget(self, replaced: bytes | None) -> None:
+        """Remove a replaced token key from the token, unless a key file still names it."""
+        if replaced is None:
+            return
+        kept = (self._key, self._pending_key, self._previous_key)
+        if all(_read_stored(path) != replaced for path in kept):
+            self.keys.discard(replaced)
 
 
 def _utc(now: datetime) -> datetime:
@@ -619,26 +680,15 @@ def _plain_serial(serial: str) -> str:
     return serial.strip().lower().lstrip("0") or "0"
 
 
-def _der_header(der: bytes, pos: int) -> tuple[int, int, int]:
-    """Tag, content start and content end of the DER element at ``pos``."""
-    tag, length = der[pos], der[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        length = int.from_bytes(der[pos : pos + count], "big")
-        pos += count
-    return tag, pos, pos + length
-
-
 def _public_key_bits(cert: x509.Certificate) -> bytes:
     """The content of the subjectPublicKey BIT STRING, without its unused-bits byte."""
     try:
         spki = cert.public_key().public_bytes(_DER, _SPKI)
     except (UnsupportedAlgorithm, ValueError) as err:
         raise PkiError("Unparseable", f"{describe(cert)}: public key: {err}") from err
-    _, content, _ = _der_header(spki, 0)
-    _, _, algorithm_end = _der_header(spki, content)
-    tag, bits, bits_end = _der_header(spki, algorithm_end)
+    _, content, _ = der.element(spki, 0)
+    _, _, algorithm_end = der.element(spki, content)
+    tag, bits, bits_end = der.element(spki, algorithm_end)
     if tag != 0x03:
         raise PkiError("Unparseable", f"{describe(cert)}: no public key BIT STRING")
     return spki[bits + 1 : bits_end]
@@ -659,13 +709,6 @@ def _load_certificates(data: bytes, what: str) -> list[x509.Certificate]:
     return certs
 
 
-def _parse_key(data: bytes, what: str) -> PrivateKeyTypes:
-    try:
-        return serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise PkiError("Unparseable", f"{what}: not an unencrypted PEM private key") from err
-
-
 def _read_chain(path: Path) -> list[x509.Certificate] | None:
     try:
         return _load_certificates(path.read_bytes(), str(path))
@@ -676,21 +719,20 @@ def _read_chain(path: Path) -> list[x509.Certificate] | None:
         return None
 
 
-def _read_key(path: Path) -> PrivateKeyTypes | None:
+def _read_stored(path: Path) -> bytes | None:
+    """A key file's bytes; None when it is absent or unreadable (logged)."""
     try:
-        return _parse_key(path.read_bytes(), str(path))
+        return path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, PkiError) as err:
+    except OSError as err:
         log.warning("ignoring %s: %s", path, err)
         return None
 
 
-def _same_key(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:
+def _same_key(cert: x509.Certificate, key: PublicKeyTypes) -> bool:
     try:
-        return cert.public_key().public_bytes(_DER, _SPKI) == key.public_key().public_bytes(
-            _DER, _SPKI
-        )
+        return cert.public_key().public_bytes(_DER, _SPKI) == key.public_bytes(_DER, _SPKI)
     except (UnsupportedAlgorithm, ValueError):
         return False
 
@@ -772,10 +814,6 @@ def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
 
 def _chain_pem(chain: list[x509.Certificate]) -> bytes:
     return b"".join(cert.public_bytes(_PEM) for cert in chain)
-
-
-def _key_pem(key: PrivateKeyTypes) -> bytes:
-    return key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:

@@ -1,0 +1,122 @@
+"""A SoftHSM token for tests and for trying the PKCS#11 key storage on a laptop.
+
+::
+
+    token = SoftToken.create(tmp_dir)          # None when SoftHSM is not installed
+    os.environ.update(token.environment())     # before anything loads the module
+    settings = token.settings                  # [security] pkcs11_module/_token/_pin_file
+
+SoftHSM finds its tokens through the file ``SOFTHSM2_CONF`` names, read once per process
+when the module is first loaded: a process sees the tokens that existed then. Tests
+therefore make one token per process (per pytest worker) and keep every key they make
+apart by its own label or id. Debian's packages: ``softhsm2`` (the module and
+``softhsm2-util``) and, for TLS with a token key, ``pkcs11-provider``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpagent.config import TokenSettings
+
+__all__ = ["MODULE_PATHS", "SoftToken", "provider_installed"]
+
+MODULE_PATHS = (
+    Path("/usr/lib/softhsm/libsofthsm2.so"),
+    Path("/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"),
+    Path("/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"),
+)
+PIN = "24680"
+SO_PIN = "13579"
+
+
+def provider_installed() -> bool:
+    """Whether OpenSSL can find pkcs11-provider (``pkcs11.so`` in its modules directory)."""
+    modules = _openssl_modules_dir()
+    return modules is not None and (modules / "pkcs11.so").is_file()
+
+
+def _openssl_modules_dir() -> Path | None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    done = subprocess.run([openssl, "version", "-m"], capture_output=True, text=True, check=False)
+    _, _, value = done.stdout.partition("MODULESDIR:")
+    return Path(value.strip().strip('"')) if value.strip() else None
+
+
+@dataclass(frozen=True)
+class SoftToken:
+    """One initialised SoftHSM token in ``directory``, with its PIN in ``pin_file``."""
+
+    directory: Path
+    config_file: Path
+    settings: TokenSettings
+
+    @classmethod
+    def create(cls, directory: Path, label: str = "cpagent-test") -> SoftToken | None:
+        """A fresh token labelled ``label``; None when SoftHSM is not installed."""
+        module = next((path for path in MODULE_PATHS if path.is_file()), None)
+        util = shutil.which("softhsm2-util")
+        if module is None or util is None:
+            return None
+        tokens = directory / "tokens"
+        tokens.mkdir(parents=True, exist_ok=True)
+        config_file = directory / "softhsm2.conf"
+        config_file.write_text(
+            f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
+        )
+        pin_file = directory / "pin"
+        pin_file.write_text(PIN + "\n")
+        pin_file.chmod(0o600)
+        subprocess.run(
+            [util, "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SO_PIN],
+            env={**os.environ, "SOFTHSM2_CONF": str(config_file)},
+            check=True,
+            capture_output=True,
+        )
+        return cls(directory, config_file, TokenSettings(module, label, pin_file))
+
+    def environment(self) -> dict[str, str]:
+        """What a process using the token needs in its environment."""
+        return {"SOFTHSM2_CONF": str(self.config_file)}
+
+    def import_key(self, key_pem: bytes, label: str, key_id: bytes) -> None:
+        """Put a PEM private key (EC or RSA) in the token, as a factory would: private
+        object and its public half, both with ``label`` and ``key_id``."""
+        util = shutil.which("softhsm2-util")
+        assert util is not None
+        key_file = self.directory / f"{label}.pem"
+        key_file.write_bytes(key_pem)
+        try:
+            subprocess.run(
+                [
+                    util,
+                    "--import",
+                    str(key_file),
+                    "--token",
+                    self.settings.token,
+                    "--label",
+                    label,
+                    "--id",
+                    key_id.hex(),
+                    "--pin",
+                    PIN,
+                ],
+                env={**os.environ, **self.environment()},
+                check=True,
+                capture_output=True,
+            )
+        finally:
+            key_file.unlink()
+
+
+def tls_supported() -> bool:
+    """Whether this Python's OpenSSL is new enough for keys in a token (3.0.7+)."""
+    major, minor, _, patch, _ = ssl.OPENSSL_VERSION_INFO
+    return (major, minor, patch) >= (3, 0, 7)
