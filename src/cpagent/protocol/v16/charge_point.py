@@ -667,12 +667,19 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
 
     async def sign_certificate(self) -> None:
         """SignCertificate: a CSR for a new key made on the board (ExtendedTriggerMessage,
-        or the charge point certificate nearing its end)."""
+        or the charge point certificate nearing its end). Not sent, with the reason in the
+        log, when no key can be made (a PKCS#11 token that is missing or refuses the PIN)."""
+        from cpagent.security.pki import PkiError
+
         adapter = self.adapter
         organization = adapter.keys.get("CpoName") or adapter.config.charge_point.vendor
-        csr = await asyncio.to_thread(
-            self._certificates().new_csr, adapter.config.charge_point.id, organization
-        )
+        try:
+            csr = await asyncio.to_thread(
+                self._certificates().new_csr, adapter.config.charge_point.id, organization
+            )
+        except PkiError as err:
+            log.error("no SignCertificate sent: %s", err, extra=_security_fields())
+            return
         result = await self.call_payload("SignCertificate", {"csr": csr})
         log.info("SignCertificate: %s", result["status"], extra=_security_fields())
 
