@@ -359,7 +359,7 @@ def _security(table: Table, base_dir: Path | None) -> SecuritySection | None:
     path = _path(base_dir)
     _, csms_roots = table.optional("csms_root_certificates", path)
     _, manufacturer_roots = table.optional("manufacturer_root_certificates", path)
-    _, cert = table.optional("charge_point_certificate", path)
+    cert_valid, cert = table.optional("charge_point_certificate", path)
     _, module = table.optional("pkcs11_module", path)
     _, token_label = table.optional("pkcs11_token", text(1, 32))
     _, pin_file = table.optional("pkcs11_pin_file", path)
@@ -382,8 +382,8 @@ def _security(table: Table, base_dir: Path | None) -> SecuritySection | None:
             return value
         return path(value)
 
-    _, key = table.optional("charge_point_key", key_check)
-    if (cert is None) != (key is None):
+    key_valid, key = table.optional("charge_point_key", key_check)
+    if key_valid and cert_valid and (cert is None) != (key is None):
         missing = "charge_point_key" if key is None else "charge_point_certificate"
         table.problem(missing, "charge_point_certificate and charge_point_key go together")
     table.done()
@@ -555,6 +555,8 @@ def summary(config: Config) -> str:
         *(f"  {line}" for line in describe_hardware(config.hal.hardware)),
         f"log level:      {config.logging.level}",
     ]
+    if config.security.token is not None:
+        lines.append(f"keys:           in {config.security.token.describe()}")
     if config.ocpp16:
         keys = ", ".join(f"{name}={value}" for name, value in config.ocpp16.items())
         lines.append(f"ocpp16:         {keys}")

@@ -237,6 +237,7 @@ async def test_check_config_names_missing_token_files(workdir: Path) -> None:
     config.write_text(config.read_text() + "\n".join(security) + "\n")
     result = await run_cli("check-config", "--config", str(config))
     assert result.returncode == 0, result
+    assert "keys:           in PKCS#11 token 'factory' (/nonexistent/libvendor" in result.stdout
     assert "security.pkcs11_module: /nonexistent/libvendor-pkcs11.so does not exist" in (
         result.stderr
     )

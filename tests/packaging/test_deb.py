@@ -344,6 +344,10 @@ def check_installed(root: Chroot, deb: Deb) -> None:
         ' print(TestCa.create().issue_client("CP1").cert.subject.rfc4514_string())\''
     )
     assert made == "CN=CP1", made
+    # So does the PKCS#11 token helper (python-pkcs11): a request it cannot serve is
+    # answered, not a crash.
+    answer = root.sh(f"echo '{{}}' | {VENV}/bin/python -m cpagent.security.token_helper")
+    assert answer.startswith('{"error": "bad token helper request'), answer
     for user in (None, "cpagent"):
         out = root.run("cpagent", "check-config", "--config", CONF, user=user).stdout
         assert "hardware:       sim" in out, out

@@ -12,6 +12,7 @@ import cpagent
 from cpagent.config import (
     DEFAULT_CONFIG_PATH,
     Config,
+    TokenSettings,
     default_config_path,
     load_config,
     parse_config,
@@ -671,3 +672,37 @@ def test_security_certificate_without_key_is_a_problem() -> None:
         "csms.allow_basic_auth_without_tls: must be true or false"
     )
     assert parse_config(minimal()).csms.allow_basic_auth_without_tls is False
+
+
+def test_security_token_settings_go_together_and_take_a_key_uri(tmp_path: Path) -> None:
+    data = minimal()
+    data["security"] = {
+        "pkcs11_module": "/usr/lib/softhsm/libsofthsm2.so",
+        "pkcs11_token": "cpagent",
+        "pkcs11_pin_file": "pin",
+        "charge_point_certificate": "cp.pem",
+        "charge_point_key": "pkcs11:object=factory;type=private",
+    }
+    config = parse_config(data, base_dir=tmp_path)
+    assert config.security.token == TokenSettings(
+        Path("/usr/lib/softhsm/libsofthsm2.so"), "cpagent", tmp_path / "pin"
+    )
+    assert config.security.charge_point_key == "pkcs11:object=factory;type=private"
+    warned = security_warnings(config.security)
+    assert f"security.pkcs11_pin_file: {tmp_path / 'pin'} does not exist on this machine" in warned
+    assert not any("charge_point_key" in line for line in warned)
+
+    del data["security"]["pkcs11_token"]
+    assert problems_of(data) == [
+        "security.pkcs11_token: pkcs11_module, pkcs11_token and pkcs11_pin_file go together",
+        "security.charge_point_key: a pkcs11: URI needs pkcs11_module, pkcs11_token,"
+        " pkcs11_pin_file",
+    ]
+    data["security"]["pkcs11_token"] = ""
+    assert "security.pkcs11_token: must be 1 to 32 characters" in problems_of(data)
+    # Without a token, a key is a file, whatever its name.
+    plain = minimal()
+    plain["security"] = {"charge_point_certificate": "cp.pem", "charge_point_key": "cp-key.pem"}
+    parsed = parse_config(plain, base_dir=tmp_path)
+    assert parsed.security.charge_point_key == tmp_path / "cp-key.pem"
+    assert parsed.security.token is None
