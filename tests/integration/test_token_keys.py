@@ -23,7 +23,7 @@ from cpagent.testing import LoopbackCsms
 from cpagent.testing.pki import TestCa
 from cpagent.testing.softhsm import SoftToken, provider_installed, tls_supported
 from tests.integration.conftest import AgentProcess, run_cli
-from tests.integration.test_certificates import serial_presented, started, up
+from tests.integration.test_certificates import events, serial_presented, started, up
 from tests.integration.test_csms_requests import cli_config
 from tests.integration.test_security_profiles import CP_ID, reconnected, tls_csms, wait_log
 
@@ -166,11 +166,15 @@ async def test_a_factory_key_in_the_token_connects_and_a_renewed_key_is_made_the
     chain = ca.sign_csr(request["csr"])
     renewed = x509.load_pem_x509_certificate(chain.encode())
     before = len(csms.subprotocols)
+    mark = csms.mark()
     answer = await csms.call("CertificateSigned", {"certificateChain": chain})
     assert answer == {"status": "Accepted"}
     await reconnected(csms, before)
     assert serial_presented(csms) == renewed.serial_number
     await wait_log(agent, "ChargePointCertificate confirmed by a successful connection")
+    (changed,) = await events(csms, 1, since=mark)
+    assert changed.payload["type"] == "ReconfigurationOfSecurityParameters"
+    await agent.wait_status(lambda s: s["queue"]["depth"] == 0)
     assert csms.auth_failures == []
     assert_no_private_key_on_disk(agent)
 

@@ -106,7 +106,9 @@ class Session:
             await self.network.wait_up()
             self._drop.clear()
             try:
-                served = await self._connect_once(self.security.endpoint())
+                # Off the loop: reading the identity may ask a PKCS#11 token.
+                endpoint = await asyncio.to_thread(self.security.endpoint)
+                served = await self._connect_once(endpoint)
             except ProfileUnusable as err:
                 self._note_failure(str(err))
                 served = False
