@@ -158,6 +158,7 @@ class KeyStorage:
     def discard(self, stored: bytes) -> None:
         """Destroy a token key cpagent made once no file names it; nothing for file keys
         (the file itself is the key). Failures are logged: a leftover object only uses room."""
+        self._public_keys.pop(stored, None)
         if not is_token_reference(stored) or self.token is None:
             return
         try:

@@ -438,9 +438,13 @@ class CertificateStore:
                 raise PkiError("InvalidSubject", f"CSR subject: {err}") from err
             try:
                 stored = self.keys.generate()
-                csr = self.keys.sign_csr(stored, subject)
             except KeyUnusable as err:
                 raise PkiError("KeyUnusable", f"new key for a CSR: {err}") from err
+            try:
+                csr = self.keys.sign_csr(stored, subject)
+            except KeyUnusable as err:
+                self.keys.discard(stored)
+                raise PkiError("KeyUnusable", f"signing a CSR: {err}") from err
             replaced = _read_stored(self._pending_key)
             try:
                 _write_atomic(self._pending_key, stored, _KEY_MODE)
