@@ -409,29 +409,20 @@ async def test_install_certificate_refuses_what_is_no_root(
 # ------------------------------------------------------- the charge point certificate
 
 
-async def test_certificate_renewal_over_mutual_tls(
-    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
-) -> None:
-    csms, agent, factory = await profile_3(agent_factory, workdir, ca, started)
-    assert serial_presented(csms) == factory.cert.serial_number
-    cert_file, key_file = identity_files(agent)
-
-    answer = await csms.call("ChangeConfiguration", {"key": "CpoName", "value": "ACME Charging"})
-    assert answer == {"status": "Accepted"}
+async def renewed_over_the_wire(
+    csms: LoopbackCsms, agent: AgentProcess, ca: TestCa
+) -> tuple[x509.CertificateSigningRequest, x509.Certificate]:
+    """ExtendedTriggerMessage SignChargePointCertificate, the CSR signed by ``ca`` and sent
+    back in CertificateSigned: the charger reconnects with the new certificate, confirms it
+    and reports the change, and nothing stays queued. Returns the CSR and the certificate."""
     mark = csms.mark()
     answer = await csms.call(
         "ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"}
     )
     assert answer == {"status": "Accepted"}
-    request = await csms.wait_for("SignCertificate", since=mark)
+    request = await csms.wait_for("SignCertificate", since=mark, timeout=30)
     csr = x509.load_pem_x509_csr(request["csr"].encode())
     assert csr.is_signature_valid
-    assert [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)] == [CP_ID]
-    assert [a.value for a in csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == [
-        "ACME Charging"
-    ]
-    # A new key: not the one in use.
-    assert csr.public_key() != factory.cert.public_key()
 
     chain = ca.sign_csr(request["csr"])
     renewed = x509.load_pem_x509_certificate(chain.encode())
@@ -444,6 +435,26 @@ async def test_certificate_renewal_over_mutual_tls(
     await wait_log(agent, "ChargePointCertificate confirmed by a successful connection")
     (changed,) = await events(csms, 1, since=mark)
     assert changed.payload["type"] == "ReconfigurationOfSecurityParameters"
+    await agent.wait_status(lambda s: s["queue"]["depth"] == 0)
+    return csr, renewed
+
+
+async def test_certificate_renewal_over_mutual_tls(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    csms, agent, factory = await profile_3(agent_factory, workdir, ca, started)
+    assert serial_presented(csms) == factory.cert.serial_number
+    cert_file, key_file = identity_files(agent)
+
+    answer = await csms.call("ChangeConfiguration", {"key": "CpoName", "value": "ACME Charging"})
+    assert answer == {"status": "Accepted"}
+    csr, renewed = await renewed_over_the_wire(csms, agent, ca)
+    assert [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)] == [CP_ID]
+    assert [a.value for a in csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == [
+        "ACME Charging"
+    ]
+    # A new key: not the one in use.
+    assert csr.public_key() != factory.cert.public_key()
 
     # On disk: the certificate and the key the CSR was made for, the key private.
     key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)

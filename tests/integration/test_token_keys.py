@@ -7,11 +7,8 @@ written under the charger's data directory. Needs Debian's softhsm2 and pkcs11-p
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +16,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cpagent.security.keys import reference_uri
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.pki import TestCa
 from cpagent.testing.softhsm import SoftToken, provider_installed, tls_supported
 from tests.integration.conftest import AgentProcess, run_cli
-from tests.integration.test_certificates import events, serial_presented, started, up
+from tests.integration.test_certificates import (
+    renewed_over_the_wire,
+    serial_presented,
+    started,
+    up,
+)
 from tests.integration.test_csms_requests import cli_config
 from tests.integration.test_security_profiles import CP_ID, reconnected, tls_csms, wait_log
 
@@ -34,22 +37,13 @@ FACTORY_LABEL = "factory-identity"
 URI_PEM = "-----BEGIN PKCS#11 PROVIDER URI-----"
 
 
-@pytest.fixture(scope="module")
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftToken]:
-    """One SoftHSM token for this module's agents, found through SOFTHSM2_CONF, which the
-    agents inherit. Each test puts its own factory key in it."""
-    made = SoftToken.create(tmp_path_factory.mktemp("softhsm"))
-    if made is None:
-        pytest.skip("SoftHSM is not installed (Debian: softhsm2)")
+@pytest.fixture
+def token(soft_token: SoftToken) -> SoftToken:
+    """The process's SoftHSM token, which the agents find through the SOFTHSM2_CONF they
+    inherit; each test puts its own factory key in it."""
     if not provider_installed() or not tls_supported():
         pytest.skip("pkcs11-provider is not installed, or OpenSSL is older than 3.0.7")
-    saved = os.environ.get("SOFTHSM2_CONF")
-    os.environ.update(made.environment())
-    yield made
-    if saved is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = saved
+    return soft_token
 
 
 @pytest.fixture(scope="module")
@@ -100,41 +94,6 @@ def assert_no_private_key_on_disk(agent: AgentProcess) -> None:
     assert key_file.read_text().startswith(URI_PEM)
 
 
-def token_keys(token: SoftToken) -> dict[str, dict[str, bool]]:
-    """The token's private keys by label, with the attributes that keep them in: read by a
-    separate process, as the test process shares nothing with the agent's token state."""
-    script = """
-import json, sys, pkcs11
-from pkcs11 import Attribute, ObjectClass
-settings = json.loads(sys.argv[1])
-lib = pkcs11.lib(settings["module"])
-with lib.get_token(token_label=settings["token"]).open(user_pin=settings["pin"]) as session:
-    found = {
-        key[Attribute.LABEL]: {
-            "sensitive": key[Attribute.SENSITIVE],
-            "extractable": key[Attribute.EXTRACTABLE],
-        }
-        for key in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
-    }
-print(json.dumps(found))
-"""
-    settings = token.settings
-    request = {
-        "module": str(settings.module),
-        "token": settings.token,
-        "pin": settings.pin_file.read_text().strip(),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(request)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    found: dict[str, dict[str, bool]] = json.loads(done.stdout)
-    return found
-
-
 async def test_a_factory_key_in_the_token_connects_and_a_renewed_key_is_made_there(
     agent_factory: AgentFactory,
     workdir: Path,
@@ -152,39 +111,23 @@ async def test_a_factory_key_in_the_token_connects_and_a_renewed_key_is_made_the
     assert serial_presented(csms) == factory.serial_number
     assert_no_private_key_on_disk(agent)
 
-    mark = csms.mark()
-    answer = await csms.call(
-        "ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"}
-    )
-    assert answer == {"status": "Accepted"}
-    request = await csms.wait_for("SignCertificate", since=mark, timeout=30)
-    csr = x509.load_pem_x509_csr(request["csr"].encode())
-    assert csr.is_signature_valid
+    csr, renewed = await renewed_over_the_wire(csms, agent, ca)
     assert isinstance(csr.public_key(), ec.EllipticCurvePublicKey)
     assert csr.public_key() != factory.public_key()
-
-    chain = ca.sign_csr(request["csr"])
-    renewed = x509.load_pem_x509_certificate(chain.encode())
-    before = len(csms.subprotocols)
-    mark = csms.mark()
-    answer = await csms.call("CertificateSigned", {"certificateChain": chain})
-    assert answer == {"status": "Accepted"}
-    await reconnected(csms, before)
-    assert serial_presented(csms) == renewed.serial_number
-    await wait_log(agent, "ChargePointCertificate confirmed by a successful connection")
-    (changed,) = await events(csms, 1, since=mark)
-    assert changed.payload["type"] == "ReconfigurationOfSecurityParameters"
-    await agent.wait_status(lambda s: s["queue"]["depth"] == 0)
     assert csms.auth_failures == []
     assert_no_private_key_on_disk(agent)
 
     # The new key was made in the token, and cannot leave it; the factory key stays.
-    keys = token_keys(token)
-    made = [label for label in keys if label.startswith("cpagent-charge-point-")]
-    assert made, keys
-    for label in made:
-        assert keys[label] == {"sensitive": True, "extractable": False}
-    assert FACTORY_LABEL + "-renewal" in keys
+    key_file = agent.data_dir / "certs" / "charge-point" / "key.pem"
+    uri = reference_uri(key_file.read_bytes())
+    (made,) = [
+        entry
+        for entry in token.objects()
+        if entry["class"] == "PRIVATE_KEY" and f"object={entry['LABEL']};" in uri
+    ]
+    assert made["LABEL"].startswith("cpagent-charge-point-")
+    assert (made["SENSITIVE"], made["EXTRACTABLE"]) == (True, False)
+    assert token.objects(FACTORY_LABEL + "-renewal")
 
     # kill -9, and the charger connects again with the token key of the renewed certificate.
     await agent.kill9()

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from cpagent.security.pki import CertificateStore, CertificateUse, PkiError
 from cpagent.security.token_helper import GENERATED_LABEL_PREFIX, Refused, Uri
 from cpagent.testing.pki import TestCa
 from cpagent.testing.softhsm import SoftToken, provider_installed, tls_supported
+from tests.unit.test_pki import root, sub_ca
 
 NOW = datetime.now(UTC)
 CSMS = CertificateUse.CENTRAL_SYSTEM_ROOT
@@ -46,6 +46,8 @@ PEM_LABEL = "PKCS#11 PROVIDER URI"
 URI_DESCRIPTION = b"PKCS#11 Provider URI v1.0"
 TIMEOUT_S = 20
 """Bound on each socket operation and child process of a test."""
+
+__all__ = ["root", "sub_ca"]  # fixtures, imported to be used here
 
 pytestmark = pytest.mark.usefixtures("soft_token")
 
@@ -59,34 +61,9 @@ needs_provider = pytest.mark.skipif(
 # --- the token, and looking into it from a child process ---
 
 
-@pytest.fixture(scope="session")
-def soft_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftToken]:
-    """This process's one SoftHSM token; SOFTHSM2_CONF is set before anything loads SoftHSM."""
-    token = SoftToken.create(tmp_path_factory.mktemp("softhsm"))
-    if token is None:
-        pytest.skip("SoftHSM is not installed (Debian package softhsm2)")
-    saved = os.environ.get("SOFTHSM2_CONF")
-    os.environ.update(token.environment())
-    yield token
-    if saved is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = saved
-
-
 @pytest.fixture
 def token_keys(soft_token: SoftToken) -> KeyStorage:
     return KeyStorage(soft_token.settings)
-
-
-@pytest.fixture(scope="module")
-def root() -> TestCa:
-    return TestCa.create("CSO Root")
-
-
-@pytest.fixture(scope="module")
-def sub_ca(root: TestCa) -> TestCa:
-    return root.intermediate("CSO Sub CA")
 
 
 @pytest.fixture
@@ -97,57 +74,8 @@ def store(tmp_path: Path, root: TestCa, token_keys: KeyStorage) -> CertificateSt
     return store
 
 
-_INSPECT = """
-import json, sys
-import pkcs11
-from pkcs11 import Attribute, ObjectClass
-from pkcs11.exceptions import PKCS11Error
-
-def read(obj, attribute):
-    try:
-        value = obj[attribute]
-    except PKCS11Error as err:
-        return "unreadable: " + type(err).__name__
-    return value.hex() if isinstance(value, bytes) else value
-
-request = json.load(sys.stdin)
-token = pkcs11.lib(request["module"]).get_token(token_label=request["token"])
-found = []
-with token.open(user_pin=request["pin"]) as session:
-    for obj in session.get_objects({}):
-        entry = {"class": obj.object_class.name}
-        names = ["LABEL", "ID", "PRIVATE"]
-        if obj.object_class == ObjectClass.PRIVATE_KEY:
-            names += ["SENSITIVE", "EXTRACTABLE", "ALWAYS_SENSITIVE", "NEVER_EXTRACTABLE", "VALUE"]
-        elif obj.object_class == ObjectClass.PUBLIC_KEY:
-            names += ["EC_POINT"]
-        for name in names:
-            entry[name] = read(obj, Attribute[name])
-        found.append(entry)
-json.dump(found, sys.stdout)
-"""
-
-
-def token_objects(token: SoftToken, label: str) -> list[dict[str, Any]]:
-    """The objects labelled ``label`` in the token, with their attributes, read by a child
-    process with python-pkcs11 (never loaded into this process)."""
-    pin = token.settings.pin_file.read_text().strip()
-    request = {"module": str(token.settings.module), "token": token.settings.token, "pin": pin}
-    done = subprocess.run(
-        [sys.executable, "-c", _INSPECT],
-        input=json.dumps(request),
-        env={**os.environ, **token.environment()},
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=True,
-    )
-    objects: list[dict[str, Any]] = json.loads(done.stdout)
-    return [entry for entry in objects if entry["LABEL"] == label]
-
-
 def classes(token: SoftToken, label: str) -> list[str]:
-    return sorted(entry["class"] for entry in token_objects(token, label))
+    return sorted(entry["class"] for entry in token.objects(label))
 
 
 KEY_PAIR = ["PRIVATE_KEY", "PUBLIC_KEY"]
@@ -267,7 +195,7 @@ def test_a_generated_key_stays_in_the_token(soft_token: SoftToken, token_keys: K
     assert uri.label.startswith("cpagent-charge-point-")
     assert uri.id is not None
 
-    objects = {entry["class"]: entry for entry in token_objects(soft_token, uri.label)}
+    objects = {entry["class"]: entry for entry in soft_token.objects(uri.label)}
     assert sorted(objects) == KEY_PAIR
     private, public = objects["PRIVATE_KEY"], objects["PUBLIC_KEY"]
     assert private["ID"] == public["ID"] == uri.id.hex()

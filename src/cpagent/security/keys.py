@@ -41,6 +41,7 @@ __all__ = [
     "TokenSettings",
     "is_token_reference",
     "load_provider",
+    "reference_uri",
     "token_reference",
 ]
 
@@ -76,7 +77,8 @@ def token_reference(uri: str) -> bytes:
     ).encode()
 
 
-def _reference_uri(stored: bytes) -> str:
+def reference_uri(stored: bytes) -> str:
+    """The URI a token reference names; :class:`KeyUnusable` when it is damaged."""
     match = re.search(
         rf"-----BEGIN {_URI_PEM_LABEL}-----(.*?)-----END {_URI_PEM_LABEL}-----".encode(),
         stored,
@@ -131,7 +133,7 @@ class KeyStorage:
         """The public half of a stored key; :class:`KeyUnusable` when it cannot be read."""
         if is_token_reference(stored):
             if stored not in self._public_keys:
-                spki = self._token("public_key", uri=_reference_uri(stored))
+                spki = self._token("public_key", uri=reference_uri(stored))
                 self._public_keys[stored] = serialization.load_der_public_key(_b64(spki))
             return self._public_keys[stored]
         try:
@@ -143,7 +145,7 @@ class KeyStorage:
         """A CSR for ``subject`` signed with the stored EC key (SHA-256)."""
         if is_token_reference(stored):
             subject_der = base64.b64encode(subject.public_bytes()).decode()
-            csr_der = self._token("sign_csr", uri=_reference_uri(stored), subject=subject_der)
+            csr_der = self._token("sign_csr", uri=reference_uri(stored), subject=subject_der)
             csr = x509.load_der_x509_csr(_b64(csr_der))
             if not csr.is_signature_valid:
                 raise KeyUnusable(f"{self.describe()}: the CSR's signature does not verify")
@@ -162,7 +164,7 @@ class KeyStorage:
         if not is_token_reference(stored) or self.token is None:
             return
         try:
-            self._token("destroy", uri=_reference_uri(stored))
+            self._token("destroy", uri=reference_uri(stored))
         except KeyUnusable as err:
             log.warning("could not remove a replaced key from the token: %s", err)
 

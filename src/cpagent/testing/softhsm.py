@@ -15,12 +15,15 @@ apart by its own label or id. Debian's packages: ``softhsm2`` (the module and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import ssl
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cpagent.config import TokenSettings
 
@@ -86,6 +89,28 @@ class SoftToken:
         """What a process using the token needs in its environment."""
         return {"SOFTHSM2_CONF": str(self.config_file)}
 
+    def objects(self, label: str | None = None) -> list[dict[str, Any]]:
+        """The token's objects (those labelled ``label``), each with its class, LABEL, ID
+        (hex), PRIVATE and, for keys, the attributes that keep a private key in:
+        SENSITIVE, EXTRACTABLE, ALWAYS_SENSITIVE, NEVER_EXTRACTABLE, VALUE (for a key kept
+        in, ``"unreadable: AttributeSensitive"``), or a public key's EC_POINT (hex).
+
+        Read by a child process: python-pkcs11 cannot share a process with pkcs11-provider.
+        """
+        pin = self.settings.pin_file.read_text().strip()
+        request = {"module": str(self.settings.module), "token": self.settings.token, "pin": pin}
+        done = subprocess.run(
+            [sys.executable, "-c", _INSPECT],
+            input=json.dumps(request),
+            env={**os.environ, **self.environment()},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        found: list[dict[str, Any]] = json.loads(done.stdout)
+        return [entry for entry in found if label is None or entry["LABEL"] == label]
+
     def import_key(self, key_pem: bytes, label: str, key_id: bytes) -> None:
         """Put a PEM private key (EC or RSA) in the token, as a factory would: private
         object and its public half, both with ``label`` and ``key_id``."""
@@ -114,6 +139,37 @@ class SoftToken:
             )
         finally:
             key_file.unlink()
+
+
+_INSPECT = """
+import json, sys
+import pkcs11
+from pkcs11 import Attribute, ObjectClass
+from pkcs11.exceptions import PKCS11Error
+
+def read(obj, attribute):
+    try:
+        value = obj[attribute]
+    except PKCS11Error as err:
+        return "unreadable: " + type(err).__name__
+    return value.hex() if isinstance(value, bytes) else value
+
+request = json.load(sys.stdin)
+token = pkcs11.lib(request["module"]).get_token(token_label=request["token"])
+found = []
+with token.open(user_pin=request["pin"]) as session:
+    for obj in session.get_objects({}):
+        entry = {"class": obj.object_class.name}
+        names = ["LABEL", "ID", "PRIVATE"]
+        if obj.object_class == ObjectClass.PRIVATE_KEY:
+            names += ["SENSITIVE", "EXTRACTABLE", "ALWAYS_SENSITIVE", "NEVER_EXTRACTABLE", "VALUE"]
+        elif obj.object_class == ObjectClass.PUBLIC_KEY:
+            names += ["EC_POINT"]
+        for name in names:
+            entry[name] = read(obj, Attribute[name])
+        found.append(entry)
+json.dump(found, sys.stdout)
+"""
 
 
 def tls_supported() -> bool:
