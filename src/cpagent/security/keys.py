@@ -110,9 +110,6 @@ class KeyStorage:
         self.token = token
         self._public_keys: dict[bytes, PublicKeyTypes] = {}
 
-    def describe(self) -> str:
-        return self.token.describe() if self.token else "files (0600) in the certificate store"
-
     def generate(self) -> bytes:
         """A new EC P-256 key, as the bytes to store for it."""
         if self.token is None:
@@ -148,9 +145,13 @@ class KeyStorage:
             csr_der = self._token("sign_csr", uri=reference_uri(stored), subject=subject_der)
             csr = x509.load_der_x509_csr(_b64(csr_der))
             if not csr.is_signature_valid:
-                raise KeyUnusable(f"{self.describe()}: the CSR's signature does not verify")
+                token = self._require_token().describe()
+                raise KeyUnusable(f"{token}: the CSR's signature does not verify")
             return csr
-        key = serialization.load_pem_private_key(stored, password=None)
+        try:
+            key = serialization.load_pem_private_key(stored, password=None)
+        except (ValueError, TypeError) as err:
+            raise KeyUnusable("not an unencrypted PEM private key") from err
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise KeyUnusable("a CSR is signed with an EC key")
         return (
