@@ -72,11 +72,29 @@ class SecurityEvent:
 
 _TLS_VERSION_REASONS = {"UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "WRONG_SSL_VERSION"}
 _TLS_CIPHER_REASONS = {"NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE", "SSLV3_ALERT_HANDSHAKE_FAILURE"}
+_REFUSED_CERTIFICATE_REASONS = {
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "TLSV1_ALERT_ACCESS_DENIED",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+}
+"""OpenSSL's reasons for the alerts a server sends when it refuses the client certificate
+(our own verdict on the server's certificate is an SSLCertVerificationError)."""
 
 
 def classify_connection_error(err: BaseException) -> SecurityEventType | None:
     """The security event a failed connection attempt stands for; None for a plain
-    network failure (refused, unreachable, reset), which is no security matter."""
+    network failure (refused, unreachable, reset), which is no security matter.
+
+    A TLS error wrapped by the websocket client (its ``__cause__``) counts as well. A
+    server refusing the charger's certificate is a FailedToAuthenticateAtCentralSystem,
+    when its alert reaches the agent: under TLS 1.3 the alert follows the handshake, and
+    Python's asyncio TLS transport reports it as a closed connection, which is left alone.
+    """
     if isinstance(err, InvalidStatus) and err.response.status_code in (401, 403):
         return SecurityEventType.FAILED_TO_AUTHENTICATE_AT_CENTRAL_SYSTEM
     if isinstance(err, ssl.SSLCertVerificationError):
@@ -87,6 +105,10 @@ def classify_connection_error(err: BaseException) -> SecurityEventType | None:
             return SecurityEventType.INVALID_TLS_VERSION
         if reason in _TLS_CIPHER_REASONS:
             return SecurityEventType.INVALID_TLS_CIPHER_SUITE
+        if reason in _REFUSED_CERTIFICATE_REASONS:
+            return SecurityEventType.FAILED_TO_AUTHENTICATE_AT_CENTRAL_SYSTEM
+    if err.__cause__ is not None and err.__cause__ is not err:
+        return classify_connection_error(err.__cause__)
     return None
 
 
