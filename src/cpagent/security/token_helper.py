@@ -12,7 +12,8 @@ agent logs. The request names the ``module``, ``token`` and ``pin_file`` and one
   signed with ECDSA over SHA-256 by the token, DER in base64.
 * ``destroy`` ``uri``: removes the key pair, if cpagent made it (its label says so).
 
-Only python-pkcs11 and the standard library are used, so the process starts quickly.
+It loads python-pkcs11, the standard library and cpagent's DER helper, nothing else (no
+cryptography), so it starts quickly.
 """
 
 from __future__ import annotations
