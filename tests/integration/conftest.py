@@ -170,6 +170,13 @@ class AgentProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    async def wait_log(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the agent's log contains ``text`` (bounded polling of the log file)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while text not in self.log():
+            assert asyncio.get_running_loop().time() < deadline, f"never logged: {text}"
+            await asyncio.sleep(0.05)
+
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:

@@ -37,7 +37,6 @@ from tests.integration.test_security_profiles import (
     reconnected,
     secured_agent,
     tls_csms,
-    wait_log,
 )
 
 AgentFactory = Callable[..., AgentProcess]
@@ -432,7 +431,7 @@ async def renewed_over_the_wire(
     assert answer == {"status": "Accepted"}
     await reconnected(csms, before)
     assert serial_presented(csms) == renewed.serial_number
-    await wait_log(agent, "ChargePointCertificate confirmed by a successful connection")
+    await agent.wait_log("ChargePointCertificate confirmed by a successful connection")
     (changed,) = await events(csms, 1, since=mark)
     assert changed.payload["type"] == "ReconfigurationOfSecurityParameters"
     await agent.wait_status(lambda s: s["queue"]["depth"] == 0)
@@ -623,7 +622,7 @@ async def test_a_renewed_certificate_that_cannot_connect_falls_back(
     before = len(csms.subprotocols)
     mark = csms.mark()
     await renew_with_a_root_the_csms_does_not_trust(csms, TestCa.create("Rogue CA"))
-    await wait_log(agent, "falling back to the previous one", timeout=20)
+    await agent.wait_log("falling back to the previous one", timeout=20)
     await reconnected(csms, before)
     assert serial_presented(csms) == factory.cert.serial_number
     assert x509.load_pem_x509_certificate(cert_file.read_bytes()) == factory.cert
@@ -747,7 +746,7 @@ async def test_start_up_and_reset_are_reported(
     assert_wire_matches_log(agent, csms.messages(EVENT))
 
 
-async def test_raising_the_security_profile_is_reported(
+async def test_raising_to_profile_3_reconnects_with_the_certificate_and_is_reported(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
     csms = tls_csms(workdir, ca.issue_server(), client_ca=ca, password=PASSWORD)
@@ -757,13 +756,18 @@ async def test_raising_the_security_profile_is_reported(
     )
     await agent.start()
     await up(csms, agent)
+    assert csms.client_certificates == [None]
 
-    csms.password = None
+    csms.password = None  # profile 3 authenticates with the certificate alone
     before = len(csms.subprotocols)
     mark = csms.mark()
     answer = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "3"})
     assert answer == {"status": "Accepted"}
     await reconnected(csms, before)
+    assert csms.client_certificates[-1] is not None
+    await agent.wait_log("SecurityProfile confirmed by a successful connection")
+    got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
+    assert got["configurationKey"][0]["value"] == "3"
     (raised,) = await events(csms, 1, since=mark)
     assert raised.payload["type"] == "ReconfigurationOfSecurityParameters"
     assert "SecurityProfile" in raised.payload.get("techInfo", "")

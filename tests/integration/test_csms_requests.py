@@ -8,7 +8,6 @@ event that proves the agent already handled the input (a later reply, a log line
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -135,15 +134,6 @@ def replies_since(csms: LoopbackCsms, after: int) -> list[list[Any]]:
         for f in csms.frames[after:]
         if f.direction == "in" and (msg := f.message) is not None and msg[0] in (3, 4)
     ]
-
-
-async def wait_log(agent: AgentProcess, text: str, timeout: float = 5.0) -> None:
-    """Wait until the agent's log contains ``text`` (bounded polling of the log file)."""
-    deadline = time.monotonic() + timeout
-    while text not in agent.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} never logged")
-        await asyncio.sleep(0.05)
 
 
 async def configuration(csms: LoopbackCsms, *keys: str) -> dict[str, dict[str, Any]]:
@@ -748,7 +738,7 @@ async def test_clear_cache_forgets_cached_cards(agent_factory: Any, csms: Loopba
     await agent.sim("plug", "1")
     await agent.wait_status(lambda s: status_of(s) == "Preparing")
     await agent.sim("tag", "CARD-1")
-    await wait_log(agent, "card CARD-1 not authorized")
+    await agent.wait_log("card CARD-1 not authorized", timeout=5)
     state = await agent.status()
     assert tx_of(state) is None and state["queue"]["depth"] == 0
 

@@ -8,8 +8,6 @@ store once the agent has stopped.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,15 +78,6 @@ async def go_offline(agent: AgentProcess, csms: LoopbackCsms) -> None:
     await agent.sim("network", "down")
     await csms.wait_disconnected(agent.cp_id)
     await agent.wait_status(lambda s: not s["csms"]["connected"])
-
-
-async def wait_log(agent: AgentProcess, text: str, timeout: float = 5.0) -> None:
-    """Wait until the agent's log contains ``text`` (bounded polling of the log file)."""
-    deadline = time.monotonic() + timeout
-    while text not in agent.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} never logged")
-        await asyncio.sleep(0.05)
 
 
 def tx_of(state: dict[str, Any], connector_id: int = 1) -> dict[str, Any] | None:
@@ -300,7 +289,7 @@ async def test_offline_the_list_decides_before_the_cache(
         ("UNKNOWN", "Invalid"),
     ]:
         await agent.sim("tag", tag)
-        await wait_log(agent, f"card {tag} not authorized: {status}")
+        await agent.wait_log(f"card {tag} not authorized: {status}", timeout=5)
     assert "offline: CACHED Blocked from the local authorization list" in agent.log()
     state = await agent.status()
     assert tx_of(state, 1) is None and tx_of(state, 2) is None
@@ -392,7 +381,7 @@ async def test_a_disabled_list_is_not_used_nor_updated(
     await agent.sim("plug", "1")
     await agent.wait_status(lambda s: s["connectors"][0]["status"] == "Preparing")
     await agent.sim("tag", "LISTED")
-    await wait_log(agent, "card LISTED not authorized: Invalid")
+    await agent.wait_log("card LISTED not authorized: Invalid", timeout=5)
     assert tx_of(await agent.status()) is None
     await agent.sim("tag", "PLAIN")
     state = await agent.wait_status(lambda s: tx_of(s) is not None)

@@ -4,7 +4,6 @@ bounded."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,14 +36,6 @@ def status_is(cid: int, status: str) -> Callable[[dict[str, Any]], bool]:
     return lambda p: p["connectorId"] == cid and p["status"] == status
 
 
-async def wait_log(agent: AgentProcess, text: str, timeout: float = 10.0) -> None:
-    """Poll the agent's log until it holds ``text`` (bounded by ``timeout``)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while text not in agent.log():
-        assert asyncio.get_running_loop().time() < deadline, f"never logged: {text}"
-        await asyncio.sleep(0.05)
-
-
 async def booted_agent(agent_factory: AgentFactory, csms: LoopbackCsms, **kw: Any) -> AgentProcess:
     agent = agent_factory(**kw)
     await agent.start()
@@ -65,7 +56,7 @@ async def test_reserved_connector_serves_only_its_id_tag(
     mark = csms.mark()
     await agent.sim("tag", "OTHER")
     await csms.wait_for("Authorize", lambda p: p["idTag"] == "OTHER", since=mark)
-    await wait_log(agent, "card OTHER authorized but no connector is free for it")
+    await agent.wait_log("card OTHER authorized but no connector is free for it")
 
     # The reserved id tag starts a session that consumes the reservation.
     await agent.sim("tag", "RES")

@@ -6,7 +6,6 @@ Waits are event-driven or bounded polls of the agent's log."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socketserver
 import ssl
@@ -34,13 +33,6 @@ CP_ID = "CP001"
 @pytest.fixture(scope="module")
 def ca() -> TestCa:
     return TestCa.create("Test CSMS Root")
-
-
-async def wait_log(agent: AgentProcess, text: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while text not in agent.log():
-        assert asyncio.get_running_loop().time() < deadline, f"never logged: {text}"
-        await asyncio.sleep(0.05)
 
 
 def tls_csms(
@@ -118,7 +110,7 @@ async def test_profile_2_tls_with_basic_auth(
     csms, agent = await profile_2(agent_factory, workdir, ca, started)
     assert csms.auth_failures == []
     assert csms.client_certificates == [None]  # profile 2 presents no certificate
-    await wait_log(agent, "(security profile 2)")
+    await agent.wait_log("(security profile 2)")
     status = await agent.status()
     assert status["csms"]["url"] == f"{csms.url}/{CP_ID}"
     assert status["csms"]["security_profile"] == 2
@@ -174,8 +166,8 @@ async def test_an_untrusted_csms_is_refused(
     started.append(await csms.start())
     agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
     await agent.start()
-    await wait_log(agent, logged)
-    await wait_log(agent, "reconnecting in")  # it keeps trying, and keeps refusing
+    await agent.wait_log(logged)
+    await agent.wait_log("reconnecting in")  # it keeps trying, and keeps refusing
     assert csms.received == [], why
     assert agent.proc is not None and agent.proc.returncode is None
 
@@ -186,7 +178,7 @@ async def test_profile_1_needs_explicit_permission(
     csms.password = PASSWORD
     refused = secured_agent(agent_factory, workdir / "a", csms.url, profile=1, roots=None)
     await refused.start()
-    await wait_log(refused, "security profile 1 sends the password unencrypted")
+    await refused.wait_log("security profile 1 sends the password unencrypted")
     assert csms.received == []
     await refused.stop()
 
@@ -216,34 +208,11 @@ async def test_profile_is_never_lowered_nor_raised_beyond_what_is_installed(
     assert await change("1") == "Rejected"
     assert await change("0") == "Rejected"
     assert await change("3") == "Rejected"  # no charge point certificate yet
-    await wait_log(agent, "needs a charge point certificate and key")
+    await agent.wait_log("needs a charge point certificate and key")
     assert await change("2") == "Accepted"  # unchanged
     got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
     assert got["configurationKey"][0]["value"] == "2"
     assert len(csms.client_certificates) == 1  # no reconnection happened
-
-
-async def test_raising_to_profile_3_reconnects_with_the_certificate(
-    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
-) -> None:
-    csms = tls_csms(workdir, ca.issue_server(), client_ca=ca, password=PASSWORD)
-    started.append(await csms.start())
-    agent = secured_agent(
-        agent_factory, workdir, csms.url, profile=2, roots=ca, identity=ca.issue_client(CP_ID)
-    )
-    await agent.start()
-    await booted(csms)
-    assert csms.client_certificates == [None]
-
-    csms.password = None  # profile 3 authenticates with the certificate alone
-    before = len(csms.subprotocols)
-    answer = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "3"})
-    assert answer == {"status": "Accepted"}
-    await reconnected(csms, before)
-    assert csms.client_certificates[-1] is not None
-    await wait_log(agent, "SecurityProfile confirmed by a successful connection")
-    got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
-    assert got["configurationKey"][0]["value"] == "3"
 
 
 async def test_a_profile_that_cannot_connect_falls_back(
@@ -266,7 +235,7 @@ async def test_a_profile_that_cannot_connect_falls_back(
     before = len(csms.subprotocols)
     answer = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "2"})
     assert answer == {"status": "Accepted"}
-    await wait_log(agent, "falling back to the previous one", timeout=20)
+    await agent.wait_log("falling back to the previous one", timeout=20)
     await reconnected(csms, before)
     got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
     assert got["configurationKey"][0]["value"] == "1"
@@ -310,7 +279,7 @@ async def test_a_wrong_authorization_key_falls_back_to_the_previous_one(
     # The CSMS sets a key it then does not accept (it still expects the old password).
     answer = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": KEY})
     assert answer == {"status": "Accepted"}
-    await wait_log(agent, "falling back to the previous one", timeout=20)
+    await agent.wait_log("falling back to the previous one", timeout=20)
     await reconnected(csms, before)
     assert len(csms.auth_failures) >= 3
 
@@ -351,8 +320,8 @@ async def test_a_csms_offering_only_tls_1_1_is_refused(
         url = f"wss://127.0.0.1:{server.server_address[1]}/ocpp"
         agent = secured_agent(agent_factory, workdir, url, profile=2, roots=ca)
         await agent.start()
-        await wait_log(agent, "security event InvalidTLSVersion")
-        await wait_log(agent, "reconnecting in")
+        await agent.wait_log("security event InvalidTLSVersion")
+        await agent.wait_log("reconnecting in")
         log = (agent.data_dir / "security.log").read_text()
         assert log.count('"type":"InvalidTLSVersion"') == 1  # once for the streak of failures
         assert server.handshakes >= 1

@@ -28,7 +28,7 @@ from tests.integration.test_certificates import (
     up,
 )
 from tests.integration.test_csms_requests import cli_config
-from tests.integration.test_security_profiles import CP_ID, reconnected, tls_csms, wait_log
+from tests.integration.test_security_profiles import CP_ID, reconnected, tls_csms
 
 __all__ = ["started"]  # the fixture, imported to be used here
 
@@ -163,7 +163,7 @@ async def test_a_token_that_refuses_the_pin_is_reported_and_the_charger_keeps_ru
         pkcs11_pin_file=str(wrong_pin),
     )
     await agent.start()
-    await wait_log(agent, "refused the PIN", timeout=30)
+    await agent.wait_log("refused the PIN", timeout=30)
     status = await agent.status()
     assert status["csms"]["connected"] is False
     assert csms.subprotocols == []
