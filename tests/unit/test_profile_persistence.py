@@ -36,25 +36,10 @@ from cpagent.station.smart_charging import (
     Unit,
 )
 from cpagent.store import Store
+from tests.unit.test_smart_charging import sched as schedule
 
 LOGGER = "cpagent.protocol.v16.adapter"
 T0 = datetime(2030, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
-
-
-def schedule(
-    *periods: tuple[int, float] | tuple[int, float, int],
-    unit: Unit = "A",
-    duration: int | None = None,
-    start: datetime | None = None,
-    min_rate: float | None = None,
-) -> ChargingSchedule:
-    return ChargingSchedule(
-        unit=unit,
-        periods=tuple(ChargingSchedulePeriod(*p) for p in periods),
-        duration_s=duration,
-        start_schedule=start,
-        min_charging_rate=min_rate,
-    )
 
 
 def installed(connector_id: int, **fields: Any) -> InstalledProfile:

@@ -56,12 +56,14 @@ def sched(
     unit: Unit = "A",
     duration: int | None = None,
     start: datetime | None = None,
+    min_rate: float | None = None,
 ) -> ChargingSchedule:
     return ChargingSchedule(
         unit=unit,
         periods=tuple(ChargingSchedulePeriod(*p) for p in periods),
         duration_s=duration,
         start_schedule=start,
+        min_charging_rate=min_rate,
     )
 
 
