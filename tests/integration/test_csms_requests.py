@@ -22,6 +22,7 @@ from cpagent.testing import LoopbackCsms
 from cpagent.testing.csms import Received
 from cpagent.timeutil import iso
 from tests.integration.conftest import AgentProcess, run_cli, write_config
+from tests.integration.test_smart_charging import profile as cs_profile
 
 CP_ID = "CP001"
 
@@ -641,16 +642,7 @@ async def test_out_of_range_connector_ids_are_refused(
     """Every request that names a connector refuses one the charger lacks (the one-connector
     sim), with the status the spec gives, and the charger carries on."""
     cid = connector_id
-    profile = {
-        "chargingProfileId": 1,
-        "stackLevel": 0,
-        "chargingProfilePurpose": "TxDefaultProfile",
-        "chargingProfileKind": "Absolute",
-        "chargingSchedule": {
-            "chargingRateUnit": "A",
-            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}],
-        },
-    }
+    profile = cs_profile(1, "TxDefaultProfile", [(0, 16)], kind="Absolute")
     expiry = iso(datetime.now(UTC) + timedelta(hours=1))
     requests: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         ("RemoteStartTransaction", {"idTag": "T", "connectorId": cid}, {"status": "Rejected"}),

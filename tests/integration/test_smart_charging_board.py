@@ -23,7 +23,6 @@ from cpagent.testing.modbus_devices import (
     meter_device,
     tcp_server,
 )
-from cpagent.timeutil import iso
 from tests.integration.conftest import AgentProcess
 from tests.integration.test_hardware_backend import (
     BOARD_ID,
@@ -33,6 +32,7 @@ from tests.integration.test_hardware_backend import (
     status_of,
 )
 from tests.integration.test_session import AgentFactory, eventually
+from tests.integration.test_smart_charging import Payload, profile, set_profile
 
 CONNECTOR_MAX_A = 32
 """The connector's ``max_current_a``: above every profile limit used here, so each limit
@@ -70,39 +70,13 @@ def board_agent(make: AgentFactory, port: int, board: str) -> AgentProcess:
     )
 
 
-def profile(
-    profile_id: int,
-    purpose: str,
-    periods: list[tuple[int, float]],
-    *,
-    stack_level: int = 0,
-    transaction_id: int | None = None,
-    start: datetime | None = None,
-) -> dict[str, Any]:
+def absolute(profile_id: int, purpose: str, periods: list[tuple[int, float]], **kw: Any) -> Payload:
     """A ``csChargingProfiles`` object in amps: Absolute, from ``start`` if given."""
-    schedule: dict[str, Any] = {
-        "chargingRateUnit": "A",
-        "chargingSchedulePeriod": [{"startPeriod": s, "limit": limit} for s, limit in periods],
-    }
-    if start is not None:
-        schedule["startSchedule"] = iso(start)
-    out: dict[str, Any] = {
-        "chargingProfileId": profile_id,
-        "stackLevel": stack_level,
-        "chargingProfilePurpose": purpose,
-        "chargingProfileKind": "Absolute",
-        "chargingSchedule": schedule,
-    }
-    if transaction_id is not None:
-        out["transactionId"] = transaction_id
-    return out
+    return profile(profile_id, purpose, periods, kind="Absolute", **kw)
 
 
-async def set_profile(csms: LoopbackCsms, connector_id: int, cs_profile: dict[str, Any]) -> None:
-    reply = await csms.call(
-        "SetChargingProfile", {"connectorId": connector_id, "csChargingProfiles": cs_profile}
-    )
-    assert reply == {"status": "Accepted"}, (reply, cs_profile)
+async def accepted(csms: LoopbackCsms, connector_id: int, cs_profile: Payload) -> None:
+    assert await set_profile(csms, connector_id, cs_profile) == "Accepted", cs_profile
 
 
 async def remote_session(
@@ -161,7 +135,7 @@ async def test_profiles_drive_the_evse_din_current_register(
         assert board.holding[EvseDinBoard.PWM_STATUS] == 2
 
         # A TxProfile for the running transaction: 16 A at once.
-        await set_profile(csms, 1, profile(1, "TxProfile", [(0, 16)], transaction_id=tx_id))
+        await accepted(csms, 1, absolute(1, "TxProfile", [(0, 16)], transactionId=tx_id))
         await eventually(lambda: offering() == 16, "register 1000 takes the TxProfile's 16 A")
         assert board.holding[EvseDinBoard.SIGNALLED_CURRENT] == 16
 
@@ -170,8 +144,8 @@ async def test_profiles_drive_the_evse_din_current_register(
         requests_before = len(csms_requests())
         begin = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
         boundary = begin + timedelta(seconds=PERIOD_S)
-        scheduled = profile(2, "TxProfile", [(0, 12), (PERIOD_S, 10)], stack_level=1, start=begin)
-        await set_profile(csms, 1, scheduled)
+        scheduled = absolute(2, "TxProfile", [(0, 12), (PERIOD_S, 10)], stack=1, start=begin)
+        await accepted(csms, 1, scheduled)
         await eventually(lambda: offering() == 12, "register 1000 takes the first period's 12 A")
         await eventually(lambda: offering() == 10, "register 1000 takes the second period's 10 A")
         seen_at = datetime.now(UTC)
@@ -188,7 +162,7 @@ async def test_profiles_drive_the_evse_din_current_register(
 
         # Below 6 A: no PWM at all, and the connector is SuspendedEVSE.
         mark = csms.mark()
-        await set_profile(csms, 0, profile(3, "ChargePointMaxProfile", [(0, 4)]))
+        await accepted(csms, 0, absolute(3, "ChargePointMaxProfile", [(0, 4)]))
         suspended = await status_of(csms, 1, "SuspendedEVSE", mark)
         assert suspended["errorCode"] == "NoError"
         await eventually(lambda: offering() == 0, "register 1000 goes to 0 (no PWM)")
@@ -251,7 +225,7 @@ async def test_profiles_drive_the_phoenix_current_register(
         assert board.coils[PhoenixBoard.ENABLE] is True
         assert board.status == "C2"
 
-        await set_profile(csms, 1, profile(1, "TxDefaultProfile", [(0, 16)]))
+        await accepted(csms, 1, absolute(1, "TxDefaultProfile", [(0, 16)]))
         await eventually(
             lambda: board.holding[PhoenixBoard.MAX_CURRENT] == 16,
             "register 22000 takes the TxDefaultProfile's 16 A",
@@ -261,7 +235,7 @@ async def test_profiles_drive_the_phoenix_current_register(
         )
 
         mark = csms.mark()
-        await set_profile(csms, 1, profile(2, "TxDefaultProfile", [(0, 4)], stack_level=1))
+        await accepted(csms, 1, absolute(2, "TxDefaultProfile", [(0, 4)], stack=1))
         await status_of(csms, 1, "SuspendedEVSE", mark)
         await eventually(lambda: not board.coils[PhoenixBoard.ENABLE], "coil 20000 goes off")
         assert board.holding[PhoenixBoard.ADVERTISED] == 0
