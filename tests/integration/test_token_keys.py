@@ -16,10 +16,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cpagent.security.keys import reference_uri
+from cpagent.security.keys import openssl_supports_token_keys, reference_uri
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.pki import TestCa
-from cpagent.testing.softhsm import SoftToken, provider_installed, tls_supported
+from cpagent.testing.softhsm import SoftToken, provider_installed
 from tests.integration.conftest import AgentProcess, run_cli
 from tests.integration.test_certificates import (
     renewed_over_the_wire,
@@ -41,7 +41,7 @@ URI_PEM = "-----BEGIN PKCS#11 PROVIDER URI-----"
 def token(soft_token: SoftToken) -> SoftToken:
     """The process's SoftHSM token, which the agents find through the SOFTHSM2_CONF they
     inherit; each test puts its own factory key in it."""
-    if not provider_installed() or not tls_supported():
+    if not provider_installed() or not openssl_supports_token_keys():
         pytest.skip("pkcs11-provider is not installed, or OpenSSL is older than 3.0.7")
     return soft_token
 

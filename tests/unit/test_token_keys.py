@@ -33,11 +33,17 @@ from hypothesis import strategies as st
 
 from cpagent.config import TokenSettings
 from cpagent.security import der
-from cpagent.security.keys import KeyStorage, KeyUnusable, is_token_reference, token_reference
+from cpagent.security.keys import (
+    KeyStorage,
+    KeyUnusable,
+    is_token_reference,
+    openssl_supports_token_keys,
+    token_reference,
+)
 from cpagent.security.pki import CertificateStore, CertificateUse, PkiError
 from cpagent.security.token_helper import GENERATED_LABEL_PREFIX, Refused, Uri
 from cpagent.testing.pki import TestCa
-from cpagent.testing.softhsm import SoftToken, provider_installed, tls_supported
+from cpagent.testing.softhsm import SoftToken, provider_installed
 from tests.unit.test_pki import root, sub_ca
 
 NOW = datetime.now(UTC)
@@ -52,7 +58,7 @@ __all__ = ["root", "sub_ca"]  # fixtures, imported to be used here
 pytestmark = pytest.mark.usefixtures("soft_token")
 
 needs_provider = pytest.mark.skipif(
-    not provider_installed() or not tls_supported(),
+    not provider_installed() or not openssl_supports_token_keys(),
     reason="TLS with a token key needs pkcs11-provider (Debian: pkcs11-provider) and OpenSSL"
     " 3.0.7+",
 )

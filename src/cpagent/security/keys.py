@@ -41,6 +41,7 @@ __all__ = [
     "TokenSettings",
     "is_token_reference",
     "load_provider",
+    "openssl_supports_token_keys",
     "reference_uri",
     "token_reference",
 ]
@@ -232,6 +233,12 @@ def _b64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
 
 
+def openssl_supports_token_keys() -> bool:
+    """Whether the ``ssl`` module's OpenSSL is one pkcs11-provider works with (3.0.7+)."""
+    major, minor, _, patch, _ = ssl.OPENSSL_VERSION_INFO  # 3.x: the patch is 4th
+    return (major, minor, patch) >= _MIN_OPENSSL
+
+
 _provider_lock = threading.Lock()
 _provider_for: TokenSettings | None = None
 
@@ -250,8 +257,7 @@ def load_provider(token: TokenSettings) -> None:
             if _provider_for != token:
                 log.warning("pkcs11-provider stays loaded for %s", _provider_for.describe())
             return
-        major, minor, _, patch, _ = ssl.OPENSSL_VERSION_INFO  # 3.x: patch is 4th
-        if (major, minor, patch) < _MIN_OPENSSL:
+        if not openssl_supports_token_keys():
             raise KeyUnusable(
                 f"keys in a PKCS#11 token need OpenSSL 3.0.7+, not {ssl.OPENSSL_VERSION}"
             )

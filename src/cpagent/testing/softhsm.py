@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -170,9 +169,3 @@ with token.open(user_pin=request["pin"]) as session:
         found.append(entry)
 json.dump(found, sys.stdout)
 """
-
-
-def tls_supported() -> bool:
-    """Whether this Python's OpenSSL is new enough for keys in a token (3.0.7+)."""
-    major, minor, _, patch, _ = ssl.OPENSSL_VERSION_INFO
-    return (major, minor, patch) >= (3, 0, 7)
