@@ -55,6 +55,20 @@ class SecurityEventType(enum.StrEnum):
     INVALID_TLS_CIPHER_SUITE = "InvalidTLSCipherSuite"
 
 
+ROUTINE_EVENTS = frozenset(
+    {
+        SecurityEventType.FIRMWARE_UPDATED,
+        SecurityEventType.SETTING_SYSTEM_TIME,
+        SecurityEventType.STARTUP_OF_THE_DEVICE,
+        SecurityEventType.RESET_OR_REBOOT,
+        SecurityEventType.SECURITY_LOG_WAS_CLEARED,
+        SecurityEventType.RECONFIGURATION_OF_SECURITY_PARAMETERS,
+    }
+)
+"""Events that normal operation produces (a start, a reset, a CSMS-ordered change): logged
+at INFO. Every other event tells of a failure or an attack and is logged as a WARNING."""
+
+
 @dataclass(frozen=True)
 class SecurityEvent:
     type: SecurityEventType

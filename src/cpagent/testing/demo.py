@@ -92,7 +92,6 @@ async def _demo(data_dir: Path) -> int:
             await csms.wait_for(
                 "StatusNotification", lambda p: p["status"] == "Available", since=csms.mark() - 1
             )
-            status = await asyncio.to_thread(request, config.control.socket, {"cmd": "status"})
         finally:
             agent.stop()
             await runner
@@ -103,7 +102,7 @@ async def _demo(data_dir: Path) -> int:
         f"({stop['meterStop'] - started} Wh delivered, stop reason {stop['reason']})"
     )
     print(
-        f"Final meter reading: {status['connectors'][0]['energy_wh']:.0f} Wh; "
+        f"Final meter reading: {stop['meterStop']} Wh (the StopTransaction's meterStop); "
         f"{len(csms.frames)} frames exchanged, schema violations: {len(csms.schema_errors)}"
     )
     for problem in csms.schema_errors:

@@ -30,7 +30,7 @@ from cpagent.exc import StoreError
 from cpagent.protocol.v16 import messages, schemas
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
 from cpagent.security.connection import CERTS_DIR
-from cpagent.security.events import SecurityEvent, SecurityEventType, SecurityLog
+from cpagent.security.events import ROUTINE_EVENTS, SecurityEvent, SecurityEventType, SecurityLog
 from cpagent.station.model import (
     AuthDecision,
     AuthStatus,
@@ -913,7 +913,8 @@ class V16Adapter:
         """Record a security event: in the security log, and durably for the CSMS
         (SecurityEventNotification), like transaction messages."""
         event = SecurityEvent(kind, now_iso(), tech_info)
-        log.warning(
+        log.log(
+            logging.INFO if kind in ROUTINE_EVENTS else logging.WARNING,
             "security event %s%s",
             kind,
             f": {tech_info}" if tech_info else "",
