@@ -36,9 +36,25 @@ OUT = ROOT / "build" / "deb-test"
 DEBS = OUT / "debs"  # not build/deb: "make deb"'s package stays what the tree builds
 CONF = "/etc/cpagent/cpagent.toml"
 VENV = "/usr/lib/cpagent/venv"
-MIRROR = os.environ.get("CPAGENT_DEB_TEST_MIRROR", "http://deb.debian.org/debian")
-SECURITY_MIRROR = os.environ.get(
-    "CPAGENT_DEB_TEST_SECURITY_MIRROR", "http://deb.debian.org/debian-security"
+
+
+def apt_source(release: str) -> str:
+    """The URI this machine's apt sources fetch ``release`` from ("" when none does)."""
+    try:
+        out = subprocess.run(
+            ["apt-get", "indextargets", "--format", "$(REPO_URI)", f"Release: {release}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+    except FileNotFoundError:
+        return ""
+    return next(iter(out.split()), "").rstrip("/")
+
+
+MIRROR = os.environ.get("CPAGENT_DEB_TEST_MIRROR") or apt_source("bookworm")
+SECURITY_MIRROR = os.environ.get("CPAGENT_DEB_TEST_SECURITY_MIRROR") or apt_source(
+    "bookworm-security"
 )
 
 # --- the shipped default config (always run) ----------------------------------------------
@@ -399,7 +415,8 @@ def test_install_upgrade_remove_purge(debs: tuple[Deb, Deb], chroot: Chroot) -> 
     first, second = debs
     root = chroot
     # No network inside: what the package needs must already be there (its Depends).
-    assert root.run("getent", "hosts", "deb.debian.org", check=False).returncode != 0
+    mirror_host = MIRROR.split("/")[2]
+    assert root.run("getent", "hosts", mirror_host, check=False).returncode != 0
 
     with Timer(f"install {first.path.name} offline"):
         root.dpkg_install(first)
