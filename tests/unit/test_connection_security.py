@@ -109,12 +109,12 @@ def test_profile_1_needs_permission_and_1_2_need_a_key(tmp_path: Path) -> None:
         rig.security().endpoint()
 
 
-def test_vet_never_lowers_and_never_raises_beyond_what_is_installed(tmp_path: Path) -> None:
+def test_vet_only_raises_and_never_beyond_what_is_installed(tmp_path: Path) -> None:
     rig = Rig(tmp_path, SecurityProfile="2", AuthorizationKey=KEY)
     rig.install_root()
     security = rig.security()
     assert security.vet("SecurityProfile", "1") == "security profile 2 cannot be lowered to 1"
-    assert security.vet("SecurityProfile", "2") is None
+    assert security.vet("SecurityProfile", "2") == "security profile 2 is in force already"
     assert "needs a charge point certificate" in (security.vet("SecurityProfile", "3") or "")
     rig.install_identity(tmp_path)
     assert security.vet("SecurityProfile", "3") is None

@@ -278,14 +278,15 @@ class ConnectionSecurity:
 
     def vet(self, key: str, value: str) -> str | None:
         """Why ChangeConfiguration of ``key`` to ``value`` (canonical) must be Rejected, or
-        None. SecurityProfile is never lowered, and not raised to one that cannot be used."""
+        None. SecurityProfile is only ever raised (A05.FR.01: a value lower than or equal to
+        the one in force is Rejected), and not to one that cannot be used."""
         if key != "SecurityProfile":
             return None
         wanted, current = int(value), self.profile
         if wanted < current:
             return f"security profile {current} cannot be lowered to {wanted}"
         if wanted == current:
-            return None
+            return f"security profile {current} is in force already"
         try:
             self.endpoint(wanted)
         except (ProfileUnusable, ssl.SSLError, OSError) as err:
