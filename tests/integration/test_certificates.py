@@ -545,6 +545,14 @@ async def test_a_certificate_signed_that_does_not_fit_is_rejected_and_reported(
     await refused(ca.sign_csr(stale), "KeyMismatch")
     await refused(ca.issue_client(CP_ID).chain_pem(), "KeyMismatch")  # for another key
     await refused(TestCa.create("Rogue CA").sign_csr(csr), "ChainInvalid")
+    # Signed by the right root, for the CSR's own key, but naming another charge point.
+    another = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "TestVendor"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "CP002"),
+        ]
+    )
+    await refused(ca.sign_csr(csr, subject=another), "SubjectMismatch")
     await refused(
         ca.sign_csr(csr, not_before=now - timedelta(days=30), not_after=now - timedelta(days=1)),
         "Expired",
@@ -587,7 +595,7 @@ async def test_a_certificate_signed_that_does_not_fit_is_rejected_and_reported(
     sent = csms.messages(EVENT)
     assert [r.payload["type"] for r in sent] == [
         "StartupOfTheDevice",
-        *["InvalidChargePointCertificate"] * 7,
+        *["InvalidChargePointCertificate"] * 8,
         "StartupOfTheDevice",
         "ReconfigurationOfSecurityParameters",
     ]

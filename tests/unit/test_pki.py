@@ -81,7 +81,7 @@ def key_file_public(path: Path) -> bytes:
 
 def renew(store: CertificateStore, ca: TestCa, name: str = "CP-1") -> x509.Certificate:
     """One SignCertificate / CertificateSigned round trip."""
-    return store.accept_signed(ca.sign_csr(store.new_csr(name, "CPO")), NOW)
+    return store.accept_signed(ca.sign_csr(store.new_csr(name, "CPO")), NOW, common_name=name)
 
 
 def self_signed(serial: int, key: Any | None = None) -> x509.Certificate:
@@ -455,7 +455,7 @@ def test_a_new_csr_replaces_the_pending_key(store: CertificateStore, sub_ca: Tes
         x509.load_pem_x509_csr(second.encode())
     )
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(sub_ca.sign_csr(first), NOW)
+        store.accept_signed(sub_ca.sign_csr(first), NOW, common_name="CP-1")
     assert caught.value.reason == "KeyMismatch"
 
 
@@ -475,7 +475,7 @@ def test_a_signed_chain_becomes_the_identity(store: CertificateStore, sub_ca: Te
     pending_public = key_file_public(own(store, "pending-key.pem"))
     chain = sub_ca.sign_csr(csr)
 
-    leaf = store.accept_signed(chain, NOW)
+    leaf = store.accept_signed(chain, NOW, common_name="CP-1")
 
     assert store.identity() == (own(store, "cert.pem"), own(store, "key.pem"))
     stored = x509.load_pem_x509_certificates(own(store, "cert.pem").read_bytes())
@@ -507,7 +507,7 @@ def test_a_chain_signed_directly_by_the_root_or_with_the_root_is_accepted(
 ) -> None:
     assert renew(store, root).issuer == root.cert.subject
     chain = sub_ca.sign_csr(store.new_csr("CP-1", "CPO")) + root.pem()
-    assert store.accept_signed(chain, NOW).issuer == sub_ca.cert.subject
+    assert store.accept_signed(chain, NOW, common_name="CP-1").issuer == sub_ca.cert.subject
 
 
 def test_a_root_without_key_usage_vouches_like_in_openssl(tmp_path: Path) -> None:
@@ -528,6 +528,39 @@ def test_a_ca_that_may_not_sign_certificates_does_not_vouch(tmp_path: Path) -> N
         renew(store, signer)
     assert caught.value.reason == "ChainInvalid"
     assert "keyUsage" in str(caught.value)
+
+
+def name(*attributes: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
+
+
+SUBJECTS: dict[str, tuple[tuple[x509.ObjectIdentifier, str], ...]] = {
+    "another-charge-point": ((NameOID.ORGANIZATION_NAME, "CPO"), (NameOID.COMMON_NAME, "CP-2")),
+    "a-longer-name": ((NameOID.ORGANIZATION_NAME, "CPO"), (NameOID.COMMON_NAME, "CP-10")),
+    "no-common-name": ((NameOID.ORGANIZATION_NAME, "CPO"),),
+    "two-common-names": (
+        (NameOID.ORGANIZATION_NAME, "CPO"),
+        (NameOID.COMMON_NAME, "CP-1"),
+        (NameOID.COMMON_NAME, "CP-2"),
+    ),
+    "no-organization": ((NameOID.COMMON_NAME, "CP-1"),),
+}
+"""Subjects a signed certificate for the CSR's key may not carry: A00.FR.511 (the CN is this
+charge point's) and A00.FR.509 (an O names the owner)."""
+
+
+def test_the_subject_may_name_the_organization_differently(
+    store: CertificateStore, sub_ca: TestCa
+) -> None:
+    """The O is the CPO's, which the CA vouches for; only its presence is the charger's to
+    check. The CN is compared exactly, as the charger asked for it."""
+    csr = store.new_csr("CP-1", "CPO")
+    subject = name((NameOID.ORGANIZATION_NAME, "CPO Ltd"), (NameOID.COMMON_NAME, "CP-1"))
+
+    leaf = store.accept_signed(sub_ca.sign_csr(csr, subject=subject), NOW, common_name="CP-1")
+
+    assert leaf.subject == subject
+    assert store.identity_certificate() == leaf
 
 
 def _refusal_chain(
@@ -553,6 +586,8 @@ def _refusal_chain(
         return sign_for(root, public, ExtendedKeyUsageOID.SERVER_AUTH)
     if case == "key-mismatch":
         return sub_ca.issue_client("CP-1").chain_pem()
+    if case in SUBJECTS:
+        return sub_ca.sign_csr(csr, subject=name(*SUBJECTS[case]))
     if case == "too-large":
         return sub_ca.sign_csr(csr) + " " * 10_000
     if case == "unparseable":
@@ -572,6 +607,7 @@ def _refusal_chain(
         ("intermediate-expired", "Expired"),
         ("not-yet-valid", "NotYetValid"),
         ("key-mismatch", "KeyMismatch"),
+        *((case, "SubjectMismatch") for case in SUBJECTS),
         ("too-large", "ChainTooLarge"),
         ("unparseable", "Unparseable"),
         ("empty", "Unparseable"),
@@ -591,7 +627,7 @@ def test_a_bad_chain_is_refused_and_changes_nothing(
     pending = own(store, "pending-key.pem").read_bytes()
 
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(chain, NOW)
+        store.accept_signed(chain, NOW, common_name="CP-1")
 
     assert caught.value.reason == reason
     assert str(caught.value)
@@ -618,7 +654,7 @@ def test_a_chain_without_a_pending_request_is_refused(
     chain = sub_ca.issue_client("CP-1").chain_pem()
 
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(chain, NOW)
+        store.accept_signed(chain, NOW, common_name="CP-1")
     assert caught.value.reason == "NoPendingRequest"
 
 
@@ -629,11 +665,11 @@ def test_the_chain_size_limit_is_the_configured_one(
     store.max_chain_size = len(chain) - 1
 
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(chain, NOW)
+        store.accept_signed(chain, NOW, common_name="CP-1")
     assert caught.value.reason == "ChainTooLarge"
 
     store.max_chain_size = len(chain)
-    store.accept_signed(chain, NOW)
+    store.accept_signed(chain, NOW, common_name="CP-1")
 
 
 def test_only_central_system_roots_vouch_for_the_identity(
@@ -652,10 +688,10 @@ def test_validity_is_judged_at_the_given_time(store: CertificateStore, sub_ca: T
     chain = sub_ca.sign_csr(store.new_csr("CP-1", "CPO"), not_after=NOW + 2 * DAY)
 
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(chain, NOW + 3 * DAY)
+        store.accept_signed(chain, NOW + 3 * DAY, common_name="CP-1")
     assert caught.value.reason == "Expired"
 
-    store.accept_signed(chain, (NOW + DAY).replace(tzinfo=None))
+    store.accept_signed(chain, (NOW + DAY).replace(tzinfo=None), common_name="CP-1")
 
 
 # --- fallback and interrupted changes ---
@@ -884,7 +920,9 @@ def test_certificates_expiring_soon_are_named_soonest_first(tmp_path: Path) -> N
     store.install_root(CSMS, root.pem(), NOW)
     store.install_root(MANUFACTURER, fading.pem(), NOW)
     leaf = store.accept_signed(
-        short_ca.sign_csr(store.new_csr("CP-1", "CPO"), not_after=NOW + 5 * DAY), NOW
+        short_ca.sign_csr(store.new_csr("CP-1", "CPO"), not_after=NOW + 5 * DAY),
+        NOW,
+        common_name="CP-1",
     )
 
     soon = store.expiring(NOW, timedelta(days=30))

@@ -92,6 +92,7 @@ PkiReason = Literal[
     "Unparseable",
     "UnsupportedAlgorithm",
     "InvalidSubject",
+    "SubjectMismatch",
     "StoreFull",
     "NoPendingRequest",
     "KeyUnusable",
@@ -129,6 +130,7 @@ class PkiError(CpagentError):
     ``Unparseable``           not PEM, not a certificate or key, bad hash data
     ``UnsupportedAlgorithm``  a hash algorithm OCPP does not name
     ``InvalidSubject``        a CSR subject the X.509 rules refuse (empty, too long)
+    ``SubjectMismatch``       a signed certificate that does not name this charge point
     ``StoreFull``             ``max_certificates`` roots are installed already
     ``NoPendingRequest``      a signed certificate arrived without an outstanding CSR
     ``Io``                    a file could not be read or written
@@ -455,15 +457,18 @@ class CertificateStore:
             log.info("new key pending for a CSR for %s", subject.rfc4514_string())
             return csr.public_bytes(_PEM).decode()
 
-    def accept_signed(self, chain_pem: str, now: datetime) -> x509.Certificate:
+    def accept_signed(self, chain_pem: str, now: datetime, *, common_name: str) -> x509.Certificate:
         """Take the certificate chain of CertificateSigned as the new identity; return its leaf.
 
-        ``chain_pem`` is the leaf, then its intermediates. It is refused with :class:`PkiError`
+        ``chain_pem`` is the leaf, then its intermediates; ``common_name`` is the charge point's
+        own, the one its CSR asked for. It is refused with :class:`PkiError`
         when longer than ``max_chain_size`` (``ChainTooLarge``), without a pending CSR key
         (``NoPendingRequest``), unparseable, when the leaf is not for the pending key
         (``KeyMismatch``), when a certificate is outside its validity at ``now`` (``Expired``,
-        ``NotYetValid``) or when the chain does not verify up to an installed Central System
-        root as a TLS client certificate (``ChainInvalid``). The checks are RFC 5280's, but
+        ``NotYetValid``), when the chain does not verify up to an installed Central System
+        root as a TLS client certificate (``ChainInvalid``) or when the leaf's subject does
+        not hold exactly one CN, ``common_name`` (A00.FR.511), and an O (A00.FR.509)
+        (``SubjectMismatch``): A02.FR.06's checks. The chain checks are RFC 5280's, but
         for two omissions OpenSSL tolerates too, so a root :meth:`install_root` accepts can
         vouch: the leaf needs no subjectAltName (charge point certificates name the charger
         in their CN) nor authorityKeyIdentifier, and a CA no keyUsage. On success the current
@@ -485,6 +490,7 @@ class CertificateStore:
             for cert in chain:
                 _check_validity(cert, _utc(now), describe(cert))
             self._verify_client_chain(chain, _utc(now))
+            _check_names_charge_point(leaf, common_name)
             try:
                 self._rotate_in(chain)
             except OSError as err:
@@ -747,6 +753,20 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def _check_names_charge_point(cert: x509.Certificate, common_name: str) -> None:
+    """A charge point certificate's subject: exactly one CN, the charge point's own
+    (A00.FR.511), and the owner's organization in an O (A00.FR.509). Which organization is the
+    CA's to vouch for; the charger asked for CpoName, which may have changed since."""
+    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if names != [common_name]:
+        raise PkiError(
+            "SubjectMismatch",
+            f"{describe(cert)} does not name this charge point (CN={common_name})",
+        )
+    if not cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
+        raise PkiError("SubjectMismatch", f"{describe(cert)} names no organization (O)")
 
 
 def _check_ca(cert: x509.Certificate) -> None:

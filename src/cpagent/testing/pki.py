@@ -186,16 +186,18 @@ class TestCa:
         *,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        subject: x509.Name | None = None,
     ) -> str:
         """Sign a CSR as a Central System would: a clientAuth certificate for the CSR's subject
         and key, returned as PEM with the intermediates after it. A CSR whose signature does not
-        verify raises :class:`ValueError`.
+        verify raises :class:`ValueError`. ``subject`` replaces the CSR's, for a certificate
+        that names another charge point (a CA's mistake, or an attack).
         """
         csr = x509.load_pem_x509_csr(csr_pem.encode())
         if not csr.is_signature_valid:
             raise ValueError("the CSR's signature does not verify")
         cert = self._issue(
-            csr.subject,
+            csr.subject if subject is None else subject,
             csr.public_key(),
             _leaf_extensions(ExtendedKeyUsageOID.CLIENT_AUTH),
             not_before,

@@ -647,7 +647,10 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
 
         try:
             cert = await asyncio.to_thread(
-                self._certificates().accept_signed, certificate_chain, utcnow()
+                self._certificates().accept_signed,
+                certificate_chain,
+                utcnow(),
+                common_name=self.adapter.config.charge_point.id,
             )
         except PkiError as err:
             log.warning("CertificateSigned refused: %s", err, extra=_security_fields())
