@@ -602,6 +602,27 @@ async def test_a_certificate_signed_that_does_not_fit_is_rejected_and_reported(
     assert_wire_matches_log(agent, sent)
 
 
+async def test_a_v1_root_is_trusted_like_any_other(
+    agent_factory: AgentFactory, workdir: Path, started: list[LoopbackCsms]
+) -> None:
+    """A CSMS whose PKI has an X.509 v1 root (no basicConstraints): seeded from the factory
+    bundle, it verifies the CSMS on profile 3 and vouches for a renewed charge point
+    certificate; InstallCertificate takes another such root."""
+    old = TestCa.create("Old CSMS Root", v1=True)
+    csms, agent, factory = await profile_3(agent_factory, workdir, old, started)
+    assert serial_presented(csms) == factory.cert.serial_number
+
+    _, renewed = await renewed_over_the_wire(csms, agent, old.intermediate("Old Sub CA"))
+    assert serial_presented(csms) == renewed.serial_number
+
+    another = TestCa.create("Another Old Root", v1=True)
+    assert await install(csms, CENTRAL, another.pem()) == "Accepted"
+    assert await listed(csms, CENTRAL) == {
+        normalised(expected_hash_data(old.cert, old.cert)),
+        normalised(expected_hash_data(another.cert, another.cert)),
+    }
+
+
 async def renew_with_a_root_the_csms_does_not_trust(
     csms: LoopbackCsms, rogue: TestCa
 ) -> x509.Certificate:

@@ -26,7 +26,7 @@ from cpagent.security.pki import (
     PkiError,
     hash_data,
 )
-from cpagent.testing.pki import Issued, TestCa
+from cpagent.testing.pki import Issued, TestCa, version_1
 
 CSMS = CertificateUse.CENTRAL_SYSTEM_ROOT
 MANUFACTURER = CertificateUse.MANUFACTURER_ROOT
@@ -55,6 +55,10 @@ def store(tmp_path: Path, root: TestCa) -> CertificateStore:
     store = CertificateStore(tmp_path / "certs")
     assert store.install_root(CSMS, root.pem(), NOW) == "Accepted"
     return store
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def mode(path: Path) -> int:
@@ -330,6 +334,13 @@ def _odd_root(*, ca: bool, cert_sign: bool | None) -> TestCa:
         pytest.param(lambda ca: _odd_root(ca=True, cert_sign=False).pem(), id="no-keyCertSign"),
         pytest.param(lambda ca: ca.pem() + TestCa.create().pem(), id="two-certificates"),
         pytest.param(
+            lambda ca: pem(version_1(ca.issue_client("CP-1").cert, ca.key)), id="v1-not-a-root"
+        ),
+        pytest.param(
+            lambda ca: pem(version_1(TestCa.create("Forged", v1=True).cert, ca.key)),
+            id="v1-self-issued-not-self-signed",
+        ),
+        pytest.param(
             lambda ca: TestCa.create(not_before=NOW - 3 * DAY, not_after=NOW - DAY).pem(),
             id="expired",
         ),
@@ -350,6 +361,27 @@ def test_unusable_roots_are_rejected(tmp_path: Path, root: TestCa, make_pem: Any
     assert store.install_root(MANUFACTURER, make_pem(root), NOW) == "Rejected"
 
     assert len(files(store.directory / "manufacturer-roots")) == 2
+
+
+def test_a_self_signed_v1_root_is_a_trust_anchor(tmp_path: Path) -> None:
+    """RFC 5280 6.1: a trust anchor is configured data, a name and a key, not a certificate
+    to judge by its extensions; an X.509 v1 root has none, and vouches as OpenSSL lets it."""
+    old = TestCa.create("Old Root", v1=True)
+    store = CertificateStore(tmp_path / "certs")
+
+    assert store.install_root(CSMS, old.pem(), NOW) == "Accepted"
+
+    assert store.roots(CSMS) == [old.cert]
+    assert store.installed_ids(CSMS) == [hash_data(old.cert)]
+    assert renew(store, old).issuer == old.cert.subject
+    sub = old.intermediate("Sub CA of an old root")
+    assert renew(store, sub).issuer == sub.cert.subject
+
+    bundle = tmp_path / "factory-roots.pem"
+    bundle.write_text(old.pem())
+    fresh = CertificateStore(tmp_path / "fresh")
+    assert fresh.seed(CSMS, bundle) == []
+    assert fresh.roots(CSMS) == [old.cert]
 
 
 def test_a_full_store_rejects_another_root(tmp_path: Path, root: TestCa) -> None:

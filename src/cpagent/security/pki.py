@@ -43,6 +43,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
@@ -123,7 +124,8 @@ class PkiError(CpagentError):
     ========================  ======================================================
     ``Expired``               a certificate's notAfter is before ``now``
     ``NotYetValid``           a certificate's notBefore is after ``now``
-    ``NotACa``                a root without basicConstraints cA (or keyCertSign)
+    ``NotACa``                a v3 root without basicConstraints cA (or keyCertSign),
+                              a v1 one that is not self-signed
     ``ChainInvalid``          the chain does not verify up to a Central System root
     ``ChainTooLarge``         the chain is longer than ``max_chain_size`` characters
     ``KeyMismatch``           the certificate is not for the key it should go with
@@ -270,7 +272,8 @@ class CertificateStore:
         """Install one PEM certificate as a root of kind ``use`` (InstallCertificate).
 
         ``"Rejected"`` when ``pem`` is not exactly one certificate, not a CA (basicConstraints
-        cA, and keyCertSign if keyUsage is present), outside its validity at ``now``, or when
+        cA, and keyCertSign if keyUsage is present; or a self-signed X.509 v1 certificate,
+        which has no extensions), outside its validity at ``now``, or when
         ``max_certificates`` roots are installed already; ``"Failed"`` when it cannot be
         written. A certificate installed already is ``"Accepted"`` and left as it is. Why it was
         not accepted is logged.
@@ -769,7 +772,18 @@ def _check_names_charge_point(cert: x509.Certificate, common_name: str) -> None:
         raise PkiError("SubjectMismatch", f"{describe(cert)} names no organization (O)")
 
 
+def _self_signed(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject and _signed_by(cert, cert)
+
+
 def _check_ca(cert: x509.Certificate) -> None:
+    """A root may be installed: a v3 CA (basicConstraints cA, and keyCertSign if it has a
+    keyUsage), or a self-signed v1 certificate, which has no extensions to say so and is a
+    trust anchor by being installed (RFC 5280 6.1), as OpenSSL takes it too."""
+    if cert.version is x509.Version.v1:
+        if not _self_signed(cert):
+            raise PkiError("NotACa", f"{describe(cert)} is an X.509 v1 certificate but no root")
+        return
     try:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
@@ -814,10 +828,30 @@ def chain_verifier(
         )
     return (
         PolicyBuilder()
-        .store(Store(list(roots)))
+        .store(Store([_trust_anchor(root) for root in roots]))
         .time(now)
         .extension_policies(ca_policy=ca_policy, ee_policy=leaf_policy)
         .build_client_verifier()
+    )
+
+
+def _trust_anchor(root: x509.Certificate) -> x509.Certificate:
+    """``root`` as the verifier can trust it. RFC 5280 6.1 makes a trust anchor a name and a
+    key; cryptography's verifier wants X.509 v3 certificates, so a self-signed v1 root is
+    given to it as a v3 CA certificate with the root's name, key, serial and validity. The
+    verifier does not check a trust anchor's own signature, so a throwaway key signs it."""
+    if root.version is not x509.Version.v1 or not _self_signed(root):
+        return root
+    return (
+        x509.CertificateBuilder()
+        .subject_name(root.subject)
+        .issuer_name(root.subject)
+        .public_key(root.public_key())
+        .serial_number(root.serial_number)
+        .not_valid_before(root.not_valid_before_utc)
+        .not_valid_after(root.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
     )
 
 
