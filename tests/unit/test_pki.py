@@ -445,6 +445,34 @@ def test_the_last_central_system_root_is_not_deleted(
     assert store.roots(CSMS) == [root.cert]
 
 
+def test_a_root_in_use_is_not_deleted_while_others_may_be(
+    store: CertificateStore, root: TestCa, other_root: TestCa
+) -> None:
+    """M04.FR.06: ``still_verifies`` judges the Central System roots a deletion would leave."""
+    store.install_root(CSMS, other_root.pem(), NOW)
+    store.install_root(MANUFACTURER, TestCa.create("Maker").pem(), NOW)
+    judged: list[list[x509.Certificate]] = []
+
+    def verified_by_root(remaining: list[x509.Certificate]) -> bool:
+        judged.append(remaining)
+        return root.cert in remaining
+
+    assert store.delete(hash_data(root.cert), still_verifies=verified_by_root) == "Failed"
+    assert judged == [[other_root.cert]]
+    assert sorted(store.roots(CSMS), key=str) == sorted([root.cert, other_root.cert], key=str)
+    assert store.delete(hash_data(other_root.cert), still_verifies=verified_by_root) == "Accepted"
+    maker = store.installed_ids(MANUFACTURER)[0]
+    assert store.delete(maker, still_verifies=lambda remaining: False) == "Accepted"
+    assert store.roots(CSMS) == [root.cert]
+
+
+def test_the_last_root_may_go_when_no_connection_uses_it(
+    store: CertificateStore, root: TestCa
+) -> None:
+    assert store.delete(hash_data(root.cert), still_verifies=lambda remaining: True) == "Accepted"
+    assert store.roots(CSMS) == []
+
+
 def test_a_root_that_cannot_be_removed_failed(
     store: CertificateStore, other_root: TestCa, monkeypatch: pytest.MonkeyPatch
 ) -> None:

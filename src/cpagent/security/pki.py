@@ -304,12 +304,21 @@ class CertificateStore:
             log.info("installed %s %s", use, describe(cert))
             return "Accepted"
 
-    def delete(self, hash_data: CertificateHashData) -> DeleteStatus:
+    def delete(
+        self,
+        hash_data: CertificateHashData,
+        *,
+        still_verifies: Callable[[list[x509.Certificate]], bool] = bool,
+    ) -> DeleteStatus:
         """Delete the roots ``hash_data`` names (DeleteCertificate).
 
         ``"NotFound"`` when none matches (an unknown hash algorithm matches none); ``"Failed"``
-        when it would remove the last Central System root, which would leave the charge point
-        unable to verify any TLS Central System, or when a file cannot be removed.
+        when a file cannot be removed, or when Central System roots would go that are in use
+        to verify the Central System (M04.FR.06): ``still_verifies`` is asked whether the
+        connection would still verify it with the Central System roots that would be left
+        (:meth:`ConnectionSecurity.still_verifies
+        <cpagent.security.connection.ConnectionSecurity.still_verifies>`); by default,
+        whether any is left. Any other root may go, the last ones included (M04.FR.02).
         """
         with self._lock:
             try:
@@ -327,9 +336,18 @@ class CertificateStore:
                     return "NotFound"
                 if not doomed:
                     return "NotFound"
-                central = {p for u, p, _ in installed if u is CertificateUse.CENTRAL_SYSTEM_ROOT}
-                if central and central <= {path for _, path in doomed}:
-                    log.warning("DeleteCertificate refused: it names the last Central System root")
+                going = {path for _, path in doomed}
+                central = [
+                    (path, cert)
+                    for use, path, cert in installed
+                    if use is CertificateUse.CENTRAL_SYSTEM_ROOT
+                ]
+                left = [cert for path, cert in central if path not in going]
+                if len(left) < len(central) and not still_verifies(left):
+                    log.warning(
+                        "DeleteCertificate refused: it names the Central System root in use"
+                        " to verify the Central System"
+                    )
                     return "Failed"
                 for use, path in doomed:
                     path.unlink()

@@ -621,7 +621,12 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         from cpagent.security.pki import CertificateHashData
 
         wanted = CertificateHashData.from_ocpp(certificate_hash_data)
-        status = await asyncio.to_thread(self._certificates().delete, wanted)
+        assert self.adapter.security is not None  # set before the session starts
+        status = await asyncio.to_thread(
+            self._certificates().delete,
+            wanted,
+            still_verifies=self.adapter.security.still_verifies,
+        )
         log.info("DeleteCertificate %s: %s", wanted.serial_number, status, extra=_security_fields())
         return call_result.DeleteCertificate(status=status)
 
