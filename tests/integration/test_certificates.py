@@ -344,12 +344,14 @@ async def test_roots_are_installed_listed_and_deleted(
     assert await installed(csms, MANUFACTURER) == {"status": "NotFound"}
     assert list((roots / "manufacturer-roots").glob("*.pem")) == []
 
-    # Central System roots: one may go (named with SHA384 here), never the last one.
+    # Central System roots (one named with SHA384 here): on profile 0 over ws:// none is in
+    # use to verify the CSMS, so even the last one may go (M04.FR.02 and M04's remarks).
     assert await delete(csms, expected_hash_data(central_a, central_a, "SHA384")) == "Accepted"
     last = expected_hash_data(central_b, central_b)
-    assert await delete(csms, last) == "Failed"
     assert await listed(csms, CENTRAL) == {normalised(last)}
-    assert len(list((roots / "central-system-roots").glob("*.pem"))) == 1
+    assert await delete(csms, last) == "Accepted"
+    assert await installed(csms, CENTRAL) == {"status": "NotFound"}
+    assert list((roots / "central-system-roots").glob("*.pem")) == []
 
 
 async def test_install_certificate_refuses_what_is_no_root(
@@ -403,6 +405,34 @@ async def test_install_certificate_refuses_what_is_no_root(
     first = x509.load_pem_x509_certificate(roots[1].encode())
     assert await delete(csms, expected_hash_data(first, first)) == "Accepted"
     assert await install(csms, CENTRAL, roots[limit]) == "Accepted"  # room again
+
+
+async def test_the_root_that_verifies_the_csms_is_not_deleted(
+    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+) -> None:
+    """M04.FR.06: on profile 2 the root the CSMS's certificate is verified with cannot be
+    deleted (Failed), even while another root is installed; the other one can. The charger
+    still reaches the CSMS afterwards."""
+    csms = tls_csms(workdir, ca.intermediate("CSMS Sub CA").issue_server(), password=PASSWORD)
+    started.append(await csms.start())
+    agent = secured_agent(agent_factory, workdir, csms.url, profile=2, roots=ca)
+    await agent.start()
+    await up(csms, agent)
+    other = TestCa.create("Unrelated Root").cert
+    assert await install(csms, CENTRAL, pem(other)) == "Accepted"
+
+    in_use = expected_hash_data(ca.cert, ca.cert)
+    assert await delete(csms, in_use) == "Failed"
+    assert await delete(csms, expected_hash_data(other, other)) == "Accepted"
+    assert await delete(csms, in_use) == "Failed"
+    assert await listed(csms, CENTRAL) == {normalised(in_use)}
+
+    connections = len(csms.subprotocols)
+    await agent.sim("network", "down")
+    await csms.wait_disconnected(CP_ID)
+    await agent.sim("network", "up")
+    await reconnected(csms, connections)
+    assert await delete(csms, in_use) == "Failed"
 
 
 # ------------------------------------------------------- the charge point certificate
@@ -545,6 +575,14 @@ async def test_a_certificate_signed_that_does_not_fit_is_rejected_and_reported(
     await refused(ca.sign_csr(stale), "KeyMismatch")
     await refused(ca.issue_client(CP_ID).chain_pem(), "KeyMismatch")  # for another key
     await refused(TestCa.create("Rogue CA").sign_csr(csr), "ChainInvalid")
+    # Signed by the right root, for the CSR's own key, but naming another charge point.
+    another = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "TestVendor"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "CP002"),
+        ]
+    )
+    await refused(ca.sign_csr(csr, subject=another), "SubjectMismatch")
     await refused(
         ca.sign_csr(csr, not_before=now - timedelta(days=30), not_after=now - timedelta(days=1)),
         "Expired",
@@ -587,11 +625,32 @@ async def test_a_certificate_signed_that_does_not_fit_is_rejected_and_reported(
     sent = csms.messages(EVENT)
     assert [r.payload["type"] for r in sent] == [
         "StartupOfTheDevice",
-        *["InvalidChargePointCertificate"] * 7,
+        *["InvalidChargePointCertificate"] * 8,
         "StartupOfTheDevice",
         "ReconfigurationOfSecurityParameters",
     ]
     assert_wire_matches_log(agent, sent)
+
+
+async def test_a_v1_root_is_trusted_like_any_other(
+    agent_factory: AgentFactory, workdir: Path, started: list[LoopbackCsms]
+) -> None:
+    """A CSMS whose PKI has an X.509 v1 root (no basicConstraints): seeded from the factory
+    bundle, it verifies the CSMS on profile 3 and vouches for a renewed charge point
+    certificate; InstallCertificate takes another such root."""
+    old = TestCa.create("Old CSMS Root", v1=True)
+    csms, agent, factory = await profile_3(agent_factory, workdir, old, started)
+    assert serial_presented(csms) == factory.cert.serial_number
+
+    _, renewed = await renewed_over_the_wire(csms, agent, old.intermediate("Old Sub CA"))
+    assert serial_presented(csms) == renewed.serial_number
+
+    another = TestCa.create("Another Old Root", v1=True)
+    assert await install(csms, CENTRAL, another.pem()) == "Accepted"
+    assert await listed(csms, CENTRAL) == {
+        normalised(expected_hash_data(old.cert, old.cert)),
+        normalised(expected_hash_data(another.cert, another.cert)),
+    }
 
 
 async def renew_with_a_root_the_csms_does_not_trust(

@@ -195,9 +195,11 @@ async def test_profile_1_needs_explicit_permission(
 # --------------------------------------------------------------- changing the profile
 
 
-async def test_profile_is_never_lowered_nor_raised_beyond_what_is_installed(
+async def test_profile_is_only_raised_and_never_beyond_what_is_installed(
     agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
 ) -> None:
+    """A05.FR.01: a value lower than or equal to the profile in force is Rejected, and
+    nothing changes; A05.FR.04: so is profile 3 without a charge point certificate."""
     csms, agent = await profile_2(agent_factory, workdir, ca, started)
 
     async def change(value: str) -> str:
@@ -209,7 +211,8 @@ async def test_profile_is_never_lowered_nor_raised_beyond_what_is_installed(
     assert await change("0") == "Rejected"
     assert await change("3") == "Rejected"  # no charge point certificate yet
     await agent.wait_log("needs a charge point certificate and key")
-    assert await change("2") == "Accepted"  # unchanged
+    assert await change("2") == "Rejected"  # the profile in force already
+    await agent.wait_log("security profile 2 is in force already")
     got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
     assert got["configurationKey"][0]["value"] == "2"
     assert len(csms.client_certificates) == 1  # no reconnection happened

@@ -217,7 +217,7 @@ def log_line(event: dict[str, Any]) -> str:
 # ------------------------------------------------------------------- signed firmware
 
 
-@pytest.mark.parametrize("via", ["InstallCertificate", "factory-bundle"])
+@pytest.mark.parametrize("via", ["InstallCertificate", "factory-bundle", "the-root-itself"])
 async def test_a_signed_update_is_verified_installed_and_reported_with_its_request_id(
     agent_factory: AgentFactory,
     csms: LoopbackCsms,
@@ -228,6 +228,10 @@ async def test_a_signed_update_is_verified_installed_and_reported_with_its_reque
 ) -> None:
     if via == "InstallCertificate":
         signer = root.issue_code_signing("Firmware Signer")
+        agent = await firmware_ready(agent_factory, csms, workdir)
+        await install_root(csms, root)
+    elif via == "the-root-itself":  # signed by an installed ManufacturerRootCertificate
+        signer = Issued(root.cert, root.key)
         agent = await firmware_ready(agent_factory, csms, workdir)
         await install_root(csms, root)
     else:  # provisioned at the factory, and signed through an intermediate CA

@@ -4,10 +4,13 @@ ChangeConfiguration may do to it, and the trial of a new setting with its fallba
 from __future__ import annotations
 
 import ssl
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from cpagent.security.connection import (
     TRIAL_ATTEMPTS,
@@ -17,7 +20,9 @@ from cpagent.security.connection import (
 )
 from cpagent.security.events import SecurityEventType
 from cpagent.security.pki import CertificateStore, CertificateUse
+from cpagent.testing.csms import server_tls_context
 from cpagent.testing.pki import TestCa
+from tests.unit.test_pki import handshake
 
 URL = "ws://csms.example.com:8080/ocpp"
 KEY = b"0123456789abcdef".hex()
@@ -109,16 +114,58 @@ def test_profile_1_needs_permission_and_1_2_need_a_key(tmp_path: Path) -> None:
         rig.security().endpoint()
 
 
-def test_vet_never_lowers_and_never_raises_beyond_what_is_installed(tmp_path: Path) -> None:
+def test_vet_only_raises_and_never_beyond_what_is_installed(tmp_path: Path) -> None:
     rig = Rig(tmp_path, SecurityProfile="2", AuthorizationKey=KEY)
     rig.install_root()
     security = rig.security()
     assert security.vet("SecurityProfile", "1") == "security profile 2 cannot be lowered to 1"
-    assert security.vet("SecurityProfile", "2") is None
+    assert security.vet("SecurityProfile", "2") == "security profile 2 is in force already"
     assert "needs a charge point certificate" in (security.vet("SecurityProfile", "3") or "")
     rig.install_identity(tmp_path)
     assert security.vet("SecurityProfile", "3") is None
     assert security.vet("HeartbeatInterval", "1") is None
+
+
+def reissued(ca: TestCa) -> x509.Certificate:
+    """``ca``'s root certificate issued again: another serial and validity, the same name
+    and key."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(ca.cert.subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(ca.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(ca.cert.not_valid_before_utc)
+        .not_valid_after(ca.cert.not_valid_after_utc + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca.key, hashes.SHA256())
+    )
+
+
+def test_the_root_the_csms_was_verified_with_is_in_use(tmp_path: Path) -> None:
+    """M04.FR.06: on a TLS profile, the roots that must stay are those the CSMS's chain was
+    verified up to at the last handshake (the same name and key); before any handshake, any
+    root at all. Without TLS no root is in use."""
+    rig = Rig(tmp_path, SecurityProfile="2", AuthorizationKey=KEY)
+    rig.install_root()
+    other = TestCa.create("Other Root")
+    security = rig.security()
+    assert security.still_verifies([other.cert]) is True
+    assert security.still_verifies([]) is False
+
+    server = rig.ca.intermediate("CSMS Sub CA").issue_server(("csms.example.com",), ())
+    context = security.endpoint().ssl_context
+    assert context is not None
+    handshake(context, server_tls_context(*server.write(tmp_path, "csms")), "csms.example.com")
+
+    assert security.still_verifies([other.cert]) is False
+    assert security.still_verifies([other.cert, rig.ca.cert]) is True
+    assert security.still_verifies([reissued(rig.ca)]) is True  # the same name and key
+    assert security.still_verifies([]) is False
+
+    for profile in ("0", "1"):
+        plain = Rig(tmp_path / profile, SecurityProfile=profile, AuthorizationKey=KEY)
+        assert plain.security(plain_auth=True).still_verifies([]) is True
 
 
 def refused() -> Exception:

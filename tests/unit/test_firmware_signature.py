@@ -108,6 +108,24 @@ def test_a_code_signing_leaf_of_an_installed_root_is_accepted(root: TestCa, sign
     assert cert == signer.cert
 
 
+def test_a_v1_manufacturer_root_vouches(root: TestCa) -> None:
+    """An X.509 v1 root has no basicConstraints; as a trust anchor it is a name and a key."""
+    old = TestCa.create("Old Manufacturer Root", v1=True)
+    leaf = old.intermediate("Firmware CA").issue_code_signing("Firmware Signer")
+    assert verify_signing_certificate(leaf.chain_pem(), [root.cert, old.cert], NOW) == leaf.cert
+
+
+def test_an_installed_root_may_sign_firmware_itself(root: TestCa) -> None:
+    """The signing certificate is a ManufacturerRootCertificate: it chains trivially."""
+    other = TestCa.create("Another Manufacturer")
+    assert verify_signing_certificate(root.pem(), [other.cert, root.cert], NOW) == root.cert
+    old = TestCa.create("Old Manufacturer Root", v1=True)
+    assert verify_signing_certificate(old.pem(), [old.cert], NOW) == old.cert
+
+    assert "CN=Another Manufacturer" in refused(other.pem(), [root.cert])
+    assert "expired at" in refused(root.pem(), [root.cert], NOW + timedelta(days=4000))
+
+
 def test_intermediates_follow_the_leaf_and_are_needed(root: TestCa) -> None:
     sub = root.intermediate("Manufacturer Firmware CA")
     leaf = sub.issue_code_signing("Firmware Signer")

@@ -26,7 +26,7 @@ from cpagent.security.pki import (
     PkiError,
     hash_data,
 )
-from cpagent.testing.pki import Issued, TestCa
+from cpagent.testing.pki import Issued, TestCa, version_1
 
 CSMS = CertificateUse.CENTRAL_SYSTEM_ROOT
 MANUFACTURER = CertificateUse.MANUFACTURER_ROOT
@@ -57,6 +57,10 @@ def store(tmp_path: Path, root: TestCa) -> CertificateStore:
     return store
 
 
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -81,7 +85,7 @@ def key_file_public(path: Path) -> bytes:
 
 def renew(store: CertificateStore, ca: TestCa, name: str = "CP-1") -> x509.Certificate:
     """One SignCertificate / CertificateSigned round trip."""
-    return store.accept_signed(ca.sign_csr(store.new_csr(name, "CPO")), NOW)
+    return store.accept_signed(ca.sign_csr(store.new_csr(name, "CPO")), NOW, common_name=name)
 
 
 def self_signed(serial: int, key: Any | None = None) -> x509.Certificate:
@@ -330,6 +334,13 @@ def _odd_root(*, ca: bool, cert_sign: bool | None) -> TestCa:
         pytest.param(lambda ca: _odd_root(ca=True, cert_sign=False).pem(), id="no-keyCertSign"),
         pytest.param(lambda ca: ca.pem() + TestCa.create().pem(), id="two-certificates"),
         pytest.param(
+            lambda ca: pem(version_1(ca.issue_client("CP-1").cert, ca.key)), id="v1-not-a-root"
+        ),
+        pytest.param(
+            lambda ca: pem(version_1(TestCa.create("Forged", v1=True).cert, ca.key)),
+            id="v1-self-issued-not-self-signed",
+        ),
+        pytest.param(
             lambda ca: TestCa.create(not_before=NOW - 3 * DAY, not_after=NOW - DAY).pem(),
             id="expired",
         ),
@@ -350,6 +361,27 @@ def test_unusable_roots_are_rejected(tmp_path: Path, root: TestCa, make_pem: Any
     assert store.install_root(MANUFACTURER, make_pem(root), NOW) == "Rejected"
 
     assert len(files(store.directory / "manufacturer-roots")) == 2
+
+
+def test_a_self_signed_v1_root_is_a_trust_anchor(tmp_path: Path) -> None:
+    """RFC 5280 6.1: a trust anchor is configured data, a name and a key, not a certificate
+    to judge by its extensions; an X.509 v1 root has none, and vouches as OpenSSL lets it."""
+    old = TestCa.create("Old Root", v1=True)
+    store = CertificateStore(tmp_path / "certs")
+
+    assert store.install_root(CSMS, old.pem(), NOW) == "Accepted"
+
+    assert store.roots(CSMS) == [old.cert]
+    assert store.installed_ids(CSMS) == [hash_data(old.cert)]
+    assert renew(store, old).issuer == old.cert.subject
+    sub = old.intermediate("Sub CA of an old root")
+    assert renew(store, sub).issuer == sub.cert.subject
+
+    bundle = tmp_path / "factory-roots.pem"
+    bundle.write_text(old.pem())
+    fresh = CertificateStore(tmp_path / "fresh")
+    assert fresh.seed(CSMS, bundle) == []
+    assert fresh.roots(CSMS) == [old.cert]
 
 
 def test_a_full_store_rejects_another_root(tmp_path: Path, root: TestCa) -> None:
@@ -413,6 +445,34 @@ def test_the_last_central_system_root_is_not_deleted(
     assert store.roots(CSMS) == [root.cert]
 
 
+def test_a_root_in_use_is_not_deleted_while_others_may_be(
+    store: CertificateStore, root: TestCa, other_root: TestCa
+) -> None:
+    """M04.FR.06: ``still_verifies`` judges the Central System roots a deletion would leave."""
+    store.install_root(CSMS, other_root.pem(), NOW)
+    store.install_root(MANUFACTURER, TestCa.create("Maker").pem(), NOW)
+    judged: list[list[x509.Certificate]] = []
+
+    def verified_by_root(remaining: list[x509.Certificate]) -> bool:
+        judged.append(remaining)
+        return root.cert in remaining
+
+    assert store.delete(hash_data(root.cert), still_verifies=verified_by_root) == "Failed"
+    assert judged == [[other_root.cert]]
+    assert sorted(store.roots(CSMS), key=str) == sorted([root.cert, other_root.cert], key=str)
+    assert store.delete(hash_data(other_root.cert), still_verifies=verified_by_root) == "Accepted"
+    maker = store.installed_ids(MANUFACTURER)[0]
+    assert store.delete(maker, still_verifies=lambda remaining: False) == "Accepted"
+    assert store.roots(CSMS) == [root.cert]
+
+
+def test_the_last_root_may_go_when_no_connection_uses_it(
+    store: CertificateStore, root: TestCa
+) -> None:
+    assert store.delete(hash_data(root.cert), still_verifies=lambda remaining: True) == "Accepted"
+    assert store.roots(CSMS) == []
+
+
 def test_a_root_that_cannot_be_removed_failed(
     store: CertificateStore, other_root: TestCa, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -455,7 +515,7 @@ def test_a_new_csr_replaces_the_pending_key(store: CertificateStore, sub_ca: Tes
         x509.load_pem_x509_csr(second.encode())
     )
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(sub_ca.sign_csr(first), NOW)
+        store.accept_signed(sub_ca.sign_csr(first), NOW, common_name="CP-1")
     assert caught.value.reason == "KeyMismatch"
 
 
@@ -475,7 +535,7 @@ def test_a_signed_chain_becomes_the_identity(store: CertificateStore, sub_ca: Te
     pending_public = key_file_public(own(store, "pending-key.pem"))
     chain = sub_ca.sign_csr(csr)
 
-    leaf = store.accept_signed(chain, NOW)
+    leaf = store.accept_signed(chain, NOW, common_name="CP-1")
 
     assert store.identity() == (own(store, "cert.pem"), own(store, "key.pem"))
     stored = x509.load_pem_x509_certificates(own(store, "cert.pem").read_bytes())
@@ -507,7 +567,7 @@ def test_a_chain_signed_directly_by_the_root_or_with_the_root_is_accepted(
 ) -> None:
     assert renew(store, root).issuer == root.cert.subject
     chain = sub_ca.sign_csr(store.new_csr("CP-1", "CPO")) + root.pem()
-    assert store.accept_signed(chain, NOW).issuer == sub_ca.cert.subject
+    assert store.accept_signed(chain, NOW, common_name="CP-1").issuer == sub_ca.cert.subject
 
 
 def test_a_root_without_key_usage_vouches_like_in_openssl(tmp_path: Path) -> None:
@@ -528,6 +588,39 @@ def test_a_ca_that_may_not_sign_certificates_does_not_vouch(tmp_path: Path) -> N
         renew(store, signer)
     assert caught.value.reason == "ChainInvalid"
     assert "keyUsage" in str(caught.value)
+
+
+def name(*attributes: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
+
+
+SUBJECTS: dict[str, tuple[tuple[x509.ObjectIdentifier, str], ...]] = {
+    "another-charge-point": ((NameOID.ORGANIZATION_NAME, "CPO"), (NameOID.COMMON_NAME, "CP-2")),
+    "a-longer-name": ((NameOID.ORGANIZATION_NAME, "CPO"), (NameOID.COMMON_NAME, "CP-10")),
+    "no-common-name": ((NameOID.ORGANIZATION_NAME, "CPO"),),
+    "two-common-names": (
+        (NameOID.ORGANIZATION_NAME, "CPO"),
+        (NameOID.COMMON_NAME, "CP-1"),
+        (NameOID.COMMON_NAME, "CP-2"),
+    ),
+    "no-organization": ((NameOID.COMMON_NAME, "CP-1"),),
+}
+"""Subjects a signed certificate for the CSR's key may not carry: A00.FR.511 (the CN is this
+charge point's) and A00.FR.509 (an O names the owner)."""
+
+
+def test_the_subject_may_name_the_organization_differently(
+    store: CertificateStore, sub_ca: TestCa
+) -> None:
+    """The O is the CPO's, which the CA vouches for; only its presence is the charger's to
+    check. The CN is compared exactly, as the charger asked for it."""
+    csr = store.new_csr("CP-1", "CPO")
+    subject = name((NameOID.ORGANIZATION_NAME, "CPO Ltd"), (NameOID.COMMON_NAME, "CP-1"))
+
+    leaf = store.accept_signed(sub_ca.sign_csr(csr, subject=subject), NOW, common_name="CP-1")
+
+    assert leaf.subject == subject
+    assert store.identity_certificate() == leaf
 
 
 def _refusal_chain(
@@ -553,6 +646,8 @@ def _refusal_chain(
         return sign_for(root, public, ExtendedKeyUsageOID.SERVER_AUTH)
     if case == "key-mismatch":
         return sub_ca.issue_client("CP-1").chain_pem()
+    if case in SUBJECTS:
+        return sub_ca.sign_csr(csr, subject=name(*SUBJECTS[case]))
     if case == "too-large":
         return sub_ca.sign_csr(csr) + " " * 10_000
     if case == "unparseable":
@@ -572,6 +667,7 @@ def _refusal_chain(
         ("intermediate-expired", "Expired"),
         ("not-yet-valid", "NotYetValid"),
         ("key-mismatch", "KeyMismatch"),
+        *((case, "SubjectMismatch") for case in SUBJECTS),
         ("too-large", "ChainTooLarge"),
         ("unparseable", "Unparseable"),
         ("empty", "Unparseable"),
@@ -591,7 +687,7 @@ def test_a_bad_chain_is_refused_and_changes_nothing(
     pending = own(store, "pending-key.pem").read_bytes()
 
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(chain, NOW)
+        store.accept_signed(chain, NOW, common_name="CP-1")
 
     assert caught.value.reason == reason
     assert str(caught.value)
@@ -618,7 +714,7 @@ def test_a_chain_without_a_pending_request_is_refused(
     chain = sub_ca.issue_client("CP-1").chain_pem()
 
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(chain, NOW)
+        store.accept_signed(chain, NOW, common_name="CP-1")
     assert caught.value.reason == "NoPendingRequest"
 
 
@@ -629,11 +725,11 @@ def test_the_chain_size_limit_is_the_configured_one(
     store.max_chain_size = len(chain) - 1
 
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(chain, NOW)
+        store.accept_signed(chain, NOW, common_name="CP-1")
     assert caught.value.reason == "ChainTooLarge"
 
     store.max_chain_size = len(chain)
-    store.accept_signed(chain, NOW)
+    store.accept_signed(chain, NOW, common_name="CP-1")
 
 
 def test_only_central_system_roots_vouch_for_the_identity(
@@ -652,10 +748,10 @@ def test_validity_is_judged_at_the_given_time(store: CertificateStore, sub_ca: T
     chain = sub_ca.sign_csr(store.new_csr("CP-1", "CPO"), not_after=NOW + 2 * DAY)
 
     with pytest.raises(PkiError) as caught:
-        store.accept_signed(chain, NOW + 3 * DAY)
+        store.accept_signed(chain, NOW + 3 * DAY, common_name="CP-1")
     assert caught.value.reason == "Expired"
 
-    store.accept_signed(chain, (NOW + DAY).replace(tzinfo=None))
+    store.accept_signed(chain, (NOW + DAY).replace(tzinfo=None), common_name="CP-1")
 
 
 # --- fallback and interrupted changes ---
@@ -884,7 +980,9 @@ def test_certificates_expiring_soon_are_named_soonest_first(tmp_path: Path) -> N
     store.install_root(CSMS, root.pem(), NOW)
     store.install_root(MANUFACTURER, fading.pem(), NOW)
     leaf = store.accept_signed(
-        short_ca.sign_csr(store.new_csr("CP-1", "CPO"), not_after=NOW + 5 * DAY), NOW
+        short_ca.sign_csr(store.new_csr("CP-1", "CPO"), not_after=NOW + 5 * DAY),
+        NOW,
+        common_name="CP-1",
     )
 
     soon = store.expiring(NOW, timedelta(days=30))

@@ -477,7 +477,7 @@ def test_a_uri_without_an_object_is_refused(text: str, reason: str) -> None:
 
 def renew(store: CertificateStore, ca: TestCa, name: str = "CP-1") -> x509.Certificate:
     """One SignCertificate / CertificateSigned round trip."""
-    return store.accept_signed(ca.sign_csr(store.new_csr(name, "CPO")), NOW)
+    return store.accept_signed(ca.sign_csr(store.new_csr(name, "CPO")), NOW, common_name=name)
 
 
 def own(store: CertificateStore, name: str) -> Path:
@@ -503,7 +503,9 @@ def test_a_csr_key_is_made_in_the_token(
     assert classes(soft_token, label_of(pending)) == KEY_PAIR
 
     leaf = store.accept_signed(
-        sub_ca.sign_csr(csr.public_bytes(serialization.Encoding.PEM).decode()), NOW
+        sub_ca.sign_csr(csr.public_bytes(serialization.Encoding.PEM).decode()),
+        NOW,
+        common_name="CP-7",
     )
 
     assert stored_keys(store) == {"key.pem": pending}

@@ -27,7 +27,7 @@ import base64
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -37,6 +37,8 @@ from cpagent.exc import CpagentError
 from cpagent.security.events import SecurityEventType, classify_connection_error
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from cpagent.security.pki import CertificateStore
 
 CERTS_DIR = "certs"
@@ -165,6 +167,46 @@ def _roots_pem(certificates: CertificateSource) -> str | None:
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in roots) or None
 
 
+def _anchor_recorder(note: Callable[[bytes | None], None]) -> type[ssl.SSLObject]:
+    """An ``SSLObject`` class (for ``SSLContext.sslobject_class``) that hands ``note`` the
+    last certificate of the verified chain (DER) after each completed handshake: the root
+    the peer was verified with; None where the ``ssl`` module cannot tell."""
+
+    class RecordingAnchor(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            note(_verified_root(self))
+
+    return RecordingAnchor
+
+
+def _verified_root(tls: ssl.SSLObject) -> bytes | None:
+    """The verified chain's last certificate, DER. Python 3.13 publishes the chain as DER;
+    3.11 and 3.12 have it unpublished, as certificate objects that give PEM."""
+    chain_of = getattr(tls, "get_verified_chain", None) or getattr(
+        getattr(tls, "_sslobj", None), "get_verified_chain", None
+    )
+    try:
+        root = chain_of()[-1] if chain_of is not None else None
+        if root is None or isinstance(root, bytes):
+            return root
+        return ssl.PEM_cert_to_DER_cert(root.public_bytes())
+    except (ssl.SSLError, ValueError, IndexError, AttributeError, TypeError):
+        return None
+
+
+def _same_name_and_key(cert: x509.Certificate, other: x509.Certificate) -> bool:
+    """The same trust anchor: OpenSSL picks a root by its name and checks with its key."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    if cert == other:
+        return True
+    try:
+        return cert.subject == other.subject and cert.public_key() == other.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+
+
 @dataclass
 class _Trial:
     """A raised profile, a new key or certificate on probation, and what to fall back to.
@@ -251,6 +293,10 @@ class ConnectionSecurity:
                 TRIAL_ATTEMPTS - self._trial.failures,
             )
         self._failing: SecurityEventType | None = None
+        self._anchor: bytes | None = None
+        """The root the CSMS's chain was verified up to at the last TLS handshake (DER), if
+        the ``ssl`` module could tell."""
+        self._handshakes = _anchor_recorder(self._verified_with)
 
     @property
     def profile(self) -> int:
@@ -266,8 +312,8 @@ class ConnectionSecurity:
 
     def endpoint(self, profile: int | None = None) -> Endpoint:
         """The endpoint of ``profile`` (default: the one in force); :class:`ProfileUnusable`
-        if it cannot be used."""
-        return endpoint(
+        if it cannot be used. Its TLS handshakes note the root the CSMS is verified with."""
+        found = endpoint(
             self.profile if profile is None else profile,
             url=self.base_url,
             charge_point_id=self.charge_point_id,
@@ -275,17 +321,42 @@ class ConnectionSecurity:
             certificates=self.certificates,
             allow_basic_auth_without_tls=self.allow_basic_auth_without_tls,
         )
+        if found.ssl_context is not None:
+            found.ssl_context.sslobject_class = self._handshakes
+        return found
+
+    def still_verifies(self, roots: Sequence[x509.Certificate]) -> bool:
+        """Whether the connection in force could still verify the CSMS if ``roots`` were the
+        only CentralSystemRootCertificates left (DeleteCertificate, M04.FR.06).
+
+        Without TLS (profile 1, or 0 over ``ws://``) no root is in use: True. With TLS, the
+        root in use is the one the CSMS's chain was verified up to at the last handshake: a
+        root with its name and key must be left. Before any handshake (or where the ``ssl``
+        module cannot tell), the next connection may need any of them: one must be left.
+        """
+        if urlsplit(self.url()).scheme != "wss":
+            return True
+        if self._anchor is None:
+            return bool(roots)
+        from cryptography import x509
+
+        anchor = x509.load_der_x509_certificate(self._anchor)
+        return any(_same_name_and_key(root, anchor) for root in roots)
+
+    def _verified_with(self, anchor: bytes | None) -> None:
+        self._anchor = anchor
 
     def vet(self, key: str, value: str) -> str | None:
         """Why ChangeConfiguration of ``key`` to ``value`` (canonical) must be Rejected, or
-        None. SecurityProfile is never lowered, and not raised to one that cannot be used."""
+        None. SecurityProfile is only ever raised (A05.FR.01: a value lower than or equal to
+        the one in force is Rejected), and not to one that cannot be used."""
         if key != "SecurityProfile":
             return None
         wanted, current = int(value), self.profile
         if wanted < current:
             return f"security profile {current} cannot be lowered to {wanted}"
         if wanted == current:
-            return None
+            return f"security profile {current} is in force already"
         try:
             self.endpoint(wanted)
         except (ProfileUnusable, ssl.SSLError, OSError) as err:

@@ -5,8 +5,8 @@ bytes. The charge point checks them at two moments, one function each:
 
 * :func:`verify_signing_certificate`, when the request arrives (and again before installing):
   the certificate (PEM, the leaf first, then any intermediates) must be valid at ``now``, chain
-  up to one of the installed ManufacturerRootCertificates and, if it has an extendedKeyUsage,
-  allow codeSigning. A failure is answered ``InvalidCertificate``.
+  up to one of the installed ManufacturerRootCertificates (or be one) and, if it has an
+  extendedKeyUsage, allow codeSigning. A failure is answered ``InvalidCertificate``.
 * :func:`verify_file_signature`, once the file is downloaded: the signature (base64) must
   verify over the file with the certificate's public key, RSA PKCS#1 v1.5 or ECDSA (a DER
   signature, as ``openssl dgst -sha256 -sign`` writes it), both with SHA-256. A failure is
@@ -75,7 +75,8 @@ def verify_signing_certificate(
     """The signing certificate of ``pem``, once it is found fit to sign firmware at ``now``.
 
     ``pem`` holds the leaf first, then the intermediates that lead to one of ``roots`` (the
-    installed ManufacturerRootCertificates); a naive ``now`` is taken as UTC. Raises
+    installed ManufacturerRootCertificates), or is one of ``roots`` itself, which chains
+    trivially; a naive ``now`` is taken as UTC. Raises
     :class:`FirmwareSignatureError` ``InvalidCertificate`` when ``pem`` holds no certificate,
     when a certificate is outside its validity, when the chain does not verify up to a root
     (no root at all included), or when an extendedKeyUsage lacks codeSigning (and
@@ -100,6 +101,12 @@ def verify_signing_certificate(
             )
         if at > cert.not_valid_after_utc:
             raise _invalid_certificate(f"{describe(cert)} expired at {cert.not_valid_after_utc}")
+    if leaf in roots:
+        try:
+            _allows_code_signing(None, leaf, _extended_key_usage(leaf))
+        except ValueError as err:
+            raise _invalid_certificate(str(err)) from err
+        return leaf
     try:
         code_signing_verifier(roots, at).verify(leaf, chain[1:])
     except VerificationError as err:
@@ -167,8 +174,15 @@ def _sha256_of(path: Path) -> bytes:
     return digest.finalize()
 
 
+def _extended_key_usage(cert: x509.Certificate) -> x509.ExtendedKeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+
+
 def _allows_code_signing(
-    policy: Policy, cert: x509.Certificate, usage: x509.ExtendedKeyUsage | None
+    policy: Policy | None, cert: x509.Certificate, usage: x509.ExtendedKeyUsage | None
 ) -> None:
     if usage is None:
         return

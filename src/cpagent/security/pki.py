@@ -43,6 +43,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
@@ -92,6 +93,7 @@ PkiReason = Literal[
     "Unparseable",
     "UnsupportedAlgorithm",
     "InvalidSubject",
+    "SubjectMismatch",
     "StoreFull",
     "NoPendingRequest",
     "KeyUnusable",
@@ -122,13 +124,15 @@ class PkiError(CpagentError):
     ========================  ======================================================
     ``Expired``               a certificate's notAfter is before ``now``
     ``NotYetValid``           a certificate's notBefore is after ``now``
-    ``NotACa``                a root without basicConstraints cA (or keyCertSign)
+    ``NotACa``                a v3 root without basicConstraints cA (or keyCertSign),
+                              a v1 one that is not self-signed
     ``ChainInvalid``          the chain does not verify up to a Central System root
     ``ChainTooLarge``         the chain is longer than ``max_chain_size`` characters
     ``KeyMismatch``           the certificate is not for the key it should go with
     ``Unparseable``           not PEM, not a certificate or key, bad hash data
     ``UnsupportedAlgorithm``  a hash algorithm OCPP does not name
     ``InvalidSubject``        a CSR subject the X.509 rules refuse (empty, too long)
+    ``SubjectMismatch``       a signed certificate that does not name this charge point
     ``StoreFull``             ``max_certificates`` roots are installed already
     ``NoPendingRequest``      a signed certificate arrived without an outstanding CSR
     ``Io``                    a file could not be read or written
@@ -268,7 +272,8 @@ class CertificateStore:
         """Install one PEM certificate as a root of kind ``use`` (InstallCertificate).
 
         ``"Rejected"`` when ``pem`` is not exactly one certificate, not a CA (basicConstraints
-        cA, and keyCertSign if keyUsage is present), outside its validity at ``now``, or when
+        cA, and keyCertSign if keyUsage is present; or a self-signed X.509 v1 certificate,
+        which has no extensions), outside its validity at ``now``, or when
         ``max_certificates`` roots are installed already; ``"Failed"`` when it cannot be
         written. A certificate installed already is ``"Accepted"`` and left as it is. Why it was
         not accepted is logged.
@@ -299,12 +304,21 @@ class CertificateStore:
             log.info("installed %s %s", use, describe(cert))
             return "Accepted"
 
-    def delete(self, hash_data: CertificateHashData) -> DeleteStatus:
+    def delete(
+        self,
+        hash_data: CertificateHashData,
+        *,
+        still_verifies: Callable[[list[x509.Certificate]], bool] = bool,
+    ) -> DeleteStatus:
         """Delete the roots ``hash_data`` names (DeleteCertificate).
 
         ``"NotFound"`` when none matches (an unknown hash algorithm matches none); ``"Failed"``
-        when it would remove the last Central System root, which would leave the charge point
-        unable to verify any TLS Central System, or when a file cannot be removed.
+        when a file cannot be removed, or when Central System roots would go that are in use
+        to verify the Central System (M04.FR.06): ``still_verifies`` is asked whether the
+        connection would still verify it with the Central System roots that would be left
+        (:meth:`ConnectionSecurity.still_verifies
+        <cpagent.security.connection.ConnectionSecurity.still_verifies>`); by default,
+        whether any is left. Any other root may go, the last ones included (M04.FR.02).
         """
         with self._lock:
             try:
@@ -322,9 +336,18 @@ class CertificateStore:
                     return "NotFound"
                 if not doomed:
                     return "NotFound"
-                central = {p for u, p, _ in installed if u is CertificateUse.CENTRAL_SYSTEM_ROOT}
-                if central and central <= {path for _, path in doomed}:
-                    log.warning("DeleteCertificate refused: it names the last Central System root")
+                going = {path for _, path in doomed}
+                central = [
+                    (path, cert)
+                    for use, path, cert in installed
+                    if use is CertificateUse.CENTRAL_SYSTEM_ROOT
+                ]
+                left = [cert for path, cert in central if path not in going]
+                if len(left) < len(central) and not still_verifies(left):
+                    log.warning(
+                        "DeleteCertificate refused: it names the Central System root in use"
+                        " to verify the Central System"
+                    )
                     return "Failed"
                 for use, path in doomed:
                     path.unlink()
@@ -455,15 +478,18 @@ class CertificateStore:
             log.info("new key pending for a CSR for %s", subject.rfc4514_string())
             return csr.public_bytes(_PEM).decode()
 
-    def accept_signed(self, chain_pem: str, now: datetime) -> x509.Certificate:
+    def accept_signed(self, chain_pem: str, now: datetime, *, common_name: str) -> x509.Certificate:
         """Take the certificate chain of CertificateSigned as the new identity; return its leaf.
 
-        ``chain_pem`` is the leaf, then its intermediates. It is refused with :class:`PkiError`
+        ``chain_pem`` is the leaf, then its intermediates; ``common_name`` is the charge point's
+        own, the one its CSR asked for. It is refused with :class:`PkiError`
         when longer than ``max_chain_size`` (``ChainTooLarge``), without a pending CSR key
         (``NoPendingRequest``), unparseable, when the leaf is not for the pending key
         (``KeyMismatch``), when a certificate is outside its validity at ``now`` (``Expired``,
-        ``NotYetValid``) or when the chain does not verify up to an installed Central System
-        root as a TLS client certificate (``ChainInvalid``). The checks are RFC 5280's, but
+        ``NotYetValid``), when the chain does not verify up to an installed Central System
+        root as a TLS client certificate (``ChainInvalid``) or when the leaf's subject does
+        not hold exactly one CN, ``common_name`` (A00.FR.511), and an O (A00.FR.509)
+        (``SubjectMismatch``): A02.FR.06's checks. The chain checks are RFC 5280's, but
         for two omissions OpenSSL tolerates too, so a root :meth:`install_root` accepts can
         vouch: the leaf needs no subjectAltName (charge point certificates name the charger
         in their CN) nor authorityKeyIdentifier, and a CA no keyUsage. On success the current
@@ -485,6 +511,7 @@ class CertificateStore:
             for cert in chain:
                 _check_validity(cert, _utc(now), describe(cert))
             self._verify_client_chain(chain, _utc(now))
+            _check_names_charge_point(leaf, common_name)
             try:
                 self._rotate_in(chain)
             except OSError as err:
@@ -749,7 +776,32 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _check_names_charge_point(cert: x509.Certificate, common_name: str) -> None:
+    """A charge point certificate's subject: exactly one CN, the charge point's own
+    (A00.FR.511), and the owner's organization in an O (A00.FR.509). Which organization is the
+    CA's to vouch for; the charger asked for CpoName, which may have changed since."""
+    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if names != [common_name]:
+        raise PkiError(
+            "SubjectMismatch",
+            f"{describe(cert)} does not name this charge point (CN={common_name})",
+        )
+    if not cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
+        raise PkiError("SubjectMismatch", f"{describe(cert)} names no organization (O)")
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject and _signed_by(cert, cert)
+
+
 def _check_ca(cert: x509.Certificate) -> None:
+    """A root may be installed: a v3 CA (basicConstraints cA, and keyCertSign if it has a
+    keyUsage), or a self-signed v1 certificate, which has no extensions to say so and is a
+    trust anchor by being installed (RFC 5280 6.1), as OpenSSL takes it too."""
+    if cert.version is x509.Version.v1:
+        if not _self_signed(cert):
+            raise PkiError("NotACa", f"{describe(cert)} is an X.509 v1 certificate but no root")
+        return
     try:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
@@ -794,10 +846,30 @@ def chain_verifier(
         )
     return (
         PolicyBuilder()
-        .store(Store(list(roots)))
+        .store(Store([_trust_anchor(root) for root in roots]))
         .time(now)
         .extension_policies(ca_policy=ca_policy, ee_policy=leaf_policy)
         .build_client_verifier()
+    )
+
+
+def _trust_anchor(root: x509.Certificate) -> x509.Certificate:
+    """``root`` as the verifier can trust it. RFC 5280 6.1 makes a trust anchor a name and a
+    key; cryptography's verifier wants X.509 v3 certificates, so a self-signed v1 root is
+    given to it as a v3 CA certificate with the root's name, key, serial and validity. The
+    verifier does not check a trust anchor's own signature, so a throwaway key signs it."""
+    if root.version is not x509.Version.v1 or not _self_signed(root):
+        return root
+    return (
+        x509.CertificateBuilder()
+        .subject_name(root.subject)
+        .issuer_name(root.subject)
+        .public_key(root.public_key())
+        .serial_number(root.serial_number)
+        .not_valid_before(root.not_valid_before_utc)
+        .not_valid_after(root.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
     )
 
 

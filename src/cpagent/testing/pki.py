@@ -14,6 +14,9 @@ server chains pass a strict verifier too; client certificates have no subjectAlt
 real charge point certificates. Validity defaults to one hour ago until a year
 (a CA: ten years) from now; pass ``not_before``/``not_after`` for an expired or not yet valid
 certificate, and other ``hostnames``/``ips`` for one that names the wrong host.
+``TestCa.create(name, v1=True)`` makes an X.509 version 1 root, without any extension, as
+old CAs (and ``openssl x509 -req`` without an extensions file) make them; :func:`version_1`
+turns any certificate into a v1 one.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-__all__ = ["Issued", "TestCa"]
+from cpagent.security import der
+
+__all__ = ["Issued", "TestCa", "version_1"]
 
 _PEM = serialization.Encoding.PEM
 _Ext = tuple[x509.ExtensionType, bool]
@@ -91,8 +96,10 @@ class TestCa:
         *,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        v1: bool = False,
     ) -> TestCa:
-        """A new self-signed root CA with the common name ``name``."""
+        """A new self-signed root CA with the common name ``name``; with ``v1``, an X.509
+        version 1 certificate (no basicConstraints, no extension at all)."""
         key = ec.generate_private_key(ec.SECP256R1())
         subject = _name(name)
         cert = _sign(
@@ -104,7 +111,7 @@ class TestCa:
             not_before=not_before,
             not_after=not_after or _now() + timedelta(days=_CA_DAYS),
         )
-        return cls(cert, key)
+        return cls(version_1(cert, key) if v1 else cert, key)
 
     def intermediate(
         self,
@@ -186,16 +193,18 @@ class TestCa:
         *,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        subject: x509.Name | None = None,
     ) -> str:
         """Sign a CSR as a Central System would: a clientAuth certificate for the CSR's subject
         and key, returned as PEM with the intermediates after it. A CSR whose signature does not
-        verify raises :class:`ValueError`.
+        verify raises :class:`ValueError`. ``subject`` replaces the CSR's, for a certificate
+        that names another charge point (a CA's mistake, or an attack).
         """
         csr = x509.load_pem_x509_csr(csr_pem.encode())
         if not csr.is_signature_valid:
             raise ValueError("the CSR's signature does not verify")
         cert = self._issue(
-            csr.subject,
+            csr.subject if subject is None else subject,
             csr.public_key(),
             _leaf_extensions(ExtendedKeyUsageOID.CLIENT_AUTH),
             not_before,
@@ -296,6 +305,26 @@ def _sign(
     for extension, critical in extensions:
         builder = builder.add_extension(extension, critical=critical)
     return builder.sign(issuer_key, hashes.SHA256())
+
+
+def version_1(cert: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """``cert`` as an X.509 version 1 certificate, signed again by ``issuer_key``: its
+    to-be-signed part without the version field and the extensions, which v1 does not have.
+    (``cryptography`` builds v3 certificates only.)"""
+    tbs = cert.tbs_certificate_bytes
+    _, pos, end = der.element(tbs, 0)
+    fields = []
+    while pos < end:
+        tag, _, field_end = der.element(tbs, pos)
+        if tag not in (0xA0, 0xA3):  # [0] version, [3] extensions
+            fields.append(tbs[pos:field_end])
+        pos = field_end
+    body = der.encode(0x30, b"".join(fields))
+    signature = issuer_key.sign(body, ec.ECDSA(hashes.SHA256()))
+    algorithm = fields[1]  # after the serial number: the signature AlgorithmIdentifier
+    return x509.load_der_x509_certificate(
+        der.encode(0x30, body + algorithm + der.encode(0x03, b"\x00" + signature))
+    )
 
 
 def _pem(*certs: x509.Certificate) -> str:

@@ -621,7 +621,12 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         from cpagent.security.pki import CertificateHashData
 
         wanted = CertificateHashData.from_ocpp(certificate_hash_data)
-        status = await asyncio.to_thread(self._certificates().delete, wanted)
+        assert self.adapter.security is not None  # set before the session starts
+        status = await asyncio.to_thread(
+            self._certificates().delete,
+            wanted,
+            still_verifies=self.adapter.security.still_verifies,
+        )
         log.info("DeleteCertificate %s: %s", wanted.serial_number, status, extra=_security_fields())
         return call_result.DeleteCertificate(status=status)
 
@@ -647,7 +652,10 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
 
         try:
             cert = await asyncio.to_thread(
-                self._certificates().accept_signed, certificate_chain, utcnow()
+                self._certificates().accept_signed,
+                certificate_chain,
+                utcnow(),
+                common_name=self.adapter.config.charge_point.id,
             )
         except PkiError as err:
             log.warning("CertificateSigned refused: %s", err, extra=_security_fields())
