@@ -598,7 +598,12 @@ class Station:
         """GetCompositeSchedule (§5.7): the limits on ``connector_id`` for ``duration_s``
         seconds from now, or None (Rejected) for an unknown connector or a bad duration.
         Connector 0 reports the charger's limit, whose ceiling is the sum of its
-        connectors' maximum currents."""
+        connectors' maximum currents.
+
+        The schedule starts at the request instant, to the millisecond a scheduleStart
+        carries, so that every profile in force then (one that began a moment ago
+        included) gives period 0; one that begins later shows from the first whole
+        second at which it is in force."""
         if duration_s <= 0:
             return None
         every = self.hardware.connectors.values()
@@ -617,7 +622,7 @@ class Station:
         return composite_schedule(
             self._profiles,
             connector_id,
-            self._now().replace(microsecond=0),
+            _to_millisecond(self._now()),
             duration_s,
             unit,
             **context,
@@ -1673,6 +1678,11 @@ class Station:
                 }
             )
         return out
+
+
+def _to_millisecond(when: datetime) -> datetime:
+    """``when`` cut to the millisecond: the precision of an OCPP timestamp on the wire."""
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 def _fields(c: ConnectorState) -> dict[str, Any]:
