@@ -654,13 +654,16 @@ class Station:
     ) -> None:
         """The CSMS answered a StartTransaction: learn its id, and act on a refused id tag
         (it matters for sessions started offline): stop with DeAuthorized when
-        StopTransactionOnInvalidId, else let at most MaxEnergyOnInvalidId Wh flow."""
+        StopTransactionOnInvalidId, else let at most MaxEnergyOnInvalidId Wh flow. A
+        parentIdTag in the answer becomes the session's group; an answer without one
+        leaves the group known from the start (a card of it may still stop the session)."""
         for c in self.connectors.values():
             tx = c.transaction
             if tx is None or tx.local_id != local_id:
                 continue
             tx.transaction_id = transaction_id
-            tx.parent_id_tag = decision.parent_id_tag
+            if decision.parent_id_tag is not None:
+                tx.parent_id_tag = decision.parent_id_tag
             self._profiles_changed()  # a TxProfile for this transactionId may apply now
             if decision.accepted:
                 return
