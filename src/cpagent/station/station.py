@@ -296,6 +296,9 @@ class Station:
             )
             for c in usable:
                 if self._free(c) and self._plugged[c.connector_id]:
+                    if c.status is ConnectorStatus.RESERVED:
+                        # §4.9 G2: the reservation's identity presented makes it Preparing.
+                        self._authorize(c, id_tag, implicit=False, parent_id_tag=parent)
                     await self._start(c, id_tag, decision)
                     return
             for c in usable:
@@ -1446,12 +1449,21 @@ class Station:
         )
 
     def _refresh_reserved(self, r: Reservation) -> None:
-        """Report the statuses a change of ``r`` affects."""
+        """Report the statuses a change of ``r`` affects. A connector whose reservation
+        ended with an EV plugged in is reported Available (§4.9 G1: the reservation
+        expired or was cancelled) before Preparing (A2): straight to Preparing would
+        read as the reserved user come (G2)."""
         c = self.connectors.get(r.connector_id)
-        if c is not None:
-            self._refresh(c)
-        else:
+        if c is None:
             self._refresh_holds()
+            return
+        if (
+            c.status is ConnectorStatus.RESERVED
+            and c.reservation is None
+            and derive_status(c)[0] is ConnectorStatus.PREPARING
+        ):
+            self._report(c, ConnectorStatus.AVAILABLE, "NoError")
+        self._refresh(c)
 
     def _expire_reservations(self) -> None:
         now = self._now()
@@ -1612,16 +1624,21 @@ class Station:
         """Report the status of ``c`` if it changed."""
         status, error_code = derive_status(c)
         if (status, error_code) != (c.status, c.error_code):
-            c.status, c.error_code = status, error_code
-            log.info(
-                "connector %d: %s%s",
-                c.connector_id,
-                status,
-                "" if error_code == "NoError" else f" ({error_code})",
-                extra=_fields(c),
-            )
-            self.output.status_changed(self._status_event(c))
-            self.hardware.show_status(c.connector_id, status)
+            self._report(c, status, error_code)
+
+    def _report(self, c: ConnectorState, status: ConnectorStatus, error_code: str) -> None:
+        """Make ``status`` the reported status of ``c``: log it, tell the CSMS and the
+        hardware's display."""
+        c.status, c.error_code = status, error_code
+        log.info(
+            "connector %d: %s%s",
+            c.connector_id,
+            status,
+            "" if error_code == "NoError" else f" ({error_code})",
+            extra=_fields(c),
+        )
+        self.output.status_changed(self._status_event(c))
+        self.hardware.show_status(c.connector_id, status)
 
     def _refresh_charger(self) -> None:
         ch = self.charger
