@@ -71,6 +71,65 @@ async def test_reserved_connector_serves_only_its_id_tag(
     assert await csms.call("ReserveNow", reserve_now(8, 1, "LATER")) == {"status": "Occupied"}
 
 
+def statuses(csms: LoopbackCsms, cid: int, since: int) -> list[str]:
+    return [
+        p["status"]
+        for p in csms.payloads("StatusNotification", since=since)
+        if p["connectorId"] == cid
+    ]
+
+
+async def test_a_plug_in_leaves_the_connector_reserved_until_its_card(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """1.6 §4.9: only the reservation's identity presented (G2) makes a Reserved connector
+    Preparing; an EV plugged in alone leaves it Reserved."""
+    agent = await booted_agent(agent_factory, csms)
+    mark = csms.mark()
+    assert await csms.call("ReserveNow", reserve_now(6, 1, "RES")) == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", status_is(1, "Reserved"), since=mark)
+
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    state = await agent.wait_status(lambda s: s["connectors"][0]["pilot"] == "B")
+    assert state["connectors"][0]["status"] == "Reserved"
+    # A heartbeat asked for now comes after anything the plug-in made the agent send.
+    assert await csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"}) == {
+        "status": "Accepted"
+    }
+    await csms.wait_for("Heartbeat", since=mark)
+    assert statuses(csms, 1, mark) == []
+
+    await agent.sim("tag", "RES")
+    start = await csms.wait_for_message("StartTransaction", since=mark)
+    assert (start.payload["idTag"], start.payload["reservationId"]) == ("RES", 6)
+    await csms.wait_for("StatusNotification", status_is(1, "Charging"), since=mark)
+    assert statuses(csms, 1, mark) == ["Preparing", "Charging"]
+    preparing = csms.messages("StatusNotification", since=mark)[0]
+    assert preparing.index < start.index
+
+
+async def test_a_reservation_cancelled_with_an_ev_plugged(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """§4.9: the cancelled reservation makes the connector Available (G1), the EV plugged
+    in meanwhile then Preparing (A2); any card may charge there."""
+    agent = await booted_agent(agent_factory, csms)
+    mark = csms.mark()
+    assert await csms.call("ReserveNow", reserve_now(9, 1, "RES")) == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", status_is(1, "Reserved"), since=mark)
+    await agent.sim("plug", "1")
+    await agent.wait_status(lambda s: s["connectors"][0]["pilot"] == "B")
+
+    mark = csms.mark()
+    assert await csms.call("CancelReservation", {"reservationId": 9}) == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", status_is(1, "Preparing"), since=mark)
+    assert statuses(csms, 1, mark) == ["Available", "Preparing"]
+    await agent.sim("tag", "OTHER")
+    start = await csms.wait_for("StartTransaction", since=mark)
+    assert start["idTag"] == "OTHER" and "reservationId" not in start
+
+
 async def test_rejected_reservations(agent_factory: AgentFactory, csms: LoopbackCsms) -> None:
     await booted_agent(agent_factory, csms)
     # ReserveConnectorZeroSupported is false: connector 0 cannot be reserved.

@@ -21,6 +21,7 @@ import pytest
 from cpagent import __version__
 from cpagent.testing import LoopbackCsms
 from tests.integration.conftest import AgentProcess, run_cli
+from tests.integration.test_local_list import go_offline
 
 AgentFactory = Callable[..., AgentProcess]
 State = dict[str, Any]
@@ -373,6 +374,59 @@ async def test_card_then_plug_starts_a_session(agent: AgentProcess, csms: Loopba
     assert stop["meterStop"] > start["meterStart"]
     # The card stops the session, the cable is still in: Finishing, not Available.
     await csms.wait_for("StatusNotification", lambda p: p["status"] == "Finishing", since=mark)
+
+
+def in_group(group: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An Authorize answer: Accepted, in ``group`` (its parentIdTag)."""
+    return lambda p: {"idTagInfo": {"status": "Accepted", "parentIdTag": group}}
+
+
+async def group_stops_the_session(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    """CARD-A starts a session, CARD-B of the same group stops it: the CSMS tells the group
+    in Authorize.conf only, its StartTransaction.conf and StopTransaction.conf name none."""
+    csms.responders["Authorize"] = in_group("GROUP")
+    start = await start_session(agent, csms, "CARD-A")
+    state = await agent.wait_status(lambda s: connector(s, 1)["transaction"]["id"] is not None)
+    tx_id = connector(state, 1)["transaction"]["id"]
+    mark = csms.mark()
+    await agent.sim("tag", "CARD-B")
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    assert (stop["transactionId"], stop["idTag"], stop["reason"]) == (tx_id, "CARD-B", "Local")
+    assert [p["idTag"] for p in csms.payloads("Authorize", since=mark)] == ["CARD-B"]
+    assert start["idTag"] == "CARD-A"
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Finishing", since=mark)
+
+
+async def test_a_card_of_the_same_group_stops_the_session(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """1.6 §3.5.3, §5.11: an idTag whose parentIdTag is that of the session's idTag may stop
+    it. A StartTransaction.conf without parentIdTag does not make the group forgotten."""
+    await group_stops_the_session(agent, csms)
+
+
+async def test_the_group_learnt_online_stops_a_session_offline(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """The authorization cache keeps the parentIdTag a card is known by when a later answer
+    about it (StartTransaction.conf, StopTransaction.conf) names none: offline
+    (LocalAuthorizeOffline), the cached group still lets CARD-B stop CARD-A's session."""
+    await group_stops_the_session(agent, csms)
+    await go_offline(agent, csms)
+    await agent.sim("tag", "CARD-A")
+    await agent.wait_status(
+        lambda s: (tx := connector(s, 1)["transaction"]) and tx["id_tag"] == "CARD-A"
+    )
+    await agent.sim("tag", "CARD-B")
+    await agent.wait_status(lambda s: connector(s, 1)["transaction"] is None)
+
+    mark = csms.mark()
+    await agent.sim("network", "up")
+    start = await csms.wait_for("StartTransaction", since=mark, timeout=15)
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    assert start["idTag"] == "CARD-A"
+    assert (stop["idTag"], stop["reason"]) == ("CARD-B", "Local")
+    assert csms.payloads("Authorize", since=mark) == []
 
 
 # ------------------------------------------------------------------------ meter values

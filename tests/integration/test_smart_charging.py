@@ -10,6 +10,7 @@ hardware maximum of 32 A. Waits are event-driven and bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -213,10 +214,10 @@ def csms_calls_since(csms: LoopbackCsms, frame_index: int) -> list[list[Any]]:
     ]
 
 
-def whole_second(text: str) -> datetime:
-    """Parse a scheduleStart and check it is a whole second close to now."""
+def schedule_start(text: str) -> datetime:
+    """Parse a scheduleStart and check it is an instant close to now, in milliseconds."""
     start = parse_iso(text)
-    assert start.microsecond == 0, text
+    assert start.microsecond % 1000 == 0, text
     assert abs((datetime.now(UTC) - start).total_seconds()) < 10, text
     return start
 
@@ -434,7 +435,7 @@ async def test_composite_schedule_of_connector_and_charger(
     amps = await composite(csms, 1, 150)
     assert set(amps) == {"status", "connectorId", "scheduleStart", "chargingSchedule"}, amps
     assert amps["status"] == "Accepted" and amps["connectorId"] == 1
-    d = int((whole_second(amps["scheduleStart"]) - s).total_seconds())
+    d = int((schedule_start(amps["scheduleStart"]) - s).total_seconds())
     assert 0 <= d < 20, amps
     assert amps["chargingSchedule"] == {
         "duration": 150,
@@ -444,7 +445,7 @@ async def test_composite_schedule_of_connector_and_charger(
     }
 
     watts = await composite(csms, 1, 150, "W")
-    d = int((whole_second(watts["scheduleStart"]) - s).total_seconds())
+    d = int((schedule_start(watts["scheduleStart"]) - s).total_seconds())
     assert watts["chargingSchedule"]["chargingRateUnit"] == "W"
     assert watts["chargingSchedule"]["chargingSchedulePeriod"] == periods(
         (0, 11040), (30 - d, 5520), (60 - d, 13800), (100 - d, 8280)
@@ -453,11 +454,11 @@ async def test_composite_schedule_of_connector_and_charger(
     # Connector 0: the ChargePointMaxProfile alone.
     whole = await composite(csms, 0, 150, "A")
     assert whole["status"] == "Accepted" and whole["connectorId"] == 0
-    d = int((whole_second(whole["scheduleStart"]) - s).total_seconds())
+    d = int((schedule_start(whole["scheduleStart"]) - s).total_seconds())
     assert whole["chargingSchedule"]["duration"] == 150
     assert whole["chargingSchedule"]["chargingSchedulePeriod"] == periods((0, 20), (100 - d, 12))
     whole_w = await composite(csms, 0, 150, "W")
-    d = int((whole_second(whole_w["scheduleStart"]) - s).total_seconds())
+    d = int((schedule_start(whole_w["scheduleStart"]) - s).total_seconds())
     assert whole_w["chargingSchedule"]["chargingSchedulePeriod"] == periods(
         (0, 13800), (100 - d, 8280)
     )
@@ -496,11 +497,36 @@ async def test_composite_schedule_of_recurring_and_time_bounded_profiles(
     )
     assert await set_profile(csms, 1, window) == "Accepted"
     result = await composite(csms, 1, 100)
-    d = int((whole_second(result["scheduleStart"]) - s).total_seconds())
+    d = int((schedule_start(result["scheduleStart"]) - s).total_seconds())
     assert 0 <= d < 20, result
     assert result["chargingSchedule"]["chargingSchedulePeriod"] == periods(
         (0, 10), (20 - d, 6), (30 - d, 10), (40 - d, 16)
     )
+
+
+async def test_composite_schedule_starts_at_the_request_instant(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """A ChargePointMaxProfile that began within the current second caps the schedule from
+    its first period: the schedule starts at the request instant, to the millisecond, and
+    a change the profile makes between two whole seconds is reported at the later one."""
+    await started(agent_factory, csms)
+    # Let a second begin, so that the profile's start and the request fall within it: a
+    # schedule counted from the start of that second would begin before the profile.
+    now = datetime.now(UTC)
+    await asyncio.sleep(1.005 - now.microsecond / 1e6)
+    began = parse_iso(iso(datetime.now(UTC)))
+    cap = profile(74, CP_MAX, [(0, 20), (30, 12)], kind="Absolute", start=began)
+    assert await set_profile(csms, 0, cap) == "Accepted"
+
+    result = await composite(csms, 1, 60)
+    start = schedule_start(result["scheduleStart"])
+    assert result["chargingSchedule"]["startSchedule"] == result["scheduleStart"]
+    after = (start - began).total_seconds()
+    assert result["chargingSchedule"]["chargingSchedulePeriod"] == periods(
+        (0, 20), (math.ceil(30 - after), 12)
+    )
+    assert 0 <= after < 20, result
 
 
 # ---------------------------------------------------------------------- remote start
@@ -544,10 +570,10 @@ async def test_remote_start_with_a_charging_profile(
     assert state["charging_profiles"] == [
         {"connector_id": 1, "id": 41, "purpose": TX, "stack_level": 1}
     ]
-    # The composite schedule counts from the start of this second; a change within it is
-    # reported at the next whole second.
+    # The composite schedule counts from the request instant; a change between two whole
+    # seconds of it is reported at the later one.
     result = await composite(csms, 1, 60)
-    scheduled = whole_second(result["scheduleStart"])
+    scheduled = schedule_start(result["scheduleStart"])
     change_s = (began + timedelta(seconds=3) - scheduled).total_seconds()
     expected = periods((0, 9)) if change_s <= 0 else periods((0, 12), (math.ceil(change_s), 9))
     assert result["chargingSchedule"]["chargingSchedulePeriod"] == expected
@@ -598,7 +624,7 @@ async def test_profiles_survive_a_restart_but_tx_profiles_do_not(
 
     amps = await composite(csms, 1, 7200)
     assert amps["status"] == "Accepted"
-    d = int((whole_second(amps["scheduleStart"]) - s).total_seconds())
+    d = int((schedule_start(amps["scheduleStart"]) - s).total_seconds())
     assert amps["chargingSchedule"]["chargingSchedulePeriod"] == periods((0, 12), (3600 - d, 20))
     whole = await composite(csms, 0, 7200)
     assert whole["chargingSchedule"]["chargingSchedulePeriod"] == periods((0, 20))

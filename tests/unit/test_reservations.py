@@ -159,6 +159,14 @@ async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 
         await asyncio.sleep(0.005)
 
 
+async def plugged(rig: ReservationRig, connector_id: int = 1) -> None:
+    """Plug in and wait until the station has seen it (a reserved connector reports
+    nothing: it stays Reserved)."""
+    rig.hw.plug(connector_id)
+    await eventually(lambda: rig.station.connectors[connector_id].pilot == "B", "the plug seen")
+    await rig.settled()
+
+
 # ------------------------------------------------------------------ the pure parts
 
 
@@ -177,7 +185,12 @@ def _reservation(parent: str | None = None) -> Reservation:
             id="reserved card shown",
         ),
         pytest.param(
-            ConnectorState(1, reservation=_reservation(), pilot="B"), "Preparing", id="plugged"
+            ConnectorState(1, reservation=_reservation(), pilot="B"), "Reserved", id="plugged"
+        ),
+        pytest.param(
+            ConnectorState(1, reservation=_reservation(), pilot="B", authorized_id_tag="R"),
+            "Preparing",
+            id="plugged, reserved card shown",
         ),
         pytest.param(
             ConnectorState(1, reservation=_reservation(), operative=False),
@@ -331,10 +344,13 @@ async def test_the_same_reservation_id_replaces_the_reservation(rig: Reservation
 async def test_the_reserved_card_starts_a_session_that_uses_the_reservation(
     rig: ReservationRig,
 ) -> None:
+    """§4.9: a plug-in leaves a connector Reserved; the reservation's identity presented
+    makes it Preparing (G2), then its session Charging."""
     assert await rig.reserve(9, 1, "R") is ACCEPTED
     mark = rig.out.mark()
-    rig.hw.plug(1)
-    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    await plugged(rig)
+    assert rig.out.statuses(1, mark) == []
+    assert rig.station.snapshot()[0]["status"] == "Reserved"
     assert rig.station.reservations != []  # plugging in does not use it
     rig.hw.present_card("R")
     await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
@@ -368,8 +384,7 @@ async def test_another_card_is_refused_there_but_may_use_another_connector(
 ) -> None:
     assert await rig.reserve(4, 1, "R") is ACCEPTED
     mark = rig.out.mark()
-    rig.hw.plug(1)
-    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    await plugged(rig)
     rig.hw.present_card("OTHER")
     # Not started on the plugged, reserved connector: offered the free one instead.
     await rig.out.wait_status(2, ConnectorStatus.PREPARING, since=mark)
@@ -394,16 +409,13 @@ async def test_another_card_gets_nothing_when_only_the_reserved_connector_is_fre
     mark = rig.out.mark()
     rig.hw.present_card("OTHER")  # card first
     await rig.auth.wait_asked("OTHER")
-    rig.hw.plug(1)
-    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    await plugged(rig)
     rig.hw.present_card("ANOTHER")  # cable first
     await rig.auth.wait_asked("ANOTHER")
     await rig.settled()
     assert rig.started() == []
     assert rig.station.connectors[1].authorized_id_tag is None
-    assert rig.out.statuses(1, mark) == [("Preparing", "NoError")]
-    rig.hw.unplug(1)
-    await rig.out.wait_status(1, ConnectorStatus.RESERVED, since=mark)
+    assert rig.out.statuses(1, mark) == []  # Reserved throughout
 
 
 @pytest.mark.parametrize(
@@ -422,8 +434,7 @@ async def test_a_card_of_the_reserved_group_uses_the_reservation(
     rig.auth.decisions[id_tag] = decision
     assert await rig.reserve(3, 1, "R", "GROUP") is ACCEPTED
     mark = rig.out.mark()
-    rig.hw.plug(1)
-    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    await plugged(rig)
     rig.hw.present_card(id_tag)
     if uses_it:
         await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
@@ -455,7 +466,12 @@ async def test_a_reservation_past_its_expiry_does_not_hold(make_rig: RigFactory)
     mark = rig.out.mark()
     await rig.start_session("OTHER")  # the plug-in finds it expired
     assert rig.started(mark) == [(1, "OTHER", None)]
-    assert rig.out.statuses(1, mark) == [("Preparing", "NoError"), ("Charging", "NoError")]
+    # Its end (§4.9 G1), then the plug-in (A2) and the session.
+    assert rig.out.statuses(1, mark) == [
+        ("Available", "NoError"),
+        ("Preparing", "NoError"),
+        ("Charging", "NoError"),
+    ]
     assert rig.station.reservations == []
     await rig.out.wait_for(Saved, lambda s: s.reservations == (), since=mark)
 
@@ -494,8 +510,7 @@ async def test_remote_start_for_a_group_reservation_learns_the_group(
     await rig.out.wait_status(1, ConnectorStatus.RESERVED, since=mark)
     assert rig.out.statuses(1, mark) == [("Preparing", "NoError"), ("Reserved", "NoError")]
     mark = rig.out.mark()
-    rig.hw.plug(1)
-    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    await plugged(rig)
     assert rig.started() == []
 
     assert await rig.station.remote_start("CHILD", 1) is True
@@ -539,6 +554,29 @@ async def test_cancel_reservation(rig: ReservationRig) -> None:
     assert rig.out.of(Saved, mark) == [Saved(())]
     assert await rig.station.cancel_reservation(4) is False
     await rig.start_session("OTHER", 1)
+
+
+@pytest.mark.parametrize("end", ["cancelled", "expired"])
+async def test_a_reservation_that_ends_with_an_ev_plugged(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    """§4.9: a reservation that ends makes its connector Available (G1); the EV plugged
+    meanwhile then makes it Preparing (A2), and any card may start a session there."""
+    monkeypatch.setattr(station_module, "RESERVATION_RECHECK_S", 0.01)
+    rig = await make_rig(1)
+    assert await rig.reserve(4, 1, "R") is ACCEPTED
+    await plugged(rig)
+    mark = rig.out.mark()
+    if end == "cancelled":
+        assert await rig.station.cancel_reservation(4) is True
+    else:
+        rig.wall.advance(HOUR)
+    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    assert rig.out.statuses(1, mark) == [("Available", "NoError"), ("Preparing", "NoError")]
+    assert rig.station.reservations == []
+    rig.hw.present_card("OTHER")
+    await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
+    assert rig.started(mark) == [(1, "OTHER", None)]
 
 
 # --------------------------------------------------------------------- expiry
@@ -592,8 +630,7 @@ async def test_reservations_are_restored_at_start_without_the_expired(
     await rig.start_session("ANYONE", connector_id=2)  # connector 2 is anyone's
     rig.auth.decisions["C"] = AuthDecision(AuthStatus.ACCEPTED, "G")
     mark = rig.out.mark()
-    rig.hw.plug(1)
-    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    await plugged(rig)
     rig.hw.present_card("C")
     await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
     assert rig.started(mark) == [(1, "C", 1)]

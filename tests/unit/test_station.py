@@ -523,6 +523,20 @@ async def test_same_card_again_stops_with_reason_local(rig: Rig) -> None:
     await rig.out.wait_status(1, ConnectorStatus.AVAILABLE, since=mark)
 
 
+async def test_a_card_of_the_same_group_stops_the_session(rig: Rig) -> None:
+    """A card whose parentIdTag is the session's may stop it (§3.5.3, §5.11). The group
+    learnt when the session started holds when the CSMS confirms the start without one."""
+    rig.auth.decisions["A"] = AuthDecision(AuthStatus.ACCEPTED, "G")
+    rig.auth.decisions["B"] = AuthDecision(AuthStatus.ACCEPTED, "G")
+    local_id = await rig.start_session("A")
+    rig.station.transaction_confirmed(local_id, 7, AuthDecision(AuthStatus.ACCEPTED))
+    mark = rig.out.mark()
+    rig.hw.present_card("B")
+    stopped = await rig.out.wait_for(TransactionStopped, since=mark)
+    assert (stopped.local_id, stopped.reason, stopped.id_tag) == (local_id, StopReason.LOCAL, "B")
+    await rig.out.wait_status(1, ConnectorStatus.FINISHING, since=mark)
+
+
 async def test_unplug_stops_with_ev_disconnected(rig: Rig) -> None:
     await rig.start_session()
     rig.clock.advance(10)

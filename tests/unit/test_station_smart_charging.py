@@ -38,6 +38,7 @@ from cpagent.station.smart_charging import (
     SmartChargingLimits,
     Unit,
     parse_profile,
+    schedule_to_ocpp,
 )
 from cpagent.station.station import Station
 from cpagent.timeutil import parse_iso, utcnow
@@ -980,6 +981,41 @@ async def test_composite_schedule_of_a_connector_and_of_the_charger(
     assert periods(1, "A", 1200) == [(0, 16.0), (600, 10.0), (900, 8.0)]
     assert periods(1, "W") == [(0, 16.0 * V * 3), (600, 10.0 * V * 3)]
     assert periods(2, "A") == [(0, MAX_A), (300, 24.0)]
+
+
+async def test_the_composite_schedule_starts_at_the_request_instant(
+    make_rig: RigFactory,
+) -> None:
+    """§5.7: the schedule runs from the request on, so a profile that began within the
+    current second is in force from its first instant: the ChargePointMaxProfile caps
+    period 0 and the TxDefaultProfile gives it. Periods are whole seconds from the request
+    instant, which the schedule carries to the millisecond (the wire's precision). A
+    profile that begins after the request, even within the second, is not in force yet:
+    it shows from the first whole second at which it is."""
+    wall = WallClock()
+    rig = await make_rig(2, now=wall)
+    began = START + timedelta(milliseconds=300)
+    cp_max = profile(1, CP_MAX, [(0, 20.0), (60, 12.0)], start=began)
+    assert await rig.station.set_charging_profile(0, cp_max) is None
+    tx_default = profile(2, limit=[(0, 16.0), (30, 25.0)], start=began)
+    assert await rig.station.set_charging_profile(1, tx_default) is None
+    coming = profile(3, limit=10.0, start=START + timedelta(seconds=1))
+    assert await rig.station.set_charging_profile(2, coming) is None
+    wall.advance(0.7004)  # the request comes 400.4 ms after the profiles began
+
+    def periods(connector_id: int) -> list[tuple[int, float]]:
+        schedule = rig.station.composite_schedule(connector_id, 120, "A")
+        assert schedule is not None
+        assert schedule.start_schedule == START + timedelta(milliseconds=700)
+        assert schedule_to_ocpp(schedule)["startSchedule"] == "2026-05-01T12:00:00.700Z"
+        return [(p.start_period_s, p.limit) for p in schedule.periods]
+
+    # The changes 30 s and 60 s after the profiles began come 29.6 s and 59.6 s after
+    # the request: reported at the next whole second.
+    assert periods(1) == [(0, 16.0), (30, 20.0), (60, 12.0)]
+    assert periods(0) == [(0, 20.0), (60, 12.0)]
+    # Connector 2's own profile begins 300 ms after the request.
+    assert periods(2) == [(0, 20.0), (1, 10.0)]
 
 
 async def test_composite_schedule_is_rejected_for_an_unknown_connector_or_no_duration(

@@ -296,6 +296,9 @@ class Station:
             )
             for c in usable:
                 if self._free(c) and self._plugged[c.connector_id]:
+                    if c.status is ConnectorStatus.RESERVED:
+                        # §4.9 G2: the reservation's identity presented makes it Preparing.
+                        self._authorize(c, id_tag, implicit=False, parent_id_tag=parent)
                     await self._start(c, id_tag, decision)
                     return
             for c in usable:
@@ -598,7 +601,12 @@ class Station:
         """GetCompositeSchedule (§5.7): the limits on ``connector_id`` for ``duration_s``
         seconds from now, or None (Rejected) for an unknown connector or a bad duration.
         Connector 0 reports the charger's limit, whose ceiling is the sum of its
-        connectors' maximum currents."""
+        connectors' maximum currents.
+
+        The schedule starts at the request instant, to the millisecond a scheduleStart
+        carries, so that every profile in force then (one that began a moment ago
+        included) gives period 0; one that begins later shows from the first whole
+        second at which it is in force."""
         if duration_s <= 0:
             return None
         every = self.hardware.connectors.values()
@@ -617,7 +625,7 @@ class Station:
         return composite_schedule(
             self._profiles,
             connector_id,
-            self._now().replace(microsecond=0),
+            _to_millisecond(self._now()),
             duration_s,
             unit,
             **context,
@@ -649,13 +657,16 @@ class Station:
     ) -> None:
         """The CSMS answered a StartTransaction: learn its id, and act on a refused id tag
         (it matters for sessions started offline): stop with DeAuthorized when
-        StopTransactionOnInvalidId, else let at most MaxEnergyOnInvalidId Wh flow."""
+        StopTransactionOnInvalidId, else let at most MaxEnergyOnInvalidId Wh flow. A
+        parentIdTag in the answer becomes the session's group; an answer without one
+        leaves the group known from the start (a card of it may still stop the session)."""
         for c in self.connectors.values():
             tx = c.transaction
             if tx is None or tx.local_id != local_id:
                 continue
             tx.transaction_id = transaction_id
-            tx.parent_id_tag = decision.parent_id_tag
+            if decision.parent_id_tag is not None:
+                tx.parent_id_tag = decision.parent_id_tag
             self._profiles_changed()  # a TxProfile for this transactionId may apply now
             if decision.accepted:
                 return
@@ -1438,12 +1449,21 @@ class Station:
         )
 
     def _refresh_reserved(self, r: Reservation) -> None:
-        """Report the statuses a change of ``r`` affects."""
+        """Report the statuses a change of ``r`` affects. A connector whose reservation
+        ended with an EV plugged in is reported Available (§4.9 G1: the reservation
+        expired or was cancelled) before Preparing (A2): straight to Preparing would
+        read as the reserved user come (G2)."""
         c = self.connectors.get(r.connector_id)
-        if c is not None:
-            self._refresh(c)
-        else:
+        if c is None:
             self._refresh_holds()
+            return
+        if (
+            c.status is ConnectorStatus.RESERVED
+            and c.reservation is None
+            and derive_status(c)[0] is ConnectorStatus.PREPARING
+        ):
+            self._report(c, ConnectorStatus.AVAILABLE, "NoError")
+        self._refresh(c)
 
     def _expire_reservations(self) -> None:
         now = self._now()
@@ -1604,16 +1624,21 @@ class Station:
         """Report the status of ``c`` if it changed."""
         status, error_code = derive_status(c)
         if (status, error_code) != (c.status, c.error_code):
-            c.status, c.error_code = status, error_code
-            log.info(
-                "connector %d: %s%s",
-                c.connector_id,
-                status,
-                "" if error_code == "NoError" else f" ({error_code})",
-                extra=_fields(c),
-            )
-            self.output.status_changed(self._status_event(c))
-            self.hardware.show_status(c.connector_id, status)
+            self._report(c, status, error_code)
+
+    def _report(self, c: ConnectorState, status: ConnectorStatus, error_code: str) -> None:
+        """Make ``status`` the reported status of ``c``: log it, tell the CSMS and the
+        hardware's display."""
+        c.status, c.error_code = status, error_code
+        log.info(
+            "connector %d: %s%s",
+            c.connector_id,
+            status,
+            "" if error_code == "NoError" else f" ({error_code})",
+            extra=_fields(c),
+        )
+        self.output.status_changed(self._status_event(c))
+        self.hardware.show_status(c.connector_id, status)
 
     def _refresh_charger(self) -> None:
         ch = self.charger
@@ -1673,6 +1698,11 @@ class Station:
                 }
             )
         return out
+
+
+def _to_millisecond(when: datetime) -> datetime:
+    """``when`` cut to the millisecond: the precision of an OCPP timestamp on the wire."""
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 def _fields(c: ConnectorState) -> dict[str, Any]:

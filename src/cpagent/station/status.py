@@ -10,10 +10,11 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
 
     Precedence: a device fault beats everything; a running transaction reports
     where the energy flow stands; without one, availability, then the plug, then an
-    id tag waiting for the plug, then a reservation. So a reserved connector is
-    Reserved only while idle: its reserved user's card or cable makes it Preparing
-    (OCPP 1.6 §4.9, Reserved to Preparing), and it is never reported Reserved while
-    Faulted or Unavailable (a reservation does not outlive either, see Station).
+    id tag waiting for the plug, then a reservation. A connector's own reservation
+    holds it Reserved with an EV plugged in too: only its reserved user's card makes it
+    Preparing (OCPP 1.6 §4.9, G2: "the reservation's identity is presented"). It is
+    never reported Reserved while Faulted or Unavailable (a reservation does not
+    outlive either, see Station).
     """
     if c.faults:
         first = next(iter(c.faults.values()))
@@ -35,6 +36,8 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
     if c.pilot in ("B", "C", "D"):
         if c.finishing:
             return ConnectorStatus.FINISHING, "NoError"
+        if c.reservation is not None and c.authorized_id_tag is None:
+            return ConnectorStatus.RESERVED, "NoError"
         return ConnectorStatus.PREPARING, "NoError"
     if c.authorized_id_tag is not None:
         return ConnectorStatus.PREPARING, "NoError"

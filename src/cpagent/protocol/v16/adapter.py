@@ -461,18 +461,26 @@ class V16Adapter:
         cache). When the CSMS's answer and the list disagree on whether the tag may charge,
         the CSMS hears of it (:meth:`_local_list_conflict`); the list itself stays as the
         CSMS last sent it (§3.5.2: only SendLocalList changes it).
+
+        An IdTagInfo without parentIdTag (StartTransaction.conf and StopTransaction.conf
+        often have none) says nothing of the tag's group: the group known from the list,
+        else from the cache, stays the tag's, in the decision and in the cache. Forgetting
+        it would keep another card of the group from stopping the tag's session (§3.5.3,
+        §5.11) and from using a reservation of the group offline.
         """
-        decision = AuthDecision(AuthStatus(info["status"]), info.get("parentIdTag"))
         listed = await self._listed(id_tag)
+        parent = info.get("parentIdTag")
+        if parent is None:
+            known = listed if listed is not None else await self._cached(id_tag)
+            parent = None if known is None else known.parent_id_tag
+        decision = AuthDecision(AuthStatus(info["status"]), parent)
         if listed is not None:
             if listed.accepted != decision.accepted:
                 self._local_list_conflict(id_tag, listed, decision)
         elif self.keys.get_bool("AuthorizationCacheEnabled"):
             await self.store.run(
                 self.store.cache_put,
-                AuthCacheRow(
-                    id_tag, info["status"], info.get("expiryDate"), info.get("parentIdTag")
-                ),
+                AuthCacheRow(id_tag, info["status"], info.get("expiryDate"), parent),
                 unless_listed=self.keys.get_bool("LocalAuthListEnabled"),
             )
         return decision
