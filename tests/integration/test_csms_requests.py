@@ -288,6 +288,8 @@ async def test_reset_during_transaction(kind: str, agent: AgentProcess, csms: Lo
     if kind == "Soft":  # the hardware (and the plugged EV) survives a soft reset
         assert statuses[1] == "Finishing"
     assert len(csms.subprotocols) == connections + 1  # it reconnected
+    # RFC 6455 §7.4.1: the old connection was closed as "going away", not as an error.
+    assert await csms.wait_closed(connections) == [1001] * connections
     assert agent.proc.returncode is None and agent.proc.pid == pid  # restarted in-process
     state = await agent.status()
     assert state["csms"]["registration"] == "Accepted" and state["csms"]["connected"]

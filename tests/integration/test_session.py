@@ -857,6 +857,7 @@ async def test_sigterm_exits_cleanly(agent: AgentProcess, csms: LoopbackCsms) ->
     assert stop["reason"] == "Reboot"  # delivered before the exit
     assert not await asyncio.to_thread(socket_path.exists)
     await csms.wait_disconnected("CP001")
+    assert csms.close_codes == [1001]  # RFC 6455 §7.4.1 "going away", not an error (1011)
     after = await run_cli("status", "--config", str(agent.config_path))
     assert after.returncode == 1
     assert "no agent answers" in after.stderr

@@ -19,6 +19,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import CloseCode
 from websockets.typing import Subprotocol
 
 from cpagent.config import CsmsSection
@@ -157,23 +158,48 @@ class Session:
                 await asyncio.wait({serve, cut, drop}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 self.connected = False
-                held: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
-                if cut.done():
-                    log.warning("network down: dropping the CSMS connection")
-                    ws.transport.abort()
-                elif drop.done():
-                    log.info("reconnecting to the CSMS with new connection settings")
-                    held = self.hold_calls()
-                async with held:
-                    for task in (cut, drop, serve):
-                        task.cancel()
-                    results = await asyncio.gather(serve, cut, drop, return_exceptions=True)
-            err = results[0]
-            if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
+                err = await self._end(ws, serve, cut, drop)
+            if err is not None:
                 log.warning("connection ended: %s", describe(err))
             else:
                 log.warning("connection to %s closed", endpoint.url)
             return True
+
+    async def _end(
+        self,
+        ws: ClientConnection,
+        serve: asyncio.Task[None],
+        cut: asyncio.Task[None],
+        drop: asyncio.Task[bool],
+    ) -> BaseException | None:
+        """End one connection: stop its tasks and close it with the code that says why
+        (RFC 6455 §7.4.1). 1000 (normal) for a reconnect the agent decided; 1001 (going
+        away) when the session itself is cancelled, the agent stopping or restarting;
+        1011 (internal error) only when the protocol gave up on the connection while it was
+        still open, an error. A cut network sends nothing. Returns the error that ended
+        ``serve``, if any."""
+        held: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+        code, reason = CloseCode.GOING_AWAY, "charge point going away"
+        network_down = cut.done()
+        if network_down:
+            log.warning("network down: dropping the CSMS connection")
+            ws.transport.abort()
+        elif drop.done():
+            log.info("reconnecting to the CSMS with new connection settings")
+            held = self.hold_calls()
+            code, reason = CloseCode.NORMAL_CLOSURE, "reconnecting"
+        elif serve.done():
+            code, reason = CloseCode.INTERNAL_ERROR, "protocol error"
+        async with held:
+            for task in (cut, drop, serve):
+                task.cancel()
+            results = await asyncio.gather(serve, cut, drop, return_exceptions=True)
+        if not network_down:
+            await ws.close(code, reason)
+        err = results[0]
+        if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
+            return err
+        return None
 
 
 def describe(err: BaseException) -> str:

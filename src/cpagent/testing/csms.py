@@ -143,6 +143,9 @@ class LoopbackCsms:
         self.schema_errors: list[str] = []
         self.auth_failures: list[str] = []
         self.subprotocols: list[str | None] = []
+        self.close_codes: list[int | None] = []
+        """The close code the charge point sent for each connection that ended, in the order
+        they ended; None where it sent none (the connection was cut)."""
         self.connections: dict[str, ServerConnection] = {}
         self.transactions: dict[int, dict[str, Any]] = {}
         self._tx_ids = itertools.count(first_transaction_id)
@@ -224,6 +227,8 @@ class LoopbackCsms:
         except ConnectionClosed:
             pass
         finally:
+            received = ws.protocol.close_rcvd
+            self.close_codes.append(received.code if received is not None else None)
             if self.connections.get(cp_id) is ws:
                 del self.connections[cp_id]
             await self._notify()
@@ -386,21 +391,30 @@ class LoopbackCsms:
         except TimeoutError:
             raise AssertionError(f"no charge point connected within {timeout} s") from None
 
-    async def wait_connections(self, count: int, *, timeout: float = 10.0) -> None:
-        """Until ``count`` websocket connections have been opened in all, reconnections
-        included (``len(self.subprotocols)`` is the count so far)."""
+    async def _wait_count(self, items: list[Any], count: int, timeout: float, what: str) -> None:
+        """Until ``items`` (a list this server appends to) holds ``count`` entries."""
 
         async def wait() -> None:
             async with self._changed:
-                while len(self.subprotocols) < count:
+                while len(items) < count:
                     await self._changed.wait()
 
         try:
             await asyncio.wait_for(wait(), timeout)
         except TimeoutError:
             raise AssertionError(
-                f"{len(self.subprotocols)} connection(s) within {timeout} s, not {count}"
+                f"{len(items)} connection(s) {what} within {timeout} s, not {count}"
             ) from None
+
+    async def wait_connections(self, count: int, *, timeout: float = 10.0) -> None:
+        """Until ``count`` websocket connections have been opened in all, reconnections
+        included (``len(self.subprotocols)`` is the count so far)."""
+        await self._wait_count(self.subprotocols, count, timeout, "opened")
+
+    async def wait_closed(self, count: int, *, timeout: float = 10.0) -> list[int | None]:
+        """Until ``count`` connections have ended in all; returns their close codes."""
+        await self._wait_count(self.close_codes, count, timeout, "ended")
+        return self.close_codes[:count]
 
     async def wait_disconnected(self, cp_id: str, *, timeout: float = 10.0) -> None:
         async def wait() -> None:
