@@ -399,7 +399,10 @@ class Agent:
             response_timeout=self.config.csms.response_timeout_s,
         )
         reader = asyncio.create_task(cp.start(), name="ocpp-reader")
-        serving = asyncio.create_task(self.adapter.serve(cp), name="ocpp-serve")
+        assert self.session is not None
+        serving = asyncio.create_task(
+            self.adapter.serve(cp, established=self.session.established), name="ocpp-serve"
+        )
         try:
             done, _ = await asyncio.wait([reader, serving], return_when=asyncio.FIRST_COMPLETED)
             for task in done:

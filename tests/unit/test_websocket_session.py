@@ -1,5 +1,6 @@
 """The websocket session against the loopback CSMS, with a stand-in for the protocol: how
-each way a connection ends is told to the CSMS (the close code, RFC 6455 §7.4.1)."""
+each way a connection ends is told to the CSMS (the close code, RFC 6455 §7.4.1), and that
+only a connection the protocol declared established starts the backoff afresh."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from cpagent.config import CsmsSection
+from cpagent.protocol import session as session_module
 from cpagent.protocol.session import NetworkSwitch, Session
 from cpagent.security.connection import ConnectionSecurity
 from cpagent.testing import LoopbackCsms
@@ -90,3 +92,35 @@ async def test_close_codes_say_why_the_connection_ended(csms: LoopbackCsms) -> N
     finally:
         await stopped(run)  # the agent stops or restarts: going away
     assert await csms.wait_closed(4) == [1000, 1000, 1011, 1001]
+
+
+async def test_backoff_restarts_only_after_an_established_connection(
+    csms: LoopbackCsms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[int] = []
+    delays = asyncio.Queue[None]()
+
+    def backoff(attempt: int, initial: float, cap: float) -> float:
+        attempts.append(attempt)
+        delays.put_nowait(None)
+        return 0.0
+
+    monkeypatch.setattr(session_module, "backoff_delay", backoff)
+    accept_from = 3  # the connections before it are opened, then refused by the protocol
+    served = 0
+
+    async def serve(_ws: ClientConnection) -> None:
+        nonlocal served
+        if served >= accept_from:
+            session.established()
+        served += 1
+
+    session = make_session(csms.url, serve)
+    run = asyncio.create_task(session.run())
+    try:
+        for _ in range(accept_from + 2):
+            await asyncio.wait_for(delays.get(), 10)
+    finally:
+        await stopped(run)
+    # Handshakes that led nowhere kept the backoff growing; the established one reset it.
+    assert attempts[: accept_from + 2] == [0, 1, 2, 0, 0]

@@ -91,6 +91,7 @@ class Session:
         self.connected = False
         self.last_error: str | None = None
         self._drop = asyncio.Event()
+        self._established = False
 
     @property
     def url(self) -> str:
@@ -101,6 +102,13 @@ class Session:
         """Drop the connection (if any) and connect again, with the settings then in force."""
         self._drop.set()
 
+    def established(self) -> None:
+        """The protocol took the current connection into full use (OCPP: the CSMS accepted
+        the charge point). Only such a connection starts the backoff afresh: one the CSMS
+        opens and then refuses or drops keeps it growing, so the agent never reconnects in
+        a tight loop."""
+        self._established = True
+
     async def run(self) -> None:
         attempt = 0
         while True:
@@ -109,17 +117,17 @@ class Session:
             try:
                 # Off the loop: reading the identity may ask a PKCS#11 token.
                 endpoint = await asyncio.to_thread(self.security.endpoint)
-                served = await self._connect_once(endpoint)
+                established = await self._connect_once(endpoint)
             except ProfileUnusable as err:
                 self._note_failure(str(err))
-                served = False
+                established = False
             except (OSError, InvalidHandshake, TimeoutError, ssl.SSLError) as err:
                 self._note_failure(describe(err))
-                served = False
+                established = False
                 if self.security.failed(err):
                     attempt = 0
                     continue
-            if served:
+            if established:
                 attempt = 0
             delay = backoff_delay(attempt, self.csms.reconnect_initial_s, self.csms.reconnect_max_s)
             attempt += 1
@@ -132,8 +140,9 @@ class Session:
         self.last_error = why
 
     async def _connect_once(self, endpoint: Endpoint) -> bool:
-        """One connection's life; True if it got as far as being served."""
+        """One connection's life; True if the protocol declared it :meth:`established`."""
         ping = self.ping_interval()
+        self._established = False
         async with connect(
             endpoint.url,
             ssl=endpoint.ssl_context,
@@ -163,7 +172,7 @@ class Session:
                 log.warning("connection ended: %s", describe(err))
             else:
                 log.warning("connection to %s closed", endpoint.url)
-            return True
+            return self._established
 
     async def _end(
         self,

@@ -257,7 +257,7 @@ class V16Adapter:
         self._sending = asyncio.Lock()  # held from sending a queued message to recording it
         self.cp: ChargePoint | None = None
         self.registration: str | None = None
-        self.registered = False
+        self._accepted = asyncio.Event()
         self.connected_since: str | None = None
         self._pending: collections.deque[Outgoing] = collections.deque()
         self._pending_changed = asyncio.Event()
@@ -604,15 +604,18 @@ class V16Adapter:
             meter_type=self.meter_type,
         )
 
-    async def serve(self, cp: ChargePoint) -> None:
+    async def serve(self, cp: ChargePoint, established: Callable[[], None] = lambda: None) -> None:
         """Drive one connection: boot until accepted, then statuses, queue and heartbeats.
 
-        Returns (or raises) when the connection ends; durable messages stay queued.
+        ``established()`` is called once the CSMS has accepted the charge point (at once on
+        a reconnect after that). Returns (or raises) when the connection ends; durable
+        messages stay queued.
         """
         self.cp = cp
         self.connected_since = now_iso()
         try:
             await self._boot(cp)
+            established()
             self._connection_ready = True
             assert self.station is not None
             self.station.resend_status()
@@ -626,31 +629,65 @@ class V16Adapter:
             self._connection_ready = False
             self._pending = collections.deque(i for i in self._pending if i.durable)
 
+    @property
+    def registered(self) -> bool:
+        """Whether the CSMS accepted a BootNotification since the agent started."""
+        return self._accepted.is_set()
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the CSMS's last answer to a BootNotification was Accepted. While it is
+        not (Pending, Rejected, none yet), remote starts and stops are refused: OCPP 1.6
+        §4.2 does not allow them in the pending state."""
+        return self.registration == "Accepted"
+
     async def _boot(self, cp: ChargePoint) -> None:
-        if self.registered:
-            return
-        while True:
-            result = await cp.call_payload("BootNotification", self.boot_payload())
-            self.registration = result["status"]
-            interval = int(result.get("interval", 0))
-            if result["status"] == "Accepted":
-                self.registered = True
-                if interval > 0:
-                    self.keys.set_runtime("HeartbeatInterval", str(interval))
-                log.info(
-                    "BootNotification accepted; heartbeat every %s s",
-                    self.keys.get("HeartbeatInterval"),
+        """BootNotification until the CSMS accepts one (or one a TriggerMessage asked for),
+        on this connection (OCPP 1.6 §4.2). After Pending or Rejected the next one waits the
+        answer's interval, after a CALLERROR or no answer ``[csms] boot_retry_s``: the
+        connection is kept, since reconnecting would not change the CSMS's answer and
+        would flood it with connections."""
+        while not self.registered:
+            try:
+                result = await cp.call_payload("BootNotification", self.boot_payload())
+            except (OCPPError, TimeoutError) as err:
+                retry = self.config.csms.boot_retry_s
+                log.warning(
+                    "BootNotification failed (%s); retrying in %d s",
+                    err,
+                    retry,
                     extra=journal_fields(action="BootNotification"),
                 )
-                return
-            retry = interval if interval > 0 else self.config.csms.boot_retry_s
-            log.warning(
-                "BootNotification %s; retrying in %d s",
-                result["status"],
-                retry,
+            else:
+                retry = self.boot_answered(result)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(retry):
+                    await self._accepted.wait()
+
+    def boot_answered(self, result: dict[str, Any]) -> int:
+        """Take the CSMS's answer to a BootNotification, the agent's own or a triggered one.
+        Returns the seconds to wait before the next one if it was not accepted: the
+        answer's interval, or ``[csms] boot_retry_s`` when it gives none."""
+        self.registration = result["status"]
+        interval = int(result.get("interval", 0))
+        if result["status"] == "Accepted":
+            if interval > 0:
+                self.keys.set_runtime("HeartbeatInterval", str(interval))
+            log.info(
+                "BootNotification accepted; heartbeat every %s s",
+                self.keys.get("HeartbeatInterval"),
                 extra=journal_fields(action="BootNotification"),
             )
-            await asyncio.sleep(retry)
+            self._accepted.set()
+            return 0
+        retry = interval if interval > 0 else self.config.csms.boot_retry_s
+        log.warning(
+            "BootNotification %s; retrying in %d s",
+            result["status"],
+            retry,
+            extra=journal_fields(action="BootNotification"),
+        )
+        return retry
 
     async def _certificate_check_loop(self, cp: ChargePoint) -> None:
         """Daily while connected: warn of installed certificates near their end and, on

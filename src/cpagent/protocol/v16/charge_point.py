@@ -814,7 +814,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             await self.sign_certificate()
         elif message == "BootNotification":
             result = await self.call_payload("BootNotification", adapter.boot_payload())
-            adapter.registration = result["status"]
+            adapter.boot_answered(result)
         elif message == "Heartbeat":
             await adapter.send_heartbeat(self)
         elif message == "StatusNotification":
