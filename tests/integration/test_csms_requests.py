@@ -262,6 +262,57 @@ async def test_remote_stop(agent: AgentProcess, csms: LoopbackCsms) -> None:
     assert status_of(state) == "Finishing"  # the EV is still plugged
 
 
+async def test_remote_start_and_stop_refused_while_registration_is_pending(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    """OCPP 1.6 §4.2: in the pending state RemoteStartTransaction and RemoteStopTransaction
+    are not allowed (Rejected); everything else is answered as usual."""
+    csms.boot_status, csms.boot_interval = "Pending", 300
+    agent: AgentProcess = agent_factory(ocpp16={"MeterValueSampleInterval": 60})
+    await agent.start()
+    await csms.wait_for("BootNotification")
+    await agent.wait_status(lambda s: s["csms"]["registration"] == "Pending")
+    await agent.sim("plug", "1")
+    await agent.wait_status(lambda s: status_of(s) == "Preparing")
+
+    remote = {"connectorId": 1, "idTag": "REMOTE-P"}
+    assert await csms.call("RemoteStartTransaction", remote) == {"status": "Rejected"}
+    assert await csms.call("RemoteStopTransaction", {"transactionId": 1}) == {"status": "Rejected"}
+    # Configuration can be read and changed while pending.
+    assert (await configuration(csms, "MeterValueSampleInterval"))["MeterValueSampleInterval"][
+        "value"
+    ] == "60"
+    change = {"key": "MeterValueSampleInterval", "value": "30"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    # The CSMS accepts the charge point through a triggered BootNotification: the remote
+    # start is taken now, and nothing of the refused one was left behind.
+    csms.boot_status = "Accepted"
+    mark = csms.mark()
+    trigger = {"requestedMessage": "BootNotification"}
+    assert await csms.call("TriggerMessage", trigger) == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", reports(1, "Preparing"), since=mark)
+    assert await csms.call("RemoteStartTransaction", remote) == {"status": "Accepted"}
+    start = await csms.wait_for("StartTransaction", since=mark)
+    assert start["idTag"] == "REMOTE-P"
+    assert [p["idTag"] for p in csms.payloads("StartTransaction")] == ["REMOTE-P"]
+    tx_id = await wait_confirmed_tx(agent)
+
+    # A triggered BootNotification the CSMS answers Pending puts the charge point back in
+    # the pending state: its session cannot be stopped remotely until accepted again.
+    csms.boot_status = "Pending"
+    assert await csms.call("TriggerMessage", trigger) == {"status": "Accepted"}
+    await agent.wait_status(lambda s: s["csms"]["registration"] == "Pending")
+    stop = {"transactionId": tx_id}
+    assert await csms.call("RemoteStopTransaction", stop) == {"status": "Rejected"}
+    assert tx_of(await agent.status()) is not None
+    csms.boot_status = "Accepted"
+    assert await csms.call("TriggerMessage", trigger) == {"status": "Accepted"}
+    await agent.wait_status(lambda s: s["csms"]["registration"] == "Accepted")
+    assert await csms.call("RemoteStopTransaction", stop) == {"status": "Accepted"}
+    stopped = await csms.wait_for("StopTransaction", since=mark)
+    assert stopped["transactionId"] == tx_id and stopped["reason"] == "Remote"
+
+
 # ----------------------------------------------------------------------------- Reset
 
 
