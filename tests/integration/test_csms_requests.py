@@ -550,6 +550,54 @@ async def test_change_meter_value_sample_interval_mid_transaction(
         assert {v.get("context") for v in values} == {"Sample.Periodic"}
 
 
+async def test_change_clock_aligned_data_interval_takes_effect_at_once(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    # A day-long interval: the agent waits for midnight UTC for its next aligned sample.
+    await started(agent_factory, csms, ocpp16={"ClockAlignedDataInterval": 86400})
+    mark = csms.mark()
+    change = {"key": "ClockAlignedDataInterval", "value": "2"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    # The next aligned samples come at the boundaries of the new interval, not after the
+    # wait begun under the old one.
+    first = await csms.wait_for_message("MeterValues", since=mark, timeout=15)
+    second = await csms.wait_for_message("MeterValues", since=first.index + 1, timeout=15)
+    for received in (first, second):
+        assert received.payload["connectorId"] == 1
+        values = received.payload["meterValue"][0]["sampledValue"]
+        assert {v.get("context") for v in values} == {"Sample.Clock"}
+
+
+async def test_change_connection_timeout_applies_to_a_waiting_authorization(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    mark = csms.mark()
+    remote = {"connectorId": 1, "idTag": "REMOTE-T"}
+    assert await csms.call("RemoteStartTransaction", remote) == {"status": "Accepted"}
+    preparing = await csms.wait_for_message(
+        "StatusNotification", reports(1, "Preparing"), since=mark
+    )
+    # ConnectionTimeOut was 60 s when the id tag began to wait for an EV; now it is 1 s,
+    # which has passed: the authorization ends now rather than a minute later.
+    change = {"key": "ConnectionTimeOut", "value": "1"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", reports(1, "Available"), since=preparing.index)
+    await agent.sim("plug", "1")
+    await csms.wait_for("StatusNotification", reports(1, "Preparing"), since=preparing.index + 1)
+    assert csms.payloads("StartTransaction", since=mark) == []
+
+
+async def test_change_websocket_ping_interval_applies_to_the_open_connection(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    await started(agent_factory, csms, ocpp16={"WebSocketPingInterval": 3600})
+    change = {"key": "WebSocketPingInterval", "value": "1"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    # Pings every second from now on, on the connection that was open: no reconnect needed.
+    await csms.wait_pings(2)
+    assert len(csms.subprotocols) == 1 and csms.close_codes == []
+
+
 async def test_change_configuration_survives_restart(
     agent_factory: Any, csms: LoopbackCsms
 ) -> None:

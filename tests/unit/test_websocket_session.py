@@ -31,7 +31,7 @@ class Trials:
         pass
 
 
-def make_session(url: str, serve: Serve) -> Session:
+def make_session(url: str, serve: Serve, *, ping_interval: int = 0) -> Session:
     csms = CsmsSection(
         url=url,
         ocpp_version="1.6",
@@ -52,7 +52,7 @@ def make_session(url: str, serve: Serve) -> Session:
         report=lambda _kind, _info: None,
         trials=Trials(),
     )
-    return Session(csms, "CP1", "ocpp1.6", serve, NetworkSwitch(), lambda: 0, security)
+    return Session(csms, "CP1", "ocpp1.6", serve, NetworkSwitch(), lambda: ping_interval, security)
 
 
 @pytest.fixture
@@ -124,3 +124,26 @@ async def test_backoff_restarts_only_after_an_established_connection(
         await stopped(run)
     # Handshakes that led nowhere kept the backoff growing; the established one reset it.
     assert attempts[: accept_from + 2] == [0, 1, 2, 0, 0]
+
+
+async def test_a_connection_whose_pongs_stop_is_given_up(csms: LoopbackCsms) -> None:
+    served = asyncio.Queue[None]()
+
+    async def serve(ws: ClientConnection) -> None:
+        served.put_nowait(None)
+        await asyncio.Event().wait()
+
+    session = make_session(csms.url, serve, ping_interval=1)
+    run = asyncio.create_task(session.run())
+    try:
+        await asyncio.wait_for(served.get(), 10)
+        await csms.wait_pings(1)  # pinged, and answered
+        assert len(csms.subprotocols) == 1
+        # The CSMS stops reading: no pong comes back, and the agent connects anew.
+        deaf = csms.connections["CP1"]
+        deaf.transport.pause_reading()
+        await asyncio.wait_for(served.get(), 15)
+        assert len(csms.subprotocols) == 2
+        deaf.transport.abort()  # it would not notice the agent has gone
+    finally:
+        await stopped(run)

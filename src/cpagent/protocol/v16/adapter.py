@@ -51,6 +51,7 @@ from cpagent.station.smart_charging import (
 )
 from cpagent.store import AuthCacheRow, OutboxRow, Store
 from cpagent.systemd import journal_fields
+from cpagent.timers import Changes, wait_due
 from cpagent.timeutil import iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -263,7 +264,7 @@ class V16Adapter:
         self._pending_changed = asyncio.Event()
         self._last_sent = time.monotonic()
         self._connection_ready = False
-        self._heartbeat_wake = asyncio.Event()
+        self._interval_changes = Changes()
         self._queue_empty = asyncio.Event()
         self.failed_count = 0
         self._transaction_ids: dict[int, int] = {}  # local id -> CSMS transactionId
@@ -271,8 +272,8 @@ class V16Adapter:
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
-        if name == "HeartbeatInterval":
-            self._heartbeat_wake.set()
+        if name in ("HeartbeatInterval", "TransactionMessageRetryInterval"):
+            self._interval_changes.notify()
 
     def attach(self, station: Station) -> None:
         self.station = station
@@ -719,16 +720,13 @@ class V16Adapter:
     async def _heartbeat_loop(self, cp: ChargePoint) -> None:
         """Heartbeat when nothing else was sent for HeartbeatInterval seconds; a changed
         interval takes effect at once."""
-        while True:
+
+        def left() -> float | None:
             interval = self.keys.get_int("HeartbeatInterval")
-            due = self._last_sent + interval - time.monotonic() if interval > 0 else None
-            if due is None or due > 0:
-                self._heartbeat_wake.clear()
-                # asyncio.timeout, not wait_for, which on 3.11 can swallow a cancellation.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(due):
-                        await self._heartbeat_wake.wait()
-                continue
+            return self._last_sent + interval - time.monotonic() if interval > 0 else None
+
+        while True:
+            await wait_due(left, self._interval_changes)
             await self.send_heartbeat(cp)
 
     async def send_heartbeat(self, cp: ChargePoint) -> None:
@@ -809,27 +807,33 @@ class V16Adapter:
         if give_up and attempts >= limit:
             await self._set_aside(item, f"refused {attempts} times, last: {why}")
             return None
-        delay = self.keys.get_int("TransactionMessageRetryInterval") * min(attempts, limit)
+        failed_at = time.monotonic()
+
+        def delay() -> int:
+            return self.keys.get_int("TransactionMessageRetryInterval") * min(attempts, limit)
+
         log.warning(
             "%s %s not delivered (%s); attempt %d, retrying in %d s",
             item.action,
             row.message_id,
             why,
             attempts,
-            delay,
+            delay(),
             extra=_fields(item),
         )
-        if give_up:
-            await asyncio.sleep(delay)
-            return None
-        self._late = (item.action, row.message_id, asyncio.get_running_loop().create_future())
+        late: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if not give_up:
+            # An answer to the unanswered attempt ends the wait like a changed interval.
+            late.add_done_callback(lambda _: self._interval_changes.notify())
+            self._late = (item.action, row.message_id, late)
         try:
-            async with asyncio.timeout(delay):
-                return await self._late[2]
-        except TimeoutError:
-            return None
+            await wait_due(
+                lambda: 0 if late.done() else failed_at + delay() - time.monotonic(),
+                self._interval_changes,
+            )
         finally:
             self._late = None
+        return late.result() if late.done() else None
 
     def accept_late_answer(self, unique_id: str, payload: dict[str, Any]) -> bool:
         """A CALLRESULT for a message that timed out and waits for its next attempt."""
