@@ -186,6 +186,7 @@ class Agent:
                 hw, adapter, adapter, settings, reservation_store=adapter, profile_store=adapter
             )
             adapter.attach(station)
+            keys.subscribe(lambda _k, _v: station.settings_changed())
             await adapter.load_queue()
             if isinstance(hw, SimHardware):
                 for cid in hw.connectors:
@@ -213,7 +214,7 @@ class Agent:
             control = ControlServer(self.config.control.socket, self._control)
             await control.start()
             security = adapter.security = self._connection_security(keys, adapter, certificates)
-            self.session = Session(
+            session = self.session = Session(
                 self.config.csms,
                 self.config.charge_point.id,
                 SUBPROTOCOL,
@@ -223,6 +224,7 @@ class Agent:
                 security=security,
                 hold_calls=adapter.hold_calls,
             )
+            keys.subscribe(lambda _k, _v: session.settings_changed())
             log.info(
                 "cpagent %s up: %s, %d connector(s), %s hardware",
                 __version__,
@@ -399,7 +401,10 @@ class Agent:
             response_timeout=self.config.csms.response_timeout_s,
         )
         reader = asyncio.create_task(cp.start(), name="ocpp-reader")
-        serving = asyncio.create_task(self.adapter.serve(cp), name="ocpp-serve")
+        assert self.session is not None
+        serving = asyncio.create_task(
+            self.adapter.serve(cp, established=self.session.established), name="ocpp-serve"
+        )
         try:
             done, _ = await asyncio.wait([reader, serving], return_when=asyncio.FIRST_COMPLETED)
             for task in done:

@@ -262,6 +262,57 @@ async def test_remote_stop(agent: AgentProcess, csms: LoopbackCsms) -> None:
     assert status_of(state) == "Finishing"  # the EV is still plugged
 
 
+async def test_remote_start_and_stop_refused_while_registration_is_pending(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    """OCPP 1.6 §4.2: in the pending state RemoteStartTransaction and RemoteStopTransaction
+    are not allowed (Rejected); everything else is answered as usual."""
+    csms.boot_status, csms.boot_interval = "Pending", 300
+    agent: AgentProcess = agent_factory(ocpp16={"MeterValueSampleInterval": 60})
+    await agent.start()
+    await csms.wait_for("BootNotification")
+    await agent.wait_status(lambda s: s["csms"]["registration"] == "Pending")
+    await agent.sim("plug", "1")
+    await agent.wait_status(lambda s: status_of(s) == "Preparing")
+
+    remote = {"connectorId": 1, "idTag": "REMOTE-P"}
+    assert await csms.call("RemoteStartTransaction", remote) == {"status": "Rejected"}
+    assert await csms.call("RemoteStopTransaction", {"transactionId": 1}) == {"status": "Rejected"}
+    # Configuration can be read and changed while pending.
+    assert (await configuration(csms, "MeterValueSampleInterval"))["MeterValueSampleInterval"][
+        "value"
+    ] == "60"
+    change = {"key": "MeterValueSampleInterval", "value": "30"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    # The CSMS accepts the charge point through a triggered BootNotification: the remote
+    # start is taken now, and nothing of the refused one was left behind.
+    csms.boot_status = "Accepted"
+    mark = csms.mark()
+    trigger = {"requestedMessage": "BootNotification"}
+    assert await csms.call("TriggerMessage", trigger) == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", reports(1, "Preparing"), since=mark)
+    assert await csms.call("RemoteStartTransaction", remote) == {"status": "Accepted"}
+    start = await csms.wait_for("StartTransaction", since=mark)
+    assert start["idTag"] == "REMOTE-P"
+    assert [p["idTag"] for p in csms.payloads("StartTransaction")] == ["REMOTE-P"]
+    tx_id = await wait_confirmed_tx(agent)
+
+    # A triggered BootNotification the CSMS answers Pending puts the charge point back in
+    # the pending state: its session cannot be stopped remotely until accepted again.
+    csms.boot_status = "Pending"
+    assert await csms.call("TriggerMessage", trigger) == {"status": "Accepted"}
+    await agent.wait_status(lambda s: s["csms"]["registration"] == "Pending")
+    stop = {"transactionId": tx_id}
+    assert await csms.call("RemoteStopTransaction", stop) == {"status": "Rejected"}
+    assert tx_of(await agent.status()) is not None
+    csms.boot_status = "Accepted"
+    assert await csms.call("TriggerMessage", trigger) == {"status": "Accepted"}
+    await agent.wait_status(lambda s: s["csms"]["registration"] == "Accepted")
+    assert await csms.call("RemoteStopTransaction", stop) == {"status": "Accepted"}
+    stopped = await csms.wait_for("StopTransaction", since=mark)
+    assert stopped["transactionId"] == tx_id and stopped["reason"] == "Remote"
+
+
 # ----------------------------------------------------------------------------- Reset
 
 
@@ -288,6 +339,8 @@ async def test_reset_during_transaction(kind: str, agent: AgentProcess, csms: Lo
     if kind == "Soft":  # the hardware (and the plugged EV) survives a soft reset
         assert statuses[1] == "Finishing"
     assert len(csms.subprotocols) == connections + 1  # it reconnected
+    # RFC 6455 §7.4.1: the old connection was closed as "going away", not as an error.
+    assert await csms.wait_closed(connections) == [1001] * connections
     assert agent.proc.returncode is None and agent.proc.pid == pid  # restarted in-process
     state = await agent.status()
     assert state["csms"]["registration"] == "Accepted" and state["csms"]["connected"]
@@ -495,6 +548,54 @@ async def test_change_meter_value_sample_interval_mid_transaction(
     for received in samples:
         values = received.payload["meterValue"][0]["sampledValue"]
         assert {v.get("context") for v in values} == {"Sample.Periodic"}
+
+
+async def test_change_clock_aligned_data_interval_takes_effect_at_once(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    # A day-long interval: the agent waits for midnight UTC for its next aligned sample.
+    await started(agent_factory, csms, ocpp16={"ClockAlignedDataInterval": 86400})
+    mark = csms.mark()
+    change = {"key": "ClockAlignedDataInterval", "value": "2"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    # The next aligned samples come at the boundaries of the new interval, not after the
+    # wait begun under the old one.
+    first = await csms.wait_for_message("MeterValues", since=mark, timeout=15)
+    second = await csms.wait_for_message("MeterValues", since=first.index + 1, timeout=15)
+    for received in (first, second):
+        assert received.payload["connectorId"] == 1
+        values = received.payload["meterValue"][0]["sampledValue"]
+        assert {v.get("context") for v in values} == {"Sample.Clock"}
+
+
+async def test_change_connection_timeout_applies_to_a_waiting_authorization(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    mark = csms.mark()
+    remote = {"connectorId": 1, "idTag": "REMOTE-T"}
+    assert await csms.call("RemoteStartTransaction", remote) == {"status": "Accepted"}
+    preparing = await csms.wait_for_message(
+        "StatusNotification", reports(1, "Preparing"), since=mark
+    )
+    # ConnectionTimeOut was 60 s when the id tag began to wait for an EV; now it is 1 s,
+    # which has passed: the authorization ends now rather than a minute later.
+    change = {"key": "ConnectionTimeOut", "value": "1"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", reports(1, "Available"), since=preparing.index)
+    await agent.sim("plug", "1")
+    await csms.wait_for("StatusNotification", reports(1, "Preparing"), since=preparing.index + 1)
+    assert csms.payloads("StartTransaction", since=mark) == []
+
+
+async def test_change_websocket_ping_interval_applies_to_the_open_connection(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    await started(agent_factory, csms, ocpp16={"WebSocketPingInterval": 3600})
+    change = {"key": "WebSocketPingInterval", "value": "1"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    # Pings every second from now on, on the connection that was open: no reconnect needed.
+    await csms.wait_pings(2)
+    assert len(csms.subprotocols) == 1 and csms.close_codes == []
 
 
 async def test_change_configuration_survives_restart(

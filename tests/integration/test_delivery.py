@@ -47,6 +47,29 @@ async def test_start_transaction_retried_after_callerrors_with_the_same_message_
     assert stop["transactionId"] == 1
 
 
+async def test_a_changed_retry_interval_applies_to_the_retry_already_waiting(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent: AgentProcess = agent_factory(ocpp16={"TransactionMessageRetryInterval": 3600})
+    await agent.start()
+    await booted(csms, 1)
+    answers: list[Any] = [CallErrorReply("InternalError", "database busy")]
+    csms.responders["StartTransaction"] = lambda payload: (
+        answers.pop(0) if answers else csms.default_reply("StartTransaction", payload)
+    )
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "RETRY")
+    first = await csms.wait_for_message("StartTransaction", since=mark)
+    await agent.wait_log("attempt 1, retrying in 3600 s")
+    change = {"key": "TransactionMessageRetryInterval", "value": "1"}
+    assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
+    # The retry waits 1 s from the refusal, not the hour set when it began to wait.
+    again = await csms.wait_for_message("StartTransaction", since=first.index + 1)
+    assert again.unique_id == first.unique_id
+    await agent.wait_status(lambda s: s["connectors"][0]["transaction"]["id"] == 1)
+
+
 async def test_a_message_the_csms_keeps_refusing_is_given_up_and_the_queue_moves_on(
     agent_factory: AgentFactory, csms: LoopbackCsms
 ) -> None:

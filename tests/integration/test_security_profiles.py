@@ -267,6 +267,8 @@ async def test_authorization_key_is_write_only_and_used_at_once(
     assert answer == {"status": "Accepted"}
     await reconnected(csms, before)  # reconnected with the new key
     assert csms.auth_failures == []
+    # The old connection was closed normally (RFC 6455 §7.4.1), not as an error (1011).
+    assert await csms.wait_closed(before) == [1000] * before
 
     got = await csms.call("GetConfiguration", {"key": ["AuthorizationKey"]})
     assert got["configurationKey"] == [{"key": "AuthorizationKey", "readonly": False}]

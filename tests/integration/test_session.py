@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from cpagent import __version__
-from cpagent.testing import LoopbackCsms
+from cpagent.testing import CallErrorReply, LoopbackCsms
 from tests.integration.conftest import AgentProcess, run_cli
 from tests.integration.test_local_list import go_offline
 
@@ -208,6 +208,38 @@ async def test_boot_retried_until_accepted(
     state = await agent.status()
     assert state["csms"]["registration"] == "Accepted"
     assert connector(state, 1)["status"] == "Available"
+
+
+async def test_boot_refused_with_callerror_is_retried_on_the_same_connection(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    refusals = 3
+    replies: list[str] = []
+
+    def boot(payload: dict[str, Any]) -> dict[str, Any] | CallErrorReply:
+        if len(replies) < refusals:
+            replies.append("CALLERROR")
+            return CallErrorReply("InternalError", "registration database down")
+        replies.append("Accepted")
+        return csms.default_reply("BootNotification", payload)
+
+    csms.responders["BootNotification"] = boot
+    agent = agent_factory()  # boot_retry_s = 1
+    await agent.start()
+    await booted(csms, 1)
+
+    # Each CALLERROR was followed, after boot_retry_s, by another BootNotification on the
+    # same connection: no reconnect, nothing closed.
+    assert replies == ["CALLERROR"] * refusals + ["Accepted"]
+    assert len(csms.subprotocols) == 1 and csms.close_codes == []
+    boots = call_times(csms, "BootNotification")
+    assert len(boots) == refusals + 1
+    gaps = [b - a for a, b in itertools.pairwise(boots)]
+    assert all(gap >= 0.8 for gap in gaps), gaps
+    seen = actions(csms)
+    assert seen[: refusals + 1] == ["BootNotification"] * (refusals + 1), seen
+    state = await agent.status()
+    assert state["csms"]["registration"] == "Accepted" and state["csms"]["connected"]
 
 
 # -------------------------------------------------------------------------- heartbeat
@@ -911,6 +943,7 @@ async def test_sigterm_exits_cleanly(agent: AgentProcess, csms: LoopbackCsms) ->
     assert stop["reason"] == "Reboot"  # delivered before the exit
     assert not await asyncio.to_thread(socket_path.exists)
     await csms.wait_disconnected("CP001")
+    assert csms.close_codes == [1001]  # RFC 6455 §7.4.1 "going away", not an error (1011)
     after = await run_cli("status", "--config", str(agent.config_path))
     assert after.returncode == 1
     assert "no agent answers" in after.stderr

@@ -14,15 +14,18 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import CloseCode
 from websockets.typing import Subprotocol
 
 from cpagent.config import CsmsSection
 from cpagent.security.connection import ConnectionSecurity, Endpoint, ProfileUnusable
+from cpagent.timers import Changes, wait_due
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,8 @@ class Session:
         self.connected = False
         self.last_error: str | None = None
         self._drop = asyncio.Event()
+        self._established = False
+        self._changes = Changes()
 
     @property
     def url(self) -> str:
@@ -100,6 +105,18 @@ class Session:
         """Drop the connection (if any) and connect again, with the settings then in force."""
         self._drop.set()
 
+    def settings_changed(self) -> None:
+        """A setting read at each use changed: a new ``ping_interval`` applies to the open
+        connection at once."""
+        self._changes.notify()
+
+    def established(self) -> None:
+        """The protocol took the current connection into full use (OCPP: the CSMS accepted
+        the charge point). Only such a connection starts the backoff afresh: one the CSMS
+        opens and then refuses or drops keeps it growing, so the agent never reconnects in
+        a tight loop."""
+        self._established = True
+
     async def run(self) -> None:
         attempt = 0
         while True:
@@ -108,17 +125,17 @@ class Session:
             try:
                 # Off the loop: reading the identity may ask a PKCS#11 token.
                 endpoint = await asyncio.to_thread(self.security.endpoint)
-                served = await self._connect_once(endpoint)
+                established = await self._connect_once(endpoint)
             except ProfileUnusable as err:
                 self._note_failure(str(err))
-                served = False
+                established = False
             except (OSError, InvalidHandshake, TimeoutError, ssl.SSLError) as err:
                 self._note_failure(describe(err))
-                served = False
+                established = False
                 if self.security.failed(err):
                     attempt = 0
                     continue
-            if served:
+            if established:
                 attempt = 0
             delay = backoff_delay(attempt, self.csms.reconnect_initial_s, self.csms.reconnect_max_s)
             attempt += 1
@@ -131,15 +148,14 @@ class Session:
         self.last_error = why
 
     async def _connect_once(self, endpoint: Endpoint) -> bool:
-        """One connection's life; True if it got as far as being served."""
-        ping = self.ping_interval()
+        """One connection's life; True if the protocol declared it :meth:`established`."""
+        self._established = False
         async with connect(
             endpoint.url,
             ssl=endpoint.ssl_context,
             subprotocols=[Subprotocol(self.subprotocol)],
             additional_headers=endpoint.headers,
-            ping_interval=ping if ping > 0 else None,
-            ping_timeout=ping if ping > 0 else None,
+            ping_interval=None,  # see _keepalive
             open_timeout=self.csms.response_timeout_s,
             close_timeout=2,
             max_size=2**22,
@@ -151,29 +167,78 @@ class Session:
             self.last_error = None
             self.security.connected()
             serve = asyncio.create_task(self.serve(ws), name="ocpp-connection")
+            keepalive = asyncio.create_task(self._keepalive(ws), name="websocket-keepalive")
             cut = asyncio.create_task(self.network.wait_down(), name="network-down")
             drop = asyncio.create_task(self._drop.wait(), name="reconnect-request")
             try:
-                await asyncio.wait({serve, cut, drop}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {serve, keepalive, cut, drop}, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 self.connected = False
-                held: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
-                if cut.done():
-                    log.warning("network down: dropping the CSMS connection")
-                    ws.transport.abort()
-                elif drop.done():
-                    log.info("reconnecting to the CSMS with new connection settings")
-                    held = self.hold_calls()
-                async with held:
-                    for task in (cut, drop, serve):
-                        task.cancel()
-                    results = await asyncio.gather(serve, cut, drop, return_exceptions=True)
-            err = results[0]
-            if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
+                err = await self._end(ws, (serve, keepalive), cut, drop)
+            if err is not None:
                 log.warning("connection ended: %s", describe(err))
             else:
                 log.warning("connection to %s closed", endpoint.url)
-            return True
+            return self._established
+
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        """Ping the CSMS every ``ping_interval()`` seconds (0: never), and end when a pong
+        does not come within as long: the connection is dead. A changed interval counts at
+        once, from the last ping."""
+        last = time.monotonic()
+
+        def left() -> float | None:
+            interval = self.ping_interval()
+            return last + interval - time.monotonic() if interval > 0 else None
+
+        while True:
+            await wait_due(left, self._changes)
+            last, timeout = time.monotonic(), self.ping_interval()
+            pong = await ws.ping()
+            try:
+                async with asyncio.timeout(timeout):
+                    await pong
+            except TimeoutError:
+                raise TimeoutError(f"no pong within {timeout} s") from None
+
+    async def _end(
+        self,
+        ws: ClientConnection,
+        protocol: tuple[asyncio.Task[None], ...],
+        cut: asyncio.Task[None],
+        drop: asyncio.Task[bool],
+    ) -> BaseException | None:
+        """End one connection: stop its tasks and close it with the code that says why
+        (RFC 6455 §7.4.1). 1000 (normal) for a reconnect the agent decided; 1001 (going
+        away) when the session itself is cancelled, the agent stopping or restarting;
+        1011 (internal error) only when the ``protocol`` tasks (serving, keepalive) gave up
+        on the connection while it was still open, an error. A cut network sends nothing.
+        Returns the error that ended one of them, if any."""
+        held: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+        code, reason = CloseCode.GOING_AWAY, "charge point going away"
+        network_down = cut.done()
+        if network_down:
+            log.warning("network down: dropping the CSMS connection")
+            ws.transport.abort()
+        elif drop.done():
+            log.info("reconnecting to the CSMS with new connection settings")
+            held = self.hold_calls()
+            code, reason = CloseCode.NORMAL_CLOSURE, "reconnecting"
+        elif any(task.done() for task in protocol):
+            code, reason = CloseCode.INTERNAL_ERROR, "protocol error"
+        async with held:
+            tasks = (*protocol, cut, drop)
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        if not network_down:
+            await ws.close(code, reason)
+        for err in results[: len(protocol)]:
+            if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
+                return err
+        return None
 
 
 def describe(err: BaseException) -> str:

@@ -84,12 +84,13 @@ from cpagent.station.smart_charging import (
 )
 from cpagent.station.status import derive_status
 from cpagent.systemd import journal_fields
+from cpagent.timers import Changes, wait_due
 from cpagent.timeutil import iso, now_iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
 
 POLL_IDLE_S = 10.0
-SAMPLER_RECHECK_S = 1.0
+ALIGNED_RECHECK_S = 60.0
 RECORD_RETRY_S = 5.0
 RESERVATION_RECHECK_S = 60.0
 """A wait for a reservation's expiry re-reads the wall clock at least this often (NTP may
@@ -100,6 +101,11 @@ RemoteProfile = tuple[str, ChargingProfile]
 BOUNDARY_MARGIN_S = 0.005
 """Waits for a profile period boundary end this much after it, so the wall clock read on
 waking is past the boundary even if the timer (monotonic) fires a hair early."""
+
+
+def _next_multiple(t: float, interval: int) -> float:
+    """The first multiple of ``interval`` after ``t`` (seconds since the epoch)."""
+    return (math.floor(t / interval) + 1) * interval
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,9 @@ class Station:
         self._idle = asyncio.Event()  # set whenever a session ends
         self._plugged = dict.fromkeys(self.connectors, False)
         self._implicit_auth: dict[int, bool] = {}
-        self._auth_expiry: dict[int, asyncio.TimerHandle] = {}
+        # When each waiting id tag was authorized (loop time) and the timer that expires it.
+        self._auth_expiry: dict[int, tuple[float, asyncio.TimerHandle]] = {}
+        self._settings_changes = Changes()
         self._unverified: set[int] = set()  # remote starts still waiting for their Authorize
         self._reservations: dict[int, Reservation] = {}
         self._reservations_dirty = False  # changed since last persisted
@@ -252,8 +260,19 @@ class Station:
             for task in [*self._tasks, *self._samplers.values()]:
                 task.cancel()
             await asyncio.gather(*self._tasks, *self._samplers.values(), return_exceptions=True)
-            for handle in self._auth_expiry.values():
+            for _, handle in self._auth_expiry.values():
                 handle.cancel()
+
+    def settings_changed(self) -> None:
+        """The settings changed: a new interval (ClockAlignedDataInterval,
+        MeterValueSampleInterval, ConnectionTimeOut) takes effect at once, counted from the
+        same start as the old one, not after a wait begun under the old one."""
+        self._settings_changes.notify()
+        for cid, (since, handle) in list(self._auth_expiry.items()):
+            handle.cancel()
+            c = self.connectors[cid]
+            if c.authorized_id_tag is not None:
+                self._arm_expiry(c, c.authorized_id_tag, since)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -751,13 +770,25 @@ class Station:
             await self.present_tag(uid)
 
     async def _aligned_loop(self) -> None:
-        while True:
+        """Clock-aligned samples at every multiple of ClockAlignedDataInterval counted from
+        midnight UTC. A new interval counts from its next boundary at once; the wall clock is
+        read again at least every ALIGNED_RECHECK_S, so a clock set by NTP is followed."""
+        due: tuple[int, float] | None = None  # the interval in force and its next boundary
+
+        def left() -> float | None:
+            nonlocal due
             interval = self.settings.clock_aligned_interval_s
             if interval <= 0:
-                await asyncio.sleep(POLL_IDLE_S)
-                continue
+                return None
             now = time.time()
-            await asyncio.sleep((math.floor(now / interval) + 1) * interval - now)
+            if due is None or due[0] != interval or due[1] - now > interval:
+                due = (interval, _next_multiple(now, interval))
+            return min(due[1] - now, ALIGNED_RECHECK_S)
+
+        while True:
+            await wait_due(left, self._settings_changes)
+            assert due is not None
+            due = (due[0], _next_multiple(max(time.time(), due[1]), due[0]))
             async with self._lock:
                 for c in self.connectors.values():
                     reading = await self._read_meter(c)
@@ -775,15 +806,13 @@ class Station:
 
     async def _sampler(self, c: ConnectorState, local_id: int) -> None:
         last = time.monotonic()
-        while True:
+
+        def left() -> float | None:
             interval = self.settings.meter_value_sample_interval_s
-            wait = last + interval - time.monotonic() if interval > 0 else SAMPLER_RECHECK_S
-            if wait > 0:
-                # Re-read the interval at least every SAMPLER_RECHECK_S, so that a
-                # MeterValueSampleInterval changed mid-session takes effect at once rather
-                # than after the old interval has run out.
-                await asyncio.sleep(min(wait, SAMPLER_RECHECK_S))
-                continue
+            return last + interval - time.monotonic() if interval > 0 else None
+
+        while True:
+            await wait_due(left, self._settings_changes)
             last = time.monotonic()
             async with self._lock:
                 tx = c.transaction
@@ -949,11 +978,16 @@ class Station:
         c.authorized_id_tag = id_tag
         c.authorized_parent_id_tag = parent_id_tag
         self._implicit_auth[c.connector_id] = implicit
-        timeout = max(1, self.settings.connection_timeout_s)
-        self._auth_expiry[c.connector_id] = asyncio.get_running_loop().call_later(
-            timeout, self._expire_authorization, c, id_tag
-        )
+        self._arm_expiry(c, id_tag, asyncio.get_running_loop().time())
         self._refresh(c)
+
+    def _arm_expiry(self, c: ConnectorState, id_tag: str, since: float) -> None:
+        """End the wait of ``id_tag`` on ``c`` ConnectionTimeOut seconds after ``since``."""
+        timeout = max(1, self.settings.connection_timeout_s)
+        handle = asyncio.get_running_loop().call_at(
+            since + timeout, self._expire_authorization, c, id_tag
+        )
+        self._auth_expiry[c.connector_id] = (since, handle)
 
     def _expire_authorization(self, c: ConnectorState, id_tag: str) -> None:
         if c.authorized_id_tag == id_tag and c.transaction is None:
@@ -972,9 +1006,9 @@ class Station:
         c.authorized_id_tag = None
         c.authorized_parent_id_tag = None
         self._unverified.discard(c.connector_id)
-        handle = self._auth_expiry.pop(c.connector_id, None)
-        if handle is not None:
-            handle.cancel()
+        expiry = self._auth_expiry.pop(c.connector_id, None)
+        if expiry is not None:
+            expiry[1].cancel()
         return self._remote_profiles.pop(c.connector_id, None)
 
     def _take_authorization(

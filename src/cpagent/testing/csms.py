@@ -27,7 +27,10 @@ from ocpp.exceptions import OCPPError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event
 
 from cpagent.protocol.v16 import schemas
 from cpagent.timeutil import now_iso
@@ -107,6 +110,18 @@ def server_tls_context(
     return context
 
 
+class _Connection(ServerConnection):
+    """A server connection that reports each ping the charge point sends (the websockets
+    library answers them itself)."""
+
+    on_ping: Callable[[], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, WsFrame) and event.opcode is Opcode.PING and self.on_ping:
+            self.on_ping()
+        super().process_event(event)
+
+
 class LoopbackCsms:
     def __init__(
         self,
@@ -143,6 +158,11 @@ class LoopbackCsms:
         self.schema_errors: list[str] = []
         self.auth_failures: list[str] = []
         self.subprotocols: list[str | None] = []
+        self.close_codes: list[int | None] = []
+        self.pings: list[float] = []
+        """When each websocket ping from a charge point arrived (monotonic seconds)."""
+        """The close code the charge point sent for each connection that ended, in the order
+        they ended; None where it sent none (the connection was cut)."""
         self.connections: dict[str, ServerConnection] = {}
         self.transactions: dict[int, dict[str, Any]] = {}
         self._tx_ids = itertools.count(first_transaction_id)
@@ -162,6 +182,7 @@ class LoopbackCsms:
             process_request=self._check_request,
             ping_interval=None,
             ssl=self.ssl_context,
+            create_connection=_Connection,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -213,6 +234,8 @@ class LoopbackCsms:
         if tls is not None:
             self.client_certificates.append(tls.getpeercert() or None)
         self.connections[cp_id] = ws
+        if isinstance(ws, _Connection):
+            ws.on_ping = self._pinged
         await self._notify()
         try:
             async for raw in ws:
@@ -224,9 +247,17 @@ class LoopbackCsms:
         except ConnectionClosed:
             pass
         finally:
+            received = ws.protocol.close_rcvd
+            self.close_codes.append(received.code if received is not None else None)
             if self.connections.get(cp_id) is ws:
                 del self.connections[cp_id]
             await self._notify()
+
+    def _pinged(self) -> None:
+        self.pings.append(time.monotonic())
+        task = asyncio.create_task(self._notify())
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
 
     async def _record(self, frame: Frame) -> None:
         self.frames.append(frame)
@@ -386,21 +417,32 @@ class LoopbackCsms:
         except TimeoutError:
             raise AssertionError(f"no charge point connected within {timeout} s") from None
 
-    async def wait_connections(self, count: int, *, timeout: float = 10.0) -> None:
-        """Until ``count`` websocket connections have been opened in all, reconnections
-        included (``len(self.subprotocols)`` is the count so far)."""
+    async def _wait_count(self, items: list[Any], count: int, timeout: float, what: str) -> None:
+        """Until ``items`` (a list this server appends to) holds ``count`` entries."""
 
         async def wait() -> None:
             async with self._changed:
-                while len(self.subprotocols) < count:
+                while len(items) < count:
                     await self._changed.wait()
 
         try:
             await asyncio.wait_for(wait(), timeout)
         except TimeoutError:
-            raise AssertionError(
-                f"{len(self.subprotocols)} connection(s) within {timeout} s, not {count}"
-            ) from None
+            raise AssertionError(f"{len(items)} {what} within {timeout} s, not {count}") from None
+
+    async def wait_connections(self, count: int, *, timeout: float = 10.0) -> None:
+        """Until ``count`` websocket connections have been opened in all, reconnections
+        included (``len(self.subprotocols)`` is the count so far)."""
+        await self._wait_count(self.subprotocols, count, timeout, "connection(s) opened")
+
+    async def wait_closed(self, count: int, *, timeout: float = 10.0) -> list[int | None]:
+        """Until ``count`` connections have ended in all; returns their close codes."""
+        await self._wait_count(self.close_codes, count, timeout, "connection(s) ended")
+        return self.close_codes[:count]
+
+    async def wait_pings(self, count: int, *, timeout: float = 10.0) -> None:
+        """Until the charge points have sent ``count`` websocket pings in all."""
+        await self._wait_count(self.pings, count, timeout, "ping(s)")
 
     async def wait_disconnected(self, cp_id: str, *, timeout: float = 10.0) -> None:
         async def wait() -> None:

@@ -51,6 +51,7 @@ from cpagent.station.smart_charging import (
 )
 from cpagent.store import AuthCacheRow, OutboxRow, Store
 from cpagent.systemd import journal_fields
+from cpagent.timers import Changes, wait_due
 from cpagent.timeutil import iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -257,13 +258,13 @@ class V16Adapter:
         self._sending = asyncio.Lock()  # held from sending a queued message to recording it
         self.cp: ChargePoint | None = None
         self.registration: str | None = None
-        self.registered = False
+        self._accepted = asyncio.Event()
         self.connected_since: str | None = None
         self._pending: collections.deque[Outgoing] = collections.deque()
         self._pending_changed = asyncio.Event()
         self._last_sent = time.monotonic()
         self._connection_ready = False
-        self._heartbeat_wake = asyncio.Event()
+        self._interval_changes = Changes()
         self._queue_empty = asyncio.Event()
         self.failed_count = 0
         self._transaction_ids: dict[int, int] = {}  # local id -> CSMS transactionId
@@ -271,8 +272,8 @@ class V16Adapter:
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
-        if name == "HeartbeatInterval":
-            self._heartbeat_wake.set()
+        if name in ("HeartbeatInterval", "TransactionMessageRetryInterval"):
+            self._interval_changes.notify()
 
     def attach(self, station: Station) -> None:
         self.station = station
@@ -612,15 +613,18 @@ class V16Adapter:
             meter_type=self.meter_type,
         )
 
-    async def serve(self, cp: ChargePoint) -> None:
+    async def serve(self, cp: ChargePoint, established: Callable[[], None] = lambda: None) -> None:
         """Drive one connection: boot until accepted, then statuses, queue and heartbeats.
 
-        Returns (or raises) when the connection ends; durable messages stay queued.
+        ``established()`` is called once the CSMS has accepted the charge point (at once on
+        a reconnect after that). Returns (or raises) when the connection ends; durable
+        messages stay queued.
         """
         self.cp = cp
         self.connected_since = now_iso()
         try:
             await self._boot(cp)
+            established()
             self._connection_ready = True
             assert self.station is not None
             self.station.resend_status()
@@ -634,31 +638,65 @@ class V16Adapter:
             self._connection_ready = False
             self._pending = collections.deque(i for i in self._pending if i.durable)
 
+    @property
+    def registered(self) -> bool:
+        """Whether the CSMS accepted a BootNotification since the agent started."""
+        return self._accepted.is_set()
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the CSMS's last answer to a BootNotification was Accepted. While it is
+        not (Pending, Rejected, none yet), remote starts and stops are refused: OCPP 1.6
+        §4.2 does not allow them in the pending state."""
+        return self.registration == "Accepted"
+
     async def _boot(self, cp: ChargePoint) -> None:
-        if self.registered:
-            return
-        while True:
-            result = await cp.call_payload("BootNotification", self.boot_payload())
-            self.registration = result["status"]
-            interval = int(result.get("interval", 0))
-            if result["status"] == "Accepted":
-                self.registered = True
-                if interval > 0:
-                    self.keys.set_runtime("HeartbeatInterval", str(interval))
-                log.info(
-                    "BootNotification accepted; heartbeat every %s s",
-                    self.keys.get("HeartbeatInterval"),
+        """BootNotification until the CSMS accepts one (or one a TriggerMessage asked for),
+        on this connection (OCPP 1.6 §4.2). After Pending or Rejected the next one waits the
+        answer's interval, after a CALLERROR or no answer ``[csms] boot_retry_s``: the
+        connection is kept, since reconnecting would not change the CSMS's answer and
+        would flood it with connections."""
+        while not self.registered:
+            try:
+                result = await cp.call_payload("BootNotification", self.boot_payload())
+            except (OCPPError, TimeoutError) as err:
+                retry = self.config.csms.boot_retry_s
+                log.warning(
+                    "BootNotification failed (%s); retrying in %d s",
+                    err,
+                    retry,
                     extra=journal_fields(action="BootNotification"),
                 )
-                return
-            retry = interval if interval > 0 else self.config.csms.boot_retry_s
-            log.warning(
-                "BootNotification %s; retrying in %d s",
-                result["status"],
-                retry,
+            else:
+                retry = self.boot_answered(result)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(retry):
+                    await self._accepted.wait()
+
+    def boot_answered(self, result: dict[str, Any]) -> int:
+        """Take the CSMS's answer to a BootNotification, the agent's own or a triggered one.
+        Returns the seconds to wait before the next one if it was not accepted: the
+        answer's interval, or ``[csms] boot_retry_s`` when it gives none."""
+        self.registration = result["status"]
+        interval = int(result.get("interval", 0))
+        if result["status"] == "Accepted":
+            if interval > 0:
+                self.keys.set_runtime("HeartbeatInterval", str(interval))
+            log.info(
+                "BootNotification accepted; heartbeat every %s s",
+                self.keys.get("HeartbeatInterval"),
                 extra=journal_fields(action="BootNotification"),
             )
-            await asyncio.sleep(retry)
+            self._accepted.set()
+            return 0
+        retry = interval if interval > 0 else self.config.csms.boot_retry_s
+        log.warning(
+            "BootNotification %s; retrying in %d s",
+            result["status"],
+            retry,
+            extra=journal_fields(action="BootNotification"),
+        )
+        return retry
 
     async def _certificate_check_loop(self, cp: ChargePoint) -> None:
         """Daily while connected: warn of installed certificates near their end and, on
@@ -690,16 +728,13 @@ class V16Adapter:
     async def _heartbeat_loop(self, cp: ChargePoint) -> None:
         """Heartbeat when nothing else was sent for HeartbeatInterval seconds; a changed
         interval takes effect at once."""
-        while True:
+
+        def left() -> float | None:
             interval = self.keys.get_int("HeartbeatInterval")
-            due = self._last_sent + interval - time.monotonic() if interval > 0 else None
-            if due is None or due > 0:
-                self._heartbeat_wake.clear()
-                # asyncio.timeout, not wait_for, which on 3.11 can swallow a cancellation.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(due):
-                        await self._heartbeat_wake.wait()
-                continue
+            return self._last_sent + interval - time.monotonic() if interval > 0 else None
+
+        while True:
+            await wait_due(left, self._interval_changes)
             await self.send_heartbeat(cp)
 
     async def send_heartbeat(self, cp: ChargePoint) -> None:
@@ -780,27 +815,33 @@ class V16Adapter:
         if give_up and attempts >= limit:
             await self._set_aside(item, f"refused {attempts} times, last: {why}")
             return None
-        delay = self.keys.get_int("TransactionMessageRetryInterval") * min(attempts, limit)
+        failed_at = time.monotonic()
+
+        def delay() -> int:
+            return self.keys.get_int("TransactionMessageRetryInterval") * min(attempts, limit)
+
         log.warning(
             "%s %s not delivered (%s); attempt %d, retrying in %d s",
             item.action,
             row.message_id,
             why,
             attempts,
-            delay,
+            delay(),
             extra=_fields(item),
         )
-        if give_up:
-            await asyncio.sleep(delay)
-            return None
-        self._late = (item.action, row.message_id, asyncio.get_running_loop().create_future())
+        late: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if not give_up:
+            # An answer to the unanswered attempt ends the wait like a changed interval.
+            late.add_done_callback(lambda _: self._interval_changes.notify())
+            self._late = (item.action, row.message_id, late)
         try:
-            async with asyncio.timeout(delay):
-                return await self._late[2]
-        except TimeoutError:
-            return None
+            await wait_due(
+                lambda: 0 if late.done() else failed_at + delay() - time.monotonic(),
+                self._interval_changes,
+            )
         finally:
             self._late = None
+        return late.result() if late.done() else None
 
     def accept_late_answer(self, unique_id: str, payload: dict[str, Any]) -> bool:
         """A CALLRESULT for a message that timed out and waits for its next attempt."""

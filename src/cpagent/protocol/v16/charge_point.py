@@ -336,6 +336,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         connector_id: int | None = None,
         charging_profile: dict[str, Any] | None = None,
     ) -> call_result.RemoteStartTransaction:
+        if self._pending_registration("RemoteStartTransaction"):
+            return call_result.RemoteStartTransaction(status="Rejected")
         profile: ChargingProfile | None = None
         if charging_profile is not None:
             profile = parse_profile(charging_profile)  # checked by _precheck
@@ -344,8 +346,24 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
 
     @on(Action.remote_stop_transaction)
     async def on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:
+        if self._pending_registration("RemoteStopTransaction"):
+            return call_result.RemoteStopTransaction(status="Rejected")
         ok = await self.station.remote_stop(transaction_id)
         return call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
+
+    def _pending_registration(self, action: str) -> bool:
+        """Whether ``action`` must be Rejected because the CSMS has not accepted the charge
+        point: OCPP 1.6 §4.2 does not allow remote starts and stops in the pending state,
+        where the charge point may send no transaction message of its own."""
+        if self.adapter.accepted:
+            return False
+        log.warning(
+            "%s Rejected: registration is %s, not Accepted",
+            action,
+            self.adapter.registration or "not answered yet",
+            extra=journal_fields(action=action),
+        )
+        return True
 
     @on(Action.reset)
     async def on_reset(self, type: str) -> call_result.Reset:
@@ -822,7 +840,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             await self.sign_certificate()
         elif message == "BootNotification":
             result = await self.call_payload("BootNotification", adapter.boot_payload())
-            adapter.registration = result["status"]
+            adapter.boot_answered(result)
         elif message == "Heartbeat":
             await adapter.send_heartbeat(self)
         elif message == "StatusNotification":
