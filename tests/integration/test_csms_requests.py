@@ -9,6 +9,7 @@ event that proves the agent already handled the input (a later reply, a log line
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from tests.integration.conftest import AgentProcess, run_cli, write_config
 from tests.integration.test_smart_charging import profile as cs_profile
 
 CP_ID = "CP001"
+RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -689,6 +691,45 @@ async def test_data_transfer(agent: AgentProcess, csms: LoopbackCsms) -> None:
     assert await csms.call("DataTransfer", {"vendorId": "cpagent", "messageId": "Nope"}) == {
         "status": "UnknownMessageId"
     }
+
+
+# ------------------------------------------------------------------------ log safety
+
+
+async def test_text_from_the_csms_cannot_forge_log_lines(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    """An idTag, a vendorId and a whole frame from the CSMS with line breaks, NUL and other
+    control characters: the log file gets each as one line with visible escapes."""
+    agent: AgentProcess = agent_factory()
+    log_file = agent.workdir / "cpagent.log"
+    agent.tables["logging"]["file"] = str(log_file)
+    agent.write()
+    await agent.start()
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Preparing", since=mark)
+
+    id_tag = "T1\n2026-01 FORGED\x00"
+    vendor = "acme\r\n2026-01-01 FORGED-VENDOR\x00\u2028\x85\x7f\udc80"
+    assert await csms.call("RemoteStartTransaction", {"idTag": id_tag}) == {"status": "Accepted"}
+    assert (await csms.wait_for("StartTransaction", since=mark))["idTag"] == id_tag
+    assert await csms.call("DataTransfer", {"vendorId": vendor}) == {"status": "UnknownVendorId"}
+    await csms.send_raw("not json\n2026-01-01 00:00:00,000 INFO    cpagent: FORGED-FRAME\x00")
+    await agent.wait_log("FORGED-FRAME")
+    await agent.wait_log("UnknownVendorId")
+
+    data = log_file.read_bytes()
+    assert b"\x00" not in data
+    lines = data.decode().splitlines()  # strict UTF-8: a lone surrogate was not written raw
+    for line in lines:
+        assert RECORD_START.match(line) and line.isprintable(), repr(line)
+        assert "FORGED" not in line or "\\n" in line.partition("FORGED")[0], line
+    text = "\n".join(lines)
+    assert "started for T1\\n2026-01 FORGED\\x00 at" in text
+    assert "acme\\r\\n2026-01-01 FORGED-VENDOR\\x00\\u2028\\x85\\x7f\\udc80" in text
+    assert "<- not json\\n2026-01-01 00:00:00,000 INFO    cpagent: FORGED-FRAME\\x00" in text
 
 
 # ------------------------------------------------------------------------ ClearCache

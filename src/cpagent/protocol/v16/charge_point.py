@@ -464,6 +464,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
     ) -> call_result.DataTransfer:
         if vendor_id != VENDOR_ID:
+            log.info("DataTransfer for vendor %s: UnknownVendorId", vendor_id)
             return call_result.DataTransfer(status="UnknownVendorId")
         if message_id == "Version":
             return call_result.DataTransfer(status="Accepted", data=__version__)
