@@ -117,6 +117,8 @@ async def serve(config: Config, notifier: Notifier | None = None) -> None:
 
 def run_forever(config: Config) -> int:
     setup_logging(config.logging.level, config.logging.file)
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
     notifier = Notifier.from_env()
     try:
         asyncio.run(serve(config, notifier))
