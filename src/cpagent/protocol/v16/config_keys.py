@@ -510,10 +510,11 @@ class ConfigurationKeys:
         self._values: dict[str, str] = {
             name: spec.default for name, spec in KEYS.items() if spec.default is not None
         }
+        own: dict[str, str] = {}
         for name, value in computed.items():
-            spec = self._checked(name, value, "computed", writable_only=False)
-            self._values[spec.name] = normalize(spec, value)
-        judged = read_initial(initial, {n: self._values[n] for n in map(_name, computed)})
+            spec, canonical = self._checked(name, value, "computed", writable_only=False)
+            own[spec.name] = self._values[spec.name] = canonical
+        judged = read_initial(initial, own)
         for name in judged.unknown:
             raise ValueError(f"initial value for {name!r}: unknown OCPP 1.6 configuration key")
         for name, reason in judged.problems:
@@ -521,23 +522,23 @@ class ConfigurationKeys:
         self._values.update(judged.values)
         for name, value in persisted.items():
             try:
-                spec = self._checked(name, value, "persisted", writable_only=True)
-                self._values[spec.name] = self._within_limit(spec, normalize(spec, value))
+                spec, canonical = self._checked(name, value, "persisted", writable_only=True)
+                self._values[spec.name] = self._within_limit(spec, canonical)
             except ValueError as err:
                 log.warning("ignoring persisted configuration key %s: %s", name, err)
 
     @staticmethod
-    def _checked(name: str, value: str, origin: str, *, writable_only: bool) -> KeySpec:
+    def _checked(name: str, value: str, origin: str, *, writable_only: bool) -> tuple[KeySpec, str]:
+        """The key ``name`` names and ``value`` in canonical form; ValueError naming both."""
         spec = lookup(name)
         if spec is None:
             raise ValueError(f"{origin} value for {name!r}: unknown OCPP 1.6 configuration key")
         if writable_only and not spec.writable:
             raise ValueError(f"{origin} value for {name!r}: read-only; the agent sets it")
         try:
-            normalize(spec, value)
+            return spec, normalize(spec, value)
         except ValueError as err:
             raise ValueError(f"{origin} value {value!r} for {name!r}: {err}") from None
-        return spec
 
     def _within_limit(self, spec: KeySpec, canonical: str) -> str:
         """``canonical``, unless it has more members than ``spec``'s ``*MaxLength`` allows."""
@@ -586,8 +587,7 @@ class ConfigurationKeys:
 
         Raises KeyError for an unknown key or one without a value, TypeError for another kind.
         """
-        value = self._require(name, "csl")
-        return value.split(",") if value else []
+        return _members(self._require(name, "csl"))
 
     def items(self) -> list[tuple[KeySpec, str]]:
         """Every key that has a value, in :data:`KEYS` order, with that value."""
@@ -654,8 +654,8 @@ class ConfigurationKeys:
         value is not persisted and lasts until the next change or restart.
         Raises :class:`ValueError` for an unknown key or an invalid value.
         """
-        spec = self._checked(name, canonical, "runtime", writable_only=False)
-        self._set(spec.name, normalize(spec, canonical))
+        spec, value = self._checked(name, canonical, "runtime", writable_only=False)
+        self._set(spec.name, value)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(name, canonical)`` whenever a key's effective value changes.
