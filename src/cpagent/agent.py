@@ -30,14 +30,13 @@ from cpagent.protocol.session import NetworkSwitch, Session
 from cpagent.protocol.v16.adapter import (
     CHARGING_PROFILES_STATE_KEY,
     RESERVATIONS_STATE_KEY,
-    SUPPORTED_FEATURE_PROFILES,
     V16Adapter,
     charging_profiles_from_json,
     reservations_from_json,
     settings_from_keys,
 )
 from cpagent.protocol.v16.charge_point import ChargePoint
-from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.protocol.v16.config_keys import KEYS, ConfigurationKeys, capabilities
 from cpagent.security.connection import CERTS_DIR, CertificateSource, ConnectionSecurity
 from cpagent.security.events import SecurityEventType, SecurityLog
 from cpagent.station.firmware import FirmwareUpdater
@@ -111,15 +110,17 @@ class _LoggedConnection:
 
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/@\s\"]*?:)[^/@\s\"]+@", re.IGNORECASE)
+_SECRETS = "|".join(re.escape(name) for name, spec in KEYS.items() if spec.secret)
 _SECRET_KEY_VALUE = re.compile(
-    r'("key"\s*:\s*"AuthorizationKey"\s*,\s*"value"\s*:\s*")[^"]*"'
-    r'|("value"\s*:\s*")[^"]*("\s*,\s*"key"\s*:\s*"AuthorizationKey")'
+    rf'("key"\s*:\s*"(?:{_SECRETS})"\s*,\s*"value"\s*:\s*")[^"]*"'
+    rf'|("value"\s*:\s*")[^"]*("\s*,\s*"key"\s*:\s*"(?:{_SECRETS})")',
+    re.IGNORECASE,  # key names are CiStrings: "authorizationkey" is the AuthorizationKey
 )
 
 
 def _redacted(frame: str | bytes) -> str | bytes:
     """The frame with passwords in URLs (UpdateFirmware, GetDiagnostics locations) and the
-    AuthorizationKey a ChangeConfiguration sets hidden."""
+    secret key (AuthorizationKey, in any case) a ChangeConfiguration sets hidden."""
     if isinstance(frame, bytes):
         return frame
     frame = _URL_PASSWORD.sub(r"\1***@", frame)
@@ -163,13 +164,10 @@ class Agent:
             keys = ConfigurationKeys(
                 initial=self.config.ocpp16,
                 persisted=self.store.config_keys(),
-                computed={
-                    "NumberOfConnectors": str(len(hw.connectors)),
-                    "SupportedFeatureProfiles": SUPPORTED_FEATURE_PROFILES,
-                    "ConnectorSwitch3to1PhaseSupported": str(
-                        any(c.phase_switch is not None for c in hw.connectors.values())
-                    ).lower(),
-                },
+                computed=capabilities(
+                    connectors=len(hw.connectors),
+                    phase_switch=any(c.phase_switch is not None for c in hw.connectors.values()),
+                ),
             )
             settings = StationSettings()
             settings_from_keys(keys, settings)

@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cpagent.hal.hardware_config import device_warnings
 
             print(summary(config))
-            warnings = security_warnings(config.security)
+            warnings = [*config.warnings, *security_warnings(config.security)]
             if config.hal.backend == "hardware":
                 warnings += device_warnings(config.hal.hardware)
             for warning in warnings:

@@ -5,7 +5,9 @@ receives typed, bounded values and never looks at raw TOML. Validation collects
 *every* problem before failing, so ``cpagent check-config`` can show an
 installer all mistakes at once, one ``dotted.key: reason`` line each. Unknown
 tables and keys are errors, not warnings: a misspelt option that silently keeps
-its default is worse than a refusal to start.
+its default is worse than a refusal to start. The one exception is a name in
+``[ocpp16]`` that is no OCPP 1.6 key the agent knows: a key list taken from another
+charger may hold vendor keys, so such a name is a warning (:attr:`Config.warnings`).
 
 Relative paths resolve against the config file's directory, so a config means
 the same thing whatever the working directory of the process reading it.
@@ -37,7 +39,7 @@ from cpagent.configcheck import (
 from cpagent.exc import ConfigError
 from cpagent.hal.hardware_config import HardwareConfig, parse_hardware
 from cpagent.hal.hardware_config import describe as describe_hardware
-from cpagent.protocol.v16.config_keys import KEYS, normalize
+from cpagent.protocol.v16.config_keys import capabilities, read_initial
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -188,9 +190,11 @@ class LoggingSection:
 class Config:
     """The whole validated configuration.
 
-    ``ocpp16`` maps OCPP 1.6 key names to canonical OCPP strings (initial
-    values; a value the CSMS sets later wins). ``source`` is the file it was
-    read from, if any.
+    ``ocpp16`` maps OCPP 1.6 key names (the spec's spelling) to canonical OCPP
+    strings (initial values; a value the CSMS sets later wins). ``source`` is the
+    file it was read from, if any. ``warnings`` are what ``check-config`` shows and
+    the agent logs at start without refusing the config, one ``dotted.key: reason``
+    line each.
     """
 
     charge_point: ChargePointSection
@@ -203,6 +207,7 @@ class Config:
     ocpp16: Mapping[str, str]
     source: Path | None
     security: SecuritySection = SecuritySection()
+    warnings: tuple[str, ...] = ()
 
     @property
     def endpoint(self) -> str:
@@ -418,24 +423,35 @@ def _hal(table: Table, connectors: int | None) -> HalSection | None:
     return HalSection(backend, sim, hardware)
 
 
-def _ocpp16(table: Table) -> Mapping[str, str]:
-    values: dict[str, str] = {}
-    for name, value in table.raw().items():
-        spec = KEYS.get(name)
-        if spec is None:
-            reason = "unknown OCPP 1.6 configuration key"
-            matches = [key for key in KEYS if key.lower() == name.lower()]
-            if matches:
-                reason += f" (did you mean {matches[0]}?)"
-            table.problem(name, reason)
-        elif not spec.writable:
-            table.problem(name, "read-only; the agent sets it")
-        else:
-            try:
-                values[name] = normalize(spec, value)
-            except ValueError as err:
-                table.problem(name, str(err))
-    return types.MappingProxyType(values)
+def _has_phase_switch(hal: HalSection) -> bool:
+    if hal.backend == "sim":
+        return hal.sim.phase_switch
+    return any(c.phase_switch is not None for c in hal.hardware.connectors)
+
+
+def _ocpp16(
+    table: Table, charge_point: ChargePointSection | None, hal: HalSection | None
+) -> tuple[Mapping[str, str], list[str]]:
+    """The initial key values, and a warning for each name that is no key the agent knows.
+
+    Read-only keys are judged against what the agent will report: its hardware as the
+    config describes it (left out when that part of the config is wrong), else its fixed
+    values (see :func:`cpagent.protocol.v16.config_keys.read_initial`)."""
+    computed: dict[str, str] = {}
+    if charge_point is not None and hal is not None:
+        computed = capabilities(
+            connectors=charge_point.connectors, phase_switch=_has_phase_switch(hal)
+        )
+    elif charge_point is not None:
+        computed = {"NumberOfConnectors": str(charge_point.connectors)}
+    judged = read_initial(table.raw(), computed)
+    for name, reason in judged.problems:
+        table.problem(name, reason)
+    warnings = [
+        f"{table.path(name)}: not an OCPP 1.6 configuration key cpagent knows; ignored"
+        for name in judged.unknown
+    ]
+    return types.MappingProxyType(judged.values), warnings
 
 
 def _id_fits_basic_auth(
@@ -486,7 +502,7 @@ def parse_config(
     logging_table.done()
 
     ocpp16_table = root.table("ocpp16")
-    ocpp16 = _ocpp16(ocpp16_table)
+    ocpp16, warnings = _ocpp16(ocpp16_table, charge_point, hal)
     ocpp16_table.done()
 
     security = _security(root.table("security"), base_dir)
@@ -513,6 +529,7 @@ def parse_config(
         ocpp16=ocpp16,
         source=source,
         security=security or SecuritySection(),
+        warnings=tuple(warnings),
     )
 
 

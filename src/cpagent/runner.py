@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cpagent.config import Config
 from cpagent.exc import AlreadyRunningError, ConfigError, ControlError, HalError, StoreError
+from cpagent.logescape import ESCAPE_CONTROLS
 from cpagent.systemd import Notifier, log_handler_for_stderr
 
 log = logging.getLogger("cpagent")
@@ -27,7 +28,8 @@ STATUS_CHECK_S = 1.0
 
 def setup_logging(level: str, file: Path | None = None) -> None:
     """Log to stderr, or natively to journald when stderr is the journal (with structured
-    fields, see :mod:`cpagent.systemd`), and also to ``file`` if given."""
+    fields, see :mod:`cpagent.systemd`), and also to ``file`` if given; every handler
+    escapes the control characters of what comes from outside (:mod:`cpagent.logescape`)."""
     handlers: list[logging.Handler] = [log_handler_for_stderr()]
     if file is not None:
         try:
@@ -39,6 +41,8 @@ def setup_logging(level: str, file: Path | None = None) -> None:
             )
         except OSError as err:
             print(f"cpagent: cannot log to {file}: {err}; logging to stderr only", file=sys.stderr)
+    for handler in handlers:
+        handler.addFilter(ESCAPE_CONTROLS)
     logging.basicConfig(
         level=getattr(logging, level),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -113,6 +117,8 @@ async def serve(config: Config, notifier: Notifier | None = None) -> None:
 
 def run_forever(config: Config) -> int:
     setup_logging(config.logging.level, config.logging.file)
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
     notifier = Notifier.from_env()
     try:
         asyncio.run(serve(config, notifier))

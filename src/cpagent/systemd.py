@@ -27,7 +27,8 @@ and inode) and ``systemd-python`` is installed, :func:`journal_handler` replaces
 handler with ``systemd.journal.JournalHandler`` (``SYSLOG_IDENTIFIER=cpagent``). Fields given
 to a log call as ``extra={"CONNECTOR": 1}`` then become journal fields, so an installer can
 ``journalctl -u cpagent CONNECTOR=1``. The field names the agent uses are the ``FIELD_*``
-constants below.
+constants below. Their text values, like the message's arguments, are sent with control
+characters escaped (:mod:`cpagent.logescape`): a message id from the CSMS is one line.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
+
+from cpagent.logescape import ESCAPE_CONTROLS, escape_controls
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +321,7 @@ def journal_handler(send: Callable[..., Any] | None = None) -> logging.Handler |
         return target(
             text,
             **{
-                k: v
+                k: escape_controls(v) if isinstance(v, str) else v
                 for k, v in fields.items()
                 if v is not None and k not in _NOT_SENT and _FIELD_NAME.fullmatch(k)
             },
@@ -330,6 +333,7 @@ def journal_handler(send: Callable[..., Any] | None = None) -> logging.Handler |
     # The journal keeps the time, the priority and the logger (LOGGER=); the message is just
     # the message (with a traceback, when there is one).
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(ESCAPE_CONTROLS)
     return handler
 
 

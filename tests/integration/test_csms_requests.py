@@ -9,6 +9,7 @@ event that proves the agent already handled the input (a later reply, a log line
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,12 +20,13 @@ import pytest
 
 from cpagent import __version__
 from cpagent.testing import LoopbackCsms
-from cpagent.testing.csms import Received
+from cpagent.testing.csms import CsmsCallError, Received
 from cpagent.timeutil import iso
 from tests.integration.conftest import AgentProcess, run_cli, write_config
 from tests.integration.test_smart_charging import profile as cs_profile
 
 CP_ID = "CP001"
+RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -479,9 +481,100 @@ async def test_get_configuration_specific_and_unknown_keys(
     ]
     assert result["unknownKey"] == ["NoSuchKey"]
 
-    only_unknown = await csms.call("GetConfiguration", {"key": ["heartbeatinterval"]})
-    assert only_unknown.get("configurationKey", []) == []  # key names are case-sensitive
-    assert only_unknown["unknownKey"] == ["heartbeatinterval"]
+    # Key names are CiString50Type: any case finds the key, the answer spells it as the spec
+    # does; an unknown name comes back as it was asked.
+    any_case = await csms.call("GetConfiguration", {"key": ["heartbeatinterval", "noSUCHkey"]})
+    assert any_case["configurationKey"] == [
+        {"key": "HeartbeatInterval", "readonly": False, "value": "300"}
+    ]
+    assert any_case["unknownKey"] == ["noSUCHkey"]
+
+
+async def test_get_configuration_lists_unset_keys_without_a_value(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """AuthorizationKey and CpoName have no value until the CSMS sets one: listed without
+    a value, never as unknown; SupportedFileTransferProtocols (§9.3) names the agent's."""
+    every = await csms.call("GetConfiguration", {})
+    keys = {entry["key"]: entry for entry in every["configurationKey"]}
+    assert keys["AuthorizationKey"] == {"key": "AuthorizationKey", "readonly": False}
+    assert keys["CpoName"] == {"key": "CpoName", "readonly": False}
+    assert keys["SupportedFileTransferProtocols"] == {
+        "key": "SupportedFileTransferProtocols",
+        "readonly": True,
+        "value": "FTP,HTTP,HTTPS",
+    }
+    asked = await csms.call("GetConfiguration", {"key": ["AuthorizationKey", "CpoName"]})
+    assert asked == {
+        "configurationKey": [
+            {"key": "AuthorizationKey", "readonly": False},
+            {"key": "CpoName", "readonly": False},
+        ]
+    }
+    answer = await csms.call("ChangeConfiguration", {"key": "CpoName", "value": "Example CPO"})
+    assert answer == {"status": "Accepted"}
+    assert (await configuration(csms, "CpoName"))["CpoName"]["value"] == "Example CPO"
+
+
+async def test_a_key_list_from_another_charger_configures_the_agent(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    """[ocpp16] with the read-only keys a charger reports: the agent's values and lower
+    limits start the agent, which reports and enforces them; a vendor key is a warning in
+    check-config and in the log; a value the agent cannot have stops check-config, naming
+    the key and the agent's value."""
+    agent: AgentProcess = agent_factory(
+        ocpp16={
+            "NumberOfConnectors": 1,
+            "SupportedFeatureProfiles": [
+                "SmartCharging",
+                "Core",
+                "FirmwareManagement",
+                "LocalAuthListManagement",
+                "RemoteTrigger",
+                "Reservation",
+            ],
+            "SupportedFileTransferProtocols": "FTP,HTTP,HTTPS",
+            "ConnectorSwitch3to1PhaseSupported": "false",
+            "ReserveConnectorZeroSupported": True,
+            "ChargeProfileMaxStackLevel": "10",
+            "GetConfigurationMaxKeys": 2,
+            "MeterValuesSampledDataMaxLength": 2,
+            "VendorEcoMode": True,
+        }
+    )
+    config = str(agent.config_path)
+    checked = await run_cli("check-config", "--config", config)
+    assert checked.returncode == 0, checked
+    warning = "ocpp16.VendorEcoMode: not an OCPP 1.6 configuration key cpagent knows; ignored"
+    assert f"warning: {warning}" in checked.stderr.splitlines(), checked.stderr
+
+    await agent.start()
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)
+    await agent.wait_log(f"config: {warning}")
+    keys = await configuration(csms, "GetConfigurationMaxKeys", "MeterValuesSampledDataMaxLength")
+    assert keys["GetConfigurationMaxKeys"]["value"] == "2"
+    assert keys["MeterValuesSampledDataMaxLength"]["value"] == "2"
+    with pytest.raises(CsmsCallError) as refused:
+        await configuration(csms, "HeartbeatInterval", "CpoName", "BlinkRepeat")
+    assert refused.value.code == "OccurenceConstraintViolation"
+    too_many = {"key": "MeterValuesSampledData", "value": "Voltage,SoC,Frequency"}
+    assert await csms.call("ChangeConfiguration", too_many) == {"status": "Rejected"}
+    two = {"key": "MeterValuesSampledData", "value": "Voltage,SoC"}
+    assert await csms.call("ChangeConfiguration", two) == {"status": "Accepted"}
+    expiry = iso(datetime.now(UTC) + timedelta(minutes=10))
+    zero = {"connectorId": 0, "expiryDate": expiry, "idTag": "T", "reservationId": 1}
+    assert await csms.call("ReserveNow", zero) == {"status": "Accepted"}
+
+    agent.tables["ocpp16"]["NumberOfConnectors"] = 2
+    agent.tables["ocpp16"]["LocalAuthListMaxLength"] = 5000
+    agent.write()
+    checked = await run_cli("check-config", "--config", config)
+    assert checked.returncode == 2, checked
+    assert checked.stderr.splitlines() == [
+        "ocpp16.NumberOfConnectors: the agent's value is 1; only that value can be set",
+        "ocpp16.LocalAuthListMaxLength: the agent supports at most 1000",
+    ]
 
 
 # --------------------------------------------------------------- ChangeConfiguration
@@ -511,6 +604,21 @@ async def test_change_configuration_answers(agent: AgentProcess, csms: LoopbackC
     assert keys["NumberOfConnectors"]["value"] == "1"
     assert keys["HeartbeatInterval"]["value"] == "300"
     assert keys["MeterValuesSampledData"]["value"] == "Energy.Active.Import.Register"
+
+
+async def test_change_configuration_matches_keys_in_any_case(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """ChangeConfiguration's key is a CiString50: ConnectionTimeout changes ConnectionTimeOut,
+    which is what GetConfiguration and the log call it; an unknown key stays NotSupported."""
+    answer = await csms.call("ChangeConfiguration", {"key": "ConnectionTimeout", "value": "33"})
+    assert answer == {"status": "Accepted"}
+    assert (await configuration(csms, "CONNECTIONTIMEOUT"))["ConnectionTimeOut"]["value"] == "33"
+    await agent.wait_log("configuration ConnectionTimeOut changed to '33' by the CSMS")
+    read_only = {"key": "numberofconnectors", "value": "2"}
+    assert await csms.call("ChangeConfiguration", read_only) == {"status": "Rejected"}
+    unknown = {"key": "NoSuchKey", "value": "1"}
+    assert await csms.call("ChangeConfiguration", unknown) == {"status": "NotSupported"}
 
 
 async def test_change_heartbeat_interval_takes_effect(
@@ -790,6 +898,45 @@ async def test_data_transfer(agent: AgentProcess, csms: LoopbackCsms) -> None:
     assert await csms.call("DataTransfer", {"vendorId": "cpagent", "messageId": "Nope"}) == {
         "status": "UnknownMessageId"
     }
+
+
+# ------------------------------------------------------------------------ log safety
+
+
+async def test_text_from_the_csms_cannot_forge_log_lines(
+    agent_factory: Any, csms: LoopbackCsms
+) -> None:
+    """An idTag, a vendorId and a whole frame from the CSMS with line breaks, NUL and other
+    control characters: the log file gets each as one line with visible escapes."""
+    agent: AgentProcess = agent_factory()
+    log_file = agent.workdir / "cpagent.log"
+    agent.tables["logging"]["file"] = str(log_file)
+    agent.write()
+    await agent.start()
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Preparing", since=mark)
+
+    id_tag = "T1\n2026-01 FORGED\x00"
+    vendor = "acme\r\n2026-01-01 FORGED-VENDOR\x00\u2028\x85\x7f\udc80"
+    assert await csms.call("RemoteStartTransaction", {"idTag": id_tag}) == {"status": "Accepted"}
+    assert (await csms.wait_for("StartTransaction", since=mark))["idTag"] == id_tag
+    assert await csms.call("DataTransfer", {"vendorId": vendor}) == {"status": "UnknownVendorId"}
+    await csms.send_raw("not json\n2026-01-01 00:00:00,000 INFO    cpagent: FORGED-FRAME\x00")
+    await agent.wait_log("FORGED-FRAME")
+    await agent.wait_log("UnknownVendorId")
+
+    data = log_file.read_bytes()
+    assert b"\x00" not in data
+    lines = data.decode().splitlines()  # strict UTF-8: a lone surrogate was not written raw
+    for line in lines:
+        assert RECORD_START.match(line) and line.isprintable(), repr(line)
+        assert "FORGED" not in line or "\\n" in line.partition("FORGED")[0], line
+    text = "\n".join(lines)
+    assert "started for T1\\n2026-01 FORGED\\x00 at" in text
+    assert "acme\\r\\n2026-01-01 FORGED-VENDOR\\x00\\u2028\\x85\\x7f\\udc80" in text
+    assert "<- not json\\n2026-01-01 00:00:00,000 INFO    cpagent: FORGED-FRAME\\x00" in text
 
 
 # ------------------------------------------------------------------------ ClearCache

@@ -253,17 +253,22 @@ async def test_a_profile_that_cannot_connect_falls_back(
 # ------------------------------------------------------------------- AuthorizationKey
 
 
+@pytest.mark.parametrize("name", ["AuthorizationKey", "authorizationKEY"])  # a CiString50
 async def test_authorization_key_is_write_only_and_used_at_once(
-    agent_factory: AgentFactory, workdir: Path, ca: TestCa, started: list[LoopbackCsms]
+    name: str,
+    agent_factory: AgentFactory,
+    workdir: Path,
+    ca: TestCa,
+    started: list[LoopbackCsms],
 ) -> None:
     csms, agent = await profile_2(agent_factory, workdir, ca, started)
 
-    bad = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": "abc"})
+    bad = await csms.call("ChangeConfiguration", {"key": name, "value": "abc"})
     assert bad == {"status": "Rejected"}
 
     csms.password = bytes.fromhex(KEY)
     before = len(csms.subprotocols)
-    answer = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": KEY})
+    answer = await csms.call("ChangeConfiguration", {"key": name, "value": KEY})
     assert answer == {"status": "Accepted"}
     await reconnected(csms, before)  # reconnected with the new key
     assert csms.auth_failures == []

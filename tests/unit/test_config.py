@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from cpagent.config import (
     summary,
 )
 from cpagent.exc import ConfigError
+from cpagent.protocol.v16.config_keys import KEYS, capabilities, read_initial
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "sim.toml"
 
@@ -482,14 +484,13 @@ def test_ocpp16_values_canonicalized() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        ("Foo", 1, "unknown OCPP 1.6 configuration key"),
+        ("NumberOfConnectors", 2, "the agent's value is 1; only that value can be set"),
+        ("GetConfigurationMaxKeys", 1000, "the agent supports at most 100"),
         (
-            "heartbeatInterval",
-            1,
-            "unknown OCPP 1.6 configuration key (did you mean HeartbeatInterval?)",
+            "ConnectorSwitch3to1PhaseSupported",
+            True,
+            "the agent's value is false; only that value can be set",
         ),
-        ("NumberOfConnectors", 2, "read-only; the agent sets it"),
-        ("GetConfigurationMaxKeys", 10, "read-only; the agent sets it"),
         ("HeartbeatInterval", -1, "must be an integer >= 0"),
         ("HeartbeatInterval", True, "must be an integer >= 0"),
         ("LocalAuthorizeOffline", "yes", "must be true or false"),
@@ -500,6 +501,56 @@ def test_ocpp16_values_canonicalized() -> None:
 )
 def test_ocpp16_rules(key: str, value: object, reason: str) -> None:
     assert only_problem(f"ocpp16.{key}", value) == f"ocpp16.{key}: {reason}"
+
+
+def test_example_file_documents_every_read_only_key() -> None:
+    """The commented read-only keys at the end of config/sim.toml: each of them, with the
+    agent's value (accepted as it is) and, for a limit, the lowest value it takes."""
+    text = EXAMPLE.read_text().partition("# Read-only keys")[2]
+    lines = [line.removeprefix("#   ") for line in text.splitlines() if line.startswith("#   ")]
+    documented = tomllib.loads("\n".join(lines))
+    read_only = [name for name, spec in KEYS.items() if not spec.writable]
+    assert sorted(documented) == sorted(read_only)
+    judged = read_initial(documented, capabilities(connectors=1, phase_switch=False))
+    assert judged.problems == [] and judged.unknown == []
+    for line in lines:
+        name = line.split("=")[0].strip()
+        if KEYS[name].in_config == "at_most":
+            assert f"# [{KEYS[name].minimum}]" in line, line
+            assert str(documented[name]) == KEYS[name].default, line
+
+
+def test_ocpp16_takes_another_chargers_key_list() -> None:
+    """Read-only keys with the agent's values (or lower limits) are accepted, names in any
+    case, under the spec's spelling; a name the agent does not know is a warning."""
+    data = minimal()
+    data["charge_point"]["connectors"] = 2
+    data["hal"] = {"sim": {"phase_switch": True}}
+    data["ocpp16"] = {
+        "NumberOfConnectors": "2",
+        "ConnectorSwitch3to1PhaseSupported": True,
+        "SupportedFeatureProfiles": (
+            "SmartCharging,Reservation,RemoteTrigger,LocalAuthListManagement,"
+            "FirmwareManagement,Core"
+        ),
+        "SupportedFileTransferProtocols": "FTP,HTTP,HTTPS",
+        "ReserveConnectorZeroSupported": False,
+        "MeterValuesSampledDataMaxLength": 4,
+        "connectiontimeout": 45,
+        "ChargeBoxVendorMode": "eco",
+    }
+    config = parse_config(data)
+    assert config.ocpp16["ConnectionTimeOut"] == "45"
+    assert config.ocpp16["MeterValuesSampledDataMaxLength"] == "4"
+    assert config.ocpp16["ConnectorSwitch3to1PhaseSupported"] == "true"
+    assert config.warnings == (
+        "ocpp16.ChargeBoxVendorMode: not an OCPP 1.6 configuration key cpagent knows; ignored",
+    )
+    data["hal"] = {}
+    assert problems_of(data) == [
+        "ocpp16.ConnectorSwitch3to1PhaseSupported:"
+        " the agent's value is false; only that value can be set"
+    ]
 
 
 # -- unknown keys, wrong shapes, many problems -----------------------------------------------
@@ -555,7 +606,6 @@ def test_every_problem_is_reported_together() -> None:
         'hal.backend: must be "sim" or "hardware"',
         "hal.sim.phases: must be 1 or 3",
         "logging.level: must be one of DEBUG, INFO, WARNING, ERROR",
-        "ocpp16.Foo: unknown OCPP 1.6 configuration key",
         "ocpp16.HeartbeatInterval: must be an integer >= 0",
         "extra: unknown key",
     ]

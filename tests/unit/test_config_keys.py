@@ -9,12 +9,16 @@ import pytest
 from cpagent.protocol.v16.config_keys import (
     KEYS,
     LOCAL_AUTH_LIST_MAX,
+    SUPPORTED_FEATURE_PROFILES,
     SUPPORTED_MEASURANDS,
     Access,
     ConfigurationKeys,
     KeySpec,
+    lookup,
     normalize,
+    read_initial,
 )
+from cpagent.transfer import SCHEMES
 
 COMPUTED = {
     "NumberOfConnectors": "2",
@@ -77,6 +81,7 @@ CORE_KEYS = [
 
 
 LOCAL_AUTH_LIST_KEYS = ["LocalAuthListEnabled", "LocalAuthListMaxLength", "SendLocalListMaxLength"]
+FIRMWARE_KEYS = ["SupportedFileTransferProtocols"]
 RESERVATION_KEYS = ["ReserveConnectorZeroSupported"]
 SMART_CHARGING_KEYS = [
     "ChargeProfileMaxStackLevel",
@@ -93,7 +98,9 @@ SECURITY_KEYS = [
     "CpoName",
     "SecurityProfile",
 ]
-PROFILE_KEYS = LOCAL_AUTH_LIST_KEYS + RESERVATION_KEYS + SMART_CHARGING_KEYS + SECURITY_KEYS
+PROFILE_KEYS = (
+    LOCAL_AUTH_LIST_KEYS + FIRMWARE_KEYS + RESERVATION_KEYS + SMART_CHARGING_KEYS + SECURITY_KEYS
+)
 
 
 def test_registry_holds_the_core_then_the_profile_keys_in_spec_order() -> None:
@@ -102,14 +109,15 @@ def test_registry_holds_the_core_then_the_profile_keys_in_spec_order() -> None:
 
 
 def test_reservation_key() -> None:
-    """§9.4: ReserveConnectorZeroSupported is the agent's to report; it does not offer it."""
+    """§9.4: ReserveConnectorZeroSupported is the agent's to report: off unless the config
+    turns it on; the CSMS cannot change it."""
     spec = KEYS["ReserveConnectorZeroSupported"]
     assert (spec.kind, spec.access, spec.default) == ("bool", Access.READ, "false")
     keys = make_keys()
     assert keys.get_bool("ReserveConnectorZeroSupported") is False
     assert keys.check_change("ReserveConnectorZeroSupported", "true")[0] == "Rejected"
-    with pytest.raises(ValueError, match="read-only"):
-        make_keys(initial={"ReserveConnectorZeroSupported": "true"})
+    on = make_keys(initial={"ReserveConnectorZeroSupported": "true"})
+    assert on.get_bool("ReserveConnectorZeroSupported") is True
 
 
 def test_smart_charging_keys() -> None:
@@ -160,8 +168,9 @@ def test_local_auth_list_keys() -> None:
         "Rejected",
         "read-only; the agent sets it",
     )
-    with pytest.raises(ValueError, match="read-only"):
-        make_keys(initial={"SendLocalListMaxLength": "5"})
+    assert make_keys(initial={"SendLocalListMaxLength": "5"}).get_int("SendLocalListMaxLength") == 5
+    with pytest.raises(ValueError, match="at most 1000"):
+        make_keys(initial={"SendLocalListMaxLength": "5000"})
 
 
 def test_every_default_is_canonical() -> None:
@@ -172,7 +181,7 @@ def test_every_default_is_canonical() -> None:
 
 def test_computed_keys_and_access() -> None:
     assert KEYS["NumberOfConnectors"].default is None
-    assert KEYS["SupportedFeatureProfiles"].default is None
+    assert KEYS["SupportedFeatureProfiles"].default == SUPPORTED_FEATURE_PROFILES
     assert KEYS["NumberOfConnectors"].access is Access.READ
     assert KEYS["HeartbeatInterval"].access is Access.READ_WRITE
     assert KEYS["GetConfigurationMaxKeys"].access is Access.READ
@@ -320,16 +329,62 @@ def test_invalid_persisted_value_is_ignored_with_warning(caplog: pytest.LogCaptu
 def test_invalid_initial_value_is_a_bug() -> None:
     with pytest.raises(ValueError, match="HeartbeatInterval"):
         make_keys(initial={"HeartbeatInterval": "soon"})
-    with pytest.raises(ValueError, match="read-only"):
+    with pytest.raises(ValueError, match="the agent's value is 2"):
         make_keys(initial={"NumberOfConnectors": "3"})
+    with pytest.raises(ValueError, match="unknown"):
+        make_keys(initial={"VendorKey": "3"})
 
 
-def test_keys_are_case_sensitive() -> None:
+def test_keys_are_case_insensitive_and_kept_under_the_spec_spelling() -> None:
+    """Key names are CiString50Type: any case names the key; values live under the spec's
+    spelling, so listeners, the store and the answers always see that one."""
+    keys = make_keys(initial={"connectiontimeout": "45"}, persisted={"HEARTBEATINTERVAL": "90"})
+    assert lookup("connectionTIMEOUT") is KEYS["ConnectionTimeOut"]
+    assert lookup("Authorization\u212aey") is None  # KELVIN SIGN lower-cases to "k"
+    assert lookup(7) is None
+    assert keys.known("heartbeatinterval")
+    assert keys.get("CONNECTIONTIMEOUT") == "45" and keys.get("heartbeatinterval") == "90"
+    assert keys.get_int("ConnectionTimeOut") == 45
+    seen: list[tuple[str, str]] = []
+    keys.subscribe(lambda name, value: seen.append((name, value)))
+    assert keys.check_change("connectionTimeout", "30") == ("Accepted", "30")
+    keys.apply("connectionTimeout", "30")
+    assert seen == [("ConnectionTimeOut", "30")]
+    assert ("ConnectionTimeOut" in dict((s.name, v) for s, v in keys.items())) is True
+    assert keys.check_change("numberofconnectors", "3")[0] == "Rejected"
+    assert keys.check_change("NoSuchKey", "3")[0] == "NotSupported"
+
+
+def test_report_lists_every_key_and_shows_no_secret() -> None:
+    """GetConfiguration: every known key is listed, AuthorizationKey and CpoName without a
+    value while they are unset, AuthorizationKey never with one; an unknown name comes back
+    as asked, a known one once under the spec's spelling."""
     keys = make_keys()
-    assert keys.known("HeartbeatInterval")
-    assert not keys.known("heartbeatinterval")
-    assert keys.get("heartbeatinterval") is None
-    assert keys.check_change("heartbeatinterval", "10")[0] == "NotSupported"
+    listed, unknown = keys.report()
+    assert [spec.name for spec, _ in listed] == list(KEYS) and unknown == []
+    shown = {spec.name: value for spec, value in listed}
+    assert shown["AuthorizationKey"] is None and shown["CpoName"] is None
+    assert shown["HeartbeatInterval"] == "300"
+
+    keys.apply("AuthorizationKey", "00112233445566778899aabbccddeeff")
+    keys.apply("CpoName", "Example CPO")
+    listed, unknown = keys.report(["authorizationkey", "CPONAME", "Foo", "CpoName", "fOO"])
+    assert [(spec.name, value) for spec, value in listed] == [
+        ("AuthorizationKey", None),
+        ("CpoName", "Example CPO"),
+    ]
+    assert unknown == ["Foo", "fOO"]
+
+
+def test_file_transfer_protocols() -> None:
+    """§9.3: SupportedFileTransferProtocols names the URL schemes the transfers handle."""
+    spec = KEYS["SupportedFileTransferProtocols"]
+    assert (spec.kind, spec.access) == ("csl", Access.READ)
+    keys = make_keys()
+    assert sorted(keys.get_list("SupportedFileTransferProtocols")) == sorted(
+        scheme.upper() for scheme in SCHEMES
+    )
+    assert keys.check_change("SupportedFileTransferProtocols", "HTTP")[0] == "Rejected"
 
 
 def test_items_in_registry_order() -> None:
@@ -422,3 +477,142 @@ def test_failing_listener_does_not_stop_others(caplog: pytest.LogCaptureFixture)
     assert seen == ["2"]
     assert keys.get("BlinkRepeat") == "2"
     assert "BlinkRepeat" in caplog.text
+
+
+# -- [ocpp16] values of read-only keys -------------------------------------------------------
+
+
+def judged(raw: dict[str, object]) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    result = read_initial(raw, COMPUTED)
+    return result.values, dict(result.problems), result.unknown
+
+
+def test_a_key_list_from_another_charger_with_the_agents_values_is_accepted() -> None:
+    """Every read-only key the agent reports, in the forms a TOML file holds it."""
+    values, problems, unknown = judged(
+        {
+            "NumberOfConnectors": 2,
+            "SupportedFeatureProfiles": "Core,FirmwareManagement",
+            "SupportedFeatureProfilesMaxLength": "6",
+            "ConnectorSwitch3to1PhaseSupported": "FALSE",
+            "ReserveConnectorZeroSupported": False,
+            "AdditionalRootCertificateCheck": "false",
+            "SupportedFileTransferProtocols": ["HTTPS", "FTP", "HTTP"],
+            "ChargingScheduleAllowedChargingRateUnit": "Power, Current",
+            "GetConfigurationMaxKeys": "+100",
+            "MeterValuesSampledDataMaxLength": 8,
+            "LocalAuthListMaxLength": 1000,
+            "ChargeProfileMaxStackLevel": "010",
+            "CertificateSignedMaxChainSize": 10000,
+            "VendorSpecificKey": "x",
+        }
+    )
+    assert problems == {} and unknown == ["VendorSpecificKey"]
+    assert values["SupportedFileTransferProtocols"] == "FTP,HTTP,HTTPS"  # the agent's own
+    assert values["ChargeProfileMaxStackLevel"] == "10"
+    assert values["ConnectorSwitch3to1PhaseSupported"] == "false"
+
+
+def test_lower_limits_are_accepted_and_higher_ones_refused() -> None:
+    values, problems, _ = judged(
+        {
+            "GetConfigurationMaxKeys": 20,
+            "ChargeProfileMaxStackLevel": 0,
+            "MaxChargingProfilesInstalled": 5,
+            "ChargingScheduleAllowedChargingRateUnit": ["Current"],
+            "ReserveConnectorZeroSupported": True,
+            "LocalAuthListMaxLength": 5000,
+            "ChargingScheduleMaxPeriods": 0,
+        }
+    )
+    assert values == {
+        "GetConfigurationMaxKeys": "20",
+        "ChargeProfileMaxStackLevel": "0",
+        "MaxChargingProfilesInstalled": "5",
+        "ChargingScheduleAllowedChargingRateUnit": "Current",
+        "ReserveConnectorZeroSupported": "true",
+    }
+    assert problems == {
+        "LocalAuthListMaxLength": "the agent supports at most 1000",
+        "ChargingScheduleMaxPeriods": "must be an integer >= 1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("NumberOfConnectors", 3, "the agent's value is 2; only that value can be set"),
+        (
+            "SupportedFeatureProfiles",
+            "Core,Reservation",
+            "the agent's value is Core,FirmwareManagement; only that value can be set",
+        ),
+        (
+            "SupportedFeatureProfiles",
+            "Core,Core,FirmwareManagement",
+            "the agent's value is Core,FirmwareManagement; only that value can be set",
+        ),
+        (
+            "ConnectorSwitch3to1PhaseSupported",
+            True,
+            "the agent's value is false; only that value can be set",
+        ),
+        (
+            "AdditionalRootCertificateCheck",
+            "true",
+            "the agent's value is false; only that value can be set",
+        ),
+        (
+            "SupportedFileTransferProtocols",
+            "FTP,FTPS,HTTP,HTTPS",
+            "the agent's value is FTP,HTTP,HTTPS; only that value can be set",
+        ),
+        (
+            "ChargingScheduleAllowedChargingRateUnit",
+            "",
+            "must be one or more of Current,Power, the agent's values",
+        ),
+        (
+            "SupportedFeatureProfilesMaxLength",
+            10,
+            "the agent's value is 6; only that value can be set",
+        ),
+        ("GetConfigurationMaxKeys", 0, "must be an integer >= 1"),
+        ("ReserveConnectorZeroSupported", "yes", "must be true or false"),
+    ],
+)
+def test_another_value_of_a_read_only_key_is_refused_naming_the_agents(
+    name: str, value: object, reason: str
+) -> None:
+    values, problems, _ = judged({name: value})
+    assert values == {} and problems == {name: reason}
+
+
+def test_a_lowered_max_length_bounds_its_list() -> None:
+    """A *MaxLength lowered in [ocpp16] holds the list in the config, from the store and
+    from the CSMS alike."""
+    _, problems, _ = judged(
+        {"MeterValuesSampledDataMaxLength": 2, "MeterValuesSampledData": "Voltage,SoC,Frequency"}
+    )
+    assert problems == {
+        "MeterValuesSampledData": "must have at most 2 items (MeterValuesSampledDataMaxLength)"
+    }
+    keys = make_keys(
+        initial={"MeterValuesSampledDataMaxLength": "2", "ConnectorPhaseRotationMaxLength": "1"},
+        persisted={"MeterValuesSampledData": "Voltage,SoC,Frequency"},
+    )
+    assert keys.get("MeterValuesSampledData") == "Energy.Active.Import.Register"
+    assert keys.check_change("MeterValuesSampledData", "Voltage,SoC,Frequency") == (
+        "Rejected",
+        "must have at most 2 items (MeterValuesSampledDataMaxLength)",
+    )
+    assert keys.check_change("MeterValuesSampledData", "Voltage,SoC")[0] == "Accepted"
+    assert keys.check_change("ConnectorPhaseRotation", "1.RST,2.RST")[0] == "Rejected"
+
+
+def test_a_key_given_twice_in_two_spellings_is_a_problem() -> None:
+    values, problems, _ = judged({"HeartbeatInterval": 10, "heartbeatinterval": 20})
+    assert values == {"HeartbeatInterval": "10"}
+    assert problems == {
+        "heartbeatinterval": "HeartbeatInterval is already set (as HeartbeatInterval)"
+    }

@@ -18,12 +18,11 @@ from cpagent.config import Config, parse_config
 from cpagent.hal.sim import SimHardware
 from cpagent.protocol.v16.adapter import (
     CHARGING_PROFILES_STATE_KEY,
-    SUPPORTED_FEATURE_PROFILES,
     V16Adapter,
     charging_profiles_from_json,
     charging_profiles_to_json,
 )
-from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.protocol.v16.config_keys import SUPPORTED_FEATURE_PROFILES, ConfigurationKeys
 from cpagent.station.smart_charging import (
     ChargingProfile,
     ChargingSchedule,

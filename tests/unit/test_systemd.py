@@ -380,6 +380,48 @@ def test_a_traceback_goes_into_the_message(
     assert "EXCEPTION_INFO" not in entry
 
 
+def test_text_from_outside_is_escaped_in_the_message_and_the_fields(
+    journal_logger: tuple[logging.Logger, FakeJournal],
+) -> None:
+    """A message id, an action and an error text from the CSMS carry a line break, NUL and a
+    line separator: the journal gets them escaped, as message arguments and as fields."""
+    logger, fake = journal_logger
+    message_id = "m-1\nFORGED\x00\u2028"
+    logger.warning(
+        "CSMS %s %s refused: %s",
+        "Reset",
+        message_id,
+        ValueError("bad\r\nFORGED"),
+        extra=journal_fields(connector=1, action="Re\x1bset", message_id=message_id),
+    )
+    (entry,) = fake.entries
+    assert entry["MESSAGE"] == "CSMS Reset m-1\\nFORGED\\x00\\u2028 refused: bad\\r\\nFORGED"
+    assert entry["OCPP_MESSAGE_ID"] == "m-1\\nFORGED\\x00\\u2028"
+    assert entry["OCPP_ACTION"] == "Re\\x1bset"
+    assert entry["CONNECTOR"] == 1
+
+
+def test_the_agents_own_lines_stay_and_an_exception_message_is_one_line(
+    journal_logger: tuple[logging.Logger, FakeJournal],
+) -> None:
+    logger, fake = journal_logger
+    try:
+        try:
+            raise RuntimeError("inner\nFORGED-INNER")
+        except RuntimeError as err:
+            raise ValueError("idTag 'x\nFORGED'") from err
+    except ValueError:
+        logger.exception("first line\nsecond line about %s", "a\nb")
+    (entry,) = fake.entries
+    message = entry["MESSAGE"]
+    assert message.startswith("first line\nsecond line about a\\nb\nTraceback"), message
+    assert "\nValueError: idTag 'x\\nFORGED'\n" in message + "\n"
+    assert "\nRuntimeError: inner\\nFORGED-INNER\n" in message
+    assert "direct cause" in message
+    assert not [line for line in message.splitlines() if line.startswith("FORGED")]
+    assert "idTag 'x\\nFORGED'" in entry["EXCEPTION_TEXT"]
+
+
 @needs_library
 def test_fields_arrive_on_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the real ``systemd.journal.send``, down to the FIELD=value lines journald

@@ -63,10 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_FEATURE_PROFILES = (
-    "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,Reservation,SmartCharging"
-)
-
 LocalListEntry = tuple[str, AuthCacheRow | None]
 """One AuthorizationData of a SendLocalList: the id tag and its entry, None to remove it."""
 

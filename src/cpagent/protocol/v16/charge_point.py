@@ -32,7 +32,6 @@ from ocpp.v16.enums import Action
 from cpagent import __version__
 from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
-from cpagent.protocol.v16.config_keys import KEYS
 from cpagent.security.events import SecurityEventType
 from cpagent.station.firmware import FirmwareJob
 from cpagent.station.model import Reservation
@@ -388,18 +387,12 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 description=f"at most {max_keys} keys per GetConfiguration"
             )
         known = []
-        unknown = []
-        wanted = key if key else [spec.name for spec, _ in keys.items()]
-        values = {spec.name: (spec, value) for spec, value in keys.items()}
-        for name in wanted:
-            if name in values:
-                spec, value = values[name]
-                entry: dict[str, Any] = {"key": name, "readonly": spec.access.value == "R"}
-                if not spec.secret:
-                    entry["value"] = value[:500]
-                known.append(entry)
-            else:
-                unknown.append(name)
+        listed, unknown = keys.report(key)
+        for spec, value in listed:
+            entry: dict[str, Any] = {"key": spec.name, "readonly": not spec.writable}
+            if value is not None:
+                entry["value"] = value[:500]
+            known.append(entry)
         return call_result.GetConfiguration(
             configuration_key=known or None, unknown_key=unknown or None
         )
@@ -410,12 +403,14 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     ) -> call_result.ChangeConfiguration:
         keys = self.adapter.keys
         security = self.adapter.security
+        spec = keys.spec(key)
+        key = spec.name if spec is not None else key  # a CiString: the spec's spelling
         status, canonical = keys.check_change(key, value)
         if status == "Accepted" and security is not None:
             reason = await asyncio.to_thread(security.vet, key, canonical)
             if reason is not None:
                 status, canonical = "Rejected", reason
-        shown = "***" if key in KEYS and KEYS[key].secret else repr(value)
+        shown = "***" if spec is not None and spec.secret else repr(value)
         if status == "Accepted":
             previous = keys.get(key)
             await self.adapter.store.run(self.adapter.store.set_config_key, key, canonical)
@@ -482,6 +477,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
     ) -> call_result.DataTransfer:
         if vendor_id != VENDOR_ID:
+            log.info("DataTransfer for vendor %s: UnknownVendorId", vendor_id)
             return call_result.DataTransfer(status="UnknownVendorId")
         if message_id == "Version":
             return call_result.DataTransfer(status="Accepted", data=__version__)

@@ -1,12 +1,18 @@
 """OCPP 1.6 configuration keys: the registry, value validation and effective values.
 
 The registry (:data:`KEYS`) lists every Core profile key of OCPP 1.6 §9.1, then
-the keys of the other profiles it implements (§9.2-9.4), by exact, case-sensitive spec name,
-with type, access and default. Values are kept as *canonical OCPP strings*
-(``"true"``, ``"300"``, ``"Voltage,SoC"``) because that is what GetConfiguration
-reports and ChangeConfiguration sends; :func:`normalize` turns TOML values and
-ChangeConfiguration strings into that form, or explains in a short phrase why it
-cannot.
+the keys of the other profiles it implements (§9.2-9.5), by spec name, with type, access
+and default. A key name is a CiString50: :func:`lookup` finds a key whatever the case of the
+name asked for, and the agent always answers with the spec's spelling. Values are kept as
+*canonical OCPP strings* (``"true"``, ``"300"``, ``"Voltage,SoC"``) because that is what
+GetConfiguration reports and ChangeConfiguration sends; :func:`normalize` turns TOML values
+and ChangeConfiguration strings into that form, or explains in a short phrase why it cannot.
+
+The CSMS cannot change a read-only key, but the config's ``[ocpp16]`` table may name one
+(a key list taken from another charger does): :func:`read_initial` accepts the agent's own
+value, or for a limit a lower one the agent then holds itself to (each key's
+:attr:`KeySpec.in_config` says which), refuses any other value naming the agent's, and
+leaves out an unknown key for a warning.
 
 Keys of profiles the agent does not implement are deliberately absent:
 SupportedFeatureProfiles must report only what is implemented, and a key the agent
@@ -18,26 +24,33 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "FILE_TRANSFER_PROTOCOLS",
     "KEYS",
     "LOCAL_AUTH_LIST_MAX",
     "MAX_VALUE_LENGTH",
+    "SUPPORTED_FEATURE_PROFILES",
     "SUPPORTED_MEASURANDS",
     "Access",
     "ChangeStatus",
     "ConfigurationKeys",
+    "InitialValues",
     "KeySpec",
+    "capabilities",
+    "lookup",
     "normalize",
+    "read_initial",
 ]
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["bool", "int", "csl", "str", "hex"]
 ChangeStatus = Literal["Accepted", "Rejected", "NotSupported"]
+InConfig = Literal["equal", "at_most", "subset", "any"]
 
 #: ChangeConfiguration.req and GetConfiguration.conf carry values as CiString500.
 MAX_VALUE_LENGTH = 500
@@ -61,8 +74,15 @@ class KeySpec:
     NumberOfConnectors). ``minimum``/``maximum`` bound ``int`` keys;
     ``allowed``/``max_items`` restrict the members of ``csl`` keys, and
     ``item_name`` names a member in error messages ("'Foo' is not a supported
-    measurand"). ``hex`` keys hold bytes as hexadecimal, ``minimum``/``maximum`` bytes
-    long. A ``secret`` key is write-only: GetConfiguration names it without its value.
+    measurand"); ``limit_key`` names the read-only key whose value bounds the members of a
+    ``csl`` key (its ``*MaxLength``). ``hex`` keys hold bytes as hexadecimal,
+    ``minimum``/``maximum`` bytes long. A ``secret`` key is write-only: GetConfiguration
+    names it without its value.
+
+    ``in_config`` says what ``[ocpp16]`` may set a read-only key to: ``"equal"`` only the
+    agent's own value (numbers as numbers, lists as sets), ``"at_most"`` a limit up to the
+    agent's that it then enforces, ``"subset"`` some of the agent's list members,
+    ``"any"`` any valid value (a behaviour the agent has both ways).
     """
 
     name: str
@@ -75,11 +95,20 @@ class KeySpec:
     maximum: int | None = None
     item_name: str = "value"
     secret: bool = False
+    limit_key: str | None = None
+    in_config: InConfig = "equal"
 
     @property
     def writable(self) -> bool:
         return self.access is Access.READ_WRITE
 
+
+SUPPORTED_FEATURE_PROFILES = (
+    "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,Reservation,SmartCharging"
+)
+
+#: SupportedFileTransferProtocols: the URL schemes cpagent.transfer handles, in OCPP's names.
+FILE_TRANSFER_PROTOCOLS = "FTP,HTTP,HTTPS"
 
 SUPPORTED_MEASURANDS: frozenset[str] = frozenset(
     {
@@ -115,6 +144,11 @@ def _int(
     return KeySpec(name, "int", access, default, maximum=maximum)
 
 
+def _limit(name: str, default: int, *, minimum: int = 1) -> KeySpec:
+    """A read-only limit; ``[ocpp16]`` may lower it (to ``minimum`` at least)."""
+    return KeySpec(name, "int", _R, str(default), minimum=minimum, in_config="at_most")
+
+
 def _measurands(name: str, default: str) -> KeySpec:
     return KeySpec(
         name,
@@ -124,6 +158,7 @@ def _measurands(name: str, default: str) -> KeySpec:
         allowed=SUPPORTED_MEASURANDS,
         max_items=_MEASURAND_LIST_MAX,
         item_name="measurand",
+        limit_key=f"{name}MaxLength",
     )
 
 
@@ -136,18 +171,25 @@ _SPECS: tuple[KeySpec, ...] = (
     _int("ConnectionTimeOut", "60"),
     # Members are "<connector>.<rotation>" (e.g. "1.RST"); kept as free text. The limit
     # matches ConnectorPhaseRotationMaxLength so the agent never holds more than it reports.
-    KeySpec("ConnectorPhaseRotation", "csl", _RW, "0.RST", max_items=8),
-    _int("ConnectorPhaseRotationMaxLength", "8", _R),
-    _int("GetConfigurationMaxKeys", "100", _R),
+    KeySpec(
+        "ConnectorPhaseRotation",
+        "csl",
+        _RW,
+        "0.RST",
+        max_items=8,
+        limit_key="ConnectorPhaseRotationMaxLength",
+    ),
+    _limit("ConnectorPhaseRotationMaxLength", 8),
+    _limit("GetConfigurationMaxKeys", 100),
     _int("HeartbeatInterval", "300"),
     _int("LightIntensity", "100", maximum=100),
     _bool("LocalAuthorizeOffline", "true"),
     _bool("LocalPreAuthorize", "false"),
     _int("MaxEnergyOnInvalidId", "0"),
     _measurands("MeterValuesAlignedData", "Energy.Active.Import.Register"),
-    _int("MeterValuesAlignedDataMaxLength", str(_MEASURAND_LIST_MAX), _R),
+    _limit("MeterValuesAlignedDataMaxLength", _MEASURAND_LIST_MAX),
     _measurands("MeterValuesSampledData", "Energy.Active.Import.Register"),
-    _int("MeterValuesSampledDataMaxLength", str(_MEASURAND_LIST_MAX), _R),
+    _limit("MeterValuesSampledDataMaxLength", _MEASURAND_LIST_MAX),
     _int("MeterValueSampleInterval", "60"),
     _int("MinimumStatusDuration", "0"),
     _int("NumberOfConnectors", None, _R),
@@ -155,10 +197,10 @@ _SPECS: tuple[KeySpec, ...] = (
     _bool("StopTransactionOnEVSideDisconnect", "true"),
     _bool("StopTransactionOnInvalidId", "true"),
     _measurands("StopTxnAlignedData", ""),
-    _int("StopTxnAlignedDataMaxLength", str(_MEASURAND_LIST_MAX), _R),
+    _limit("StopTxnAlignedDataMaxLength", _MEASURAND_LIST_MAX),
     _measurands("StopTxnSampledData", "Energy.Active.Import.Register"),
-    _int("StopTxnSampledDataMaxLength", str(_MEASURAND_LIST_MAX), _R),
-    KeySpec("SupportedFeatureProfiles", "csl", _R, None, item_name="profile"),
+    _limit("StopTxnSampledDataMaxLength", _MEASURAND_LIST_MAX),
+    KeySpec("SupportedFeatureProfiles", "csl", _R, SUPPORTED_FEATURE_PROFILES, item_name="profile"),
     _int("SupportedFeatureProfilesMaxLength", "6", _R),
     _int("TransactionMessageAttempts", "3"),
     _int("TransactionMessageRetryInterval", "60"),
@@ -168,13 +210,23 @@ _SPECS: tuple[KeySpec, ...] = (
     # CSMS can replace it in one Full update instead of leaving a partial list between a
     # Full and the Differentials that would complete it.
     _bool("LocalAuthListEnabled", "true"),
-    _int("LocalAuthListMaxLength", str(LOCAL_AUTH_LIST_MAX), _R),
-    _int("SendLocalListMaxLength", str(LOCAL_AUTH_LIST_MAX), _R),
-    # Reservation (§9.4): whether connector 0 (the charger as a whole) can be reserved.
-    # Read-only: the agent does not offer it, so a ReserveNow for connector 0 is Rejected.
-    _bool("ReserveConnectorZeroSupported", "false", _R),
-    # Smart Charging (§9.4). Read-only: the limits the agent holds SetChargingProfile to.
-    _int("ChargeProfileMaxStackLevel", "10", _R),
+    _limit("LocalAuthListMaxLength", LOCAL_AUTH_LIST_MAX),
+    _limit("SendLocalListMaxLength", LOCAL_AUTH_LIST_MAX),
+    # Firmware Management (§9.3): the schemes UpdateFirmware and GetDiagnostics URLs may use.
+    KeySpec(
+        "SupportedFileTransferProtocols",
+        "csl",
+        _R,
+        FILE_TRANSFER_PROTOCOLS,
+        allowed=frozenset({"FTP", "FTPS", "HTTP", "HTTPS"}),
+        item_name="file transfer protocol",
+    ),
+    # Reservation (§9.4): whether connector 0 (the charger as a whole) can be reserved. The
+    # agent does not offer it (a ReserveNow for connector 0 is Rejected) unless [ocpp16]
+    # says true: the CSMS cannot change it.
+    KeySpec("ReserveConnectorZeroSupported", "bool", _R, "false", in_config="any"),
+    # Smart Charging (§9.5). Read-only: the limits the agent holds SetChargingProfile to.
+    _limit("ChargeProfileMaxStackLevel", 10, minimum=0),
     KeySpec(
         "ChargingScheduleAllowedChargingRateUnit",
         "csl",
@@ -183,26 +235,47 @@ _SPECS: tuple[KeySpec, ...] = (
         allowed=frozenset({"Current", "Power"}),
         max_items=2,
         item_name="charging rate unit",
+        in_config="subset",
     ),
-    _int("ChargingScheduleMaxPeriods", "48", _R),
+    _limit("ChargingScheduleMaxPeriods", 48),
     # Whether a phase switch lets numberPhases=1 move a session to one phase (per hardware).
     KeySpec("ConnectorSwitch3to1PhaseSupported", "bool", _R, None),
-    _int("MaxChargingProfilesInstalled", "20", _R),
+    _limit("MaxChargingProfilesInstalled", 20),
     # Security extension ("Improved security for OCPP 1.6-J"). The AuthorizationKey is the
     # basic-auth password of profiles 1 and 2, 16 to 20 bytes sent as hex; SecurityProfile
     # is only ever raised (see cpagent.security.connection).
     _bool("AdditionalRootCertificateCheck", "false", _R),
     KeySpec("AuthorizationKey", "hex", _RW, None, minimum=16, maximum=20, secret=True),
-    _int("CertificateSignedMaxChainSize", "10000", _R),
-    _int("CertificateStoreMaxLength", "20", _R),
+    _limit("CertificateSignedMaxChainSize", 10000),
+    _limit("CertificateStoreMaxLength", 20),
     KeySpec("CpoName", "str", _RW, None),
     _int("SecurityProfile", "0", maximum=3),
 )
 
 #: Every supported key by its exact spec name: Core in spec (alphabetical) order, then the
-#: Local Auth List Management keys, the Reservation key, the Smart Charging keys and the
-#: security extension's keys.
+#: Local Auth List Management keys, the Firmware Management key, the Reservation key, the
+#: Smart Charging keys and the security extension's keys.
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _SPECS}
+
+_FOLDED: dict[str, KeySpec] = {name.lower(): spec for name, spec in KEYS.items()}
+
+
+def lookup(name: object) -> KeySpec | None:
+    """The key ``name`` names, compared as a CiString (ASCII, case-insensitive); None when
+    there is no such key."""
+    if not isinstance(name, str) or not name.isascii():
+        return None
+    return _FOLDED.get(name.lower())
+
+
+def capabilities(*, connectors: int, phase_switch: bool) -> dict[str, str]:
+    """The values the agent computes from its hardware: NumberOfConnectors and
+    ConnectorSwitch3to1PhaseSupported (whether any connector has a 1p/3p switch)."""
+    return {
+        "NumberOfConnectors": str(connectors),
+        "ConnectorSwitch3to1PhaseSupported": "true" if phase_switch else "false",
+    }
+
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
 
@@ -304,7 +377,104 @@ def normalize(spec: KeySpec, value: object) -> str:
     return canonical
 
 
+def _members(value: str) -> list[str]:
+    return value.split(",") if value else []
+
+
+def _judge_fixed(spec: KeySpec, canonical: str, own: str) -> str:
+    """The value ``[ocpp16]`` gives the read-only key ``spec`` whose agent value is ``own``
+    (see :attr:`KeySpec.in_config`); ValueError with the reason for any other."""
+    rule = spec.in_config
+    if rule == "any":
+        return canonical
+    if rule == "at_most":
+        if int(canonical) > int(own):
+            raise ValueError(f"the agent supports at most {own}")
+        return canonical
+    if spec.kind == "csl":
+        wanted, offered = set(_members(canonical)), set(_members(own))
+        if rule == "subset":
+            if not wanted or not wanted <= offered:
+                raise ValueError(f"must be one or more of {own}, the agent's values")
+            return canonical
+        if wanted == offered and len(wanted) == len(_members(canonical)):
+            return own
+    elif canonical == own:
+        return own
+    raise ValueError(f"the agent's value is {own or '(empty)'}; only that value can be set")
+
+
+def _over_limit(spec: KeySpec, canonical: str, limits: Mapping[str, str]) -> str | None:
+    """Why the members of ``canonical`` are too many for ``spec``'s ``*MaxLength`` key in
+    ``limits``, or None."""
+    if spec.limit_key is None or spec.limit_key not in limits:
+        return None
+    limit = int(limits[spec.limit_key])
+    if len(_members(canonical)) > limit:
+        return f"must have at most {limit} items ({spec.limit_key})"
+    return None
+
+
+@dataclass(frozen=True)
+class InitialValues:
+    """The ``[ocpp16]`` table judged by :func:`read_initial`.
+
+    ``values``: canonical values by spec name; ``problems``: (name as written, reason) for
+    each value refused; ``unknown``: the names that are no OCPP 1.6 key the agent knows.
+    """
+
+    values: dict[str, str]
+    problems: list[tuple[str, str]]
+    unknown: list[str]
+
+
+def read_initial(raw: Mapping[str, object], computed: Mapping[str, str]) -> InitialValues:
+    """Judge initial values given by name (any case) as TOML or canonical values.
+
+    A writable key takes any valid value; a read-only one what its :attr:`KeySpec.in_config`
+    allows next to the agent's own value (``computed``, else the default; a key whose own
+    value is not known, because the config that sets it is wrong, takes any valid value).
+    A list is held to its ``*MaxLength``, lowered here or not. A key given twice (in two
+    spellings) is a problem.
+    """
+    values: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    unknown: list[str] = []
+    written: dict[str, str] = {}
+    for name, value in raw.items():
+        spec = lookup(name)
+        if spec is None:
+            unknown.append(name)
+            continue
+        if spec.name in written:
+            problems.append((name, f"{spec.name} is already set (as {written[spec.name]})"))
+            continue
+        written[spec.name] = name
+        own = computed.get(spec.name, spec.default)
+        try:
+            canonical = normalize(spec, value)
+            if not spec.writable and own is not None:
+                canonical = _judge_fixed(spec, canonical, own)
+        except ValueError as err:
+            problems.append((name, str(err)))
+            continue
+        values[spec.name] = canonical
+    limits = {n: s.default for n, s in KEYS.items() if s.default is not None} | values
+    for spec_name, canonical in list(values.items()):
+        reason = _over_limit(KEYS[spec_name], canonical, limits)
+        if reason is not None:
+            problems.append((written[spec_name], reason))
+            del values[spec_name]
+    return InitialValues(values, problems, unknown)
+
+
 Listener = Callable[[str, str], None]
+
+
+def _name(name: str) -> str:
+    """The spec's spelling of a key name, or ``name`` itself for an unknown key."""
+    spec = lookup(name)
+    return name if spec is None else spec.name
 
 
 class ConfigurationKeys:
@@ -312,17 +482,21 @@ class ConfigurationKeys:
 
     Precedence, highest first: a value the CSMS set (``persisted``, or later
     :meth:`apply`), the ``[ocpp16]`` table of the config (``initial``), the
-    agent's ``computed`` values, the spec default. Read-only keys take only
-    computed values and defaults. :meth:`apply` and :meth:`set_runtime` replace
-    the effective value whatever its origin; the latest call wins.
+    agent's ``computed`` values, the spec default. Read-only keys take computed
+    values, defaults, and initial values as :func:`read_initial` allows them.
+    :meth:`apply` and :meth:`set_runtime` replace the effective value whatever its
+    origin; the latest call wins.
 
-    ``initial`` and ``computed`` come from the agent itself, so a bad entry there
-    is a bug and raises :class:`ValueError`. ``persisted`` comes from disk and
-    may predate the current rules: an entry that is unknown, read-only or no
-    longer valid is ignored with a warning and the key falls back.
+    ``initial`` and ``computed`` come from the agent itself (the config was checked
+    with :func:`read_initial`), so a bad entry there is a bug and raises
+    :class:`ValueError`. ``persisted`` comes from disk and may predate the current
+    rules: an entry that is unknown, read-only or no longer valid is ignored with a
+    warning and the key falls back.
 
-    A key whose default is ``None`` and that has no computed value has no value:
-    :meth:`get` returns ``None`` and :meth:`items` leaves it out.
+    Every method takes a key name in any case (a CiString, see :func:`lookup`) and
+    keeps values under the spec's spelling. A key whose default is ``None`` and that
+    has no computed value has no value: :meth:`get` returns ``None`` and :meth:`items`
+    leaves it out.
     """
 
     def __init__(
@@ -336,43 +510,63 @@ class ConfigurationKeys:
         self._values: dict[str, str] = {
             name: spec.default for name, spec in KEYS.items() if spec.default is not None
         }
+        own: dict[str, str] = {}
         for name, value in computed.items():
-            self._values[name] = self._checked(name, value, "computed", writable_only=False)
-        for name, value in initial.items():
-            self._values[name] = self._checked(name, value, "initial", writable_only=True)
+            spec, canonical = self._checked(name, value, "computed", writable_only=False)
+            own[spec.name] = self._values[spec.name] = canonical
+        judged = read_initial(initial, own)
+        for name in judged.unknown:
+            raise ValueError(f"initial value for {name!r}: unknown OCPP 1.6 configuration key")
+        for name, reason in judged.problems:
+            raise ValueError(f"initial value {initial[name]!r} for {name!r}: {reason}")
+        self._values.update(judged.values)
         for name, value in persisted.items():
             try:
-                self._values[name] = self._checked(name, value, "persisted", writable_only=True)
+                spec, canonical = self._checked(name, value, "persisted", writable_only=True)
+                self._values[spec.name] = self._within_limit(spec, canonical)
             except ValueError as err:
-                log.warning("ignoring persisted configuration key: %s", err)
+                log.warning("ignoring persisted configuration key %s: %s", name, err)
 
     @staticmethod
-    def _checked(name: str, value: str, origin: str, *, writable_only: bool) -> str:
-        spec = KEYS.get(name)
+    def _checked(name: str, value: str, origin: str, *, writable_only: bool) -> tuple[KeySpec, str]:
+        """The key ``name`` names and ``value`` in canonical form; ValueError naming both."""
+        spec = lookup(name)
         if spec is None:
             raise ValueError(f"{origin} value for {name!r}: unknown OCPP 1.6 configuration key")
         if writable_only and not spec.writable:
             raise ValueError(f"{origin} value for {name!r}: read-only; the agent sets it")
         try:
-            return normalize(spec, value)
+            return spec, normalize(spec, value)
         except ValueError as err:
             raise ValueError(f"{origin} value {value!r} for {name!r}: {err}") from None
 
+    def _within_limit(self, spec: KeySpec, canonical: str) -> str:
+        """``canonical``, unless it has more members than ``spec``'s ``*MaxLength`` allows."""
+        reason = _over_limit(spec, canonical, self._values)
+        if reason is not None:
+            raise ValueError(reason)
+        return canonical
+
+    def spec(self, name: str) -> KeySpec | None:
+        """The key ``name`` names, in any case; None for an unknown key."""
+        return lookup(name)
+
     def known(self, name: str) -> bool:
-        """Whether ``name`` is a supported key (exact, case-sensitive spec name)."""
-        return name in KEYS
+        """Whether ``name`` is a supported key (compared case-insensitively)."""
+        return lookup(name) is not None
 
     def get(self, name: str) -> str | None:
         """The canonical value, or ``None`` for an unknown key or one without a value."""
-        return self._values.get(name)
+        spec = lookup(name)
+        return None if spec is None else self._values.get(spec.name)
 
     def _require(self, name: str, kind: Kind) -> str:
-        spec = KEYS.get(name)
+        spec = lookup(name)
         if spec is None:
             raise KeyError(name)
         if spec.kind != kind:
             raise TypeError(f"{name} is a {spec.kind} key, not {kind}")
-        value = self._values.get(name)
+        value = self._values.get(spec.name)
         if value is None:
             raise KeyError(name)
         return value
@@ -393,12 +587,31 @@ class ConfigurationKeys:
 
         Raises KeyError for an unknown key or one without a value, TypeError for another kind.
         """
-        value = self._require(name, "csl")
-        return value.split(",") if value else []
+        return _members(self._require(name, "csl"))
 
     def items(self) -> list[tuple[KeySpec, str]]:
         """Every key that has a value, in :data:`KEYS` order, with that value."""
         return [(spec, self._values[name]) for name, spec in KEYS.items() if name in self._values]
+
+    def report(
+        self, names: Sequence[str] | None = None
+    ) -> tuple[list[tuple[KeySpec, str | None]], list[str]]:
+        """What GetConfiguration answers for ``names`` (every key when None or empty).
+
+        Returns the known keys, each once in the order asked, with the value to show:
+        None for a key without a value and always for a secret (write-only) key, which is
+        still listed. Then the names that are no known key, as they were asked.
+        """
+        known: dict[str, tuple[KeySpec, str | None]] = {}
+        unknown: list[str] = []
+        for name in names or list(KEYS):
+            spec = lookup(name)
+            if spec is None:
+                unknown.append(name)
+            elif spec.name not in known:
+                value = None if spec.secret else self._values.get(spec.name)
+                known[spec.name] = (spec, value)
+        return list(known.values()), unknown
 
     def check_change(self, name: str, value: str) -> tuple[ChangeStatus, str]:
         """Judge a ChangeConfiguration request without changing anything.
@@ -406,15 +619,15 @@ class ConfigurationKeys:
         Returns ``("Accepted", canonical)`` for a valid value of a writable key,
         ``("NotSupported", reason)`` for an unknown key and ``("Rejected", reason)``
         for a read-only key or an invalid value. The caller persists ``canonical``
-        and then calls :meth:`apply`.
+        under the key's spec name (:meth:`spec`) and then calls :meth:`apply`.
         """
-        spec = KEYS.get(name)
+        spec = lookup(name)
         if spec is None:
             return "NotSupported", "unknown OCPP 1.6 configuration key"
         if not spec.writable:
             return "Rejected", "read-only; the agent sets it"
         try:
-            return "Accepted", normalize(spec, value)
+            return "Accepted", self._within_limit(spec, normalize(spec, value))
         except ValueError as err:
             return "Rejected", str(err)
 
@@ -427,12 +640,12 @@ class ConfigurationKeys:
         status, result = self.check_change(name, canonical)
         if status != "Accepted":
             raise ValueError(f"{name}: {result}")
-        self._set(name, result)
+        self._set(_name(name), result)
 
     def unset(self, name: str) -> None:
         """Drop a key's value (one without a default then has none); listeners are not
         told. For undoing a change to a key that had no value before."""
-        self._values.pop(name, None)
+        self._values.pop(_name(name), None)
 
     def set_runtime(self, name: str, canonical: str) -> None:
         """Set a value the agent itself decides (e.g. HeartbeatInterval from BootNotification).
@@ -441,7 +654,8 @@ class ConfigurationKeys:
         value is not persisted and lasts until the next change or restart.
         Raises :class:`ValueError` for an unknown key or an invalid value.
         """
-        self._set(name, self._checked(name, canonical, "runtime", writable_only=False))
+        spec, value = self._checked(name, canonical, "runtime", writable_only=False)
+        self._set(spec.name, value)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(name, canonical)`` whenever a key's effective value changes.
