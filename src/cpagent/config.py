@@ -39,7 +39,7 @@ from cpagent.configcheck import (
 from cpagent.exc import ConfigError
 from cpagent.hal.hardware_config import HardwareConfig, parse_hardware
 from cpagent.hal.hardware_config import describe as describe_hardware
-from cpagent.protocol.v16.config_keys import capabilities, read_initial
+from cpagent.protocol.v16.config_keys import KEYS, capabilities, read_initial
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -575,6 +575,9 @@ def summary(config: Config) -> str:
     if config.security.token is not None:
         lines.append(f"keys:           in {config.security.token.describe()}")
     if config.ocpp16:
-        keys = ", ".join(f"{name}={value}" for name, value in config.ocpp16.items())
+        keys = ", ".join(
+            f"{name}={'***' if KEYS[name].secret else value}"
+            for name, value in config.ocpp16.items()
+        )
         lines.append(f"ocpp16:         {keys}")
     return "\n".join(lines)

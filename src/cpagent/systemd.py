@@ -250,8 +250,9 @@ class Notifier:
 
 
 def _one_line(text: str) -> str:
-    """A notification is newline-separated assignments: a value must be one line."""
-    return " ".join(text.split("\n")).strip()
+    """A notification is newline-separated assignments: a value must be one line, and one
+    that may hold text from outside (a server's error) shows its other controls escaped."""
+    return escape_controls(" ".join(text.split("\n")).strip())
 
 
 def status_text(

@@ -898,6 +898,9 @@ async def test_data_transfer(agent: AgentProcess, csms: LoopbackCsms) -> None:
     assert await csms.call("DataTransfer", {"vendorId": "cpagent", "messageId": "Nope"}) == {
         "status": "UnknownMessageId"
     }
+    # Both are CiStrings: compared case-insensitively.
+    version = await csms.call("DataTransfer", {"vendorId": "CPAgent", "messageId": "VERSION"})
+    assert version == {"status": "Accepted", "data": __version__}
 
 
 # ------------------------------------------------------------------------ log safety

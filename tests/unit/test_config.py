@@ -105,6 +105,13 @@ def test_summary_never_shows_the_password() -> None:
     assert "s3cret-password" not in repr(config)
 
 
+def test_summary_never_shows_a_write_only_key() -> None:
+    key = "0123456789abcdef0123456789abcdef"
+    config = parse_config(with_value("ocpp16.authorizationkey", key))
+    assert key not in summary(config)
+    assert "AuthorizationKey=***" in summary(config)
+
+
 # -- defaults ------------------------------------------------------------------------------
 
 

@@ -112,6 +112,8 @@ async def test_fallback_sends_ready_status_and_stopping(notify_path: NotifySocke
         )
         notifier.status("two\nlines")
         assert await notify_path.recv() == "STATUS=two lines"
+        notifier.status("connecting: HTTP 500\rREADY=1\x00\u2028!")  # text from outside
+        assert await notify_path.recv() == "STATUS=connecting: HTTP 500\\rREADY=1\\x00\\u2028!"
         notifier.stopping()
         assert await notify_path.recv() == "STOPPING=1\nSTATUS=stopping"
         notifier.stopping()

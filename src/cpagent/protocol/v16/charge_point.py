@@ -157,6 +157,11 @@ def _security_fields() -> dict[str, Any]:
     return journal_fields(action="SecurityEventNotification")
 
 
+def _same_cistring(value: str, wanted: str) -> bool:
+    """OCPP's CiString types compare case-insensitively, in ASCII (a Kelvin sign is no k)."""
+    return value.isascii() and value.lower() == wanted.lower()
+
+
 def _fields(msg: Call) -> dict[str, Any]:
     """Journal fields of a log line about a CALL from the CSMS."""
     return journal_fields(
@@ -476,10 +481,10 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
     ) -> call_result.DataTransfer:
-        if vendor_id != VENDOR_ID:
+        if not _same_cistring(vendor_id, VENDOR_ID):
             log.info("DataTransfer for vendor %s: UnknownVendorId", vendor_id)
             return call_result.DataTransfer(status="UnknownVendorId")
-        if message_id == "Version":
+        if message_id is not None and _same_cistring(message_id, "Version"):
             return call_result.DataTransfer(status="Accepted", data=__version__)
         return call_result.DataTransfer(status="UnknownMessageId")
 
