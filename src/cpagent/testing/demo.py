@@ -19,6 +19,7 @@ from typing import Any
 
 from cpagent.config import Config, parse_config
 from cpagent.control import request
+from cpagent.logescape import ESCAPE_CONTROLS
 from cpagent.testing.csms import Frame, LoopbackCsms
 
 ID_TAG = "DEMO-TAG-01"
@@ -112,6 +113,8 @@ async def _demo(data_dir: Path) -> int:
 
 def run_demo() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ESCAPE_CONTROLS)
     print("cpagent demo: loopback CSMS + agent on simulated hardware\n", flush=True)
     with tempfile.TemporaryDirectory(prefix="cpagent-demo-") as tmp:
         try:
