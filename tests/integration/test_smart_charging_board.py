@@ -189,9 +189,12 @@ async def test_profiles_drive_the_evse_din_current_register(
         assert stop["transactionId"] == tx_id
         await eventually(lambda: offering() == 0, "the board stops offering current")
         assert await agent.stop() == 0
-        # Nothing but register 1000 was written, and these are the currents, in order.
-        assert {a for a, _ in board.bus_writes} == {EvseDinBoard.SET_CURRENT}
-        assert changes([v for _, v in board.bus_writes]) == [
+        # At start the power-on current became 0 and the board's own 32 A was taken back;
+        # then nothing but register 1000 was written, and these are the currents, in order.
+        assert board.bus_writes[:2] == [(EvseDinBoard.POWER_ON_CURRENT, 0), (1000, 0)]
+        since_start = board.bus_writes[2:]
+        assert {a for a, _ in since_start} == {EvseDinBoard.SET_CURRENT}
+        assert changes([v for _, v in since_start]) == [
             CONNECTOR_MAX_A,
             16,
             12,
