@@ -260,8 +260,9 @@ async def test_evse_din_exception_replies_are_board_faults() -> None:
         pilot = EvseDinPilot(bus, 2, max_current_a=90)
         await pilot.set_offered_current(16)
         fault = await fault_of(lambda: pilot.set_offered_current(90))
-        assert fault.vendor_error_code == "ModbusException3"
-        assert "EVSE-DIN board 2" in str(fault) and "FC16 0x03e8 = 90" in str(fault)
+        assert fault.vendor_error_code == "EvseBoardWriteFailed"
+        assert str(fault).startswith(f"EVSE-DIN board 2 on 127.0.0.1:{port}: cannot write 90 A")
+        assert "FC16 0x03e8 = 90: device answered exception code 3" in str(fault)
         assert pilot.offered_current == 16 and board.holding[1000] == 16
 
 
@@ -633,7 +634,7 @@ async def test_evse_din_whose_setting_keeps_disagreeing_is_a_fault(
         assert "16 A" in str(fault) and "10 A" in str(fault)
         assert current_writes(board, since) == [10, 10, 10, 0]  # supply off, tried once
         assert pilot.offered_current == 16  # what the board really offers
-        assert logged(caplog, "(EvseBoardSettingMismatch); switching the PWM off")
+        assert logged(caplog, "(EvseBoardSettingMismatch); PWM switched off")
 
         for _ in range(3):
             assert (await fault_of(pilot.state)).vendor_error_code == "EvseBoardSettingMismatch"
@@ -694,9 +695,9 @@ async def test_evse_din_falls_back_to_the_other_write_code_on_exception_1(
 async def test_evse_din_write_that_keeps_failing_ends_in_a_fault(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A board that refuses every write: the current set is retried by the next reads, and
-    after three failed writes in a row the board is faulty (EvseBoardWriteFailed) and
-    written no more."""
+    """A board that refuses every write: EvseBoardWriteFailed at once, the current set is
+    retried by the next reads, and after three failed writes in a row the fault is lasting
+    and the board is written no more."""
     board = EvseDinBoard(2, power_on_current_a=0, write_functions=frozenset())
     async with (
         tcp_server([board.device()]) as (server, port),
@@ -706,17 +707,22 @@ async def test_evse_din_write_that_keeps_failing_ends_in_a_fault(
         await pilot.start()
         await board.set_vehicle_state(server, "B")
         fault = await fault_of(lambda: pilot.set_offered_current(16))
-        assert fault.vendor_error_code == "ModbusException1"
-        codes = [(await fault_of(pilot.state)).vendor_error_code for _ in range(4)]
-        assert codes[-1] == "EvseBoardWriteFailed", codes
-        attempts = len(board.rejected)
+        assert fault.vendor_error_code == "EvseBoardWriteFailed"
+        assert "cannot write 16 A: register 1000 = 16: FC16 and FC06 both answered" in str(fault)
+        assert board.rejected == [(16, 1000, 1), (6, 1000, 1)]
+        for _ in range(2):  # two more tries by the reads, then it is lasting
+            assert (await fault_of(pilot.state)).vendor_error_code == "EvseBoardWriteFailed"
+        assert logged(
+            caplog, "(3 times in a row) (EvseBoardWriteFailed); cannot switch the PWM off"
+        )
+        assert len(board.rejected) == 3 * 2 + 2  # and one attempt at 0 A
         for _ in range(5):
             fault = await fault_of(pilot.state)
             assert fault.vendor_error_code == "EvseBoardWriteFailed"
+            assert "3 times in a row" in str(fault)
         fault = await fault_of(lambda: pilot.set_offered_current(16))
         assert fault.vendor_error_code == "EvseBoardWriteFailed"
-        assert len(board.rejected) == attempts
-        assert "register 1000" in str(fault) and "exception 1" in str(fault)
+        assert len(board.rejected) == 3 * 2 + 2
         assert board.holding[1000] == 0
 
 

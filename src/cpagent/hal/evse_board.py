@@ -21,8 +21,9 @@ Every board failure is a :class:`BoardFault` (OCPP ``OtherError``) whose
 - ``EvseBoardFailure``: the board reports a failure of its own (EVSE-DIN state 5);
 - ``EvseBoardBadState``: a state value the driver does not know;
 - ``PhoenixError0x....``: the Phoenix board's error register is not zero;
-- ``EvseBoardWriteFailed``: writing the current failed :data:`MAX_WRITE_FAILURES` times
-  in a row;
+- ``EvseBoardWriteFailed``: the board rejected the current written (both write codes
+  answered exception 1, or a value it refuses), lasting after :data:`MAX_WRITE_FAILURES`
+  failed writes in a row;
 - ``EvseBoardSettingMismatch``: the setting read back still differs after
   :data:`MAX_CORRECTIONS` writes that the board acknowledged.
 
@@ -304,34 +305,41 @@ class ModbusBoardPilot(Pilot, abc.ABC):
             self._corrections += 1
 
     async def _write_wanted(self) -> None:
-        """Write the decision; count failures, and after too many make the fault lasting."""
+        """Write the decision. A board that rejects it is an ``EvseBoardWriteFailed`` fault
+        (a silent one stays ``EvseBoardTimeout``), lasting after too many in a row."""
         wanted = self._quantum(self._wanted)
         try:
             await self._apply(wanted)
         except BoardFault as fault:
             self._write_failures += 1
-            if self._write_failures < MAX_WRITE_FAILURES or self._latched is not None:
+            lasting = self._write_failures >= MAX_WRITE_FAILURES and self._latched is None
+            if fault.vendor_error_code == TIMEOUT and not lasting:
                 raise
-            lasting = self._board_fault(
-                f"writing the current failed {self._write_failures} times in a row (last: {fault})",
-                "EvseBoardWriteFailed",
-            )
-            await self._latch(lasting)
-            raise lasting from fault
+            detail = f"cannot write {_amps(wanted)}: {str(fault).removeprefix(f'{self}: ')}"
+            if lasting:
+                detail += f" ({self._write_failures} times in a row)"
+            failure = self._board_fault(detail, "EvseBoardWriteFailed")
+            if lasting:
+                await self._latch(failure)
+            raise failure from fault
         self._write_failures = 0
         self._offered = wanted
 
     async def _latch(self, fault: BoardFault) -> None:
+        """Make ``fault`` lasting: one attempt to switch the PWM off, then no more writes."""
         self._latched = fault
-        log.error(
-            "%s (%s); switching the PWM off and writing no current until the board restarts",
-            fault,
-            fault.vendor_error_code,
-        )
         try:
             await self._apply(0.0)
         except BoardFault as err:
-            log.warning("%s: cannot switch the PWM off: %s", self, err)
+            off = f"cannot switch the PWM off ({err})"
+        else:
+            off = "PWM switched off"
+        log.error(
+            "%s (%s); %s; no current is written until the board restarts",
+            fault,
+            fault.vendor_error_code,
+            off,
+        )
 
     def _record(self, state: PilotState | None, fault: BoardFault | None) -> None:
         code = None if fault is None else fault.vendor_error_code or "BoardFault"
