@@ -68,6 +68,7 @@ from cpagent.station.model import (
     TransactionStarted,
     TransactionStopped,
 )
+from cpagent.station.pacing import Pacer
 from cpagent.station.smart_charging import (
     MIN_CURRENT_A,
     ChargingProfile,
@@ -707,18 +708,22 @@ class Station:
                     await self._reevaluate(c)
 
     async def _poll_loop(self, c: ConnectorState) -> None:
-        """Re-read hardware that cannot report changes itself, and keep faults current."""
+        """Re-read hardware that cannot report changes itself, and keep faults current.
+        A poll that takes longer than the interval (a slow bus) is followed by the next at
+        once, never by a backlog."""
         wake = self._wake[c.connector_id]
         hw = self.hardware.connectors[c.connector_id]
+        pacer = Pacer(f"connector {c.connector_id}: one poll of its meter and board")
         while True:
             delay = hw.poll_interval_s if c.transaction is not None else POLL_IDLE_S
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
             # that comes as the event is set, and this loop would then outlive shutdown.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(pacer.wait_s(delay)):
                     await wake.wait()
             wake.clear()
             async with self._lock:
+                pacer.started()
                 await self._reevaluate(c)
 
     async def _card_loop(self) -> None:
