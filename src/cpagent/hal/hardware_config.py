@@ -505,6 +505,29 @@ def device_warnings(config: HardwareConfig) -> list[str]:
     return warnings
 
 
+def wiring_warnings(config: HardwareConfig) -> list[str]:
+    """Settings that contradict each other as wired: a feedback input whose pull resistor
+    holds it at the level its ``feedback_active_high`` calls "closed" reads every open
+    contact as closed (and the other way round), so every switch looks like a fault."""
+    warnings: list[str] = []
+    for c in config.connectors:
+        for name, device in (("contactor", c.contactor), ("lock", c.lock)):
+            feedback = device.feedback if device is not None else None
+            if feedback is None or feedback.pull == "none":
+                continue
+            up = feedback.pull == "up"
+            if feedback.active_high != up:
+                continue
+            level, to, right = ("low", "GND", "false") if up else ("high", "3.3 V", "true")
+            warnings.append(
+                f'hal.connectors.{c.connector_id}.{name}: feedback_pull = "{feedback.pull}" '
+                f"with feedback_active_high = {str(feedback.active_high).lower()}: a contact to "
+                f"{to}{' (docs/hardware.md)' if up else ''} reads {level} when closed, so every "
+                f"switch would look like a {name} fault; set feedback_active_high = {right}"
+            )
+    return warnings
+
+
 def describe(config: HardwareConfig) -> list[str]:
     """One line per device, for ``cpagent check-config``."""
     lines = []
