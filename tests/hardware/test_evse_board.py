@@ -751,6 +751,13 @@ async def test_evse_din_in_0_01_a_mode_gets_the_current_in_hundredths() -> None:
         assert await pilot.state() is PilotState.A
         assert pilot.describe()["offered_a"] == 0
 
+        fresh = EvseDinPilot(bus, 2)  # not started: it reads the mode before writing
+        await fresh.set_offered_current(12.75)
+        assert board.holding[1000] == 1275 and fresh.offered_current == 12.75
+        before = len(board.bus_writes)
+        assert await fresh.state() is PilotState.A
+        assert board.bus_writes[before:] == []
+
 
 # --- Phoenix: restart and read-back -------------------------------------------------------------
 

@@ -227,12 +227,13 @@ class ModbusBoardPilot(Pilot, abc.ABC):
         cannot be read."""
 
     @abc.abstractmethod
-    async def _apply(self, amps: float) -> None:
-        """Write ``amps`` (0, or ``MIN_CURRENT_A``..``max_current_a``) to the board."""
+    async def _apply(self, amps: float) -> float:
+        """Write ``amps`` (0, or ``MIN_CURRENT_A``..``max_current_a``) to the board as it can
+        hold it; return that value (what reads back)."""
 
     @abc.abstractmethod
     def _quantum(self, amps: float) -> float:
-        """``amps`` as the board can hold it (the setting that reads back after writing)."""
+        """``amps`` as the board holds it, once read (the value ``_apply`` would write)."""
 
     async def _prepare(self) -> None:
         """Set the board up; run at start and whenever it answers again after silence."""
@@ -307,9 +308,9 @@ class ModbusBoardPilot(Pilot, abc.ABC):
     async def _write_wanted(self) -> None:
         """Write the decision. A board that rejects it is an ``EvseBoardWriteFailed`` fault
         (a silent one stays ``EvseBoardTimeout``), lasting after too many in a row."""
-        wanted = self._quantum(self._wanted)
+        wanted = self._wanted
         try:
-            await self._apply(wanted)
+            held = await self._apply(wanted)
         except BoardFault as fault:
             self._write_failures += 1
             lasting = self._write_failures >= MAX_WRITE_FAILURES and self._latched is None
@@ -323,7 +324,7 @@ class ModbusBoardPilot(Pilot, abc.ABC):
                 await self._latch(failure)
             raise failure from fault
         self._write_failures = 0
-        self._offered = wanted
+        self._offered = held
 
     async def _latch(self, fault: BoardFault) -> None:
         """Make ``fault`` lasting: one attempt to switch the PWM off, then no more writes."""
@@ -475,19 +476,24 @@ class EvseDinPilot(ModbusBoardPilot):
         self._steps = None
 
     def _quantum(self, amps: float) -> float:
-        if amps < MIN_CURRENT_A:
-            return 0.0
         steps = self._steps or 1
-        return math.floor(amps * steps + 1e-6) / steps
+        return self._raw(amps, steps) / steps
+
+    @staticmethod
+    def _raw(amps: float, steps: int) -> int:
+        """``amps`` in register 1000's unit, rounded down (0 below 6 A)."""
+        return 0 if amps < MIN_CURRENT_A else math.floor(amps * steps + 1e-6)
 
     async def _read_board(self) -> tuple[float, PilotState | BoardFault]:
         steps = await self._steps_per_amp()
         current, _signalled, code = await self._read(3, self.SET_CURRENT, 3)
         return current / steps, self._decode_state(code)
 
-    async def _apply(self, amps: float) -> None:
-        raw = 0 if amps == 0 else round(amps * await self._steps_per_amp())
+    async def _apply(self, amps: float) -> float:
+        steps = await self._steps_per_amp() if amps >= MIN_CURRENT_A else 1
+        raw = self._raw(amps, steps)
         await self._write_register(self.SET_CURRENT, raw)
+        return raw / steps
 
     def _decode_state(self, code: int) -> PilotState | BoardFault:
         if code in self._STATES:
@@ -631,14 +637,16 @@ class PhoenixPilot(ModbusBoardPilot):
             log.info("%s: register 4000 was %d, set to 3 (enable by Modbus)", self, mode)
         self._mode_set = True
 
-    async def _apply(self, amps: float) -> None:
-        if amps == 0:
+    async def _apply(self, amps: float) -> float:
+        held = self._quantum(amps)
+        if held == 0:
             await self._write_coil(self.ENABLE, False)
-            return
+            return held
         if not self._mode_set:
             await self._ensure_mode()
-        await self._write_register(self.MAX_CURRENT, int(amps))
+        await self._write_register(self.MAX_CURRENT, int(held))
         await self._write_coil(self.ENABLE, True)
+        return held
 
     async def _read_board(self) -> tuple[float, PilotState | BoardFault]:
         outcome = await self._read_state()
