@@ -14,6 +14,7 @@ import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from pymodbus.pdu import ModbusPDU
@@ -33,6 +34,7 @@ from cpagent.testing.modbus_devices import (
     EvseDinBoard,
     NullModem,
     PhoenixBoard,
+    SimServer,
     free_port,
     meter_device,
     rtu_server,
@@ -493,6 +495,18 @@ async def test_meter_and_board_share_one_rtu_line(null_modem: NullModem) -> None
 # --- the current setting: power-on, restarts, read-back ------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def alone_on_tcp(
+    board: EvseDinBoard | PhoenixBoard, trace_pdu: Any = None
+) -> AsyncIterator[tuple[SimServer, ModbusBus]]:
+    """``board`` alone on a Modbus TCP server, and the bus to it."""
+    async with (
+        tcp_server([board.device()], trace_pdu=trace_pdu) as (server, port),
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
+    ):
+        yield server, bus
+
+
 def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     """The board driver's log messages containing ``text``."""
     return [
@@ -515,10 +529,7 @@ async def test_evse_din_start_stops_the_power_on_current_and_sets_none_for_the_n
     told; register 2000 is EEPROM, so it is written only when it differs."""
     board = EvseDinBoard(2)
     assert board.holding[1000] == 32 and board.holding[1006] == 2  # PWM at 32 A
-    async with (
-        tcp_server([board.device()]) as (_, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board) as (_, bus):
         caplog.set_level("INFO", "cpagent.hal.evse_board")
         await EvseDinPilot(bus, 2).start()
         assert board.holding[2000] == 0
@@ -540,10 +551,7 @@ async def test_evse_din_restart_is_brought_back_to_the_current_set(
     again writes the current set (10 A), and says so."""
     board = EvseDinBoard(2, power_on_min_a=6)
     served = Served()
-    async with (
-        tcp_server([board.device()], trace_pdu=served.trace) as (server, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board, served.trace) as (server, bus):
         caplog.set_level("INFO", "cpagent.hal.evse_board")
         pilot = EvseDinPilot(bus, 2, retries=0)
         await pilot.start()
@@ -570,10 +578,7 @@ async def test_evse_din_re_asserts_the_latest_decision_after_a_restart() -> None
     """Lowered to 6 A while the board did not answer, the board that comes back is set to
     6 A, never to the 10 A it had before."""
     board = EvseDinBoard(2, power_on_min_a=6)
-    async with (
-        tcp_server([board.device()]) as (_, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board) as (_, bus):
         pilot = EvseDinPilot(bus, 2, retries=0)
         await pilot.set_offered_current(10)
         board.online = False
@@ -592,10 +597,7 @@ async def test_evse_din_read_back_corrects_a_setting_changed_behind_its_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     board = EvseDinBoard(2)
-    async with (
-        tcp_server([board.device()]) as (server, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board) as (server, bus):
         pilot = EvseDinPilot(bus, 2)
         await pilot.start()
         await pilot.set_offered_current(10)
@@ -616,10 +618,7 @@ async def test_evse_din_whose_setting_keeps_disagreeing_is_a_fault(
     read, no current offered on request, and no more writes than an attempt to switch
     the PWM off. A restart of the board clears it."""
     board = EvseDinBoard(2)
-    async with (
-        tcp_server([board.device()]) as (server, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board) as (server, bus):
         pilot = EvseDinPilot(bus, 2)
         await pilot.start()
         await pilot.set_offered_current(10)
@@ -658,10 +657,7 @@ async def test_evse_din_whose_setting_keeps_disagreeing_is_a_fault(
 async def test_evse_din_writes_with_fc16_as_evcc_and_openwb_do() -> None:
     """A board that implements only Write Multiple Registers (FC16) takes the current."""
     board = EvseDinBoard(2, write_functions=frozenset({16}))
-    async with (
-        tcp_server([board.device()]) as (_, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board) as (_, bus):
         pilot = EvseDinPilot(bus, 2)
         await pilot.start()
         await pilot.set_offered_current(16)
@@ -679,10 +675,7 @@ async def test_evse_din_falls_back_to_the_other_write_code_on_exception_1(
     for board_codes, configured, other in (({6}, 16, 6), ({16}, 6, 16)):
         caplog.clear()
         board = EvseDinBoard(2, write_functions=frozenset(board_codes))
-        async with (
-            tcp_server([board.device()]) as (_, port),
-            ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-        ):
+        async with alone_on_tcp(board) as (_, bus):
             pilot = EvseDinPilot(bus, 2, write_function=configured)
             await pilot.set_offered_current(16)
             await pilot.set_offered_current(10)
@@ -699,10 +692,7 @@ async def test_evse_din_write_that_keeps_failing_ends_in_a_fault(
     retried by the next reads, and after three failed writes in a row the fault is lasting
     and the board is written no more."""
     board = EvseDinBoard(2, power_on_current_a=0, write_functions=frozenset())
-    async with (
-        tcp_server([board.device()]) as (server, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board) as (server, bus):
         pilot = EvseDinPilot(bus, 2)
         await pilot.start()
         await board.set_vehicle_state(server, "B")
@@ -733,10 +723,7 @@ async def test_evse_din_in_0_01_a_mode_gets_the_current_in_hundredths() -> None:
     """A board with register 2005 bit 7 set (as openWB sets it) counts register 1000 in
     0.01 A: the current is scaled, and the fraction of an amp is no longer dropped."""
     board = EvseDinBoard(2, precise=True)
-    async with (
-        tcp_server([board.device()]) as (_, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board) as (_, bus):
         pilot = EvseDinPilot(bus, 2, max_current_a=32)
         await pilot.start()
         await pilot.set_offered_current(16)
@@ -769,10 +756,7 @@ async def test_phoenix_restart_is_enabled_again_at_the_current_set(
     maximum current in 22000: the first read after it answers again restores both, and a
     22000 changed behind the driver's back is corrected by the next read."""
     board = PhoenixBoard(5, mode=3, max_current_a=32)
-    async with (
-        tcp_server([board.device()]) as (server, port),
-        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
-    ):
+    async with alone_on_tcp(board) as (server, bus):
         pilot = PhoenixPilot(bus, 5, retries=0)
         await pilot.start()
         await board.set_vehicle_state(server, "C")

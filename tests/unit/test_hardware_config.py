@@ -241,32 +241,34 @@ def test_the_examples_wire_feedback_contacts_as_the_docs_do(path: Path) -> None:
     assert "feedback_active_high = true" not in docs
 
 
+def warnings_about(text: str, tmp_path: Path) -> list[str]:
+    """The lines check-config prints to stderr for a config file holding ``text``."""
+    config = tmp_path / "cpagent.toml"
+    config.write_text(text)
+    done = check_config(config)
+    assert done.returncode == 0, done.stderr
+    return done.stderr.splitlines()
+
+
 def test_check_config_warns_about_a_pull_up_with_an_active_high_feedback(tmp_path: Path) -> None:
     """With the pull-up on, a contact to GND reads low when closed; declared active high,
     every switch would be reported as a welded or stuck contactor."""
     text = (CONFIG_DIR / "pi-sdm630-evse-din.toml").read_text()
     wrong = text.replace("feedback_active_high = false", "feedback_active_high = true", 1)
     assert wrong != text
-    config = tmp_path / "cpagent.toml"
-    config.write_text(wrong)
-    done = check_config(config)
-    assert done.returncode == 0, done.stderr
     assert (
         'warning: hal.connectors.1.contactor: feedback_pull = "up" with feedback_active_high'
         " = true: a contact to GND (docs/hardware.md) reads low when closed, so every switch"
         " would look like a contactor fault; set feedback_active_high = false"
-    ) in done.stderr.splitlines()
+    ) in warnings_about(wrong, tmp_path)
 
     lock = text + '\n[hal.connectors.1.lock]\npin = "GPIO5"\nfeedback_pin = "GPIO6"\n'
     lock += 'feedback_pull = "down"\nfeedback_active_high = false\n'
-    config.write_text(lock)
-    done = check_config(config)
-    assert done.returncode == 0, done.stderr
     assert (
         'warning: hal.connectors.1.lock: feedback_pull = "down" with feedback_active_high'
         " = false: a contact to 3.3 V reads high when closed, so every switch would look"
         " like a lock fault; set feedback_active_high = true"
-    ) in done.stderr.splitlines()
+    ) in warnings_about(lock, tmp_path)
 
 
 def test_the_write_function_code_per_board() -> None:

@@ -449,24 +449,8 @@ class EvseDinPilot(ModbusBoardPilot):
     }
     _FAILURE = 5
 
-    def __init__(
-        self,
-        bus: ModbusBus,
-        device_id: int = 1,
-        *,
-        retries: int = 2,
-        max_current_a: float = 32.0,
-        write_function: int | None = None,
-    ) -> None:
-        super().__init__(
-            bus,
-            device_id,
-            retries=retries,
-            max_current_a=max_current_a,
-            write_function=write_function,
-        )
-        self._steps: int | None = None
-        """Register 1000's steps per amp (1 or 100); None until read from the board."""
+    _steps: int | None = None
+    """Register 1000's steps per amp (1 or 100); None until read from the board."""
 
     async def _prepare(self) -> None:
         await self._steps_per_amp()
@@ -597,23 +581,8 @@ class PhoenixPilot(ModbusBoardPilot):
     FIRMWARE = 1031
     FIRMWARE_FUNCTION = 4
 
-    def __init__(
-        self,
-        bus: ModbusBus,
-        device_id: int = 1,
-        *,
-        retries: int = 2,
-        max_current_a: float = 32.0,
-        write_function: int | None = None,
-    ) -> None:
-        super().__init__(
-            bus,
-            device_id,
-            retries=retries,
-            max_current_a=max_current_a,
-            write_function=write_function,
-        )
-        self._mode_set = False
+    _mode_set = False
+    """Whether register 4000 was seen at 3 (or set to it) since the board last went silent."""
 
     async def _prepare(self) -> None:
         try:
