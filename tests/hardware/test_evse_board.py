@@ -627,11 +627,12 @@ async def test_evse_din_whose_setting_keeps_disagreeing_is_a_fault(
         since = len(board.bus_writes)
         for _ in range(3):
             assert await pilot.state() is PilotState.A
-        assert current_writes(board, since) == [10, 10, 10]
+            await pilot.set_offered_current(10)  # the same decision again counts on
+        assert current_writes(board, since) == [10] * 6
         fault = await fault_of(pilot.state)
         assert fault.vendor_error_code == "EvseBoardSettingMismatch"
         assert "16 A" in str(fault) and "10 A" in str(fault)
-        assert current_writes(board, since) == [10, 10, 10, 0]  # supply off, tried once
+        assert current_writes(board, since) == [10] * 6 + [0]  # supply off, tried once
         assert pilot.offered_current == 16  # what the board really offers
         assert logged(caplog, "(EvseBoardSettingMismatch); PWM switched off")
 
@@ -639,7 +640,7 @@ async def test_evse_din_whose_setting_keeps_disagreeing_is_a_fault(
             assert (await fault_of(pilot.state)).vendor_error_code == "EvseBoardSettingMismatch"
         fault = await fault_of(lambda: pilot.set_offered_current(12))
         assert fault.vendor_error_code == "EvseBoardSettingMismatch"
-        assert current_writes(board, since) == [10, 10, 10, 0]
+        assert current_writes(board, since) == [10] * 6 + [0]
 
         board.online = False
         assert (await fault_of(pilot.state)).vendor_error_code == "EvseBoardTimeout"

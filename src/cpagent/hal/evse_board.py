@@ -151,8 +151,9 @@ class ModbusBoardPilot(Pilot, abc.ABC):
         if not amps >= 0:
             raise ValueError(f"offered current must be a non-negative number, not {amps!r}")
         async with self._lock:
-            self._wanted = 0.0 if amps < MIN_CURRENT_A else min(amps, self.max_current_a)
-            self._corrections = 0
+            wanted = 0.0 if amps < MIN_CURRENT_A else min(amps, self.max_current_a)
+            if wanted != self._wanted:
+                self._wanted, self._corrections = wanted, 0
             if self._latched is not None and self._wanted > 0:
                 raise self._latched
             await self._write_wanted()
