@@ -85,10 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load(args.config)
         if args.command == "check-config":
             from cpagent.config import security_warnings, summary
-            from cpagent.hal.hardware_config import device_warnings
+            from cpagent.hal.hardware_config import device_warnings, wiring_warnings
 
             print(summary(config))
-            warnings = [*config.warnings, *security_warnings(config.security)]
+            warnings = [
+                *config.warnings,
+                *security_warnings(config.security),
+                *wiring_warnings(config.hal.hardware),
+            ]
             if config.hal.backend == "hardware":
                 warnings += device_warnings(config.hal.hardware)
             for warning in warnings:

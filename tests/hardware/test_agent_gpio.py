@@ -121,13 +121,14 @@ class Rig:
     factory: RigFactory
     log: PinLog
     state_reads: int = 0
-    """Vehicle-state reads the board got (the board watcher polls every 0.1 s)."""
+    """Reads of the board's current setting and vehicle state (registers 1000-1002) the board
+    got: the board watcher polls every 0.1 s."""
     meter_reads: int = 0
     """Meter requests (the station reads the meter on every re-evaluation)."""
 
     def trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:  # a request: the one before it from the same poller has finished
-            if pdu.dev_id == BOARD_ID and pdu.function_code == 3 and pdu.address == 1002:
+            if pdu.dev_id == BOARD_ID and pdu.function_code == 3 and pdu.address == 1000:
                 self.state_reads += 1
             elif pdu.dev_id == METER_ID:
                 self.meter_reads += 1

@@ -14,6 +14,7 @@ import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from pymodbus.pdu import ModbusPDU
@@ -33,6 +34,7 @@ from cpagent.testing.modbus_devices import (
     EvseDinBoard,
     NullModem,
     PhoenixBoard,
+    SimServer,
     free_port,
     meter_device,
     rtu_server,
@@ -195,7 +197,7 @@ async def test_evse_din_offers_current_and_the_board_signals_it() -> None:
             with pytest.raises(ValueError):
                 await pilot.set_offered_current(bad)
         assert bus.requests == before
-    assert board.bus_writes == [(1000, 16), (1000, 32), (1000, 12), (1000, 0)]
+    assert board.bus_writes == [(2000, 0), (1000, 0), (1000, 16), (1000, 32), (1000, 12), (1000, 0)]
 
 
 async def test_evse_din_vehicle_states_read_as_pilot_states() -> None:
@@ -215,7 +217,7 @@ async def test_evse_din_vehicle_states_read_as_pilot_states() -> None:
             "kind": "evse-din",
             "device_id": 2,
             "bus": f"127.0.0.1:{port}",
-            "firmware": None,
+            "firmware": "17",
             "state": "A",
             "fault": None,
             "offered_a": 10.0,
@@ -260,8 +262,9 @@ async def test_evse_din_exception_replies_are_board_faults() -> None:
         pilot = EvseDinPilot(bus, 2, max_current_a=90)
         await pilot.set_offered_current(16)
         fault = await fault_of(lambda: pilot.set_offered_current(90))
-        assert fault.vendor_error_code == "ModbusException3"
-        assert "EVSE-DIN board 2" in str(fault) and "FC06 0x03e8 = 90" in str(fault)
+        assert fault.vendor_error_code == "EvseBoardWriteFailed"
+        assert str(fault).startswith(f"EVSE-DIN board 2 on 127.0.0.1:{port}: cannot write 90 A")
+        assert "FC16 0x03e8 = 90: device answered exception code 3" in str(fault)
         assert pilot.offered_current == 16 and board.holding[1000] == 16
 
 
@@ -459,7 +462,7 @@ async def test_meter_and_board_share_one_rtu_line(null_modem: NullModem) -> None
         events.append((time.monotonic(), sending, pdu.dev_id))
         return pdu
 
-    board = EvseDinBoard(2)
+    board = EvseDinBoard(2, power_on_current_a=0)
     async with (
         rtu_server(
             null_modem, [meter_device(1, sdm630, SDM630_READING), board.device()], trace_pdu=trace
@@ -480,10 +483,295 @@ async def test_meter_and_board_share_one_rtu_line(null_modem: NullModem) -> None
     assert board.bus_writes == [(1000, int(amps)) for amps in currents]
     assert board.holding[1001] == 13 and pilot.offered_current == 13
 
-    assert bus.requests == 4 * len(meter.blocks) + 6 + 6
+    assert bus.requests == 4 * len(meter.blocks) + 6 + 6 + 2  # + firmware and 2005 (unit)
     assert [sending for _, sending, _ in events] == [False, True] * bus.requests
     pairs = list(zip(events[::2], events[1::2], strict=True))
     assert all(request[2] == answer[2] for request, answer in pairs)
     assert {request[2] for request, _ in pairs} == {1, 2}
     silences = [nxt[0][0] - prev[1][0] for prev, nxt in itertools.pairwise(pairs)]
     assert min(silences) >= gap_s, min(silences)
+
+
+# --- the current setting: power-on, restarts, read-back ------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def alone_on_tcp(
+    board: EvseDinBoard | PhoenixBoard, trace_pdu: Any = None
+) -> AsyncIterator[tuple[SimServer, ModbusBus]]:
+    """``board`` alone on a Modbus TCP server, and the bus to it."""
+    async with (
+        tcp_server([board.device()], trace_pdu=trace_pdu) as (server, port),
+        ModbusBus.tcp("127.0.0.1", port, timeout=TIMEOUT) as bus,
+    ):
+        yield server, bus
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    """The board driver's log messages containing ``text``."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "cpagent.hal.evse_board" and text in r.getMessage()
+    ]
+
+
+def current_writes(board: EvseDinBoard, since: int = 0) -> list[int]:
+    return [v for a, v in board.bus_writes[since:] if a == EvseDinBoard.SET_CURRENT]
+
+
+async def test_evse_din_start_stops_the_power_on_current_and_sets_none_for_the_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A board fresh from power-on offers its register-2000 current (32 A from the
+    factory) to whatever is plugged in. Started, the agent takes that back (1000 = 0) and
+    makes 0 the power-on current, so a board that restarts later offers nothing until
+    told; register 2000 is EEPROM, so it is written only when it differs."""
+    board = EvseDinBoard(2)
+    assert board.holding[1000] == 32 and board.holding[1006] == 2  # PWM at 32 A
+    async with alone_on_tcp(board) as (_, bus):
+        caplog.set_level("INFO", "cpagent.hal.evse_board")
+        await EvseDinPilot(bus, 2).start()
+        assert board.holding[2000] == 0
+        assert board.holding[1000] == 0 and board.holding[1006] == 1
+        assert logged(caplog, "register 2000")
+        await EvseDinPilot(bus, 2).start()
+        assert board.bus_writes == [(2000, 0), (1000, 0)]
+
+        board.online = False
+        board.power_on()
+        assert board.holding[1000] == 0 and board.holding[1006] == 1
+
+
+async def test_evse_din_restart_is_brought_back_to_the_current_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A board that refuses 0 as its power-on current (some firmware wants 6-80 A) comes
+    back from a restart offering 32 A. The watch's first read after the board answers
+    again writes the current set (10 A), and says so."""
+    board = EvseDinBoard(2, power_on_min_a=6)
+    served = Served()
+    async with alone_on_tcp(board, served.trace) as (server, bus):
+        caplog.set_level("INFO", "cpagent.hal.evse_board")
+        pilot = EvseDinPilot(bus, 2, retries=0)
+        await pilot.start()
+        assert board.holding[2000] == 32  # refused: it still powers on at 32 A
+        assert logged(caplog, "32 A after a restart")
+        await board.set_vehicle_state(server, "C")
+        await pilot.set_offered_current(10)
+        async with Watched(pilot).running() as watched:
+            assert await watched.next() == "C"
+            board.online = False
+            assert await watched.next() == "EvseBoardTimeout"
+            board.power_on()
+            assert board.holding[1000] == 32
+            since = len(board.bus_writes)
+            assert await watched.next() == "C"
+            assert board.holding[1000] == 10 and board.signalled_a == 10
+            await served.wait(3)
+        assert current_writes(board, since) == [10]
+        assert pilot.offered_current == 10
+        assert logged(caplog, "reads 32 A instead of 10 A")
+
+
+async def test_evse_din_re_asserts_the_latest_decision_after_a_restart() -> None:
+    """Lowered to 6 A while the board did not answer, the board that comes back is set to
+    6 A, never to the 10 A it had before."""
+    board = EvseDinBoard(2, power_on_min_a=6)
+    async with alone_on_tcp(board) as (_, bus):
+        pilot = EvseDinPilot(bus, 2, retries=0)
+        await pilot.set_offered_current(10)
+        board.online = False
+        fault = await fault_of(pilot.state)
+        assert fault.vendor_error_code == "EvseBoardTimeout"
+        fault = await fault_of(lambda: pilot.set_offered_current(6))
+        assert fault.vendor_error_code == "EvseBoardTimeout"
+        board.power_on()
+        since = len(board.bus_writes)
+        assert await pilot.state() is PilotState.A
+        assert board.holding[1000] == 6 and pilot.offered_current == 6
+        assert current_writes(board, since) == [6]
+
+
+async def test_evse_din_read_back_corrects_a_setting_changed_behind_its_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    board = EvseDinBoard(2)
+    async with alone_on_tcp(board) as (server, bus):
+        pilot = EvseDinPilot(bus, 2)
+        await pilot.start()
+        await pilot.set_offered_current(10)
+        await board.set_register(server, EvseDinBoard.SET_CURRENT, 20)  # another master
+        assert await pilot.state() is PilotState.A
+        assert board.holding[1000] == 10 and pilot.offered_current == 10
+        assert logged(caplog, "reads 20 A instead of 10 A")
+        before = len(board.bus_writes)
+        assert await pilot.state() is PilotState.A
+        assert board.bus_writes[before:] == []  # agreeing: nothing written
+
+
+async def test_evse_din_whose_setting_keeps_disagreeing_is_a_fault(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A board that acknowledges every write but keeps its own current (here from its
+    button) is corrected three times, then reported: EvseBoardSettingMismatch from every
+    read, no current offered on request, and no more writes than an attempt to switch
+    the PWM off. A restart of the board clears it."""
+    board = EvseDinBoard(2)
+    async with alone_on_tcp(board) as (server, bus):
+        pilot = EvseDinPilot(bus, 2)
+        await pilot.start()
+        await pilot.set_offered_current(10)
+        board.pinned_current = 16
+        await board.set_register(server, EvseDinBoard.CONTROL, 0)  # the firmware applies it
+        since = len(board.bus_writes)
+        for _ in range(3):
+            assert await pilot.state() is PilotState.A
+            await pilot.set_offered_current(10)  # the same decision again counts on
+        assert current_writes(board, since) == [10] * 6
+        fault = await fault_of(pilot.state)
+        assert fault.vendor_error_code == "EvseBoardSettingMismatch"
+        assert "16 A" in str(fault) and "10 A" in str(fault)
+        assert current_writes(board, since) == [10] * 6 + [0]  # supply off, tried once
+        assert pilot.offered_current == 16  # what the board really offers
+        assert logged(caplog, "(EvseBoardSettingMismatch); PWM switched off")
+
+        for _ in range(3):
+            assert (await fault_of(pilot.state)).vendor_error_code == "EvseBoardSettingMismatch"
+        fault = await fault_of(lambda: pilot.set_offered_current(12))
+        assert fault.vendor_error_code == "EvseBoardSettingMismatch"
+        assert current_writes(board, since) == [10] * 6 + [0]
+
+        board.online = False
+        assert (await fault_of(pilot.state)).vendor_error_code == "EvseBoardTimeout"
+        board.pinned_current = None
+        board.power_on()
+        assert await pilot.state() is PilotState.A
+        assert board.holding[1000] == 12  # the station's latest decision
+        await pilot.set_offered_current(8)
+        assert board.holding[1000] == 8
+
+
+# --- write function codes --------------------------------------------------------------------
+
+
+async def test_evse_din_writes_with_fc16_as_evcc_and_openwb_do() -> None:
+    """A board that implements only Write Multiple Registers (FC16) takes the current."""
+    board = EvseDinBoard(2, write_functions=frozenset({16}))
+    async with alone_on_tcp(board) as (_, bus):
+        pilot = EvseDinPilot(bus, 2)
+        await pilot.start()
+        await pilot.set_offered_current(16)
+        assert board.holding[1000] == 16 and board.signalled_a == 16
+        assert pilot.offered_current == 16
+    assert board.rejected == []
+    assert set(board.write_codes) == {16}
+
+
+async def test_evse_din_falls_back_to_the_other_write_code_on_exception_1(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Configured (or defaulting) to one write code, a board that answers it with
+    exception 1 (illegal function) is written with the other one, from then on."""
+    for board_codes, configured, other in (({6}, 16, 6), ({16}, 6, 16)):
+        caplog.clear()
+        board = EvseDinBoard(2, write_functions=frozenset(board_codes))
+        async with alone_on_tcp(board) as (_, bus):
+            pilot = EvseDinPilot(bus, 2, write_function=configured)
+            await pilot.set_offered_current(16)
+            await pilot.set_offered_current(10)
+            assert board.holding[1000] == 10
+        assert board.rejected == [(configured, 1000, 1)]
+        assert set(board.write_codes) == {other}
+        assert len(logged(caplog, f"writing with FC{other:02d}")) == 1
+
+
+async def test_evse_din_write_that_keeps_failing_ends_in_a_fault(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A board that refuses every write: EvseBoardWriteFailed at once, the current set is
+    retried by the next reads, and after three failed writes in a row the fault is lasting
+    and the board is written no more."""
+    board = EvseDinBoard(2, power_on_current_a=0, write_functions=frozenset())
+    async with alone_on_tcp(board) as (server, bus):
+        pilot = EvseDinPilot(bus, 2)
+        await pilot.start()
+        await board.set_vehicle_state(server, "B")
+        fault = await fault_of(lambda: pilot.set_offered_current(16))
+        assert fault.vendor_error_code == "EvseBoardWriteFailed"
+        assert "cannot write 16 A: register 1000 = 16: FC16 and FC06 both answered" in str(fault)
+        assert board.rejected == [(16, 1000, 1), (6, 1000, 1)]
+        for _ in range(2):  # two more tries by the reads, then it is lasting
+            assert (await fault_of(pilot.state)).vendor_error_code == "EvseBoardWriteFailed"
+        assert logged(
+            caplog, "(3 times in a row) (EvseBoardWriteFailed); cannot switch the PWM off"
+        )
+        assert len(board.rejected) == 3 * 2 + 2  # and one attempt at 0 A
+        for _ in range(5):
+            fault = await fault_of(pilot.state)
+            assert fault.vendor_error_code == "EvseBoardWriteFailed"
+            assert "3 times in a row" in str(fault)
+        fault = await fault_of(lambda: pilot.set_offered_current(16))
+        assert fault.vendor_error_code == "EvseBoardWriteFailed"
+        assert len(board.rejected) == 3 * 2 + 2
+        assert board.holding[1000] == 0
+
+
+# --- the 0.01 A mode ---------------------------------------------------------------------------
+
+
+async def test_evse_din_in_0_01_a_mode_gets_the_current_in_hundredths() -> None:
+    """A board with register 2005 bit 7 set (as openWB sets it) counts register 1000 in
+    0.01 A: the current is scaled, and the fraction of an amp is no longer dropped."""
+    board = EvseDinBoard(2, precise=True)
+    async with alone_on_tcp(board) as (_, bus):
+        pilot = EvseDinPilot(bus, 2, max_current_a=32)
+        await pilot.start()
+        await pilot.set_offered_current(16)
+        assert board.holding[1000] == 1600 and board.signalled_a == 16
+        assert pilot.offered_current == 16
+        await pilot.set_offered_current(12.75)
+        assert board.holding[1000] == 1275 and pilot.offered_current == 12.75
+        await pilot.set_offered_current(40)
+        assert board.holding[1000] == 3200 and pilot.offered_current == 32
+        await pilot.set_offered_current(5.99)
+        assert board.holding[1000] == 0 and pilot.offered_current == 0
+        assert await pilot.state() is PilotState.A
+        assert pilot.describe()["offered_a"] == 0
+
+        fresh = EvseDinPilot(bus, 2)  # not started: it reads the mode before writing
+        await fresh.set_offered_current(12.75)
+        assert board.holding[1000] == 1275 and fresh.offered_current == 12.75
+        before = len(board.bus_writes)
+        assert await fresh.state() is PilotState.A
+        assert board.bus_writes[before:] == []
+
+
+# --- Phoenix: restart and read-back -------------------------------------------------------------
+
+
+async def test_phoenix_restart_is_enabled_again_at_the_current_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After power-on a Phoenix board has charging disabled (coil 20000 off) and its own
+    maximum current in 22000: the first read after it answers again restores both, and a
+    22000 changed behind the driver's back is corrected by the next read."""
+    board = PhoenixBoard(5, mode=3, max_current_a=32)
+    async with alone_on_tcp(board) as (server, bus):
+        pilot = PhoenixPilot(bus, 5, retries=0)
+        await pilot.start()
+        await board.set_vehicle_state(server, "C")
+        await pilot.set_offered_current(10)
+        assert board.status == "C2" and board.holding[PhoenixBoard.ADVERTISED] == 10
+        board.online = False
+        assert (await fault_of(pilot.state)).vendor_error_code == "EvseBoardTimeout"
+        board.power_on()
+        assert board.status == "C1" and board.holding[22000] == 32
+        assert await pilot.state() is PilotState.C
+        assert board.coils[PhoenixBoard.ENABLE] is True and board.holding[22000] == 10
+        assert board.status == "C2" and board.holding[PhoenixBoard.ADVERTISED] == 10
+
+        await board.set_register(server, PhoenixBoard.MAX_CURRENT, 25)
+        assert await pilot.state() is PilotState.C
+        assert board.holding[22000] == 10
+        assert logged(caplog, "reads 25 A instead of 10 A")

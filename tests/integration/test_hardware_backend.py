@@ -210,9 +210,9 @@ async def settled_sample(csms: LoopbackCsms, energy_wh: float, since: int) -> di
 
 @contextlib.asynccontextmanager
 async def tcp_bench(
-    meter_map: MeterMap, reading: MeterReading, reader_fd: int
+    meter_map: MeterMap, reading: MeterReading, reader_fd: int, board: EvseDinBoard | None = None
 ) -> AsyncIterator[tuple[Bench, int]]:
-    board = EvseDinBoard(BOARD_ID)
+    board = board or EvseDinBoard(BOARD_ID)
     async with tcp_server([meter_device(METER_ID, meter_map, reading), board.device()]) as (
         server,
         port,
@@ -325,6 +325,63 @@ async def test_a_user_defined_map_reads_like_the_shipped_one(
         assert start["meterStart"] == round(reading.energy_wh)
         sample = await settled_sample(csms, reading.energy_wh, mark)
         assert values_of(sample) == expected_values(reading)
+
+
+# --- how the board is written -----------------------------------------------------------------
+
+
+async def test_a_board_that_implements_only_fc16_gets_the_current(
+    agent_factory: AgentFactory, csms: LoopbackCsms, reader_pty: tuple[int, str]
+) -> None:
+    """Some EVSE-DIN boards answer Write Single Register (FC06) with exception 1; evcc and
+    openWB write with FC16, and so does the agent: the session gets its current."""
+    master, reader_path = reader_pty
+    board = EvseDinBoard(BOARD_ID, write_functions=frozenset({16}))
+    async with tcp_bench(MAPS["sdm630"], READINGS["sdm630"], master, board) as (bench, port):
+        agent = hardware_agent(
+            agent_factory, {"host": "127.0.0.1", "port": port}, reader=reader_path
+        )
+        await agent.start()
+        await status_of(csms, 1, "Available", 0)
+        await charge(bench, csms, "CAFE0001")
+        assert board.signalled_a == MAX_CURRENT_A
+        assert board.rejected == []
+
+
+async def test_a_board_that_refuses_every_write_is_faulted_and_left_alone(
+    agent_factory: AgentFactory, csms: LoopbackCsms, reader_pty: tuple[int, str]
+) -> None:
+    """A board that takes neither write code: the session's start makes the connector
+    Faulted (OtherError, EvseBoardWriteFailed), logged as a pilot fault; after three failed
+    writes the fault is lasting and the board is not written any more, while it is still
+    read and the session still metered."""
+    master, reader_path = reader_pty
+    board = EvseDinBoard(BOARD_ID, power_on_current_a=0, write_functions=frozenset())
+    async with tcp_bench(MAPS["sdm630"], READINGS["sdm630"], master, board) as (bench, port):
+        agent = hardware_agent(
+            agent_factory, {"host": "127.0.0.1", "port": port}, reader=reader_path
+        )
+        await agent.start()
+        await status_of(csms, 1, "Available", 0)
+        mark = csms.mark()
+        await bench.vehicle("B")
+        await status_of(csms, 1, "Preparing", mark)
+        bench.card("CAFE0001")
+        await csms.wait_for("StartTransaction", since=mark)
+        await status_of(
+            csms, 1, "Faulted", mark, errorCode="OtherError", vendorErrorCode="EvseBoardWriteFailed"
+        )
+        await agent.wait_log("connector 1: pilot fault: EVSE-DIN board 2")
+        await agent.wait_log("(3 times in a row) (EvseBoardWriteFailed); cannot switch the PWM off")
+        refused = len(board.rejected)
+        since = csms.mark()
+        for _ in range(3):  # a few seconds of board reads (every 0.1 s) and station polls
+            since = (await csms.wait_for_message("MeterValues", since=since)).index + 1
+        assert len(board.rejected) == refused
+        assert board.holding[EvseDinBoard.SET_CURRENT] == 0
+        state = await agent.status()
+        assert state["connectors"][0]["status"] == "Faulted"
+        assert "relay fault" not in agent.log()
 
 
 # --- RTU: two connectors on one line, and the faults ------------------------------------------

@@ -50,8 +50,10 @@ async def board_on_tcp(board: EvseDinBoard | PhoenixBoard) -> AsyncIterator[tupl
         yield server, port
 
 
-def board_agent(make: AgentFactory, port: int, board: str) -> AgentProcess:
-    """An agent with one connector of ``CONNECTOR_MAX_A`` behind ``board``; no card reader
+def board_agent(
+    make: AgentFactory, port: int, board: str, max_current_a: int = CONNECTOR_MAX_A
+) -> AgentProcess:
+    """An agent with one connector of ``max_current_a`` behind ``board``; no card reader
     (sessions are started remotely). The connector is polled only every minute, so within
     a test only the station's own reactions change the current: to a CSMS request, to a
     board state change, or at a profile's period boundary."""
@@ -59,7 +61,7 @@ def board_agent(make: AgentFactory, port: int, board: str) -> AgentProcess:
         make,
         {"host": "127.0.0.1", "port": port},
         tables={
-            "hal.connectors.1": {"max_current_a": CONNECTOR_MAX_A, "poll_interval_s": 60},
+            "hal.connectors.1": {"max_current_a": max_current_a, "poll_interval_s": 60},
             "hal.connectors.1.pilot": {
                 "board": board,
                 "bus": "line",
@@ -84,6 +86,7 @@ async def remote_session(
     vehicle: Callable[[str], Awaitable[None]],
     offering: Callable[[], int],
     id_tag: str = "CAFE0001",
+    max_current_a: int = CONNECTOR_MAX_A,
 ) -> int:
     """Plug (B), RemoteStartTransaction, wait until the board offers the connector's
     current, the EV asks for energy (C): Charging. Returns the CSMS transactionId, which
@@ -96,7 +99,7 @@ async def remote_session(
     assert reply == {"status": "Accepted"}
     start = await csms.wait_for("StartTransaction", since=mark)
     assert start["idTag"] == id_tag
-    await eventually(lambda: offering() == CONNECTOR_MAX_A, "the board offers the connector max")
+    await eventually(lambda: offering() == max_current_a, "the board offers the connector max")
     await vehicle("C")
     await status_of(csms, 1, "Charging", mark)
     (transaction_id,) = csms.transactions
@@ -189,9 +192,12 @@ async def test_profiles_drive_the_evse_din_current_register(
         assert stop["transactionId"] == tx_id
         await eventually(lambda: offering() == 0, "the board stops offering current")
         assert await agent.stop() == 0
-        # Nothing but register 1000 was written, and these are the currents, in order.
-        assert {a for a, _ in board.bus_writes} == {EvseDinBoard.SET_CURRENT}
-        assert changes([v for _, v in board.bus_writes]) == [
+        # At start the power-on current became 0 and the board's own 32 A was taken back;
+        # then nothing but register 1000 was written, and these are the currents, in order.
+        assert board.bus_writes[:2] == [(EvseDinBoard.POWER_ON_CURRENT, 0), (1000, 0)]
+        since_start = board.bus_writes[2:]
+        assert {a for a, _ in since_start} == {EvseDinBoard.SET_CURRENT}
+        assert changes([v for _, v in since_start]) == [
             CONNECTOR_MAX_A,
             16,
             12,
@@ -253,3 +259,45 @@ async def test_profiles_drive_the_phoenix_current_register(
         stop = await csms.wait_for("StopTransaction", since=mark)
         assert stop["reason"] == "Reboot"
         assert board.coils[PhoenixBoard.ENABLE] is False
+
+
+async def test_a_restarted_evse_din_board_is_brought_back_to_the_profile_limit(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """Charging under a 10 A profile on a 16 A connector, the board loses power and comes
+    back offering its power-on current, 32 A (this board refuses 0 there). The agent's
+    next read of the board sets 10 A again and logs it; nothing above 10 A is written at
+    any point, and the connector is Charging again."""
+    board = EvseDinBoard(BOARD_ID, power_on_min_a=6)
+    async with board_on_tcp(board) as (server, port):
+        agent = board_agent(agent_factory, port, "evse-din", max_current_a=16)
+        await agent.start()
+        await status_of(csms, 1, "Available", 0)
+        await agent.wait_log("refuses 0 as its power-on current")
+
+        def offering() -> int:
+            return board.holding[EvseDinBoard.SET_CURRENT]
+
+        async def vehicle(state: str) -> None:
+            await board.set_vehicle_state(server, state)
+
+        tx_id = await remote_session(csms, vehicle, offering, max_current_a=16)
+        await accepted(csms, 1, absolute(1, "TxProfile", [(0, 10)], transactionId=tx_id))
+        await eventually(lambda: offering() == 10, "register 1000 takes the profile's 10 A")
+        decided = len(board.bus_writes)
+
+        mark = csms.mark()
+        board.online = False
+        await status_of(
+            csms, 1, "Faulted", mark, errorCode="OtherError", vendorErrorCode="EvseBoardTimeout"
+        )
+        mark = csms.mark()
+        board.power_on()
+        assert offering() == 32 and board.signalled_a == 32
+        await eventually(lambda: offering() == 10, "the board is set to 10 A again")
+        assert board.signalled_a == 10
+        await agent.wait_log("reads 32 A instead of 10 A; writing 10 A again")
+        await status_of(csms, 1, "Charging", mark)
+        written = [v for a, v in board.bus_writes[decided:] if a == EvseDinBoard.SET_CURRENT]
+        assert written == [10], board.bus_writes[decided:]
+        assert await agent.stop() == 0

@@ -99,6 +99,7 @@ def test_defaults() -> None:
     (c,) = config.connectors
     assert (c.phases, c.max_current_a, c.poll_interval_s) == (3, 32.0, 1.0)
     assert (c.meter.retries, c.pilot.retries, c.pilot.state_poll_s) == (2, 2, 0.5)
+    assert c.pilot.write_function == 16  # as evcc and openWB write EVSE-DIN boards
     assert c.contactor is None and c.lock is None and c.led is None
     assert config.card_reader is None
 
@@ -214,3 +215,67 @@ def test_device_warnings_name_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "ttyUSB9").touch()
     (tmp_path / "ttyRFID").touch()
     assert device_warnings(config) == []
+
+
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cpagent", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_the_examples_wire_feedback_contacts_as_the_docs_do(path: Path) -> None:
+    """docs/hardware.md wires each feedback contact to GND with the pull-up on: closed
+    reads low, so ``feedback_active_high = false``. Every example agrees."""
+    for c in load_config(path).hal.hardware.connectors:
+        for device in (c.contactor, c.lock):
+            if device is not None and device.feedback is not None:
+                assert device.feedback.pull == "up", (path.name, c.connector_id)
+                assert device.feedback.active_high is False, (path.name, c.connector_id)
+    assert "feedback" not in check_config(path).stderr
+    docs = (CONFIG_DIR.parent / "docs" / "hardware.md").read_text()
+    assert 'feedback_pull = "up"' in docs and "feedback_active_high = false" in docs
+    assert "feedback_active_high = true" not in docs
+
+
+def warnings_about(text: str, tmp_path: Path) -> list[str]:
+    """The lines check-config prints to stderr for a config file holding ``text``."""
+    config = tmp_path / "cpagent.toml"
+    config.write_text(text)
+    done = check_config(config)
+    assert done.returncode == 0, done.stderr
+    return done.stderr.splitlines()
+
+
+def test_check_config_warns_about_a_pull_up_with_an_active_high_feedback(tmp_path: Path) -> None:
+    """With the pull-up on, a contact to GND reads low when closed; declared active high,
+    every switch would be reported as a welded or stuck contactor."""
+    text = (CONFIG_DIR / "pi-sdm630-evse-din.toml").read_text()
+    wrong = text.replace("feedback_active_high = false", "feedback_active_high = true", 1)
+    assert wrong != text
+    assert (
+        'warning: hal.connectors.1.contactor: feedback_pull = "up" with feedback_active_high'
+        " = true: a contact to GND (docs/hardware.md) reads low when closed, so every switch"
+        " would look like a contactor fault; set feedback_active_high = false"
+    ) in warnings_about(wrong, tmp_path)
+
+    lock = text + '\n[hal.connectors.1.lock]\npin = "GPIO5"\nfeedback_pin = "GPIO6"\n'
+    lock += 'feedback_pull = "down"\nfeedback_active_high = false\n'
+    assert (
+        'warning: hal.connectors.1.lock: feedback_pull = "down" with feedback_active_high'
+        " = false: a contact to 3.3 V reads high when closed, so every switch would look"
+        " like a lock fault; set feedback_active_high = true"
+    ) in warnings_about(lock, tmp_path)
+
+
+def test_the_write_function_code_per_board() -> None:
+    data = hardware(2)
+    data["hal"]["connectors"]["1"]["pilot"]["write_function"] = 6
+    data["hal"]["connectors"]["2"]["pilot"]["board"] = "phoenix"
+    first, second = parse_config(data).hal.hardware.connectors
+    assert (first.pilot.write_function, second.pilot.write_function) == (6, 6)
+    data["hal"]["connectors"]["2"]["pilot"]["write_function"] = 3
+    assert problems(data) == ["hal.connectors.2.pilot.write_function: must be one of 6, 16"]

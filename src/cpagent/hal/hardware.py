@@ -137,6 +137,7 @@ class RealHardware(Hardware):
             board.device_id,
             retries=board.retries,
             max_current_a=c.max_current_a,
+            write_function=board.write_function,
         )
         self.pilots[c.connector_id] = pilot
         contactor: Contactor = BoardContactor()

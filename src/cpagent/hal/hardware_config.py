@@ -37,6 +37,9 @@ MODEL_ALIASES = {"sdm72": "sdm630", "abb_b24": "abb_b23", "em330": "em340"}
 """Meters that share a shipped map under another name."""
 
 BOARDS = ("evse-din", "phoenix")
+BOARD_WRITE_FUNCTIONS = {"evse-din": 16, "phoenix": 6}
+"""The write function code per board unless configured: what evcc and openWB use for
+EVSE-DIN (FC16; some boards answer FC06 with exception 1), what Phoenix's manual lists."""
 READER_PROTOCOLS = ("line", "rdm6300")
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 PULLS = ("none", "up", "down")
@@ -93,6 +96,8 @@ class BoardConfig:
     device_id: int
     retries: int
     state_poll_s: float
+    write_function: int
+    """6 or 16: how registers are written (the other is tried on exception 1)."""
 
 
 @dataclass(frozen=True)
@@ -345,12 +350,20 @@ def _board(table: Table) -> BoardConfig | None:
     device_id = table.get("device_id", integer(1, 247), 1)
     retries = table.get("retries", integer(0, 5), 2)
     state_poll = table.get("state_poll_s", number_between(0.1, 10), 0.5)
+    ok, write_function = table.optional("write_function", _one_of((6, 16)))
     table.done()
     if board is None or bus is None or device_id is None or retries is None:
         return None
-    if state_poll is None:
+    if state_poll is None or not ok:
         return None
-    return BoardConfig(board, bus, device_id, retries, state_poll)  # type: ignore[arg-type]
+    return BoardConfig(
+        board,  # type: ignore[arg-type]
+        bus,
+        device_id,
+        retries,
+        state_poll,
+        write_function or BOARD_WRITE_FUNCTIONS[board],
+    )
 
 
 def _connector(table: Table, cid: int, maps: Mapping[str, MeterMap]) -> ConnectorConfig | None:
@@ -489,6 +502,29 @@ def device_warnings(config: HardwareConfig) -> list[str]:
         warnings.append(
             "hal.connectors: GPIO pins are configured but /dev/gpiochip0 does not exist"
         )
+    return warnings
+
+
+def wiring_warnings(config: HardwareConfig) -> list[str]:
+    """Settings that contradict each other as wired: a feedback input whose pull resistor
+    holds it at the level its ``feedback_active_high`` calls "closed" reads every open
+    contact as closed (and the other way round), so every switch looks like a fault."""
+    warnings: list[str] = []
+    for c in config.connectors:
+        for name, device in (("contactor", c.contactor), ("lock", c.lock)):
+            feedback = device.feedback if device is not None else None
+            if feedback is None or feedback.pull == "none":
+                continue
+            up = feedback.pull == "up"
+            if feedback.active_high != up:
+                continue
+            level, to, right = ("low", "GND", "false") if up else ("high", "3.3 V", "true")
+            warnings.append(
+                f'hal.connectors.{c.connector_id}.{name}: feedback_pull = "{feedback.pull}" '
+                f"with feedback_active_high = {str(feedback.active_high).lower()}: a contact to "
+                f"{to}{' (docs/hardware.md)' if up else ''} reads {level} when closed, so every "
+                f"switch would look like a {name} fault; set feedback_active_high = {right}"
+            )
     return warnings
 
 

@@ -184,6 +184,32 @@ class ModbusBus:
         if rr.address != address or list(rr.registers) != [value]:
             raise ModbusTransportError(f"{what}: answer does not echo the request")
 
+    async def write_registers(self, device_id: int, address: int, values: Sequence[int]) -> None:
+        """Write consecutive holding registers with FC16 (Write Multiple Registers), which
+        some devices implement instead of FC06. Errors as for :meth:`write_register`; the
+        answer must name the address and count written."""
+        words = list(values)
+        if not words or not all(0 <= v <= 0xFFFF for v in words):
+            raise ValueError(f"register values must be 0..0xffff, not {values!r}")
+        shown = ",".join(map(str, words))
+        what = f"device {device_id} on {self.name}: FC16 {address:#06x} = {shown}"
+        rr = await self._exchange(
+            what, lambda client: client.write_registers(address, words, device_id=device_id)
+        )
+        if rr.address != address or rr.count != len(words):
+            raise ModbusTransportError(f"{what}: answer does not echo the request")
+
+    async def read_coils(self, device_id: int, address: int, count: int) -> list[bool]:
+        """Read ``count`` coils (FC01). Errors as for :meth:`read_registers`."""
+        what = f"device {device_id} on {self.name}: FC01 {address:#06x} x{count}"
+        rr = await self._exchange(
+            what, lambda client: client.read_coils(address, count=count, device_id=device_id)
+        )
+        bits = list(rr.bits)
+        if len(bits) < count:
+            raise ModbusTransportError(f"{what}: answer has {len(bits)} coils")
+        return bits[:count]
+
     async def write_coil(self, device_id: int, address: int, value: bool) -> None:
         """Switch one coil (FC05). Errors as for :meth:`write_register`."""
         what = f"device {device_id} on {self.name}: FC05 {address:#06x} = {int(value)}"

@@ -68,6 +68,7 @@ from cpagent.station.model import (
     TransactionStarted,
     TransactionStopped,
 )
+from cpagent.station.pacing import Pacer
 from cpagent.station.smart_charging import (
     MIN_CURRENT_A,
     ChargingProfile,
@@ -737,18 +738,22 @@ class Station:
                     await self._reevaluate(c)
 
     async def _poll_loop(self, c: ConnectorState) -> None:
-        """Re-read hardware that cannot report changes itself, and keep faults current."""
+        """Re-read hardware that cannot report changes itself, and keep faults current.
+        A poll that takes longer than the interval (a slow bus) is followed by the next at
+        once, never by a backlog."""
         wake = self._wake[c.connector_id]
         hw = self.hardware.connectors[c.connector_id]
+        pacer = Pacer(f"connector {c.connector_id}: one poll of its meter and board")
         while True:
             delay = hw.poll_interval_s if c.transaction is not None else POLL_IDLE_S
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
             # that comes as the event is set, and this loop would then outlive shutdown.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(pacer.wait_s(delay)):
                     await wake.wait()
             wake.clear()
             async with self._lock:
+                pacer.started()
                 await self._reevaluate(c)
 
     async def _card_loop(self) -> None:
@@ -897,7 +902,12 @@ class Station:
         elif allowed > 0 and switch is not None and switch.phases != phases:
             if await self._switch_phases(c, switch, phases) and state.plugged:
                 await self._energize(c, allowed)
-        elif allowed > 0 and state.plugged and c.offered_a < MIN_CURRENT_A:
+        elif (
+            allowed > 0
+            and state.plugged
+            and c.offered_a < MIN_CURRENT_A
+            and "pilot" not in c.faults
+        ):
             log.info(
                 "connector %d: offering %.1f A with the pilot in %s",
                 cid,
@@ -1303,29 +1313,36 @@ class Station:
 
     async def _offer(self, c: ConnectorState, amps: float) -> None:
         """Change the current offered while the supply stays on (a new profile limit)."""
+        await self._set_pilot(c, amps)
+        await self._observe(c)
+
+    async def _set_pilot(self, c: ConnectorState, amps: float) -> bool:
+        """Tell the pilot to offer ``amps``; False, with a pilot fault, when it cannot."""
         try:
             await self.hardware.connectors[c.connector_id].pilot.set_offered_current(amps)
         except HalError as err:
             self._set_fault(c, "pilot", err)
-        await self._observe(c)
+            return False
+        return True
 
     async def _energize(self, c: ConnectorState, amps: float) -> None:
-        """Switch the supply on offering ``amps`` (lock, contactor, pilot), or off for 0."""
+        """Switch the supply on offering ``amps`` (lock, contactor, pilot), or off for 0.
+        Off opens the contactor even when the pilot cannot be told."""
         on = amps > 0
         hw: ConnectorHardware = self.hardware.connectors[c.connector_id]
         if on and hw.lock is not None and not await self._lock_cable(c, hw.lock):
             await self._observe(c)
             return
+        if not on:
+            await self._set_pilot(c, 0.0)
         try:
-            if on:
-                await hw.contactor.set_closed(True)
-                await hw.pilot.set_offered_current(amps)
-            else:
-                await hw.pilot.set_offered_current(0.0)
-                await hw.contactor.set_closed(False)
+            await hw.contactor.set_closed(on)
             self._clear_fault(c, "relay")
         except HalError as err:
             self._set_fault(c, "relay", err)
+        else:
+            if on:
+                await self._set_pilot(c, amps)
         await self._observe(c)
 
     async def _lock_cable(self, c: ConnectorState, lock: ConnectorLock) -> bool:

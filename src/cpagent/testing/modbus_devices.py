@@ -367,21 +367,35 @@ async def tcp_server(
 class _Board:
     """What both board models share: the dicts, the online switch and the action hook."""
 
-    def __init__(self, device_id: int) -> None:
+    WRITE_FUNCTIONS: frozenset[int] = frozenset({5, 6, 15, 16})
+
+    def __init__(self, device_id: int, write_functions: frozenset[int] | None = None) -> None:
         if not 1 <= device_id <= 247:
             raise ValueError(f"device_id: must be 1..247, not {device_id!r}")
         self.device_id = device_id
         self.online = True
         """False: the board ignores the bus (requests time out) until set True again."""
+        self.write_functions = self.WRITE_FUNCTIONS if write_functions is None else write_functions
+        """The write function codes the firmware implements; others get exception 1."""
         self.holding: dict[int, int] = {}
         self.coils: dict[int, bool] = {}
         self.inputs: dict[int, int] = {}
         self.bus_writes: list[tuple[int, int]] = []
         """(address, value) of every write the bus made and the board accepted, in order."""
+        self.write_codes: list[int] = []
+        """The function code of each entry of ``bus_writes``."""
+        self.rejected: list[tuple[int, int, int]] = []
+        """(function code, address, exception code) of every bus write the board refused."""
 
     async def set_register(self, server: SimServer, address: int, value: int) -> None:
         """Set a holding register as the board itself would (read-only ones too)."""
         await server.async_setValues(self.device_id, 3, address, [value])
+
+    def power_on(self) -> None:
+        """Come back on the bus as after a power cut: volatile registers hold their power-on
+        values again (see the subclass), retentive ones what they held."""
+        self.online = True
+        self._refresh()
 
     def _accept(self, address: int, value: int) -> ExcCodes | None:
         """Check a bus write of one register or coil; None accepts it."""
@@ -402,6 +416,14 @@ class _Board:
     def _refresh(self) -> None:
         """Recompute the registers the firmware derives from the others."""
 
+    def _check_write(self, function: int, address: int, values: list[int]) -> ExcCodes | None:
+        if function not in self.write_functions:
+            return ExcCodes.ILLEGAL_FUNCTION
+        for i, value in enumerate(values):
+            if (rejected := self._accept(address + i, value)) is not None:
+                return rejected
+        return None
+
     async def _action(
         self,
         function: int,
@@ -417,13 +439,15 @@ class _Board:
         model = self._model(function)
         if values is not None:
             if not host:
-                for i, value in enumerate(values):
-                    if (rejected := self._accept(address + i, int(value))) is not None:
-                        return rejected
+                words = [int(v) for v in values]
+                if (rejected := self._check_write(function, address, words)) is not None:
+                    self.rejected.append((function, address, int(rejected)))
+                    return rejected
             for i, value in enumerate(values):
                 self._store(function, address + i, int(value))
                 if not host:
                     self.bus_writes.append((address + i, int(value)))
+                    self.write_codes.append(function)
             self._refresh()
             # pymodbus stores ``values`` after this hook: make them what the firmware keeps.
             cast(list[int | bool], values)[:] = [model[address + i] for i in range(len(values))]
@@ -445,21 +469,32 @@ class _Board:
 
 
 class EvseDinBoard(_Board):
-    """An EVSE-DIN / SimpleEVSE-WB board: holding registers 1000-1006, FC03/06/16.
+    """An EVSE-DIN / SimpleEVSE-WB board, as its datasheet and the openWB and evcc drivers
+    describe it: holding registers read with FC03, written with FC06 or FC16.
 
     ========  ===================================================================
-    1000      set current, A: 0 (no PWM) or 6-80; anything else is exception 3
+    1000      set current: 0 (no PWM) or 6-80 A; anything else is exception 3.
+              Volatile: after power-on it holds register 2000. In 0.01 A mode
+              (2005 bit 7) the unit is 0.01 A: 0 or 600-8000
     1001      current actually signalled: min(1000, 1003) when PWM is on, else 0
+              (in 1000's unit)
     1002      vehicle state: 1 A, 2 B, 3 C, 4 D, 5 failure
     1003      cable (PP) limit, A (0: no limit applied)
-    1004      control bits; bit 0 "turn off now" stops the PWM (1006 = 3)
+    1004      control bits; bit 0 "turn off now" stops the PWM (1006 = 3); 0 after power-on
     1005      firmware version
     1006      1 steady 12 V, 2 PWM, 3 off
+    2000      current after power-on, A (EEPROM; factory 32): 0 or ``power_on_min_a``-80
+    2001-     further EEPROM settings, any value; 2005 bit 7 selects the 0.01 A mode
+    2007      (firmware >= 17 only)
     ========  ===================================================================
 
-    Only 1000 and 1004 are writable from the bus; writing another register is answered
-    with exception 2, as is any address outside 1000-1006. Amp units only (the
-    0.01 A mode of firmware >= 17, register 2005 bit 7, is not modelled).
+    1000, 1004 and 2000-2007 are writable from the bus; writing another register is
+    answered with exception 2, as is any address outside 1000-1006 and 2000-2007. A new
+    board is as after power-on: it offers its register-2000 current until told
+    otherwise. ``write_functions`` are the write codes the firmware implements ({16} for
+    a board that answers FC06 with exception 1). ``pinned_current``, when set, is the raw
+    value 1000 keeps whatever is written (a board whose current comes from its button or
+    analog input): the write is acknowledged, the read-back disagrees.
     """
 
     SET_CURRENT = 1000
@@ -469,10 +504,29 @@ class EvseDinBoard(_Board):
     CONTROL = 1004
     FIRMWARE = 1005
     PWM_STATUS = 1006
+    POWER_ON_CURRENT = 2000
+    OPTIONS = 2005
+    PRECISE_BIT = 1 << 7
+    SETTINGS = range(2000, 2008)
     STATES: dict[str, int] = {"A": 1, "B": 2, "C": 3, "D": 4, "failure": 5}
+    WRITE_FUNCTIONS = frozenset({6, 16})
 
-    def __init__(self, device_id: int = 1, *, firmware: int = 17, cable_limit_a: int = 32) -> None:
-        super().__init__(device_id)
+    def __init__(
+        self,
+        device_id: int = 1,
+        *,
+        firmware: int = 17,
+        cable_limit_a: int = 32,
+        power_on_current_a: int = 32,
+        power_on_min_a: int = 0,
+        precise: bool = False,
+        write_functions: frozenset[int] | None = None,
+    ) -> None:
+        super().__init__(device_id, write_functions)
+        if precise and firmware < 17:
+            raise ValueError("the 0.01 A mode needs firmware 17 or later")
+        self.power_on_min_a = power_on_min_a
+        self.pinned_current: int | None = None
         self.holding = {
             self.SET_CURRENT: 0,
             self.SIGNALLED_CURRENT: 0,
@@ -482,14 +536,46 @@ class EvseDinBoard(_Board):
             self.FIRMWARE: firmware,
             self.PWM_STATUS: 1,
         }
-        self._refresh()
+        self.holding.update(dict.fromkeys(self.SETTINGS, 0))
+        self.holding[self.POWER_ON_CURRENT] = power_on_current_a
+        self.holding[2001] = 1  # Modbus on
+        self.holding[2002] = 6  # minimum current
+        if precise:
+            self.holding[self.OPTIONS] |= self.PRECISE_BIT
+        self.power_on()
+
+    @property
+    def unit(self) -> int:
+        """Register 1000 counts in 1/``unit`` A: 100 in the 0.01 A mode, else 1."""
+        precise = self.holding[self.FIRMWARE] >= 17 and self.holding[self.OPTIONS] & (
+            self.PRECISE_BIT
+        )
+        return 100 if precise else 1
+
+    @property
+    def signalled_a(self) -> float:
+        """The current the pilot PWM offers now, in A (0 without PWM)."""
+        return self.holding[self.SIGNALLED_CURRENT] / self.unit
+
+    def power_on(self) -> None:
+        h = self.holding
+        h[self.SET_CURRENT] = h[self.POWER_ON_CURRENT] * self.unit
+        h[self.CONTROL] = 0
+        super().power_on()
 
     def device(self) -> SimDevice:
         """A fresh pymodbus device for a server, holding the model's current registers."""
-        values = [self.holding[a] for a in range(self.SET_CURRENT, self.PWM_STATUS + 1)]
+
+        def run(first: int, last: int) -> SimData:
+            values = [self.holding[a] for a in range(first, last + 1)]
+            return SimData(first, values=values, datatype=DataType.REGISTERS)
+
         return SimDevice(
             id=self.device_id,
-            simdata=[SimData(self.SET_CURRENT, values=values, datatype=DataType.REGISTERS)],
+            simdata=[
+                run(self.SET_CURRENT, self.PWM_STATUS),
+                run(self.SETTINGS.start, self.SETTINGS.stop - 1),
+            ],
             action=self._action,
         )
 
@@ -501,15 +587,23 @@ class EvseDinBoard(_Board):
 
     def _accept(self, address: int, value: int) -> ExcCodes | None:
         if address == self.SET_CURRENT:
-            return None if value == 0 or 6 <= value <= 80 else ExcCodes.ILLEGAL_VALUE
-        return None if address == self.CONTROL else ExcCodes.ILLEGAL_ADDRESS
+            unit = self.unit
+            return None if value == 0 or 6 * unit <= value <= 80 * unit else ExcCodes.ILLEGAL_VALUE
+        if address == self.POWER_ON_CURRENT:
+            ok = self.power_on_min_a <= value <= 80
+            return None if ok else ExcCodes.ILLEGAL_VALUE
+        ok = address == self.CONTROL or address in self.SETTINGS
+        return None if ok else ExcCodes.ILLEGAL_ADDRESS
 
     def _refresh(self) -> None:
         h = self.holding
-        current, limit = h[self.SET_CURRENT], h[self.CABLE_LIMIT]
+        if self.pinned_current is not None:
+            h[self.SET_CURRENT] = self.pinned_current
+        unit = self.unit
+        current, limit = h[self.SET_CURRENT], h[self.CABLE_LIMIT] * unit
         if h[self.CONTROL] & 1:
             h[self.SIGNALLED_CURRENT], h[self.PWM_STATUS] = 0, 3
-        elif current >= 6:
+        elif current >= 6 * unit:
             h[self.SIGNALLED_CURRENT] = min(current, limit) if limit else current
             h[self.PWM_STATUS] = 2
         else:
@@ -538,7 +632,8 @@ class PhoenixBoard(_Board):
 
     The status registers are *holding* registers on this board (read with FC03), not
     input registers. Bus writes to anything but 4000, 4001, 22000 and the two coils are
-    answered with exception 2.
+    answered with exception 2. The coils and 22000 are volatile: after power-on charging
+    is disabled and 22000 holds ``max_current_a`` again; 4000 and 4001 are retentive.
     """
 
     ENABLE = 20000
@@ -564,6 +659,7 @@ class PhoenixBoard(_Board):
     ) -> None:
         super().__init__(device_id)
         letter, major, version, minor = firmware
+        self.power_on_current_a = max_current_a
         self.vehicle = "A"
         self.coils = {self.ENABLE: False, self.AVAILABLE: True}
         self.holding = {
@@ -611,6 +707,12 @@ class PhoenixBoard(_Board):
             ),
             action=self._action,
         )
+
+    def power_on(self) -> None:
+        self.coils = {self.ENABLE: False, self.AVAILABLE: True}
+        self.holding[self.MAX_CURRENT] = self.power_on_current_a
+        self.holding[self.ERRORS] = 0
+        super().power_on()
 
     async def set_vehicle_state(self, server: SimServer, state: PilotState | str) -> None:
         """Change the state the board measures: a letter A-F."""
