@@ -28,6 +28,7 @@ from cpagent.station.pacing import Pacer
 from tests.unit.fakes import FakeClock
 from tests.unit.test_station import WAIT_S, RigFactory
 from tests.unit.test_station import make_rig as make_rig  # the fixture, used by name
+from tests.unit.test_station_smart_charging import TX_DEFAULT, profile
 
 # --- pacing ------------------------------------------------------------------------------------
 
@@ -172,3 +173,59 @@ async def test_a_failed_pilot_write_is_a_pilot_fault_and_the_contactor_still_ope
     assert await rig.station.remote_stop(7)
     await rig.out.wait_for(TransactionStopped, since=mark)
     assert not hw.contactor.closed
+
+
+# --- a pilot that holds the current in its own steps -------------------------------------------
+
+
+class WholeAmpPilot(Pilot):
+    """The simulated pilot behind a board that holds the current in whole amps (EVSE-DIN in
+    its default mode): 12.7 A asked is 12 A held."""
+
+    def __init__(self, inner: Pilot) -> None:
+        self.inner = inner
+        self.writes: list[float] = []
+        self.reads = 0
+        self._read = asyncio.Event()
+
+    async def set_offered_current(self, amps: float) -> None:
+        self.writes.append(amps)
+        await self.inner.set_offered_current(float(int(amps)))
+
+    @property
+    def offered_current(self) -> float:
+        return self.inner.offered_current
+
+    async def state(self) -> PilotState:
+        self.reads += 1
+        self._read.set()
+        return await self.inner.state()
+
+    async def wait_reads(self, count: int) -> None:
+        async with asyncio.timeout(WAIT_S):
+            while self.reads < count:
+                self._read.clear()
+                await self._read.wait()
+
+
+async def test_a_limit_the_board_rounds_is_offered_once_not_at_every_poll(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 12.7 A profile limit on a board that holds whole amps: the board holds 12 A, which
+    is what it can do; the station does not take that for a change behind its back and
+    offer 12.7 A again at every poll (a write and a log line a second, for hours)."""
+    caplog.set_level(logging.INFO, "cpagent.station")
+    rig = await make_rig(run=False)
+    hw = rig.hw.connectors[1]
+    hw.poll_interval_s = 0.01
+    pilot = WholeAmpPilot(hw.pilot)
+    hw.pilot = pilot
+    await rig.run()
+    assert await rig.station.set_charging_profile(0, profile(1, TX_DEFAULT, 12.7)) is None
+    await rig.start_session()
+    assert pilot.writes[-1] == 12.7 and pilot.offered_current == 12.0
+    writes = len(pilot.writes)
+    await pilot.wait_reads(pilot.reads + 20)  # twenty polls and more
+    assert pilot.writes[writes:] == []
+    offers = [r.getMessage() for r in caplog.records if "instead of" in r.getMessage()]
+    assert offers == []

@@ -89,12 +89,17 @@ class Pilot(abc.ABC):
 
     @abc.abstractmethod
     async def set_offered_current(self, amps: float) -> None:
-        """Offer ``amps`` by PWM duty cycle; below 6 A means no PWM (charging not allowed)."""
+        """Offer ``amps`` by PWM duty cycle; below 6 A means no PWM (charging not allowed).
+
+        ``amps`` is the station's decision from the call on, even when the call raises
+        :class:`PilotFault` (a device that does not answer or refuses it now): the pilot
+        applies it when the device takes it again, and never offers more meanwhile."""
 
     @property
     @abc.abstractmethod
     def offered_current(self) -> float:
-        """The current last offered, in A (0 when no PWM)."""
+        """The current the device offers as far as the pilot knows, in A (0 when no PWM);
+        it may be ``amps`` rounded to the device's own steps."""
 
     @abc.abstractmethod
     async def state(self) -> PilotState:

@@ -184,6 +184,9 @@ class ConnectorState:
     pending_inoperative: bool | None = None
     pilot: str = "A"
     offered_a: float = 0.0
+    requested_a: float = 0.0
+    """The current the station last had the pilot take; the pilot may hold it in its own
+    steps (``offered_a``: 12 A for 12.7 A on a board that holds whole amps)."""
     contactor_closed: bool = False
     faults: dict[str, Fault] = field(default_factory=dict)
     transaction: ActiveTransaction | None = None

@@ -916,7 +916,7 @@ class Station:
                 extra=_fields(c),
             )
             await self._energize(c, allowed)
-        elif allowed > 0 and c.offered_a >= MIN_CURRENT_A and c.offered_a != allowed:
+        elif allowed > 0 and c.offered_a >= MIN_CURRENT_A and c.requested_a != allowed:
             log.info(
                 "connector %d: charging profile limit; offering %.1f A instead of %.1f A",
                 cid,
@@ -1317,7 +1317,10 @@ class Station:
         await self._observe(c)
 
     async def _set_pilot(self, c: ConnectorState, amps: float) -> bool:
-        """Tell the pilot to offer ``amps``; False, with a pilot fault, when it cannot."""
+        """Tell the pilot to offer ``amps``; False, with a pilot fault, when it cannot. Told
+        once: a pilot that cannot take it now keeps it as the decision it applies when it
+        can (see :class:`~cpagent.hal.base.Pilot`)."""
+        c.requested_a = amps
         try:
             await self.hardware.connectors[c.connector_id].pilot.set_offered_current(amps)
         except HalError as err:
