@@ -315,6 +315,43 @@ async def test_remote_start_and_stop_refused_while_registration_is_pending(
     assert stopped["transactionId"] == tx_id and stopped["reason"] == "Remote"
 
 
+async def held_start(agent: AgentProcess, csms: LoopbackCsms, tag: str) -> Received:
+    """Plug an EV and show ``tag``; the CSMS keeps its answer to the StartTransaction that
+    follows (the test sends it with :func:`answer_and_send`). Returns that CALL."""
+    csms.responders["StartTransaction"] = lambda _p: None
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await agent.sim("tag", tag)
+    return await csms.wait_for_message("StartTransaction", since=mark)
+
+
+async def answer_and_send(csms: LoopbackCsms, held: Received, tx_id: int, raw: str) -> None:
+    """Answer the held StartTransaction with ``tx_id`` and send ``raw`` right behind it:
+    back to back, with nothing awaited in between that waits for the agent."""
+    result = [3, held.unique_id, {"transactionId": tx_id, "idTagInfo": {"status": "Accepted"}}]
+    await csms.send_raw(json.dumps(result))
+    await csms.send_raw(raw)
+
+
+async def test_remote_stop_right_behind_the_start_transaction_answer(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """OCPP 1.6 §5.12: a transaction is ongoing from the moment its id reaches the charge
+    point, so a RemoteStopTransaction the CSMS sends in the same breath as that id stops it."""
+    held = await held_start(agent, csms, "QUICK")
+    after = len(csms.frames)
+    mark = csms.mark()
+    await answer_and_send(
+        csms, held, 4711, '[2,"stop-4711","RemoteStopTransaction",{"transactionId":4711}]'
+    )
+    assert await reply_to(csms, "stop-4711", after) == [3, "stop-4711", {"status": "Accepted"}]
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    assert stop["transactionId"] == 4711 and stop["reason"] == "Remote"
+    assert len(csms.messages("StartTransaction")) == 1
+    state = await agent.wait_status(lambda s: tx_of(s) is None and s["queue"]["depth"] == 0)
+    assert status_of(state) == "Finishing"
+
+
 # ----------------------------------------------------------------------------- Reset
 
 

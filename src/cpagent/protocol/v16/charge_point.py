@@ -177,6 +177,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         super().__init__(cp_id, connection, response_timeout=response_timeout)
         self.adapter = adapter
         self._awaiting: str | None = None
+        self._awaiting_action = ""
+        self._on_result: Callable[[dict[str, Any]], None] | None = None
         self._closed = False
         self._deferred: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -228,7 +230,25 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 extra=journal_fields(message_id=str(msg.unique_id)),
             )
             return
+        if isinstance(msg, CallResult) and self._on_result is not None:
+            self._result_read(self._awaiting_action, msg.payload, self._on_result)
         self._response_queue.put_nowait(msg)
+
+    @staticmethod
+    def _result_read(
+        action: str, payload: Any, on_result: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Hand a schema-valid answer to ``on_result`` as it is read (an invalid one is
+        refused by :meth:`call_payload`); what goes wrong there is logged, not raised into
+        the reader."""
+        try:
+            schemas.validate(MessageType.CallResult, action, payload)
+        except OCPPError:
+            return
+        try:
+            on_result(payload)
+        except Exception:
+            log.exception("acting on the answer to %s failed", action)
 
     async def _reject_frame(self, raw_msg: str, err: OCPPError) -> None:
         """A frame that is not a valid OCPP message: answer it if it carries a CALL id."""
@@ -253,13 +273,20 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             log.warning("ignoring a frame that is not an OCPP message: %.200r", raw_msg)
 
     async def call_payload(
-        self, action: str, payload: dict[str, Any], *, unique_id: str | None = None
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        unique_id: str | None = None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Send one CALL and return the CALLRESULT payload.
 
         Raises the CSMS's CALLERROR as an OCPPError, TimeoutError when no answer
         comes in time and :class:`ConnectionLost` when the socket goes away.
-        Both the request and the answer are schema-validated.
+        Both the request and the answer are schema-validated. ``on_result`` is called
+        with a valid answer the moment it is read from the wire, before any later frame
+        is handled: what the CSMS sends right behind its answer already sees its effect.
         """
         call = Call(
             unique_id=unique_id or str(self._unique_id_generator()), action=action, payload=payload
@@ -269,6 +296,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             if self._closed:
                 raise ConnectionLost(f"{action}: the connection is closed")
             self._awaiting = call.unique_id
+            self._awaiting_action, self._on_result = action, on_result
             try:
                 await self._send(call.to_json())
                 # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that comes
@@ -285,7 +313,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                     raise ConnectionLost(str(err)) from err
                 raise
             finally:
-                self._awaiting = None
+                self._awaiting, self._on_result = None, None
         if response is _CLOSED:
             raise ConnectionLost(f"the connection closed before the answer to {action} came")
         if isinstance(response, CallError):
