@@ -574,11 +574,11 @@ class V16Adapter:
         """Why a SendLocalList must fail whatever the stored list holds; else None.
 
         More entries than SendLocalListMaxLength; an id tag twice (compared
-        case-insensitively, §5.15: "no duplicate values are allowed"); an expiryDate that is
-        no RFC 3339 date-time (it could not be judged when the card is shown); a Full entry
+        case-insensitively, §5.15: "no duplicate values are allowed"); a Full entry
         without idTagInfo (AuthorizationData requires it there); a non-empty Full list
         with a version below 1, which GetLocalListVersion could not report (0 means empty,
-        -1 no list).
+        -1 no list). An expiryDate that is no RFC 3339 date-time never gets here: the
+        request is refused as malformed, like any other date-time a CSMS gets wrong.
         """
         limit = self.keys.get_int("SendLocalListMaxLength")
         if len(entries) > limit:
@@ -588,12 +588,6 @@ class V16Adapter:
             if _tag_key(tag) in seen:
                 return f"id tag {tag} appears twice"
             seen.add(_tag_key(tag))
-        for tag, row in entries:
-            if row is not None and row.expiry is not None:
-                try:
-                    parse_iso(row.expiry)
-                except ValueError:
-                    return f"expiryDate {row.expiry!r} of {tag} is not an RFC 3339 date-time"
         if update_type == "Full":
             missing = [tag for tag, row in entries if row is None]
             if missing:
