@@ -315,6 +315,43 @@ async def test_remote_start_and_stop_refused_while_registration_is_pending(
     assert stopped["transactionId"] == tx_id and stopped["reason"] == "Remote"
 
 
+async def held_start(agent: AgentProcess, csms: LoopbackCsms, tag: str) -> Received:
+    """Plug an EV and show ``tag``; the CSMS keeps its answer to the StartTransaction that
+    follows (the test sends it with :func:`answer_and_send`). Returns that CALL."""
+    csms.responders["StartTransaction"] = lambda _p: None
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await agent.sim("tag", tag)
+    return await csms.wait_for_message("StartTransaction", since=mark)
+
+
+async def answer_and_send(csms: LoopbackCsms, held: Received, tx_id: int, raw: str) -> None:
+    """Answer the held StartTransaction with ``tx_id`` and send ``raw`` right behind it:
+    back to back, with nothing awaited in between that waits for the agent."""
+    result = [3, held.unique_id, {"transactionId": tx_id, "idTagInfo": {"status": "Accepted"}}]
+    await csms.send_raw(json.dumps(result))
+    await csms.send_raw(raw)
+
+
+async def test_remote_stop_right_behind_the_start_transaction_answer(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """OCPP 1.6 §5.12: a transaction is ongoing from the moment its id reaches the charge
+    point, so a RemoteStopTransaction the CSMS sends in the same breath as that id stops it."""
+    held = await held_start(agent, csms, "QUICK")
+    after = len(csms.frames)
+    mark = csms.mark()
+    await answer_and_send(
+        csms, held, 4711, '[2,"stop-4711","RemoteStopTransaction",{"transactionId":4711}]'
+    )
+    assert await reply_to(csms, "stop-4711", after) == [3, "stop-4711", {"status": "Accepted"}]
+    stop = await csms.wait_for("StopTransaction", since=mark)
+    assert stop["transactionId"] == 4711 and stop["reason"] == "Remote"
+    assert len(csms.messages("StartTransaction")) == 1
+    state = await agent.wait_status(lambda s: tx_of(s) is None and s["queue"]["depth"] == 0)
+    assert status_of(state) == "Finishing"
+
+
 # ----------------------------------------------------------------------------- Reset
 
 
@@ -922,10 +959,13 @@ async def test_text_from_the_csms_cannot_forge_log_lines(
     await csms.wait_for("StatusNotification", lambda p: p["status"] == "Preparing", since=mark)
 
     id_tag = "T1\n2026-01 FORGED\x00"
-    vendor = "acme\r\n2026-01-01 FORGED-VENDOR\x00\u2028\x85\x7f\udc80"
+    vendor = "acme\r\n2026-01-01 FORGED-VENDOR\x00\u2028\x85\x7f"
     assert await csms.call("RemoteStartTransaction", {"idTag": id_tag}) == {"status": "Accepted"}
     assert (await csms.wait_for("StartTransaction", since=mark))["idTag"] == id_tag
     assert await csms.call("DataTransfer", {"vendorId": vendor}) == {"status": "UnknownVendorId"}
+    with pytest.raises(CsmsCallError) as err:  # no Unicode text (a lone surrogate): refused
+        await csms.call("DataTransfer", {"vendorId": vendor + "\udc80"})
+    assert err.value.code == "PropertyConstraintViolation"
     await csms.send_raw("not json\n2026-01-01 00:00:00,000 INFO    cpagent: FORGED-FRAME\x00")
     await agent.wait_log("FORGED-FRAME")
     await agent.wait_log("UnknownVendorId")
@@ -938,7 +978,7 @@ async def test_text_from_the_csms_cannot_forge_log_lines(
         assert "FORGED" not in line or "\\n" in line.partition("FORGED")[0], line
     text = "\n".join(lines)
     assert "started for T1\\n2026-01 FORGED\\x00 at" in text
-    assert "acme\\r\\n2026-01-01 FORGED-VENDOR\\x00\\u2028\\x85\\x7f\\udc80" in text
+    assert "acme\\r\\n2026-01-01 FORGED-VENDOR\\x00\\u2028\\x85\\x7f" in text
     assert "<- not json\\n2026-01-01 00:00:00,000 INFO    cpagent: FORGED-FRAME\\x00" in text
 
 
@@ -1094,6 +1134,125 @@ async def test_bad_input_is_answered_or_ignored_and_harmless(
     assert agent.proc.returncode is None and agent.proc.pid == pid
     log = agent.log()
     assert "stopped unexpectedly" not in log and "Traceback" not in log
+
+
+async def test_a_frame_of_any_depth_or_size_keeps_the_connection_and_the_pending_answer(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """A frame nested or sized beyond what the agent parses is answered FormationViolation
+    when its CALL id can be read, else ignored; either way the connection stays, and the
+    answer to the agent's own CALL that came just before it is taken (not sent again)."""
+    nested = "[" * 980 + "]" * 980
+    held = await held_start(agent, csms, "DEEP")
+    after = len(csms.frames)
+    await answer_and_send(csms, held, 77, f'[2,"deep-1","ClearCache",{{"x":{nested}}}]')
+    deep = await reply_to(csms, "deep-1", after)
+    assert deep[:3] == [4, "deep-1", "FormationViolation"], deep
+    assert await wait_confirmed_tx(agent) == 77
+    assert len(csms.messages("StartTransaction")) == 1
+
+    huge = '[2,"huge-1","DataTransfer",{"vendorId":"x","data":"' + "a" * 2**21 + '"}]'
+    after = len(csms.frames)
+    await csms.send_raw(huge)
+    reply = await reply_to(csms, "huge-1", after)
+    assert reply[:3] == [4, "huge-1", "FormationViolation"], reply
+    assert len(json.dumps(reply)) < 1000  # the refusal does not echo the frame
+
+    # Without a readable CALL id there is nobody to answer: ignored, with a log line.
+    after = len(csms.frames)
+    await csms.send_raw(f"[2,{nested}]")
+    await csms.send_raw(f'[3,"{held.unique_id}",{{"x":{nested}}}]')
+    version = await csms.call("DataTransfer", {"vendorId": "cpagent", "messageId": "Version"})
+    assert version["status"] == "Accepted"
+    assert [m[1] for m in replies_since(csms, after)] == [last_call_id(csms, "DataTransfer")]
+
+    assert len(csms.subprotocols) == 1 and len(csms.payloads("BootNotification")) == 1
+    log = agent.log()
+    assert "Traceback" not in log and "RecursionError" not in log
+    assert log.count("ignoring a frame") >= 2, log[-3000:]
+
+
+async def test_a_call_without_a_string_message_id_is_not_executed(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """OCPP-J 1.6 §4.1.3: the message id is a string of at most 36 characters. A CALL with
+    any other id is not executed: ignored with a log line when its id is no string (there is
+    nothing to answer it with), refused FormationViolation when the string is too long."""
+    change = '"ChangeConfiguration",{"key":"HeartbeatInterval","value":"123"}]'
+    after = len(csms.frames)
+    for unique_id in ("null", "123", '["x"]', '{"a":"b"}'):
+        await csms.send_raw(f"[2,{unique_id},{change}")
+    long_id = "x" * 37
+    await csms.send_raw(f'[2,"{long_id}",{change}')
+    refused = await reply_to(csms, long_id, after)
+    assert refused[:3] == [4, long_id, "FormationViolation"], refused
+    assert [m[1] for m in replies_since(csms, after)] == [long_id]
+    assert (await configuration(csms, "HeartbeatInterval"))["HeartbeatInterval"]["value"] == "300"
+
+    # A CALLRESULT whose id is no string is nobody's answer either, nor is it taken as one.
+    await csms.send_raw('[3,null,{"currentTime":"2026-01-01T00:00:00Z"}]')
+    mark = csms.mark()
+    await csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"})
+    await csms.wait_for("Heartbeat", since=mark)
+    assert (await configuration(csms, "HeartbeatInterval"))["HeartbeatInterval"]["value"] == "300"
+    log = agent.log()
+    assert log.count("no usable message id") == 5, log[-3000:]
+    assert "ignoring a response for unknown message id" not in log
+    assert len(csms.subprotocols) == 1
+
+
+async def test_requests_a_handler_could_not_use_are_refused_with_the_right_code(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """Each request is checked against its schema, then for values the charge point could
+    not act on (OCPP-J 1.6 §4.2.3 codes), before any handler runs: one log line each, no
+    traceback, and the charger carries on."""
+
+    def limit(value: float) -> dict[str, Any]:
+        profile = cs_profile(5, "TxDefaultProfile", [(0, value)], kind="Absolute")
+        return {"connectorId": 1, "csChargingProfiles": profile}
+
+    pem = "-----BEGIN CERTIFICATE-----\nMII\ud800B\n-----END CERTIFICATE-----\n"
+    refused: list[tuple[str, dict[str, Any], str]] = [
+        ("GetDiagnostics", {"location": "ftp://127.0.0.1:9/", "stopTime": 5}, "TypeConstraint"),
+        ("SetChargingProfile", limit(1e308), "PropertyConstraint"),
+        ("SetChargingProfile", limit(-1e308), "PropertyConstraint"),
+        ("GetCompositeSchedule", {"connectorId": 1, "duration": 2**64}, "PropertyConstraint"),
+        (
+            "InstallCertificate",
+            {"certificateType": "CentralSystemRootCertificate", "certificate": pem},
+            "PropertyConstraint",
+        ),
+        ("CertificateSigned", {"certificateChain": pem}, "PropertyConstraint"),
+        (  # a date-time, but after the last one UTC holds
+            "ReserveNow",
+            {
+                "connectorId": 1,
+                "expiryDate": "9999-12-31T23:59:59-01:00",
+                "idTag": "T",
+                "reservationId": 1,
+            },
+            "PropertyConstraint",
+        ),
+    ]
+    for action, payload, code in refused:
+        with pytest.raises(CsmsCallError) as err:
+            await csms.call(action, payload)
+        assert err.value.code == f"{code}Violation", (action, payload, err.value)
+    # NaN is no JSON number: the frame is malformed.
+    after = len(csms.frames)
+    raw = json.dumps([2, "nan-1", "SetChargingProfile", limit(float("nan"))])
+    assert "NaN" in raw
+    await csms.send_raw(raw)
+    assert (await reply_to(csms, "nan-1", after))[2] == "FormationViolation"
+
+    log = agent.log()
+    assert log.count(" refused: ") == len(refused) + 1, log[-3000:]
+    assert "Traceback" not in log
+    assert "status" in await csms.call("GetCompositeSchedule", {"connectorId": 1, "duration": 60})
+    state = await agent.status()
+    assert state["csms"]["connected"] and status_of(state) == "Available"
+    assert len(csms.subprotocols) == 1
 
 
 # ------------------------------------------------------------------------------- CLI

@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from cpagent.store import AuthCacheRow, Store
 from cpagent.testing import LoopbackCsms
+from cpagent.testing.csms import CsmsCallError
 from tests.integration.conftest import AgentProcess
 
 AgentFactory = Callable[..., AgentProcess]
@@ -214,10 +217,12 @@ async def test_bad_updates_fail_and_change_nothing(agent: AgentProcess, csms: Lo
     assert await send(csms, 6, "Differential", many) == "Failed"
     # A non-empty list at version 0 could not be told from an empty one.
     assert await send(csms, 0, "Full", [entry("X")]) == "Failed"
-    # An expiryDate that could not be judged when the card is shown.
-    assert await send(csms, 6, "Differential", [entry("X", expiryDate="next tuesday")]) == (
-        "Failed"
-    )
+    # An expiryDate that is no date-time is a malformed request, as in every other message.
+    for expiry in ("next tuesday", "2026-13-45T00:00:00Z"):
+        with pytest.raises(CsmsCallError) as err:
+            await send(csms, 6, "Differential", [entry("A"), entry("X", expiryDate=expiry)])
+        assert err.value.code == "FormationViolation", err.value
+        assert "localAuthorizationList[1].idTagInfo.expiryDate" in err.value.description
     # Bad entries fail even when the version is stale too.
     assert await send(csms, 1, "Differential", [entry("X"), entry("x")]) == "Failed"
 

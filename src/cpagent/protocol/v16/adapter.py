@@ -74,6 +74,11 @@ def _tag_key(id_tag: str) -> str:
     return id_tag.translate(_ASCII_FOLD)
 
 
+def _decision(info: dict[str, Any]) -> AuthDecision:
+    """The CSMS's IdTagInfo as a decision."""
+    return AuthDecision(AuthStatus(info["status"]), info.get("parentIdTag"))
+
+
 def _expired(expiry: str | None) -> bool:
     """Whether an entry's expiryDate has passed; one that cannot be read counts as passed."""
     if expiry is None:
@@ -264,7 +269,7 @@ class V16Adapter:
         self._queue_empty = asyncio.Event()
         self.failed_count = 0
         self._transaction_ids: dict[int, int] = {}  # local id -> CSMS transactionId
-        self._late: tuple[str, str, asyncio.Future[dict[str, Any]]] | None = None
+        self._late: tuple[Outgoing, str, asyncio.Future[dict[str, Any]]] | None = None
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
@@ -569,11 +574,11 @@ class V16Adapter:
         """Why a SendLocalList must fail whatever the stored list holds; else None.
 
         More entries than SendLocalListMaxLength; an id tag twice (compared
-        case-insensitively, §5.15: "no duplicate values are allowed"); an expiryDate that is
-        no RFC 3339 date-time (it could not be judged when the card is shown); a Full entry
+        case-insensitively, §5.15: "no duplicate values are allowed"); a Full entry
         without idTagInfo (AuthorizationData requires it there); a non-empty Full list
         with a version below 1, which GetLocalListVersion could not report (0 means empty,
-        -1 no list).
+        -1 no list). An expiryDate that is no RFC 3339 date-time never gets here: the
+        request is refused as malformed, like any other date-time a CSMS gets wrong.
         """
         limit = self.keys.get_int("SendLocalListMaxLength")
         if len(entries) > limit:
@@ -583,12 +588,6 @@ class V16Adapter:
             if _tag_key(tag) in seen:
                 return f"id tag {tag} appears twice"
             seen.add(_tag_key(tag))
-        for tag, row in entries:
-            if row is not None and row.expiry is not None:
-                try:
-                    parse_iso(row.expiry)
-                except ValueError:
-                    return f"expiryDate {row.expiry!r} of {tag} is not an RFC 3339 date-time"
         if update_type == "Full":
             missing = [tag for tag, row in entries if row is None]
             if missing:
@@ -762,7 +761,10 @@ class V16Adapter:
                 self._last_sent = time.monotonic()
                 try:
                     result = await cp.call_payload(
-                        item.action, payload, unique_id=item.row.message_id if item.row else None
+                        item.action,
+                        payload,
+                        unique_id=item.row.message_id if item.row else None,
+                        on_result=self._on_result(item),
                     )
                 except OCPPError as err:
                     why, give_up = f"CALLERROR {err.code}: {err.description}", True
@@ -829,7 +831,7 @@ class V16Adapter:
         if not give_up:
             # An answer to the unanswered attempt ends the wait like a changed interval.
             late.add_done_callback(lambda _: self._interval_changes.notify())
-            self._late = (item.action, row.message_id, late)
+            self._late = (item, row.message_id, late)
         try:
             await wait_due(
                 lambda: 0 if late.done() else failed_at + delay() - time.monotonic(),
@@ -844,17 +846,21 @@ class V16Adapter:
         late = self._late
         if late is None or late[1] != unique_id or late[2].done():
             return False
+        action = late[0].action
         try:
-            schemas.validate(MessageType.CallResult, late[0], payload)
+            schemas.validate(MessageType.CallResult, action, payload)
         except OCPPError as err:
             log.warning(
                 "late answer to %s %s is invalid: %s",
-                late[0],
+                action,
                 unique_id,
                 err,
-                extra=journal_fields(action=late[0], message_id=unique_id),
+                extra=journal_fields(action=action, message_id=unique_id),
             )
             return False
+        on_result = self._on_result(late[0])
+        if on_result is not None:
+            on_result(payload)
         late[2].set_result(payload)
         return True
 
@@ -883,11 +889,33 @@ class V16Adapter:
             await self.store.run(self.store.remove, row.seq)
         self._pending.popleft()
 
+    def _on_result(self, item: Outgoing) -> Callable[[dict[str, Any]], None] | None:
+        """What must happen as soon as the answer to ``item`` is read (see
+        :meth:`ChargePoint.call_payload`): a StartTransaction's id becomes known."""
+        row = item.row
+        if item.action != "StartTransaction" or row is None or row.tx_local_id is None:
+            return None
+        return functools.partial(self._transaction_id_known, row)
+
+    def _transaction_id_known(self, row: OutboxRow, result: dict[str, Any]) -> None:
+        """Give the station the CSMS's transactionId (OCPP 1.6 §5.12: from then on the
+        transaction is ongoing for a RemoteStopTransaction), once per id. Called as the
+        answer is read, ahead of its disk write in :meth:`_transaction_accepted`; a crash
+        in between sends the StartTransaction again, as for any unrecorded answer."""
+        assert row.tx_local_id is not None
+        transaction_id = int(result["transactionId"])
+        if self._transaction_ids.get(row.tx_local_id) == transaction_id:
+            return
+        self._transaction_ids[row.tx_local_id] = transaction_id
+        if self.station is not None:
+            decision = _decision(result["idTagInfo"])
+            self.station.transaction_confirmed(row.tx_local_id, transaction_id, decision)
+
     async def _transaction_accepted(self, row: OutboxRow, result: dict[str, Any]) -> None:
         assert row.tx_local_id is not None
         transaction_id = int(result["transactionId"])
         await self.store.run(self.store.set_transaction_id, row.tx_local_id, transaction_id)
-        self._transaction_ids[row.tx_local_id] = transaction_id
+        self._transaction_id_known(row, result)
         decision = await self._remember(row.payload["idTag"], result["idTagInfo"])
         log.info(
             "StartTransaction %d confirmed: transactionId %d (%s)",
@@ -902,8 +930,6 @@ class V16Adapter:
                 connector=row.payload.get("connectorId"),
             ),
         )
-        if self.station is not None:
-            self.station.transaction_confirmed(row.tx_local_id, transaction_id, decision)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every queued message is delivered (before a reset or a shutdown)."""

@@ -1,8 +1,10 @@
 """OCPP 1.6J charge point: CSMS requests translated into station commands.
 
-Built on the ``ocpp`` library's ChargePoint (routing, schema validation),
-with the message intake replaced so that bad frames get the CALLERROR the
-spec wants instead of a log line, and responses nobody waits for are dropped.
+Built on the ``ocpp`` library's ChargePoint (its routing of actions to handlers), with the
+message intake replaced: every frame is bounded and read by :mod:`.intake`, a request is
+checked against its schema and then for what its handler could not use, and whatever is
+refused gets the CALLERROR OCPP-J 1.6 wants instead of a log line; responses nobody waits
+for are dropped.
 """
 
 from __future__ import annotations
@@ -13,17 +15,24 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ocpp.charge_point import (
+    camel_to_snake_case,
+    remove_nones,
+    serialize_as_dict,
+    snake_to_camel_case,
+)
 from ocpp.exceptions import (
     FormationViolationError,
     FormatViolationError,
     GenericError,
+    InternalError,
     NotSupportedError,
     OccurenceConstraintViolationError,
     OCPPError,
     UnknownCallErrorCodeError,
 )
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
-from ocpp.messages import Call, CallError, CallResult, MessageType, unpack
+from ocpp.messages import Call, CallError, CallResult, MessageType
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
@@ -32,12 +41,12 @@ from ocpp.v16.enums import Action
 from cpagent import __version__
 from cpagent.protocol.v16 import schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
+from cpagent.protocol.v16.intake import FrameError, check_request, read_frame
 from cpagent.security.events import SecurityEventType
 from cpagent.station.firmware import FirmwareJob
 from cpagent.station.model import Reservation
 from cpagent.station.smart_charging import (
     ChargingProfile,
-    ProfileFormatError,
     Purpose,
     Unit,
     parse_profile,
@@ -85,61 +94,27 @@ _CLOSED = object()
 """Put in the response queue when the connection ends under a CALL waiting for its answer."""
 
 
-_DATE_FIELDS = {
-    "UpdateFirmware": ("retrieveDate",),
-    "GetDiagnostics": ("startTime", "stopTime"),
-    "ReserveNow": ("expiryDate",),
-    "SignedUpdateFirmware": ("firmware.retrieveDateTime", "firmware.installDateTime"),
-    "GetLog": ("log.oldestTimestamp", "log.latestTimestamp"),
-}
-"""Date-time fields the handlers parse: checked before them (see :func:`_precheck`)."""
-
-_PROFILE_FIELDS = {
-    "SetChargingProfile": "csChargingProfiles",
-    "RemoteStartTransaction": "chargingProfile",
-}
-"""Charging profiles the handlers parse: checked before them (see :func:`_precheck`)."""
-
-
-def _precheck(msg: Call) -> None:
-    """Raise the CALLERROR for what the handlers would fail to parse: date-times that are
-    not RFC 3339, charging profiles (a schema violation keeps its code). An
-    error a handler raises is answered by the ``ocpp`` library instead, in the 2.0 spelling
-    and logged with a traceback."""
-    payload = msg.payload if isinstance(msg.payload, dict) else {}
-    action = str(msg.action)
-    for field in _DATE_FIELDS.get(action, ()):
-        value: Any = payload
-        for part in field.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
-            continue
-        try:
-            parse_iso(value)
-        except (TypeError, ValueError):
-            raise FormatViolationError(
-                description=f"{field} {value!r} is not an RFC 3339 date-time"
-            ) from None
-    profile_field = _PROFILE_FIELDS.get(action)
-    if profile_field is not None and payload.get(profile_field) is not None:
-        try:
-            parse_profile(payload[profile_field])
-        except ProfileFormatError as err:
-            # The schema's error, where there is one, keeps its code; the library validates
-            # every payload anyway, so a profile that parses is not validated twice.
-            schemas.validate(MessageType.Call, action, payload)
-            raise FormatViolationError(description=f"{profile_field}: {err}") from None
+def _code(error: OCPPError) -> str:
+    """The error's code as OCPP-J 1.6 spells it."""
+    if isinstance(error, FormatViolationError):
+        return str(FormationViolationError.code)
+    return str(error.code)
 
 
 def _error_frame(unique_id: str, error: OCPPError) -> str:
-    code = error.code
-    if isinstance(error, FormatViolationError):
-        code = FormationViolationError.code  # the OCPP-J 1.6 spelling
+    details = error.details if isinstance(error.details, dict) else {}
+    details = {k: v for k, v in details.items() if k != "ocpp_message"}  # not echoed
     return json.dumps(
-        [4, unique_id, code, error.description, error.details or {}],
+        [4, unique_id, _code(error), error.description, details],
         separators=(",", ":"),
         default=str,
     )
+
+
+def _reason(error: OCPPError) -> str:
+    """What a refusal is about, for the log: a schema error's cause names the field."""
+    cause = error.details.get("cause") if isinstance(error.details, dict) else None
+    return str(cause) if cause else str(error.description)
 
 
 def _unhandled_action(action: Any) -> OCPPError:
@@ -182,6 +157,8 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         super().__init__(cp_id, connection, response_timeout=response_timeout)
         self.adapter = adapter
         self._awaiting: str | None = None
+        self._awaiting_action = ""
+        self._on_result: Callable[[dict[str, Any]], None] | None = None
         self._closed = False
         self._deferred: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -193,34 +170,17 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
 
     # ------------------------------------------------------------ wire handling
 
-    async def route_message(self, raw_msg: str) -> None:
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """Take one frame from the wire: answer a CALL, hand an answer to the CALL waiting
+        for it. A frame that cannot be taken is refused or ignored (:func:`read_frame`);
+        no frame ends the connection."""
         try:
-            msg = unpack(raw_msg)
-        except OCPPError as err:
+            msg = read_frame(raw_msg)
+        except FrameError as err:
             await self._reject_frame(raw_msg, err)
             return
-        if msg.message_type_id == MessageType.Call:
-            try:
-                if not isinstance(msg.action, str) or msg.action not in self.route_map:
-                    raise _unhandled_action(msg.action)
-                _precheck(msg)
-                await self._handle_call(msg)
-            except OCPPError as err:
-                log.warning(
-                    "CSMS %s %s refused: %s %s",
-                    msg.action,
-                    msg.unique_id,
-                    err.code,
-                    err.description,
-                    extra=_fields(msg),
-                )
-                await self._send(_error_frame(msg.unique_id, err))
-            except Exception:
-                log.exception("handling CSMS %s failed", msg.action, extra=_fields(msg))
-                await self._send(_error_frame(msg.unique_id, GenericError("internal error")))
-            deferred, self._deferred = self._deferred, []
-            for make in deferred:
-                self._spawn(make())
+        if isinstance(msg, Call):
+            await self._answer_call(msg)
             return
         if msg.unique_id != self._awaiting:
             if isinstance(msg, CallResult) and self.adapter.accept_late_answer(
@@ -233,38 +193,96 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 extra=journal_fields(message_id=str(msg.unique_id)),
             )
             return
+        if isinstance(msg, CallResult) and self._on_result is not None:
+            self._result_read(self._awaiting_action, msg.payload, self._on_result)
         self._response_queue.put_nowait(msg)
 
-    async def _reject_frame(self, raw_msg: str, err: OCPPError) -> None:
-        """A frame that is not a valid OCPP message: answer it if it carries a CALL id."""
+    @staticmethod
+    def _result_read(
+        action: str, payload: Any, on_result: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Hand a schema-valid answer to ``on_result`` as it is read (an invalid one is
+        refused by :meth:`call_payload`); what goes wrong there is logged, not raised into
+        the reader."""
         try:
-            frame = json.loads(raw_msg)
-        except ValueError:
-            frame = None
-        if (
-            isinstance(frame, list)
-            and len(frame) >= 2
-            and frame[0] == MessageType.Call
-            and isinstance(frame[1], str)
-        ):
+            schemas.validate(MessageType.CallResult, action, payload)
+        except OCPPError:
+            return
+        try:
+            on_result(payload)
+        except Exception:
+            log.exception("acting on the answer to %s failed", action)
+
+    async def _reject_frame(self, raw_msg: str | bytes, err: FrameError) -> None:
+        """A frame that is not a usable OCPP message: answered if it carries a CALL id."""
+        error = err.error
+        if err.reply_to is None:
+            log.warning("ignoring a frame from the CSMS, %s: %.200r", error.description, raw_msg)
+            return
+        log.warning(
+            "CSMS message %.40s refused: %s %s",
+            err.reply_to,
+            _code(error),
+            _reason(error),
+            extra=journal_fields(message_id=err.reply_to),
+        )
+        await self._send(_error_frame(err.reply_to, error))
+
+    async def _answer_call(self, msg: Call) -> None:
+        """Answer a CALL with its CALLRESULT, or the CALLERROR for what the checks refuse
+        (one log line) or a handler fails with (a fault of the agent: logged with its
+        traceback, answered InternalError). Follow-ups the handler left run after that."""
+        try:
+            reply = CallResult(msg.unique_id, await self._handle_request(msg)).to_json()
+        except OCPPError as err:
             log.warning(
-                "malformed CALL %s from the CSMS: %s",
-                frame[1],
-                err.description,
-                extra=journal_fields(message_id=frame[1]),
+                "CSMS %s %s refused: %s %s",
+                msg.action,
+                msg.unique_id,
+                _code(err),
+                _reason(err),
+                extra=_fields(msg),
             )
-            await self._send(_error_frame(frame[1], err))
-        else:
-            log.warning("ignoring a frame that is not an OCPP message: %.200r", raw_msg)
+            reply = _error_frame(msg.unique_id, err)
+        except Exception:
+            log.exception("handling CSMS %s failed", msg.action, extra=_fields(msg))
+            reply = _error_frame(msg.unique_id, InternalError(description="internal error"))
+        await self._send(reply)
+        deferred, self._deferred = self._deferred, []
+        for make in deferred:
+            self._spawn(make())
+
+    async def _handle_request(self, msg: Call) -> dict[str, Any]:
+        """The CALLRESULT payload for ``msg``. Its handler runs only on a request valid by
+        its schema and by :func:`check_request`: it sees nothing it cannot use."""
+        routes = self.route_map.get(msg.action) if isinstance(msg.action, str) else None
+        if routes is None or "_on_action" not in routes:
+            raise _unhandled_action(msg.action)
+        schemas.validate(MessageType.Call, msg.action, msg.payload)
+        check_request(msg.action, msg.payload)
+        response = await routes["_on_action"](**camel_to_snake_case(msg.payload))
+        payload: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
+        try:
+            schemas.validate(MessageType.CallResult, msg.action, payload)
+        except OCPPError as err:
+            raise RuntimeError(f"the {msg.action} answer breaks its schema: {err}") from None
+        return payload
 
     async def call_payload(
-        self, action: str, payload: dict[str, Any], *, unique_id: str | None = None
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        unique_id: str | None = None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Send one CALL and return the CALLRESULT payload.
 
         Raises the CSMS's CALLERROR as an OCPPError, TimeoutError when no answer
         comes in time and :class:`ConnectionLost` when the socket goes away.
-        Both the request and the answer are schema-validated.
+        Both the request and the answer are schema-validated. ``on_result`` is called
+        with a valid answer the moment it is read from the wire, before any later frame
+        is handled: what the CSMS sends right behind its answer already sees its effect.
         """
         call = Call(
             unique_id=unique_id or str(self._unique_id_generator()), action=action, payload=payload
@@ -274,6 +292,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             if self._closed:
                 raise ConnectionLost(f"{action}: the connection is closed")
             self._awaiting = call.unique_id
+            self._awaiting_action, self._on_result = action, on_result
             try:
                 await self._send(call.to_json())
                 # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that comes
@@ -290,7 +309,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                     raise ConnectionLost(str(err)) from err
                 raise
             finally:
-                self._awaiting = None
+                self._awaiting, self._on_result = None, None
         if response is _CLOSED:
             raise ConnectionLost(f"the connection closed before the answer to {action} came")
         if isinstance(response, CallError):
@@ -344,7 +363,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             return call_result.RemoteStartTransaction(status="Rejected")
         profile: ChargingProfile | None = None
         if charging_profile is not None:
-            profile = parse_profile(charging_profile)  # checked by _precheck
+            profile = parse_profile(charging_profile)  # checked by check_request
         ok = connector_id != 0 and await self.station.remote_start(id_tag, connector_id, profile)
         return call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
 
@@ -500,7 +519,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
         assert firmware is not None  # set before the session starts
         job = FirmwareJob(
             location=location,
-            retrieve_at=parse_iso(retrieve_date).timestamp(),  # checked by _check_dates
+            retrieve_at=parse_iso(retrieve_date).timestamp(),  # checked by check_request
             retries=DEFAULT_TRANSFER_RETRIES if retries is None else max(0, retries),
             retry_interval_s=float(
                 DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
@@ -521,7 +540,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     ) -> call_result.GetDiagnostics:
         diagnostics = self.adapter.diagnostics
         assert diagnostics is not None  # set before the session starts
-        start = parse_iso(start_time) if start_time else None  # checked by _check_dates
+        start = parse_iso(start_time) if start_time else None  # checked by check_request
         stop = parse_iso(stop_time) if stop_time else None
         request = DiagnosticsRequest(
             location=location,
@@ -551,7 +570,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             connector_id=connector_id,
             id_tag=id_tag,
             parent_id_tag=parent_id_tag,
-            expiry=parse_iso(expiry_date),  # checked by _check_dates
+            expiry=parse_iso(expiry_date),  # checked by check_request
         )
         outcome = await self.station.reserve(reservation)
         return call_result.ReserveNow(status=str(outcome))
@@ -565,7 +584,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_set_charging_profile(
         self, connector_id: int, cs_charging_profiles: dict[str, Any]
     ) -> call_result.SetChargingProfile:
-        profile = parse_profile(cs_charging_profiles)  # checked by _precheck
+        profile = parse_profile(cs_charging_profiles)  # checked by check_request
         rejection = await self.station.set_charging_profile(connector_id, profile)
         status = "Accepted" if rejection is None else "Rejected"
         return call_result.SetChargingProfile(status=status)
@@ -776,7 +795,7 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
             retry_interval_s=float(
                 DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
             ),
-            start=parse_iso(oldest) if oldest else None,  # checked by _precheck
+            start=parse_iso(oldest) if oldest else None,  # checked by check_request
             stop=parse_iso(latest) if latest else None,
             log_type="SecurityLog" if log_type == "SecurityLog" else "DiagnosticsLog",
             request_id=request_id,

@@ -6,11 +6,14 @@ thousand messages a second. Errors are the library's OCPPError classes, chosen a
 chooses them, so a CALLERROR carries the same code either way. Formats (date-time) are not
 enforced, as the library does not enforce them: a CSMS answering ``currentTime`` without a
 zone is tolerated. The three schemas whose decimals need exact arithmetic go through the
-library's own Decimal-aware path.
+library's Decimal-aware validators, with precision enough for any finite float. The cause
+of an error names the field and (shortened) the value, never the whole payload.
 """
 
 from __future__ import annotations
 
+import decimal
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +28,7 @@ from ocpp.exceptions import (
     ProtocolError,
     TypeConstraintViolationError,
 )
-from ocpp.messages import Call, CallResult, MessageType, _validate_payload
+from ocpp.messages import MessageType, get_validator
 
 SCHEMA_DIR = Path(ocpp.__file__).parent / "v16" / "schemas"
 _DECIMAL_SCHEMAS = {
@@ -34,32 +37,83 @@ _DECIMAL_SCHEMAS = {
     (MessageType.CallResult, "GetCompositeSchedule"),
 }
 _compiled: dict[tuple[int, str, bool], Callable[[Any], Any]] = {}
+_EXACT = decimal.Context(prec=400)
+"""Enough digits for ``multipleOf`` 0.1 on any finite float (up to about 1.8e308)."""
+_CAUSE_CHARS = 200
+
+
+def _schema(message_type_id: int, action: str) -> dict[str, Any]:
+    suffix = "Response" if message_type_id == MessageType.CallResult else ""
+    path = SCHEMA_DIR / f"{action}{suffix}.json"
+    try:
+        schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as err:
+        raise NotImplementedError(details={"cause": f"no OCPP 1.6 schema for {action}"}) from err
+    return schema
 
 
 def _validator(message_type_id: int, action: str, formats: bool) -> Callable[[Any], Any]:
     key = (message_type_id, action, formats)
     validator = _compiled.get(key)
     if validator is None:
-        suffix = "Response" if message_type_id == MessageType.CallResult else ""
-        path = SCHEMA_DIR / f"{action}{suffix}.json"
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (OSError, ValueError) as err:
-            raise NotImplementedError(
-                details={"cause": f"no OCPP 1.6 schema for {action}"}
-            ) from err
-        validator = fastjsonschema.compile(schema, use_formats=formats)
+        validator = fastjsonschema.compile(_schema(message_type_id, action), use_formats=formats)
         _compiled[key] = validator
     return validator
 
 
-def _error(err: fastjsonschema.JsonSchemaValueException) -> OCPPError:
-    details = {"cause": err.message}
-    if err.rule in ("type", "maxLength"):
+@functools.cache
+def date_time_fields(action: str) -> tuple[str, ...]:
+    """Where the request ``action`` holds RFC 3339 date-times by its schema, as dotted
+    paths (``a.b``; ``a[].b``: ``b`` of each element of the array ``a``)."""
+    schema = _schema(MessageType.Call, action)
+    found: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        ref = node.get("$ref", "")
+        if ref.startswith("#/definitions/"):
+            node = schema["definitions"][ref.removeprefix("#/definitions/")]
+        if node.get("format") == "date-time":
+            found.append(path)
+        for name, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{name}" if path else name)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(schema, "")
+    return tuple(found)
+
+
+def _error(rule: Any, cause: str) -> OCPPError:
+    """The OCPPError for a broken schema ``rule``, chosen as the ``ocpp`` library does."""
+    details = {"cause": cause[:_CAUSE_CHARS]}
+    if rule in ("type", "maxLength"):
         return TypeConstraintViolationError(details=details)
-    if err.rule == "required":
+    if rule == "required":
         return ProtocolError(details=details)
     return FormatViolationError(details=details)
+
+
+def _cause(err: fastjsonschema.JsonSchemaValueException) -> str:
+    name, value = err.name or "data", err.value
+    if err.rule == "maxLength" and isinstance(value, str):
+        return f"{name} is too long: {len(value)} characters, at most {err.rule_definition}"
+    if err.rule == "enum":
+        return f"{name} {value!r:.60} is not one of {err.rule_definition}"
+    return err.message
+
+
+def _validate_exactly(message_type_id: int, action: str, payload: Any) -> None:
+    """Validate with the payload's decimals as Decimal (``multipleOf`` 0.1 is exact)."""
+    validator = get_validator(message_type_id, action, "1.6", parse_float=decimal.Decimal)
+    try:
+        exact = json.loads(json.dumps(payload, allow_nan=False), parse_float=decimal.Decimal)
+    except ValueError as err:  # NaN or an infinity: no JSON number
+        raise _error("type", f"data: {err}") from None
+    with decimal.localcontext(_EXACT):
+        error = next(iter(validator.iter_errors(exact)), None)
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise _error(error.validator, f"data{where}: {error.message}")
 
 
 def validate(
@@ -71,14 +125,9 @@ def validate(
     judge of the agent's own messages wants, not what an agent should demand of a CSMS.
     """
     if (message_type_id, action) in _DECIMAL_SCHEMAS:
-        message: Call | CallResult
-        if message_type_id == MessageType.Call:
-            message = Call("-", action, payload)
-        else:
-            message = CallResult("-", payload, action)
-        _validate_payload(message, "1.6")
+        _validate_exactly(message_type_id, action, payload)
         return
     try:
         _validator(message_type_id, action, formats)(payload)
     except fastjsonschema.JsonSchemaValueException as err:
-        raise _error(err) from None
+        raise _error(err.rule, _cause(err)) from None
