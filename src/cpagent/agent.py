@@ -408,6 +408,14 @@ class Agent:
             for task in done:
                 if not task.cancelled() and (err := task.exception()) is not None:
                     log.info("connection ended: %r", err)
+            if reader in done:
+                # The answer to the CALL in flight may have come with the last frames read:
+                # it is recorded before the sender goes, or the message would go out again
+                # (a second transactionId for one StartTransaction). One still unanswered
+                # fails at once.
+                await cp.close()
+                async with self.adapter.hold_calls():
+                    pass
         finally:
             for task in (reader, serving):
                 task.cancel()

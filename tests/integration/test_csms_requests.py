@@ -1172,6 +1172,25 @@ async def test_a_frame_of_any_depth_or_size_keeps_the_connection_and_the_pending
     assert log.count("ignoring a frame") >= 2, log[-3000:]
 
 
+async def test_a_frame_beyond_the_websocket_limit_keeps_the_answer_before_it(
+    agent: AgentProcess, csms: LoopbackCsms
+) -> None:
+    """A frame larger than the websocket takes at all (4 MiB) ends the connection (1009,
+    RFC 6455 §7.4.1), but the answer that came before it is still taken: the StartTransaction
+    is recorded as delivered, with its transactionId, and not sent again after the
+    reconnect."""
+    held = await held_start(agent, csms, "BIG")
+    huge = '[2,"huge-2","DataTransfer",{"vendorId":"x","data":"' + "a" * (5 * 2**20) + '"}]'
+    await answer_and_send(csms, held, 78, huge)
+    await csms.wait_connections(2, timeout=30)
+    state = await agent.wait_status(
+        lambda s: s["csms"]["connected"] and s["queue"]["depth"] == 0, timeout=30
+    )
+    assert tx_of(state) is not None and tx_of(state)["id"] == 78
+    assert len(csms.messages("StartTransaction")) == 1
+    assert csms.close_codes[0] == 1009, csms.close_codes
+
+
 async def test_a_call_without_a_string_message_id_is_not_executed(
     agent: AgentProcess, csms: LoopbackCsms
 ) -> None:
