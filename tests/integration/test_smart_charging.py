@@ -757,3 +757,27 @@ async def test_decimal_limits_are_accepted(agent_factory: AgentFactory, csms: Lo
     start = await csms.wait_for_message("StartTransaction", since=mark)
     sample = await wait_drawing(csms, 6.5, since=start.index)  # 3 x 230 V x 6.5 A = 4485 W
     assert current_steps(csms, start.index, sample.payload["transactionId"]) == [6.5]
+
+
+async def test_a_schedule_starting_at_the_end_of_time_charges_at_the_hardware_limit(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """A TxDefaultProfile whose schedule starts at the calendar's last second ("never") is
+    accepted and limits nothing: a session charges at the hardware's current, the composite
+    schedule says so, and the station is not restarted by an overflow on the way."""
+    agent = await started(agent_factory, csms)
+    never = profile(
+        81,
+        TX_DEFAULT,
+        [(0, 10), (3600, 6)],
+        kind="Absolute",
+        start=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    )
+    assert await set_profile(csms, 1, never) == "Accepted"
+    await charging_session(agent, csms, "NEVER")
+    state = await agent.wait_status(lambda s: s["connectors"][0]["offered_a"] > 0)
+    assert state["connectors"][0]["offered_a"] == HARDWARE_MAX_A
+    amps = await composite(csms, 1, 86400)
+    assert amps["status"] == "Accepted"
+    assert amps["chargingSchedule"]["chargingSchedulePeriod"] == periods((0, HARDWARE_MAX_A))
+    assert "restarting" not in agent.log() and "Traceback" not in agent.log()

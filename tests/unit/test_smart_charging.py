@@ -834,6 +834,42 @@ def test_next_change_far_ahead_behind_a_shadowed_recurrence() -> None:
     assert next_change(profiles, 1, T0, tx_start=None, transaction_id=None) == at(40 * DAY)
 
 
+LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        prof(1, sched((0, 10), (2**31 - 1, 6), start=LAST_SECOND)),
+        prof(2, sched((0, 10), (H, 6), start=LAST_SECOND)),
+        prof(3, sched((0, 10), (H, 6)), valid_from=LAST_SECOND),
+        prof(
+            4,
+            sched((0, 10), (H, 6), start=LAST_SECOND),
+            kind=Kind.RECURRING,
+            recurrency=Recurrency.WEEKLY,
+        ),
+        prof(
+            5,
+            sched((0, 10), (2**31 - 1, 6), start=datetime(1, 1, 1, tzinfo=UTC)),
+            kind=Kind.RECURRING,
+            recurrency=Recurrency.DAILY,
+        ),
+    ],
+    ids=["start-9999", "start-9999-hour", "valid-from-9999", "recurring-9999", "recurring-year-1"],
+)
+def test_profiles_at_the_ends_of_the_calendar_are_evaluated(profile: ChargingProfile) -> None:
+    """A CSMS may mean "never" or "always" by the calendar's first or last second: limits,
+    changes and the composite schedule are still computed, not an OverflowError (which
+    stopped the station)."""
+    profiles = pset((1, profile))
+    tx = dict(tx_start=T0, transaction_id=1)
+    limit_at(profiles, 1, T0, **tx)
+    next_change(profiles, 1, T0, **tx)
+    schedule = composite_schedule(profiles, 1, T0, 2**31 - 1, "A", max_current_a=HW_A, **tx)
+    assert schedule.periods[0].start_period_s == 0
+
+
 def test_min_current() -> None:
     assert MIN_CURRENT_A == 6.0
     assert floor_tenth(15.99) == 15.9

@@ -111,6 +111,18 @@ DEFAULT_VOLTAGE_V = 230.0
 _DAY = timedelta(days=1)
 _WEEK = timedelta(weeks=1)
 _ZERO = timedelta(0)
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def _later(when: datetime, delta: timedelta) -> datetime:
+    """``when + delta``, or the calendar's last instant where that lies beyond it: a CSMS
+    may start a schedule at 9999-12-31T23:59:59Z to mean "never", and its periods then
+    begin after the end of time."""
+    try:
+        return when + delta
+    except OverflowError:
+        return _END_OF_TIME
+
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 
@@ -684,13 +696,13 @@ def _boundaries(
             marks.append(schedule.duration_s)
         cycle = _cycle(profile)
         if cycle is None:
-            out.extend(anchor + timedelta(seconds=m) for m in marks)
+            out.extend(_later(anchor, timedelta(seconds=m)) for m in marks)
         elif hi >= anchor:
             marks = [m for m in marks if m < cycle.total_seconds()]
             first = max(0, (lo - anchor) // cycle)
             for k in range(first, (hi - anchor) // cycle + 1):
-                base = anchor + k * cycle
-                out.extend(base + timedelta(seconds=m) for m in marks)
+                base = _later(anchor, k * cycle)
+                out.extend(_later(base, timedelta(seconds=m)) for m in marks)
     return [t for t in out if lo < t <= hi]
 
 
@@ -703,7 +715,7 @@ def _settled_after(profile: ChargingProfile, tx_start: datetime | None) -> datet
         if _cycle(profile) is None:
             schedule = profile.schedule
             last = max([p.start_period_s for p in schedule.periods] + [schedule.duration_s or 0])
-            times.append(anchor + timedelta(seconds=last))
+            times.append(_later(anchor, timedelta(seconds=last)))
     return max(times, default=None)
 
 
@@ -845,10 +857,10 @@ def next_change(
     settled = [t for e in entries if (t := _settled_after(e.profile, tx_start)) is not None]
     # Past the last one-off event every profile repeats weekly at most: a week more
     # without a change means no change ever.
-    horizon = max([after, *settled]) + _WEEK
+    horizon = _later(max([after, *settled]), _WEEK)
     lo, window = after, _DAY
     while lo < horizon:
-        hi = min(lo + window, horizon)
+        hi = min(_later(lo, window), horizon)
         found = sorted({t for e in entries for t in _boundaries(e.profile, tx_start, lo, hi)})
         for t in found:
             if _limit(entries, t, q) != current:
@@ -883,7 +895,7 @@ def composite_schedule(
         connector_id, tx_start, transaction_id, phases, voltage_v, max_current_a, phase_switching
     )
     entries = _relevant(profiles, q)
-    end = start + timedelta(seconds=duration_s)
+    end = _later(start, timedelta(seconds=duration_s))
     offsets = {0}
     for e in entries:
         for t in _boundaries(e.profile, tx_start, start, end):
@@ -891,7 +903,7 @@ def composite_schedule(
     hardware = Limit(max_current_a, phases, voltage_v)
     periods: list[ChargingSchedulePeriod] = []
     for offset in sorted(o for o in offsets if o < duration_s):
-        limit = _limit(entries, start + timedelta(seconds=offset), q) or hardware
+        limit = _limit(entries, _later(start, timedelta(seconds=offset)), q) or hardware
         period = ChargingSchedulePeriod(offset, floor_tenth(limit.value(unit)), limit.number_phases)
         if periods and (periods[-1].limit, periods[-1].number_phases) == (
             period.limit,
