@@ -32,6 +32,8 @@ from cpagent.hal.gpio import (
 )
 
 SETTLE = 0.01
+WAIT_S = 30.0
+"""Guard for a wait on an event: reaching it fails the test, so it is generous."""
 
 
 class Closable(Protocol):
@@ -426,26 +428,25 @@ async def test_contactor_listener_runs_on_the_loop(factory: MockFactory, devices
     feedback.drive_high()  # before start(): not reported, and must not fail
     feedback.drive_low()
 
-    calls: list[int] = []
-    changed = asyncio.Event()
+    calls: asyncio.Queue[int] = asyncio.Queue()
 
     def listener() -> None:
-        calls.append(threading.get_ident())
-        changed.set()
+        calls.put_nowait(threading.get_ident())
+
+    async def announced() -> list[int]:
+        """Each change is announced twice: at once and again once settle_s is over."""
+        async with asyncio.timeout(WAIT_S):
+            return [await calls.get(), await calls.get()]
 
     contactor.set_listener(listener)
     await contactor.start()
     feedback.drive_high()
-    assert not changed.is_set(), "the listener must be scheduled on the loop, not called inline"
-    async with asyncio.timeout(2.0):
-        await changed.wait()
-    assert calls == [threading.get_ident()]
+    assert calls.empty(), "the listener must be scheduled on the loop, not called inline"
+    assert await announced() == [threading.get_ident()] * 2
 
-    changed.clear()
     await asyncio.to_thread(feedback.drive_low)  # as gpiozero's callback thread would
-    async with asyncio.timeout(2.0):
-        await changed.wait()
-    assert calls == [threading.get_ident()] * 2
+    assert await announced() == [threading.get_ident()] * 2
+    assert calls.empty()
 
 
 async def test_contactor_without_feedback_start_is_harmless(
