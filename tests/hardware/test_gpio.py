@@ -87,7 +87,7 @@ def wire(factory: MockFactory, output: str, feedback: str) -> None:
     factory.pin(output, pin_class=MockConnectedPin, input_pin=factory.pin(feedback))
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
     """Wait, off the loop, until a pin change makes ``predicate`` true."""
 
     def wait() -> bool:
@@ -337,10 +337,10 @@ async def test_contactor_check_overtaken_while_relay_moves(
 
 async def test_contactor_repeat_command_checks_at_once(factory: MockFactory, devices: Any) -> None:
     contactor = devices(
-        GpioContactor("GPIO17", feedback_pin="GPIO27", settle_s=5.0, pin_factory=factory)
+        GpioContactor("GPIO17", feedback_pin="GPIO27", settle_s=3600, pin_factory=factory)
     )
     contactor._last_command -= 10  # as if constructed long ago
-    async with asyncio.timeout(1.0):
+    async with asyncio.timeout(WAIT_S):  # far less than settle_s: no wait for the relay
         await contactor.set_closed(False)
         factory.pin("GPIO27").drive_high()
         with pytest.raises(ContactorFault):
@@ -847,6 +847,14 @@ def durations(pin: Any, count: int) -> list[float]:
     return [s.timestamp for s in pin.states[2 : 2 + count]]
 
 
+def assert_blink(phases: list[float], phase_s: float, *, slower: float) -> None:
+    """Every phase lasted ``phase_s`` or longer, and the shortest less than ``slower`` (the
+    phase of a slower pattern): a busy machine stretches a phase now and then, not each one,
+    and never shortens one."""
+    assert phases and all(d >= phase_s * 0.9 for d in phases), phases
+    assert min(phases) < slower, phases
+
+
 async def test_status_led_fast_blink(factory: MockFactory, devices: Any) -> None:
     led = devices(StatusLed("GPIO26", pin_factory=factory))
     pin = factory.pin("GPIO26")
@@ -854,7 +862,7 @@ async def test_status_led_fast_blink(factory: MockFactory, devices: Any) -> None
     assert led.pattern == "fast"
     await wait_until(lambda: len(pin.states) >= 6)
     assert [s.state for s in pin.states[:6]] == [0, 1, 0, 1, 0, 1]
-    assert all(0.07 <= d <= 0.3 for d in durations(pin, 4)), pin.states
+    assert_blink(durations(pin, 4), 0.1, slower=0.5)
 
 
 async def test_status_led_charging_blink(factory: MockFactory, devices: Any) -> None:
@@ -862,16 +870,16 @@ async def test_status_led_charging_blink(factory: MockFactory, devices: Any) -> 
     pin = factory.pin("GPIO26")
     led.show("Charging")
     await wait_until(lambda: len(pin.states) >= 4)
-    assert all(0.45 <= d <= 0.9 for d in durations(pin, 2)), pin.states
+    assert_blink(durations(pin, 2), 0.5, slower=1.0)
 
 
 async def test_status_led_slow_blink(factory: MockFactory, devices: Any) -> None:
     led = devices(StatusLed("GPIO26", pin_factory=factory))
     pin = factory.pin("GPIO26")
     led.show("SuspendedEV")
-    await wait_until(lambda: len(pin.states) >= 3)
+    await wait_until(lambda: len(pin.states) >= 4)
     assert pin.states[2].state == 0
-    assert 0.95 <= pin.states[2].timestamp <= 1.5, pin.states
+    assert_blink(durations(pin, 2), 1.0, slower=1.5)
 
 
 async def test_status_led_repeat_does_not_restart_blink(factory: MockFactory, devices: Any) -> None:
@@ -879,13 +887,12 @@ async def test_status_led_repeat_does_not_restart_blink(factory: MockFactory, de
     pin = factory.pin("GPIO26")
     led.show("Charging")
     await wait_until(lambda: len(pin.states) >= 3)  # now in the 0.5 s off phase
-    assert pin.state == 0
     seen = len(pin.states)
     for _ in range(5):
         led.show("Charging")
-    await asyncio.sleep(0.1)  # a restarted blink would have switched the LED on by now
-    assert pin.state == 0
-    assert len(pin.states) == seen
+    # A restarted blink switches the LED on at once, cutting the phase short.
+    await wait_until(lambda: len(pin.states) > seen)
+    assert pin.states[seen].timestamp >= 0.45, pin.states
 
 
 async def test_status_led_close_turns_off(factory: MockFactory) -> None:
