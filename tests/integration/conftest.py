@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from cpagent.testing import LoopbackCsms
+from cpagent.testing.csms import WAIT_S
 
 CPAGENT = str(Path(sys.executable).parent / "cpagent")
 
@@ -56,7 +57,7 @@ class Result:
     stderr: str
 
 
-async def run_cli(*args: str, timeout: float = 15.0) -> Result:
+async def run_cli(*args: str, timeout: float = 60.0) -> Result:
     proc = await asyncio.create_subprocess_exec(
         CPAGENT, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -138,7 +139,7 @@ class AgentProcess:
         state: dict[str, Any] = json.loads(result.stdout)
         return state
 
-    async def wait_status(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+    async def wait_status(self, predicate: Any, timeout: float = WAIT_S) -> dict[str, Any]:
         """Poll ``cpagent status`` until ``predicate(state)`` holds (the control socket has no
         push channel; polling is bounded by ``timeout``)."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -150,7 +151,7 @@ class AgentProcess:
                 raise AssertionError(f"status never matched: {state}")
             await asyncio.sleep(0.1)
 
-    async def stop(self, timeout: float = 15.0) -> int:
+    async def stop(self, timeout: float = WAIT_S) -> int:
         """SIGTERM and wait; returns the exit code."""
         assert self.proc is not None
         if self.proc.returncode is None:
@@ -163,14 +164,14 @@ class AgentProcess:
         self.proc.kill()
         await self.proc.wait()
 
-    async def wait_exit(self, timeout: float = 15.0) -> int:
+    async def wait_exit(self, timeout: float = WAIT_S) -> int:
         assert self.proc is not None
         return await asyncio.wait_for(self.proc.wait(), timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    async def wait_log(self, text: str, timeout: float = 10.0) -> None:
+    async def wait_log(self, text: str, timeout: float = WAIT_S) -> None:
         """Wait until the agent's log contains ``text`` (bounded polling of the log file)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while text not in self.log():

@@ -35,6 +35,10 @@ from websockets.protocol import Event
 from cpagent.protocol.v16 import schemas
 from cpagent.timeutil import now_iso
 
+WAIT_S = 30.0
+"""Default bound of the waits below. It only guards against a hang (reaching it fails the
+test), so it is generous: on a busy machine a charge point process takes seconds to start."""
+
 Responder = Callable[[dict[str, Any]], Any]
 """Returns a payload dict, a :class:`CallErrorReply`, None (no answer at all), or an awaitable
 of one of those."""
@@ -370,7 +374,7 @@ class LoopbackCsms:
         where: Callable[[dict[str, Any]], bool] | None = None,
         *,
         since: int = 0,
-        timeout: float = 10.0,
+        timeout: float = WAIT_S,
     ) -> dict[str, Any]:
         """The first CALL of ``action`` at or after ``since`` matching ``where``."""
         return (await self.wait_for_message(action, where, since=since, timeout=timeout)).payload
@@ -381,7 +385,7 @@ class LoopbackCsms:
         where: Callable[[dict[str, Any]], bool] | None = None,
         *,
         since: int = 0,
-        timeout: float = 10.0,
+        timeout: float = WAIT_S,
     ) -> Received:
         def find() -> Received | None:
             for r in self.received[since:]:
@@ -403,7 +407,7 @@ class LoopbackCsms:
                 f"no {action} within {timeout} s; received since: {seen}"
             ) from None
 
-    async def wait_connected(self, cp_id: str | None = None, *, timeout: float = 10.0) -> str:
+    async def wait_connected(self, cp_id: str | None = None, *, timeout: float = WAIT_S) -> str:
         async def wait() -> str:
             async with self._changed:
                 while True:
@@ -430,21 +434,21 @@ class LoopbackCsms:
         except TimeoutError:
             raise AssertionError(f"{len(items)} {what} within {timeout} s, not {count}") from None
 
-    async def wait_connections(self, count: int, *, timeout: float = 10.0) -> None:
+    async def wait_connections(self, count: int, *, timeout: float = WAIT_S) -> None:
         """Until ``count`` websocket connections have been opened in all, reconnections
         included (``len(self.subprotocols)`` is the count so far)."""
         await self._wait_count(self.subprotocols, count, timeout, "connection(s) opened")
 
-    async def wait_closed(self, count: int, *, timeout: float = 10.0) -> list[int | None]:
+    async def wait_closed(self, count: int, *, timeout: float = WAIT_S) -> list[int | None]:
         """Until ``count`` connections have ended in all; returns their close codes."""
         await self._wait_count(self.close_codes, count, timeout, "connection(s) ended")
         return self.close_codes[:count]
 
-    async def wait_pings(self, count: int, *, timeout: float = 10.0) -> None:
+    async def wait_pings(self, count: int, *, timeout: float = WAIT_S) -> None:
         """Until the charge points have sent ``count`` websocket pings in all."""
         await self._wait_count(self.pings, count, timeout, "ping(s)")
 
-    async def wait_disconnected(self, cp_id: str, *, timeout: float = 10.0) -> None:
+    async def wait_disconnected(self, cp_id: str, *, timeout: float = WAIT_S) -> None:
         async def wait() -> None:
             async with self._changed:
                 while cp_id in self.connections:
@@ -467,7 +471,7 @@ class LoopbackCsms:
         payload: dict[str, Any],
         *,
         cp_id: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = WAIT_S,
     ) -> dict[str, Any]:
         """Send a CSMS-initiated CALL; return the CALLRESULT payload or raise CsmsCallError."""
         cp_id, ws = self._connection_for(cp_id)
@@ -490,7 +494,7 @@ class LoopbackCsms:
         await self._record(Frame("out", cp_id, raw))
         await ws.send(raw)
 
-    async def next_frame(self, *, after: int, timeout: float = 10.0) -> Frame:
+    async def next_frame(self, *, after: int, timeout: float = WAIT_S) -> Frame:
         """The first frame from the charge point recorded at index ``after`` or later."""
 
         async def wait() -> Frame:
