@@ -51,7 +51,7 @@ from tests.integration.ledger import (
 State = dict[str, Any]
 
 CONNECTOR = 1
-WAIT_S = 10.0
+WAIT_S = 30.0
 OCPP16 = {
     "MeterValueSampleInterval": 1,
     "AllowOfflineTxForUnknownId": True,
@@ -70,7 +70,7 @@ def agent_options(cp_id: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------- the control socket
 
 
-async def control(agent: AgentProcess, request: dict[str, Any], timeout: float = 5.0) -> Any:
+async def control(agent: AgentProcess, request: dict[str, Any], timeout: float = WAIT_S) -> Any:
     """One JSON-lines request on the agent's control socket; its result, or AssertionError."""
 
     async def ask() -> dict[str, Any]:
@@ -271,7 +271,6 @@ class Driver:
                 transaction(s) is None and s["queue"]["depth"] == 0 and s["csms"]["connected"]
             ),
             "everything delivered",
-            timeout=20,
         )
 
 
@@ -311,9 +310,7 @@ def slow_answer(
 
 async def booted(csms: LoopbackCsms, since: int) -> None:
     """Wait until the agent reported the connector after an accepted boot."""
-    await csms.wait_for(
-        "StatusNotification", lambda p: p["connectorId"] == CONNECTOR, since=since, timeout=15
-    )
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == CONNECTOR, since=since)
 
 
 async def run_iteration(seed: int, csms: LoopbackCsms, agent: AgentProcess) -> IterationResult:

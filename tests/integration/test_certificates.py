@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from cpagent.security.pki import hash_data
 from cpagent.testing import LoopbackCsms
-from cpagent.testing.csms import CsmsCallError, Received
+from cpagent.testing.csms import WAIT_S, CsmsCallError, Received
 from cpagent.testing.pki import Issued, TestCa
 from tests.integration.conftest import AgentProcess
 from tests.integration.test_security_profiles import (
@@ -155,7 +155,7 @@ def security_log(agent: AgentProcess) -> list[dict[str, Any]]:
 
 
 async def wait_security_log(
-    agent: AgentProcess, count: int, kind: str, timeout: float = 10.0
+    agent: AgentProcess, count: int, kind: str, timeout: float = WAIT_S
 ) -> list[dict[str, Any]]:
     """Until the security log holds ``count`` events of type ``kind``."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -168,7 +168,7 @@ async def wait_security_log(
 
 
 async def events(
-    csms: LoopbackCsms, count: int, *, since: int = 0, timeout: float = 15.0
+    csms: LoopbackCsms, count: int, *, since: int = 0, timeout: float = WAIT_S
 ) -> list[Received]:
     """The next ``count`` SecurityEventNotifications at or after ``since``."""
     found: list[Received] = []
@@ -203,7 +203,7 @@ async def up(csms: LoopbackCsms, agent: AgentProcess, *, since: int = 0) -> None
     """The charger booted and its start-up event is delivered and answered, nothing queued
     (so that the events a test waits for after this are the ones it causes, and no message
     is in flight when the test makes the charger reconnect)."""
-    await csms.wait_for("BootNotification", since=since, timeout=15)
+    await csms.wait_for("BootNotification", since=since)
     (startup,) = await events(csms, 1, since=since)
     assert startup.payload["type"] == "StartupOfTheDevice"
     await agent.wait_status(lambda s: s["queue"]["depth"] == 0)
@@ -525,7 +525,7 @@ async def test_a_certificate_near_its_end_is_renewed_unasked(
         agent_factory, workdir, csms.url, profile=3, roots=ca, identity=ending, password=None
     )
     await agent.start()
-    request = await csms.wait_for("SignCertificate", timeout=15)
+    request = await csms.wait_for("SignCertificate")
     csr = x509.load_pem_x509_csr(request["csr"].encode())
     assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == CP_ID
     assert "ChargePointCertificate CN=CP001" in agent.log()
@@ -533,7 +533,7 @@ async def test_a_certificate_near_its_end_is_renewed_unasked(
     answer = await csms.call("CertificateSigned", {"certificateChain": ca.sign_csr(request["csr"])})
     assert answer == {"status": "Accepted"}
     renewed = len(csms.subprotocols)
-    await csms.wait_connections(renewed + 1, timeout=15)
+    await csms.wait_connections(renewed + 1)
     assert serial_presented(csms) != ending.cert.serial_number
     # The renewed certificate has years left: the next connection asks for nothing.
     assert len(csms.payloads("SignCertificate")) == 1
@@ -681,7 +681,7 @@ async def test_a_renewed_certificate_that_cannot_connect_falls_back(
     before = len(csms.subprotocols)
     mark = csms.mark()
     await renew_with_a_root_the_csms_does_not_trust(csms, TestCa.create("Rogue CA"))
-    await agent.wait_log("falling back to the previous one", timeout=20)
+    await agent.wait_log("falling back to the previous one")
     await reconnected(csms, before)
     assert serial_presented(csms) == factory.cert.serial_number
     assert x509.load_pem_x509_certificate(cert_file.read_bytes()) == factory.cert
@@ -718,14 +718,14 @@ async def test_a_renewed_certificate_on_trial_survives_a_power_cut(
         # The first attempt with the new certificate hangs: no failure is counted yet.
         relay.hold = True
         await renew_with_a_root_the_csms_does_not_trust(csms, TestCa.create("Rogue CA"))
-        await asyncio.wait_for(relay.held.wait(), 10)
+        await asyncio.wait_for(relay.held.wait(), WAIT_S)
         await agent.kill9()
 
         relay.hold = False
         before = len(csms.subprotocols)
         await agent.start()
         # Three failed attempts take a second or two; time enough for several rounds.
-        await csms.wait_connections(before + 1, timeout=8)
+        await csms.wait_connections(before + 1)
         assert serial_presented(csms) == factory.cert.serial_number
     finally:
         await relay.stop()
@@ -793,7 +793,7 @@ async def test_start_up_and_reset_are_reported(
 
     mark = csms.mark()
     assert await csms.call("Reset", {"type": kind}) == {"status": "Accepted"}
-    reboot = await csms.wait_for_message("BootNotification", since=mark, timeout=20)
+    reboot = await csms.wait_for_message("BootNotification", since=mark)
     (reset,) = await events(csms, 1, since=mark)
     assert reset.payload["type"] == "ResetOrReboot"
     assert reset.index > reboot.index
@@ -850,7 +850,7 @@ async def test_an_untrusted_csms_is_reported_once_it_can_be_reached_even_after_k
         await wait_security_log(agent, start, "InvalidCentralSystemCertificate")
         # It keeps trying, and the streak of refusals is one event.
         attempts = agent.log().count("reconnecting in")
-        deadline = asyncio.get_running_loop().time() + 10
+        deadline = asyncio.get_running_loop().time() + WAIT_S
         while agent.log().count("reconnecting in") < attempts + 3:
             assert asyncio.get_running_loop().time() < deadline, "no further attempts"
             await asyncio.sleep(0.05)

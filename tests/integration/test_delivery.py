@@ -33,10 +33,8 @@ async def test_start_transaction_retried_after_callerrors_with_the_same_message_
     mark = csms.mark()
     await agent.sim("plug", "1")
     await agent.sim("tag", "RETRY")
-    await csms.wait_for(
-        "StatusNotification", lambda p: p["status"] == "Charging", since=mark, timeout=15
-    )
-    await agent.wait_status(lambda s: s["connectors"][0]["transaction"]["id"] == 1, timeout=15)
+    await csms.wait_for("StatusNotification", lambda p: p["status"] == "Charging", since=mark)
+    await agent.wait_status(lambda s: s["connectors"][0]["transaction"]["id"] == 1)
     attempts = csms.messages("StartTransaction", since=mark)
     assert len(attempts) == 3
     assert len({m.unique_id for m in attempts}) == 1  # one message, sent three times
@@ -95,7 +93,7 @@ async def test_a_message_the_csms_keeps_refusing_is_given_up_and_the_queue_moves
 
     del csms.responders["MeterValues"]
     await agent.sim("tag", "REFUSED")
-    stop = await csms.wait_for("StopTransaction", since=mark, timeout=15)
+    stop = await csms.wait_for("StopTransaction", since=mark)
     assert stop["meterStop"] >= start["meterStart"]
 
 
@@ -139,10 +137,10 @@ async def test_a_refused_start_sets_its_whole_session_aside(
     mark = csms.mark()
     await agent.sim("plug", "1")
     await agent.sim("tag", "ASIDE")
-    await agent.wait_status(lambda s: s["queue"]["failed"] == 1, timeout=15)
+    await agent.wait_status(lambda s: s["queue"]["failed"] == 1)
     await agent.sim("unplug", "1")  # ends the session: its StopTransaction has no id to carry
     state = await agent.wait_status(
-        lambda s: s["queue"]["failed"] == 2 and s["queue"]["depth"] == 0, timeout=15
+        lambda s: s["queue"]["failed"] == 2 and s["queue"]["depth"] == 0
     )
     assert state["connectors"][0]["transaction"] is None
     assert len(csms.messages("StartTransaction", since=mark)) == 2

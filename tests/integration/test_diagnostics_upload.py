@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from cpagent.testing import LoopbackCsms
+from cpagent.testing.csms import WAIT_S
 from cpagent.testing.fileservers import FtpFileServer, HttpBehaviour, HttpFileServer
 from cpagent.timeutil import iso
 from tests.integration.conftest import AgentProcess
@@ -303,13 +304,13 @@ async def test_trigger_reports_idle_then_uploading_during_a_stalled_upload(
     # The server takes the request but never answers: the upload fails once nothing has
     # moved for stall_timeout_s, which is also how long the agent is busy.
     http_server.behaviours["/diag/slow"] = HttpBehaviour(stall_after=0)
-    agent = await started(agent_factory, csms, stall_timeout_s=2.0)
+    agent = await started(agent_factory, csms, stall_timeout_s=10.0)
     assert await trigger_diagnostics_status(csms) == "Idle"
 
     mark = csms.mark()
     name = await get_diagnostics(csms, http_server.url("/diag/slow"), retries=0)
     await wait_diagnostics(csms, "Uploading", mark)
-    await asyncio.to_thread(http_server.wait_stalled, "/diag/slow", 10.0)
+    await asyncio.to_thread(http_server.wait_stalled, "/diag/slow", WAIT_S)
 
     # Busy: a trigger says Uploading, a second request gets no file name.
     assert await trigger_diagnostics_status(csms) == "Uploading"
@@ -318,7 +319,7 @@ async def test_trigger_reports_idle_then_uploading_during_a_stalled_upload(
 
     await wait_diagnostics(csms, "UploadFailed", mark)
     assert statuses(csms, mark) == ["Uploading", "Uploading", "UploadFailed"]
-    assert "no progress for 2 s" in log_file(agent).read_text()
+    assert "no progress for 10 s" in log_file(agent).read_text()
     assert dict(http_server.requests) == {"/diag/slow": 1}  # the busy request sent nothing
     assert http_server.uploads == {}
     after = await settled(agent, csms, mark)
@@ -335,7 +336,7 @@ async def test_a_request_refused_while_busy_does_not_log_the_location_password(
     agent = await started(agent_factory, csms)
     mark = csms.mark()
     await get_diagnostics(csms, http_server.url("/diag/held"), retries=0)
-    await asyncio.to_thread(http_server.wait_stalled, "/diag/held", 10.0)
+    await asyncio.to_thread(http_server.wait_stalled, "/diag/held", WAIT_S)
 
     busy = http_server.url("/diag/other").replace("//", "//diag:busy-pw-55@", 1)
     assert await csms.call("GetDiagnostics", {"location": busy}) == {}

@@ -49,7 +49,6 @@ def firmware_agent(make: AgentFactory, workdir: Path, **firmware: Any) -> AgentP
     agent = make(connectors=2)
     agent.tables["firmware"] = {
         "install_command": str(installer(workdir)),
-        "stall_timeout_s": 1.0,
         **firmware,
     }
     agent.write()
@@ -222,7 +221,7 @@ async def test_a_failed_download_is_reported_and_a_second_update_works(
     http.files["/fw/cut.deb"] = FIRMWARE
     http.behaviours["/fw/cut.deb"] = HttpBehaviour(close_after=100_000)
     http.files["/fw/huge.deb"] = os.urandom(2 * 2**20 + 1)
-    agent = firmware_agent(agent_factory, workdir, max_download_mb=2)
+    agent = firmware_agent(agent_factory, workdir, max_download_mb=2, stall_timeout_s=1.0)
     await agent.start()
     await booted(csms, 2)
     mark = csms.mark()
@@ -251,7 +250,9 @@ async def test_a_failed_installation_keeps_the_charger_working(
     http: HttpFileServer,
     failure: str,
 ) -> None:
-    agent = firmware_agent(agent_factory, workdir, install_timeout_s=1.5)
+    # Only the hanging installer is to run into the timeout, however slow the machine.
+    timeout_s = 1.5 if failure == "hang" else 600.0
+    agent = firmware_agent(agent_factory, workdir, install_timeout_s=timeout_s)
     if failure == "exit-code":
         (workdir / "installer").mkdir(exist_ok=True)
         (workdir / "installer" / "exit-code").write_text("3\n")
@@ -297,9 +298,9 @@ async def test_a_retrieve_date_survives_a_restart(
     boot_mark = csms.mark()
     await agent.start()
     await booted(csms, 2, since=boot_mark)
-    assert time.time() < soon and http.requests["/fw/cpagent_1.1.0_all.deb"] == 0
+    # However long the restart took: the download starts at the retrieve date, not before.
     await csms.wait_for("FirmwareStatusNotification", since=mark)
-    assert time.time() >= soon - 0.2  # not before the retrieve date
+    assert time.time() >= soon - 0.2
     assert await statuses(csms, mark, "Installed") == SUCCESS
 
 

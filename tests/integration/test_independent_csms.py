@@ -32,6 +32,7 @@ from ocpp_csms import (
     TransactionStoppedEvent,
 )
 
+from cpagent.testing.csms import WAIT_S
 from tests.integration.conftest import AgentProcess
 
 CP_ID = "CP-INDEP-1"
@@ -87,7 +88,7 @@ class Recorder:
         where: Callable[[E], bool] | None = None,
         *,
         since: int = 0,
-        timeout: float = 10.0,
+        timeout: float = WAIT_S,
     ) -> E:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -294,7 +294,7 @@ async def test_offline_the_list_decides_before_the_cache(
         ("UNKNOWN", "Invalid"),
     ]:
         await agent.sim("tag", tag)
-        await agent.wait_log(f"card {tag} not authorized: {status}", timeout=5)
+        await agent.wait_log(f"card {tag} not authorized: {status}")
     assert "offline: CACHED Blocked from the local authorization list" in agent.log()
     state = await agent.status()
     assert tx_of(state, 1) is None and tx_of(state, 2) is None
@@ -308,7 +308,7 @@ async def test_offline_the_list_decides_before_the_cache(
 
     mark = csms.mark()
     await agent.sim("network", "up")
-    first = await csms.wait_for_message("StartTransaction", since=mark, timeout=15)
+    first = await csms.wait_for_message("StartTransaction", since=mark)
     second = await csms.wait_for_message("StartTransaction", since=first.index + 1)
     assert (first.payload["idTag"], first.payload["connectorId"]) == ("LISTED", 1)
     assert (second.payload["idTag"], second.payload["connectorId"]) == ("CONCURRENT", 2)
@@ -386,7 +386,7 @@ async def test_a_disabled_list_is_not_used_nor_updated(
     await agent.sim("plug", "1")
     await agent.wait_status(lambda s: s["connectors"][0]["status"] == "Preparing")
     await agent.sim("tag", "LISTED")
-    await agent.wait_log("card LISTED not authorized: Invalid", timeout=5)
+    await agent.wait_log("card LISTED not authorized: Invalid")
     assert tx_of(await agent.status()) is None
     await agent.sim("tag", "PLAIN")
     state = await agent.wait_status(lambda s: tx_of(s) is not None)

@@ -73,7 +73,6 @@ async def test_one_phase_profile_switches_the_session_to_one_phase(
         "MeterValues",
         lambda p: values(p, "Power.Active.Import").get(None) == 7360.0,
         since=mark,
-        timeout=10,
     )
     assert values(sample, "Current.Import") == {"L1": 32.0}
     assert "L2" not in values(sample, "Power.Active.Import")
@@ -85,7 +84,6 @@ async def test_one_phase_profile_switches_the_session_to_one_phase(
         "MeterValues",
         lambda p: values(p, "Power.Active.Import").get(None) == 3 * 230 * 32.0,
         since=mark,
-        timeout=10,
     )
     assert values(sample, "Current.Import") == {"L1": 32.0, "L2": 32.0, "L3": 32.0}
     statuses = [p["status"] for p in csms.payloads("StatusNotification", since=mark)]
@@ -107,6 +105,5 @@ async def test_without_a_phase_switch_a_watt_limit_is_shared_by_all_phases(
         "MeterValues",
         lambda p: abs(values(p, "Power.Active.Import").get(None, 0) - 7360.0) < 1,
         since=mark,
-        timeout=10,
     )
     assert values(sample, "Current.Import") == {"L1": 10.67, "L2": 10.67, "L3": 10.67}

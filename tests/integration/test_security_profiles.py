@@ -81,12 +81,12 @@ def secured_agent(
 
 
 async def booted(csms: LoopbackCsms) -> dict[str, Any]:
-    return await csms.wait_for("BootNotification", timeout=15)
+    return await csms.wait_for("BootNotification")
 
 
 async def reconnected(csms: LoopbackCsms, connections: int) -> None:
     """The charger came back: one connection more than ``connections``."""
-    await csms.wait_connections(connections + 1, timeout=15)
+    await csms.wait_connections(connections + 1)
 
 
 async def profile_2(
@@ -238,7 +238,7 @@ async def test_a_profile_that_cannot_connect_falls_back(
     before = len(csms.subprotocols)
     answer = await csms.call("ChangeConfiguration", {"key": "SecurityProfile", "value": "2"})
     assert answer == {"status": "Accepted"}
-    await agent.wait_log("falling back to the previous one", timeout=20)
+    await agent.wait_log("falling back to the previous one")
     await reconnected(csms, before)
     got = await csms.call("GetConfiguration", {"key": ["SecurityProfile"]})
     assert got["configurationKey"][0]["value"] == "1"
@@ -289,7 +289,7 @@ async def test_a_wrong_authorization_key_falls_back_to_the_previous_one(
     # The CSMS sets a key it then does not accept (it still expects the old password).
     answer = await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": KEY})
     assert answer == {"status": "Accepted"}
-    await agent.wait_log("falling back to the previous one", timeout=20)
+    await agent.wait_log("falling back to the previous one")
     await reconnected(csms, before)
     assert len(csms.auth_failures) >= 3
 

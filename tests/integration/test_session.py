@@ -20,6 +20,7 @@ import pytest
 
 from cpagent import __version__
 from cpagent.testing import CallErrorReply, LoopbackCsms
+from cpagent.testing.csms import WAIT_S
 from tests.integration.conftest import AgentProcess, run_cli
 from tests.integration.test_local_list import go_offline
 
@@ -89,7 +90,7 @@ def energy_of(values: list[dict[str, Any]]) -> float:
     return float(energy["value"])
 
 
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
     """Poll an in-process condition the CSMS has no event for (bounded)."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -252,12 +253,14 @@ async def test_heartbeat_at_the_interval_the_csms_gave(
     agent = agent_factory()
     await agent.start()
     await booted(csms, 1)
-    first = await csms.wait_for_message("Heartbeat")
-    await csms.wait_for("Heartbeat", since=first.index + 1, timeout=5)
+    # Heartbeats within the waits' bound, far below the default 300 s: the CSMS's interval.
+    beat = await csms.wait_for_message("Heartbeat")
+    for _ in range(3):
+        beat = await csms.wait_for_message("Heartbeat", since=beat.index + 1)
 
     assert all(p == {} for p in csms.payloads("Heartbeat"))
     times = call_times(csms, "Heartbeat")
-    assert 0.7 <= times[1] - times[0] <= 2.5, times
+    assert times[3] - times[0] >= 3 * 0.7, times  # not faster than every second
     reply = await csms.call("GetConfiguration", {"key": ["HeartbeatInterval"]})
     assert reply["configurationKey"][0]["value"] == "1"
 
@@ -320,7 +323,7 @@ async def test_rejected_card_starts_nothing(
     assert authorize.payload == {"idTag": "BAD"}
     # A heartbeat comes only after a second with nothing else to send: a StartTransaction
     # for BAD would have gone out right after the Authorize answer.
-    await csms.wait_for("Heartbeat", since=authorize.index + 1, timeout=5)
+    await csms.wait_for("Heartbeat", since=authorize.index + 1)
     assert csms.payloads("StartTransaction") == []
     state = await agent.status()
     assert connector(state, 1)["status"] == "Preparing"
@@ -709,13 +712,13 @@ async def test_offline_session_is_delivered_after_network_returns(
     assert csms.mark() == mark  # nothing got through while the network was down
 
     await agent.sim("network", "up")
-    start_msg = await csms.wait_for_message("StartTransaction", since=mark, timeout=15)
+    start_msg = await csms.wait_for_message("StartTransaction", since=mark)
     for cid in (0, 1, 2):
         await booted(csms, cid, since=mark)
     # The session learns the CSMS's id and keeps reporting under it.
     state = await agent.wait_status(lambda s: connector(s, 1)["transaction"]["id"] == 4242)
     assert status_is(1, "Charging")(state)
-    live = await csms.wait_for_message("MeterValues", since=csms.mark(), timeout=5)
+    live = await csms.wait_for_message("MeterValues", since=csms.mark())
     assert live.payload["transactionId"] == 4242
     await agent.sim("unplug", "1")
     stop = await csms.wait_for_message("StopTransaction", since=mark)
@@ -836,7 +839,7 @@ async def test_queue_survives_restart_in_order_and_meter_continues(
         assert await agent.stop() == 0
     await agent.start()
     stop2 = await csms.wait_for_message(
-        "StopTransaction", lambda p: p["reason"] != "EVDisconnected", since=mark, timeout=15
+        "StopTransaction", lambda p: p["reason"] != "EVDisconnected", since=mark
     )
     await booted(csms, 1, since=stop2.index)
 
@@ -904,10 +907,8 @@ async def test_second_agent_on_the_same_data_dir_refuses(
     agent: AgentProcess, csms: LoopbackCsms
 ) -> None:
     assert agent.proc is not None
-    began = time.monotonic()
-    second = await run_cli("run", "--config", str(agent.config_path), timeout=10)
+    second = await run_cli("run", "--config", str(agent.config_path))
     assert second.returncode == 1, second
-    assert time.monotonic() - began < 8
     assert str(agent.data_dir) in second.stderr, second.stderr
     assert str(agent.proc.pid) in second.stderr, second.stderr
 
@@ -936,9 +937,7 @@ async def test_sigterm_exits_cleanly(agent: AgentProcess, csms: LoopbackCsms) ->
     assert await asyncio.to_thread(socket_path.exists)
 
     mark = csms.mark()
-    began = time.monotonic()
     assert await agent.stop() == 0
-    assert time.monotonic() - began < 5
     stop = await csms.wait_for("StopTransaction", since=mark)
     assert stop["reason"] == "Reboot"  # delivered before the exit
     assert not await asyncio.to_thread(socket_path.exists)

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from cpagent.testing import LoopbackCsms
-from cpagent.testing.csms import CsmsCallError, Received
+from cpagent.testing.csms import WAIT_S, CsmsCallError, Received
 from cpagent.testing.fileservers import HttpBehaviour, HttpFileServer
 from cpagent.testing.pki import Issued, TestCa, sign_file
 from cpagent.timeutil import iso, utcnow
@@ -453,7 +453,7 @@ async def test_extended_trigger_reports_the_signed_update_in_progress(
         51, files.url("/fw/slow.bin"), signer, signature(signer, FIRMWARE, workdir)
     )
     assert await csms.call("SignedUpdateFirmware", request) == {"status": "Accepted"}
-    await asyncio.to_thread(files.wait_stalled, "/fw/slow.bin", 10.0)
+    await asyncio.to_thread(files.wait_stalled, "/fw/slow.bin", WAIT_S)
     await signed_until(csms, mark, 51, "Downloading")  # delivered: the next one is triggered
     assert await firmware_trigger(csms) == {"status": "Downloading", "requestId": 51}
 
@@ -528,7 +528,7 @@ async def test_a_trigger_after_the_final_status_does_not_report_an_earlier_step(
         await signed_until(csms, mark, 61, final)
         triggered = await firmware_trigger(csms)
     finally:
-        written = await asyncio.to_thread(drain_fifo, security_log, 10.0)
+        written = await asyncio.to_thread(drain_fifo, security_log, WAIT_S)
         security_log.unlink()
     assert f'"type":"{event}"' in written.decode()
     await firmware_idle(agent)
@@ -692,7 +692,7 @@ async def test_a_get_log_during_a_stalled_upload_cancels_it(
     held = await csms.call("GetLog", get_log(91, uploads.url("/logs/held")))
     assert held["status"] == "Accepted"
     await csms.wait_for(LSN, lambda p: p == {"status": "Uploading", "requestId": 91}, since=mark)
-    await asyncio.to_thread(uploads.wait_stalled, "/logs/held", 10.0)
+    await asyncio.to_thread(uploads.wait_stalled, "/logs/held", WAIT_S)
     assert await log_trigger(csms) == {"status": "Uploading", "requestId": 91}
 
     second = await csms.call("GetLog", get_log(92, uploads.url("/logs/good"), "SecurityLog"))

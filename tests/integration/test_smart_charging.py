@@ -21,7 +21,7 @@ import pytest
 
 from cpagent.store import Store
 from cpagent.testing import LoopbackCsms
-from cpagent.testing.csms import CsmsCallError, Received
+from cpagent.testing.csms import WAIT_S, CsmsCallError, Received
 from cpagent.timeutil import iso, parse_iso
 from tests.integration.conftest import AgentProcess
 
@@ -174,7 +174,7 @@ def draws(amps: float) -> Callable[[Payload], bool]:
 
 
 async def wait_drawing(
-    csms: LoopbackCsms, amps: float, since: int, timeout: float = 10.0
+    csms: LoopbackCsms, amps: float, since: int, timeout: float = WAIT_S
 ) -> Received:
     """The first MeterValues from ``since`` on in which the EV draws ``amps``; checked in
     full (every phase, power, offered current)."""
@@ -375,9 +375,7 @@ async def test_clear_charging_profile_criteria(
 
     async def limited_to(amps: float) -> None:
         """The pilot offers ``amps`` and the composite schedule says so."""
-        await agent.wait_status(
-            lambda s: s["connectors"][0]["offered_a"] == pytest.approx(amps), timeout=5
-        )
+        await agent.wait_status(lambda s: s["connectors"][0]["offered_a"] == pytest.approx(amps))
         result = await composite(csms, 1, 60)
         assert result["chargingSchedule"]["chargingSchedulePeriod"] == periods((0, amps))
 

