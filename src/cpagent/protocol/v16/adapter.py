@@ -808,6 +808,11 @@ class V16Adapter:
             log.warning("%s not delivered (%s); not retried", item.action, why, extra=_fields(item))
             self._pending.popleft()
             return None
+        late: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if not give_up:  # listening from now: an answer may come while the attempt is counted
+            # An answer to the unanswered attempt ends the wait like a changed interval.
+            late.add_done_callback(lambda _: self._interval_changes.notify())
+            self._late = (item, row.message_id, late)
         attempts = await self.store.run(self.store.bump_attempts, row.seq)
         limit = max(1, self.keys.get_int("TransactionMessageAttempts"))
         if give_up and attempts >= limit:
@@ -827,11 +832,6 @@ class V16Adapter:
             delay(),
             extra=_fields(item),
         )
-        late: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if not give_up:
-            # An answer to the unanswered attempt ends the wait like a changed interval.
-            late.add_done_callback(lambda _: self._interval_changes.notify())
-            self._late = (item, row.message_id, late)
         try:
             await wait_due(
                 lambda: 0 if late.done() else failed_at + delay() - time.monotonic(),
