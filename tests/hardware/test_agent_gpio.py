@@ -44,11 +44,12 @@ from cpagent.testing.modbus_devices import (
     tcp_server,
 )
 
-WAIT = 5.0
+WAIT = 30.0
 """Upper bound for any event a test waits for; reaching it fails the test."""
-STOP_S = 10.0
-"""The agent's shutdown is bounded by 5 s for sessions plus 2 s for the queue."""
-WATCHED_S = 2.0
+STOP_S = 30.0
+"""The agent's shutdown is bounded by 5 s for sessions plus 2 s for the queue (and a busy
+machine)."""
+WATCHED_S = WAIT
 """Bound for what the board watcher (every 0.1 s) must bring about."""
 POLL_S = 0.05
 """Backstop re-check of a condition that no pin change or Modbus answer signals."""

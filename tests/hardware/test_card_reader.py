@@ -30,7 +30,7 @@ from cpagent.hal.card_reader import (
     SerialCardReader,
 )
 
-WAIT_S = 5.0
+WAIT_S = 30.0
 
 
 def rdm_frame(data_hex: str, checksum: int | None = None) -> bytes:

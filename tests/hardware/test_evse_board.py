@@ -42,7 +42,7 @@ from cpagent.testing.modbus_devices import (
 )
 
 TIMEOUT = 0.3
-WAIT = 5.0
+WAIT = 30.0
 """Upper bound for any event a test waits for; reaching it fails the test."""
 
 SDM630_READING = SAMPLE_READINGS["sdm630"]

@@ -26,7 +26,7 @@ from cpagent.testing.pki import TestCa, sign_file
 from cpagent.updates import AgentFirmwarePorts
 
 S = FirmwareStatus
-WAIT_S = 5.0
+WAIT_S = 30.0
 NOW = 1_800_000_000.0
 
 

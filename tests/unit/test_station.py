@@ -46,7 +46,7 @@ from cpagent.station.status import derive_status
 from tests.unit.fakes import FakeClock
 
 T = TypeVar("T")
-WAIT_S = 5.0
+WAIT_S = 30.0
 MAX_A = 32.0
 POWER_W = 3 * 230.0 * MAX_A  # sim defaults: 3 phases, 230 V, EV and charger 32 A
 

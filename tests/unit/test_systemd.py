@@ -31,7 +31,7 @@ from cpagent.station.station import Station
 from cpagent.systemd import Notifier, journal_fields, status_text, stderr_is_journal
 from tests.unit.test_station import FakeAuthorizer, FakeOutput
 
-WAIT_S = 5.0
+WAIT_S = 30.0
 
 
 def has_systemd_python() -> bool:
