@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cpagent.agent import Agent
@@ -409,7 +409,12 @@ def profile_sets(draw: st.DrawFn) -> ProfileSet:
     return ProfileSet(tuple(entries))
 
 
-@settings(max_examples=100, deadline=None, derandomize=True)
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],  # the machine may be busy
+)
 @given(profile_sets())
 def test_any_installed_set_round_trips(profiles: ProfileSet) -> None:
     assert charging_profiles_from_json(charging_profiles_to_json(profiles)) == profiles
