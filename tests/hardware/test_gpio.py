@@ -647,13 +647,14 @@ async def test_phase_switch_three_phase_when_inactive_without_pilot(
             active_high=False,
             three_phase_when_active=False,
             initial_phases=1,
+            interrupt_s=3600,
             pin_factory=factory,
         )
     )
     relay = factory.pin("GPIO23")
     assert switch.phases == 1
     assert relay.state == 0, "one phase = active = low on an active-low relay"
-    async with asyncio.timeout(1.0):
+    async with asyncio.timeout(WAIT_S):  # no pilot to interrupt: no waiting interrupt_s
         await switch.set_phases(3)
     assert relay.state == 1
     assert switch.phases == 3
@@ -664,11 +665,11 @@ async def test_phase_switch_noop_and_bad_values(factory: MockFactory, devices: A
     pilot = PilotInterrupt("GPIO22", pin_factory=factory)
     switch = devices(
         GpioPhaseSwitch(
-            "GPIO23", contactor, pilot_interrupt=pilot, interrupt_s=30, pin_factory=factory
+            "GPIO23", contactor, pilot_interrupt=pilot, interrupt_s=3600, pin_factory=factory
         )
     )
     await contactor.set_closed(True)
-    async with asyncio.timeout(1.0):
+    async with asyncio.timeout(WAIT_S):
         await switch.set_phases(3)  # already there: no interrupt, no refusal
     assert len(factory.pin("GPIO22").states) == 1
     assert len(factory.pin("GPIO23").states) == 2  # the initial drive only

@@ -153,7 +153,8 @@ async def test_profiles_drive_the_evse_din_current_register(
         await eventually(lambda: offering() == 10, "register 1000 takes the second period's 10 A")
         seen_at = datetime.now(UTC)
         assert seen_at >= boundary, f"10 A offered at {seen_at}, before the boundary {boundary}"
-        assert seen_at < boundary + timedelta(seconds=3), (seen_at, boundary)
+        # On its own, not at the next poll (60 s after the profile came): however busy.
+        assert seen_at < boundary + timedelta(seconds=30), (seen_at, boundary)
         current_writes = [
             v for a, v in board.bus_writes[writes_before:] if a == EvseDinBoard.SET_CURRENT
         ]

@@ -15,7 +15,7 @@ APPLY = PACKAGING / "apply-firmware"
 
 
 def run(
-    script: Path, *args: str, spool: Path, wait_s: int = 10
+    script: Path, *args: str, spool: Path, wait_s: int = 60
 ) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "CPAGENT_FIRMWARE_SPOOL": str(spool),
            "CPAGENT_FIRMWARE_WAIT_S": str(wait_s)}  # fmt: skip
@@ -29,7 +29,7 @@ def answer_when_handed_over(spool: Path, verdict: str) -> threading.Thread:
 
     def root_side() -> None:
         pending = spool / "pending.deb"
-        for _ in range(1000):
+        for _ in range(6000):  # a minute at least, however busy the machine
             if pending.exists():
                 break
             threading.Event().wait(0.01)
