@@ -1,13 +1,17 @@
-"""The adapter's send queue against a CSMS that answers late, without sockets."""
+"""Calls to a CSMS that answers late, without sockets: the charge point's CALL and the
+adapter's send queue."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from cpagent.protocol.v16.adapter import SUPPORTED_FEATURE_PROFILES, V16Adapter
+from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
 from cpagent.store import Store
 from tests.unit.test_profile_persistence import agent_config, no_reset
@@ -78,4 +82,84 @@ async def test_an_answer_that_comes_while_the_attempt_is_counted_is_taken(
         assert store.pending() == []
     finally:
         await csms.close()
+        store.close()
+
+
+class Wire:
+    """The charge point's side of a connection: what it sends, announced as it goes. With
+    ``late`` set, the next CALL sent gets that answer as its response time runs out."""
+
+    def __init__(self) -> None:
+        self.sent: asyncio.Queue[list[Any]] = asyncio.Queue()
+        self.charge_point: ChargePoint | None = None
+        self.late: tuple[float, dict[str, Any]] | None = None
+
+    async def send(self, frame: str) -> None:
+        message = json.loads(frame)
+        self.sent.put_nowait(message)
+        if self.late is not None and self.charge_point is not None:
+            # Due no later than the CALL's timeout, which is set after the frame is sent.
+            loop = asyncio.get_running_loop()
+            after_s, payload = self.late
+            self.late = None
+            loop.call_at(loop.time() + after_s, arrive, self.charge_point, [3, message[1], payload])
+
+
+def arrive(charge_point: ChargePoint, frame: list[Any]) -> None:
+    """Hand ``frame`` to the charge point at once, in the caller's turn of the event loop
+    (a CALLRESULT is routed without waiting for anything)."""
+    routing = charge_point.route_message(json.dumps(frame))
+    try:
+        routing.send(None)
+    except StopIteration:
+        return
+    routing.close()
+    raise AssertionError("routing a CALLRESULT waited for something")
+
+
+async def test_an_answer_that_comes_as_the_call_times_out_is_not_the_next_calls(
+    tmp_path: Path,
+) -> None:
+    """The answer and the timeout fall due in the same turn of a busy event loop: the
+    answer is taken by its CALL, and never by the next one."""
+    config = agent_config(tmp_path)
+    store = Store(config.storage.data_dir)
+    store.open()
+    try:
+        keys = ConfigurationKeys(
+            initial={},
+            persisted=store.config_keys(),
+            computed={
+                "NumberOfConnectors": "2",
+                "SupportedFeatureProfiles": SUPPORTED_FEATURE_PROFILES,
+            },
+        )
+        adapter = V16Adapter(config, store, keys, meter_type="sim", request_reset=no_reset)
+        wire = Wire()
+        response_timeout = 0.05
+        charge_point = ChargePoint("CP001", wire, adapter, response_timeout=response_timeout)
+        wire.charge_point = charge_point
+
+        beat = {"currentTime": "2025-01-01T00:00:00Z"}
+        wire.late = (response_timeout, beat)
+        first = asyncio.create_task(charge_point.call_payload("Heartbeat", {}))
+        async with asyncio.timeout(WAIT_S):
+            await wire.sent.get()
+        time.sleep(response_timeout * 2)  # noqa: ASYNC251 - the loop is busy past both
+        async with asyncio.timeout(WAIT_S):
+            assert await first == beat  # it came in time, just
+
+        second = asyncio.create_task(
+            charge_point.call_payload(
+                "StatusNotification",
+                {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+            )
+        )
+        async with asyncio.timeout(WAIT_S):
+            _, second_id, _, _ = await wire.sent.get()
+        assert not second.done(), "the next CALL took the earlier CALL's answer"
+        arrive(charge_point, [3, second_id, {}])
+        async with asyncio.timeout(WAIT_S):
+            assert await second == {}
+    finally:
         store.close()

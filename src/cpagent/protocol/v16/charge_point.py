@@ -301,9 +301,13 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
                 async with asyncio.timeout(self._response_timeout):
                     response = await self._response_queue.get()
             except TimeoutError:
-                raise TimeoutError(
-                    f"no answer to {action} within {self._response_timeout} s"
-                ) from None
+                if self._response_queue.empty():
+                    raise TimeoutError(
+                        f"no answer to {action} within {self._response_timeout} s"
+                    ) from None
+                # It came as the time ran out: it is this CALL's, and must not be left for
+                # the next one to take.
+                response = self._response_queue.get_nowait()
             except Exception as err:
                 if type(err).__name__.startswith("ConnectionClosed"):
                     raise ConnectionLost(str(err)) from err
