@@ -20,7 +20,7 @@ from cpagent.security.connection import tls_context
 from cpagent.security.events import SecurityEventType, classify_connection_error
 from cpagent.testing.pki import Issued, TestCa
 
-TIMEOUT_S = 10
+TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")

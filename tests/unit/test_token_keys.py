@@ -50,7 +50,7 @@ NOW = datetime.now(UTC)
 CSMS = CertificateUse.CENTRAL_SYSTEM_ROOT
 PEM_LABEL = "PKCS#11 PROVIDER URI"
 URI_DESCRIPTION = b"PKCS#11 Provider URI v1.0"
-TIMEOUT_S = 20
+TIMEOUT_S = 60
 """Bound on each socket operation and child process of a test."""
 
 __all__ = ["root", "sub_ca"]  # fixtures, imported to be used here
