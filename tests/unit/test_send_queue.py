@@ -10,14 +10,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cpagent.protocol.v16.adapter import SUPPORTED_FEATURE_PROFILES, V16Adapter
+from cpagent.config import Config
+from cpagent.protocol.v16.adapter import V16Adapter
 from cpagent.protocol.v16.charge_point import ChargePoint
-from cpagent.protocol.v16.config_keys import ConfigurationKeys
+from cpagent.protocol.v16.config_keys import SUPPORTED_FEATURE_PROFILES, ConfigurationKeys
 from cpagent.store import Store
 from tests.unit.test_profile_persistence import agent_config, no_reset
 
 WAIT_S = 30.0
 """Guard for a wait on an event: reaching it fails the test, so it is generous."""
+
+
+def adapter_on(config: Config, store: Store, **keys: Any) -> V16Adapter:
+    """The adapter a running agent has on ``store``, with OCPP configuration ``keys``."""
+    configuration = ConfigurationKeys(
+        initial=keys,
+        persisted=store.config_keys(),
+        computed={
+            "NumberOfConnectors": str(config.charge_point.connectors),
+            "SupportedFeatureProfiles": SUPPORTED_FEATURE_PROFILES,
+        },
+    )
+    return V16Adapter(config, store, configuration, meter_type="sim", request_reset=no_reset)
 
 
 class SlowCsms:
@@ -32,7 +46,7 @@ class SlowCsms:
         self._holding: set[asyncio.Future[bool]] = set()
 
     async def call_payload(
-        self, action: str, payload: dict[str, Any], *, unique_id: str | None = None
+        self, action: str, payload: dict[str, Any], *, unique_id: str | None = None, **_: Any
     ) -> dict[str, Any]:
         self.sent.append((action, unique_id))
         self._holding.add(asyncio.ensure_future(self.store.run(self.busy.wait, WAIT_S)))
@@ -54,15 +68,7 @@ async def test_an_answer_that_comes_while_the_attempt_is_counted_is_taken(
     store.open()
     csms = SlowCsms(store)
     try:
-        keys = ConfigurationKeys(
-            initial={"TransactionMessageRetryInterval": 3600},
-            persisted=store.config_keys(),
-            computed={
-                "NumberOfConnectors": "2",
-                "SupportedFeatureProfiles": SUPPORTED_FEATURE_PROFILES,
-            },
-        )
-        adapter = V16Adapter(config, store, keys, meter_type="sim", request_reset=no_reset)
+        adapter = adapter_on(config, store, TransactionMessageRetryInterval=3600)
         event = {"type": "StartupOfTheDevice", "timestamp": "2025-01-01T00:00:00Z"}
         row = store.enqueue("SecurityEventNotification", event)
         await adapter.load_queue()
@@ -126,15 +132,7 @@ async def test_an_answer_that_comes_as_the_call_times_out_is_not_the_next_calls(
     store = Store(config.storage.data_dir)
     store.open()
     try:
-        keys = ConfigurationKeys(
-            initial={},
-            persisted=store.config_keys(),
-            computed={
-                "NumberOfConnectors": "2",
-                "SupportedFeatureProfiles": SUPPORTED_FEATURE_PROFILES,
-            },
-        )
-        adapter = V16Adapter(config, store, keys, meter_type="sim", request_reset=no_reset)
+        adapter = adapter_on(config, store)
         wire = Wire()
         response_timeout = 0.05
         charge_point = ChargePoint("CP001", wire, adapter, response_timeout=response_timeout)
