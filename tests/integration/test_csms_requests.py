@@ -704,8 +704,8 @@ async def test_change_clock_aligned_data_interval_takes_effect_at_once(
     assert await csms.call("ChangeConfiguration", change) == {"status": "Accepted"}
     # The next aligned samples come at the boundaries of the new interval, not after the
     # wait begun under the old one.
-    first = await csms.wait_for_message("MeterValues", since=mark, timeout=15)
-    second = await csms.wait_for_message("MeterValues", since=first.index + 1, timeout=15)
+    first = await csms.wait_for_message("MeterValues", since=mark)
+    second = await csms.wait_for_message("MeterValues", since=first.index + 1)
     for received in (first, second):
         assert received.payload["connectorId"] == 1
         values = received.payload["meterValue"][0]["sampledValue"]

@@ -457,7 +457,7 @@ async def test_the_group_learnt_online_stops_a_session_offline(
 
     mark = csms.mark()
     await agent.sim("network", "up")
-    start = await csms.wait_for("StartTransaction", since=mark, timeout=15)
+    start = await csms.wait_for("StartTransaction", since=mark)
     stop = await csms.wait_for("StopTransaction", since=mark)
     assert start["idTag"] == "CARD-A"
     assert (stop["idTag"], stop["reason"]) == ("CARD-B", "Local")
