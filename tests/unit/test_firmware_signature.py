@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -283,14 +282,12 @@ def test_a_large_file_is_streamed_not_read_whole(signer: Issued, tmp_path: Path)
         out.write(b"\x01")
     signature = sign_file(signer, path)
     tracemalloc.start()
-    started = time.monotonic()
     try:
         verify_file_signature(path, signature, signer.cert)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 4 * CHUNK_BYTES, f"peak {peak} bytes for a {size} byte file"
-    assert time.monotonic() - started < 20
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
