@@ -168,13 +168,18 @@ class AgentProcess:
         assert self.proc is not None
         return await asyncio.wait_for(self.proc.wait(), timeout)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def log(self, path: Path | None = None) -> str:
+        """The agent's output (stdout and stderr), or the log file at ``path``."""
+        path = path or self.log_path
+        return path.read_text(errors="replace") if path.exists() else ""
 
-    async def wait_log(self, text: str, timeout: float = WAIT_S) -> None:
-        """Wait until the agent's log contains ``text`` (bounded polling of the log file)."""
+    async def wait_log(
+        self, text: str, timeout: float = WAIT_S, *, path: Path | None = None
+    ) -> None:
+        """Wait until the agent's output (or the log file at ``path``) contains ``text``
+        (bounded polling of the file)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while text not in self.log():
+        while text not in self.log(path):
             assert asyncio.get_running_loop().time() < deadline, f"never logged: {text}"
             await asyncio.sleep(0.05)
 

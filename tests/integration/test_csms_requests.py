@@ -966,8 +966,9 @@ async def test_text_from_the_csms_cannot_forge_log_lines(
         await csms.call("DataTransfer", {"vendorId": vendor + "\udc80"})
     assert err.value.code == "PropertyConstraintViolation"
     await csms.send_raw("not json\n2026-01-01 00:00:00,000 INFO    cpagent: FORGED-FRAME\x00")
-    await agent.wait_log("FORGED-FRAME")
-    await agent.wait_log("UnknownVendorId")
+    # Each record reaches stderr first, then the file: wait for the file itself.
+    await agent.wait_log("FORGED-FRAME", path=log_file)
+    await agent.wait_log("UnknownVendorId", path=log_file)
 
     data = log_file.read_bytes()
     assert b"\x00" not in data

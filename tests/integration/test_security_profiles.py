@@ -332,7 +332,10 @@ async def test_a_csms_offering_only_tls_1_1_is_refused(
         await agent.start()
         await agent.wait_log("security event InvalidTLSVersion")
         await agent.wait_log("reconnecting in")
-        log = (agent.data_dir / "security.log").read_text()
+        # The event is logged, then written to the security log by a worker thread.
+        security_log = agent.data_dir / "security.log"
+        await agent.wait_log('"type":"InvalidTLSVersion"', path=security_log)
+        log = security_log.read_text()
         assert log.count('"type":"InvalidTLSVersion"') == 1  # once for the streak of failures
         assert server.handshakes >= 1
     finally:
