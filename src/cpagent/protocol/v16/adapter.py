@@ -14,7 +14,6 @@ import contextlib
 import functools
 import json
 import logging
-import string
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from ocpp.messages import MessageType
 from cpagent import __version__
 from cpagent.config import Config
 from cpagent.exc import StoreError
-from cpagent.protocol.v16 import messages, schemas
+from cpagent.protocol.v16 import cistring, messages, schemas
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
 from cpagent.security.connection import CERTS_DIR
 from cpagent.security.events import ROUTINE_EVENTS, SecurityEvent, SecurityEventType, SecurityLog
@@ -65,13 +64,6 @@ log = logging.getLogger(__name__)
 
 LocalListEntry = tuple[str, AuthCacheRow | None]
 """One AuthorizationData of a SendLocalList: the id tag and its entry, None to remove it."""
-
-_ASCII_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-
-
-def _tag_key(id_tag: str) -> str:
-    """An id tag as the store compares it (SQLite NOCASE folds ASCII letters only)."""
-    return id_tag.translate(_ASCII_FOLD)
 
 
 def _decision(info: dict[str, Any]) -> AuthDecision:
@@ -585,9 +577,9 @@ class V16Adapter:
             return f"{len(entries)} entries, SendLocalListMaxLength is {limit}"
         seen: set[str] = set()
         for tag, _ in entries:
-            if _tag_key(tag) in seen:
+            if cistring.fold(tag) in seen:
                 return f"id tag {tag} appears twice"
-            seen.add(_tag_key(tag))
+            seen.add(cistring.fold(tag))
         if update_type == "Full":
             missing = [tag for tag, row in entries if row is None]
             if missing:

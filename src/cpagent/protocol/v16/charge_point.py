@@ -39,7 +39,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from cpagent import __version__
-from cpagent.protocol.v16 import schemas
+from cpagent.protocol.v16 import cistring, schemas
 from cpagent.protocol.v16.adapter import ConnectionLost, LocalListEntry, V16Adapter
 from cpagent.protocol.v16.intake import FrameError, check_request, read_frame
 from cpagent.security.events import SecurityEventType
@@ -130,11 +130,6 @@ def _unhandled_action(action: Any) -> OCPPError:
 
 def _security_fields() -> dict[str, Any]:
     return journal_fields(action="SecurityEventNotification")
-
-
-def _same_cistring(value: str, wanted: str) -> bool:
-    """OCPP's CiString types compare case-insensitively, in ASCII (a Kelvin sign is no k)."""
-    return value.isascii() and value.lower() == wanted.lower()
 
 
 def _fields(msg: Call) -> dict[str, Any]:
@@ -504,10 +499,10 @@ class ChargePoint(OcppChargePoint):  # type: ignore[misc]
     async def on_data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
     ) -> call_result.DataTransfer:
-        if not _same_cistring(vendor_id, VENDOR_ID):
+        if cistring.fold(vendor_id) != VENDOR_ID:
             log.info("DataTransfer for vendor %s: UnknownVendorId", vendor_id)
             return call_result.DataTransfer(status="UnknownVendorId")
-        if message_id is not None and _same_cistring(message_id, "Version"):
+        if message_id is not None and cistring.fold(message_id) == "version":
             return call_result.DataTransfer(status="Accepted", data=__version__)
         return call_result.DataTransfer(status="UnknownMessageId")
 

@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from cpagent.protocol.v16 import cistring
+
 __all__ = [
     "FILE_TRANSFER_PROTOCOLS",
     "KEYS",
@@ -257,15 +259,13 @@ _SPECS: tuple[KeySpec, ...] = (
 #: Smart Charging keys and the security extension's keys.
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in _SPECS}
 
-_FOLDED: dict[str, KeySpec] = {name.lower(): spec for name, spec in KEYS.items()}
+_FOLDED: dict[str, KeySpec] = {cistring.fold(name): spec for name, spec in KEYS.items()}
 
 
 def lookup(name: object) -> KeySpec | None:
     """The key ``name`` names, compared as a CiString (ASCII, case-insensitive); None when
     there is no such key."""
-    if not isinstance(name, str) or not name.isascii():
-        return None
-    return _FOLDED.get(name.lower())
+    return _FOLDED.get(cistring.fold(name)) if isinstance(name, str) else None
 
 
 def capabilities(*, connectors: int, phase_switch: bool) -> dict[str, str]:
