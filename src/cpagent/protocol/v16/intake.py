@@ -221,7 +221,7 @@ def _check_values(payload: dict[str, Any]) -> None:
     found = _unusable(payload)
     if found is not None:
         path, why = found
-        raise PropertyConstraintViolationError(description=f"{_path(path)} {why}")
+        raise PropertyConstraintViolationError(description=f"{schemas.json_path(path)} {why}")
 
 
 def _unusable(value: Any) -> tuple[list[str | int], str] | None:
@@ -254,10 +254,3 @@ def _unusable_leaf(value: Any) -> str | None:
         except UnicodeEncodeError as err:
             return f"is no Unicode text: a lone surrogate at character {err.start}"
     return None
-
-
-def _path(parts: list[str | int]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
-    return text

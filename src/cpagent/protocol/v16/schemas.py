@@ -15,7 +15,7 @@ from __future__ import annotations
 import decimal
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,14 @@ def _cause(err: fastjsonschema.JsonSchemaValueException) -> str:
     return err.message
 
 
+def json_path(parts: Iterable[str | int]) -> str:
+    """A place in a payload as text: ``a.b[0].c`` for the keys and indexes ``a, b, 0, c``."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
+
+
 def _validate_exactly(message_type_id: int, action: str, payload: Any) -> None:
     """Validate with the payload's decimals as Decimal (``multipleOf`` 0.1 is exact)."""
     validator = get_validator(message_type_id, action, "1.6", parse_float=decimal.Decimal)
@@ -112,8 +120,8 @@ def _validate_exactly(message_type_id: int, action: str, payload: Any) -> None:
     with decimal.localcontext(_EXACT):
         error = next(iter(validator.iter_errors(exact)), None)
     if error is not None:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        raise _error(error.validator, f"data{where}: {error.message}")
+        where = json_path(["data", *error.absolute_path])
+        raise _error(error.validator, f"{where}: {error.message}")
 
 
 def validate(
