@@ -12,6 +12,11 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
+def to_millisecond(ts: datetime) -> datetime:
+    """``ts`` cut to the millisecond: the precision of an OCPP timestamp on the wire."""
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+
+
 def now_iso() -> str:
     return iso(utcnow())
 

@@ -86,7 +86,7 @@ from cpagent.station.smart_charging import (
 from cpagent.station.status import derive_status
 from cpagent.systemd import journal_fields
 from cpagent.timers import Changes, wait_due
-from cpagent.timeutil import iso, now_iso, parse_iso, utcnow
+from cpagent.timeutil import iso, now_iso, parse_iso, to_millisecond, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -645,7 +645,7 @@ class Station:
         return composite_schedule(
             self._profiles,
             connector_id,
-            _to_millisecond(self._now()),
+            to_millisecond(self._now()),
             duration_s,
             unit,
             **context,
@@ -1752,11 +1752,6 @@ class Station:
                 }
             )
         return out
-
-
-def _to_millisecond(when: datetime) -> datetime:
-    """``when`` cut to the millisecond: the precision of an OCPP timestamp on the wire."""
-    return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 def _fields(c: ConnectorState) -> dict[str, Any]:
