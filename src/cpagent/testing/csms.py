@@ -163,10 +163,10 @@ class LoopbackCsms:
         self.auth_failures: list[str] = []
         self.subprotocols: list[str | None] = []
         self.close_codes: list[int | None] = []
-        self.pings: list[float] = []
-        """When each websocket ping from a charge point arrived (monotonic seconds)."""
         """The close code the charge point sent for each connection that ended, in the order
         they ended; None where it sent none (the connection was cut)."""
+        self.pings: list[float] = []
+        """When each websocket ping from a charge point arrived (monotonic seconds)."""
         self.connections: dict[str, ServerConnection] = {}
         self.transactions: dict[int, dict[str, Any]] = {}
         self._tx_ids = itertools.count(first_transaction_id)
