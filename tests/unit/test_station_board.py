@@ -61,26 +61,37 @@ def test_pacer_starts_the_next_cycle_at_once_after_a_long_one_and_says_so_once(
     ]
 
 
-class SlowMeter(Meter):
-    """The connector's meter, on a bus so slow that each read takes ``read_s`` on ``clock``
-    (as an SDM630 read value by value at 9600 baud takes about 1.5 s)."""
+class CountedReads:
+    """A device wrapper that counts the station's reads of it, so a test can await a number
+    of polls."""
 
-    def __init__(self, inner: Meter, clock: FakeClock, read_s: float) -> None:
-        self.inner, self.clock, self.read_s = inner, clock, read_s
+    def __init__(self) -> None:
         self.reads = 0
         self._read = asyncio.Event()
 
-    async def read(self) -> MeterReading:
-        self.clock.advance(self.read_s)
+    def _counted(self) -> None:
         self.reads += 1
         self._read.set()
-        return await self.inner.read()
 
     async def wait_reads(self, count: int) -> None:
         async with asyncio.timeout(WAIT_S):
             while self.reads < count:
                 self._read.clear()
                 await self._read.wait()
+
+
+class SlowMeter(CountedReads, Meter):
+    """The connector's meter, on a bus so slow that each read takes ``read_s`` on ``clock``
+    (as an SDM630 read value by value at 9600 baud takes about 1.5 s)."""
+
+    def __init__(self, inner: Meter, clock: FakeClock, read_s: float) -> None:
+        super().__init__()
+        self.inner, self.clock, self.read_s = inner, clock, read_s
+
+    async def read(self) -> MeterReading:
+        self.clock.advance(self.read_s)
+        self._counted()
+        return await self.inner.read()
 
 
 async def test_polls_longer_than_the_interval_run_back_to_back_and_are_reported_once(
@@ -178,15 +189,14 @@ async def test_a_failed_pilot_write_is_a_pilot_fault_and_the_contactor_still_ope
 # --- a pilot that holds the current in its own steps -------------------------------------------
 
 
-class WholeAmpPilot(Pilot):
+class WholeAmpPilot(CountedReads, Pilot):
     """The simulated pilot behind a board that holds the current in whole amps (EVSE-DIN in
     its default mode): 12.7 A asked is 12 A held."""
 
     def __init__(self, inner: Pilot) -> None:
+        super().__init__()
         self.inner = inner
         self.writes: list[float] = []
-        self.reads = 0
-        self._read = asyncio.Event()
 
     async def set_offered_current(self, amps: float) -> None:
         self.writes.append(amps)
@@ -197,15 +207,8 @@ class WholeAmpPilot(Pilot):
         return self.inner.offered_current
 
     async def state(self) -> PilotState:
-        self.reads += 1
-        self._read.set()
+        self._counted()
         return await self.inner.state()
-
-    async def wait_reads(self, count: int) -> None:
-        async with asyncio.timeout(WAIT_S):
-            while self.reads < count:
-                self._read.clear()
-                await self._read.wait()
 
 
 async def test_a_limit_the_board_rounds_is_offered_once_not_at_every_poll(
