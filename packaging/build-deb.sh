@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Build the cpagent Debian package (binary only) for this machine's architecture.
+# Build the cpagent Debian package (binary only) for amd64, arm64 or armhf, on any of them.
 #
-#   packaging/build-deb.sh            (what "make deb" runs)
+#   packaging/build-deb.sh            (what "make deb [ARCH=...]" runs)
 #
-# Assembles build/deb/cpagent-<version>/ from the working tree (tracked and untracked files
-# that .gitignore does not exclude) with packaging/debian/ as debian/, runs
-# "dpkg-buildpackage -b -us -uc" there and lints the result. The package lands in
-# build/deb/cpagent_<version>_<arch>.deb; its path is also written to build/deb/latest.
+# Assembles build/deb/<arch>/cpagent-<version>/ from the working tree (tracked and
+# untracked files that .gitignore does not exclude) with packaging/debian/ as debian/, runs
+# "dpkg-buildpackage -b -us -uc [-a ARCH]" there and lints the result. The package
+# lands in build/deb/cpagent_<version>_<arch>.deb; its path is also written to
+# build/deb/latest-<arch> and build/deb/latest.
+#
+# A cross build (ARCH other than the build machine's) needs root once, to add the
+# architecture to dpkg and install the target's libc (for dpkg-shlibdeps) and binutils (for
+# dh_strip). debian/build-venv fills the venv with PyPI's wheels for the target; for a
+# requirement with no such wheel (armhf: cffi, python-pkcs11) the wheel is built in an
+# emulated Debian 12 root of the target first (packaging/build-target-wheels; cached in
+# build/wheels/<arch>/).
 #
 # Environment:
+#   ARCH          the Debian architecture to build for (default: the build machine's).
 #   DEB_VERSION   the package version (default: [project] version in pyproject.toml). A
 #                 version other than debian/changelog's newest gets an automatic entry.
 #   DEB_NO_LINT=1 skip lintian.
@@ -37,9 +46,21 @@ fi
 upstream="$(awk -F'"' '/^\[/ { p = ($0 == "[project]") } p && /^version *=/ { print $2; exit }' pyproject.toml)"
 [ -n "$upstream" ] || { echo "build-deb: no [project] version in pyproject.toml" >&2; exit 1; }
 version="${DEB_VERSION:-$upstream}"
-tree="$out/cpagent-$version"
+build_arch="$(dpkg-architecture -qDEB_BUILD_ARCH)"
+arch="${ARCH:-$build_arch}"
+case "$arch" in
+    amd64 | arm64 | armhf) ;;
+    *) echo "build-deb: ARCH must be amd64, arm64 or armhf (not '$arch')" >&2; exit 1 ;;
+esac
+tree="$out/$arch/cpagent-$version"
 
-echo "build-deb: cpagent $version (pyproject: $upstream) in $tree"
+# Requirements that PyPI has no wheel of for the architecture: built on the target.
+case "$arch" in
+    armhf) target_built="cffi python-pkcs11" ;;
+    *) target_built="" ;;
+esac
+
+echo "build-deb: cpagent $version (pyproject: $upstream) for $arch in $tree"
 rm -rf "$tree"
 mkdir -p "$tree"
 if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
@@ -65,28 +86,66 @@ if [ "$version" != "$top_version" ]; then
       cat packaging/debian/changelog; } > "$tree/debian/changelog"
 fi
 
-if ! (cd "$tree" && dpkg-checkbuilddeps) 2>/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "build-deb: installing the build dependencies (apt-get build-dep)"
-        DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q "$tree" >/dev/null \
-            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q "$tree"; }
-    else
-        (cd "$tree" && dpkg-checkbuilddeps)   # prints what is missing, and fails
+cross=()
+if [ "$arch" != "$build_arch" ]; then
+    cross=(-a "$arch")
+    gnu_type="$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null)"
+    # What a cross build needs besides the Build-Depends: the target's binutils (dh_strip)
+    # and the target's libc and libgcc, whose symbols files dpkg-shlibdeps reads to compute
+    # the package's Depends from the wheels' extension modules.
+    needed=("binutils-$gnu_type" "libc6:$arch" "libgcc-s1:$arch")
+    missing=()
+    for pkg in "${needed[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        [ "$(id -u)" = 0 ] || { echo "build-deb: a build for $arch needs (as root): dpkg --add-architecture $arch; apt-get install ${missing[*]}" >&2; exit 1; }
+        if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+            echo "build-deb: adding the architecture $arch to dpkg"
+            dpkg --add-architecture "$arch"
+            apt-get update -q >/dev/null
+        fi
+        apt_install "${missing[@]}"
     fi
 fi
 
-rm -f "$out"/cpagent_"$version"_*.deb "$out"/cpagent_"$version"_*.buildinfo "$out"/cpagent_"$version"_*.changes
-(cd "$tree" && dpkg-buildpackage -b -us -uc)
-arch="$(dpkg-architecture -qDEB_HOST_ARCH)"
+if ! (cd "$tree" && dpkg-checkbuilddeps "${cross[@]}") 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "build-deb: installing the build dependencies (apt-get build-dep)"
+        DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q "${cross[@]}" "$tree" >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q "${cross[@]}" "$tree"; }
+    else
+        (cd "$tree" && dpkg-checkbuilddeps "${cross[@]}")   # prints what is missing, and fails
+    fi
+fi
+
+target_wheels=""
+if [ -n "$target_built" ]; then
+    target_wheels="$top/build/wheels/$arch"
+    # The requirement lines from pyproject.toml of those that are built on the target.
+    reqs=()
+    for name in $target_built; do
+        req="$(awk -F'"' -v n="$name" 'tolower($2) ~ "^"n"([<>=!~ ;[]|$)" { print $2; exit }' pyproject.toml)"
+        reqs+=("${req:-$name}")
+    done
+    bash packaging/build-target-wheels "$arch" "$target_wheels" "${reqs[@]}"
+fi
+
+rm -f "$out"/cpagent_"$version"_"$arch".* "$out/$arch"/cpagent_"$version"_"$arch".*
+(cd "$tree" && TARGET_WHEELS="$target_wheels" dpkg-buildpackage -b -us -uc "${cross[@]}")
+for f in "$out/$arch"/cpagent_"$version"_"$arch".*; do
+    mv "$f" "$out/"
+done
 deb="$out/cpagent_${version}_${arch}.deb"
 test -f "$deb"
+printf '%s\n' "$deb" > "$out/latest-$arch"
 printf '%s\n' "$deb" > "$out/latest"
 build_s=$((SECONDS - started))
 
 if [ "${DEB_NO_LINT:-}" != 1 ]; then
     command -v lintian >/dev/null || apt_install lintian
     echo "build-deb: lintian $deb"
-    lintian --fail-on error --info "$deb" | tee "$out/lintian-$version.txt"
+    lintian --fail-on error --info "$deb" | tee "$out/lintian-${version}_$arch.txt"
 fi
 
 echo "build-deb: $deb"
