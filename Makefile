@@ -36,12 +36,15 @@ soak: $(STAMP)
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-# The Debian package (packaging/debian; see packaging/debian/README.Debian). Needs root and
-# network access to PyPI and Debian's mirror; not part of "make test".
+# The Debian package (packaging/debian; see packaging/debian/README.Debian) for ARCH=amd64,
+# arm64 or armhf (default: this machine's), cross-built on amd64; deb-test installs it in a
+# clean bookworm root of ARCH (under qemu-user-static when it is not this machine's). Both
+# need root and network access to PyPI and Debian's mirror; not part of "make test".
 .PHONY: deb deb-test
+ARCH ?=
 
 deb:
-	bash packaging/build-deb.sh
+	ARCH=$(ARCH) bash packaging/build-deb.sh
 
 deb-test: $(STAMP)
-	CPAGENT_DEB_TEST=1 $(BIN)/pytest -p no:xdist -s tests/packaging/test_deb.py
+	CPAGENT_DEB_TEST=1 CPAGENT_DEB_ARCH=$(ARCH) $(BIN)/pytest -p no:xdist -s tests/packaging

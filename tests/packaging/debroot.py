@@ -25,6 +25,25 @@ CONF = "/etc/cpagent/cpagent.toml"
 VENV = "/usr/lib/cpagent/venv"
 
 
+def _build_arch() -> str:
+    try:
+        return subprocess.run(
+            ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "amd64"
+
+
+BUILD_ARCH = _build_arch()
+# The architecture under test (make deb-test ARCH=...): packages are cross-built for it and
+# its roots run under qemu-user-static when it is not the build machine's.
+ARCH = os.environ.get("CPAGENT_DEB_ARCH") or BUILD_ARCH
+EMULATED = ARCH != BUILD_ARCH
+# How much longer things take in the root: CPU emulation is several times slower.
+SLOW = 10.0 if EMULATED else 1.0
+TEST_TIMEOUT = int(1800 * SLOW)
+
+
 def apt_source(release: str) -> str:
     """The URI this machine's apt sources fetch ``release`` from ("" when none does)."""
     try:
@@ -95,6 +114,19 @@ class Deb:
         return run(["dpkg-deb", "-f", str(self.path), name]).stdout.strip()
 
 
+def enable_emulation() -> None:
+    """Let this machine run ARCH's binaries (qemu-user-static through binfmt_misc)."""
+    if not Path("/proc/sys/fs/binfmt_misc/status").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])
+    if shutil.which("update-binfmts") is None or shutil.which("qemu-aarch64-static") is None:
+        with Timer("apt-get install qemu-user-static binfmt-support"):
+            run(
+                ["apt-get", "install", "-y", "-q", "qemu-user-static", "binfmt-support"],
+                timeout=600,
+            )
+    run(["update-binfmts", "--enable"], check=False)
+
+
 def build(version: str | None, *, lint: bool) -> Deb:
     env = dict(os.environ)
     env.pop("DEB_VERSION", None)
@@ -103,6 +135,7 @@ def build(version: str | None, *, lint: bool) -> Deb:
     if not lint:
         env["DEB_NO_LINT"] = "1"
     env["DEB_OUT"] = str(DEBS)
+    env["ARCH"] = ARCH
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / f"build-{version or 'default'}.log"
     with log.open("w") as f:
@@ -112,13 +145,13 @@ def build(version: str | None, *, lint: bool) -> Deb:
             stdout=f,
             stderr=subprocess.STDOUT,
             env=env,
-            timeout=900,
+            timeout=3600,  # the first armhf build also builds wheels under emulation
             check=False,
         )
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
         raise AssertionError(f"packaging/build-deb.sh failed (see {log}):\n{tail}")
-    return Deb(Path((DEBS / "latest").read_text().strip()))
+    return Deb(Path((DEBS / f"latest-{ARCH}").read_text().strip()))
 
 
 def repack(deb: Deb, version: str, dest: Path) -> Deb:
@@ -143,7 +176,9 @@ def debs() -> Iterator[tuple[Deb, Deb]]:
         pytest.skip("needs root (chroot, unshare, dpkg-buildpackage's build-dep install)")
     if "PYTEST_XDIST_WORKER" in os.environ:
         pytest.skip("run without xdist (make deb-test): the builds share build/deb-test")
-    with Timer("build the package (make deb)"):
+    if EMULATED:
+        enable_emulation()
+    with Timer(f"build the package (make deb ARCH={ARCH})"):
         first = build(None, lint=True)
     with Timer("build a newer version (DEB_VERSION)"):
         second = build(f"{first.version}+debtest1", lint=False)
@@ -176,7 +211,7 @@ def base(debs: tuple[Deb, Deb]) -> Path:
         f"deb {SECURITY_MIRROR} bookworm-security main",
     ]
     key = hashlib.sha256("\n".join([*includes, *mirrors]).encode()).hexdigest()[:12]
-    tarball = OUT / f"bookworm-minbase-{key}.tar"
+    tarball = OUT / f"bookworm-{ARCH}-minbase-{key}.tar"
     if tarball.exists():
         print(f"\n[deb-test] cached base root {tarball.name} ({', '.join(includes)})")
         return tarball
@@ -184,10 +219,11 @@ def base(debs: tuple[Deb, Deb]) -> Path:
         with Timer("apt-get install mmdebstrap"):
             run(["apt-get", "install", "-y", "-q", "mmdebstrap"], timeout=600)
     partial = tarball.with_suffix(".partial.tar")
-    with Timer(f"mmdebstrap minbase bookworm + {', '.join(includes)}"):
+    with Timer(f"mmdebstrap minbase bookworm {ARCH} + {', '.join(includes)}"):
         run(
             [
                 "mmdebstrap",
+                f"--arch={ARCH}",
                 "--variant=minbase",
                 f"--include={','.join(includes)}",
                 "--format=tar",
@@ -195,7 +231,7 @@ def base(debs: tuple[Deb, Deb]) -> Path:
                 str(partial),
                 *mirrors,
             ],
-            timeout=900,
+            timeout=900 * SLOW,
         )
     partial.rename(tarball)
     return tarball
@@ -231,7 +267,7 @@ class Chroot:
             "DEBIAN_FRONTEND": "noninteractive",
             "HOME": "/root" if user is None else "/tmp",
         }
-        return run(cmd, env=env, check=check, timeout=timeout)
+        return run(cmd, env=env, check=check, timeout=timeout * SLOW)
 
     def sh(
         self,

@@ -23,11 +23,13 @@ import pytest
 
 from cpagent.config import load_config
 from tests.packaging.debroot import (
+    ARCH,
     CONF,
     DEBS,
     DEFAULT_CONF,
     IMPORT_ALL,
     MIRROR,
+    TEST_TIMEOUT,
     VENV,
     Chroot,
     Deb,
@@ -66,16 +68,16 @@ def test_default_conffile_hardware_example_is_valid(tmp_path: Path) -> None:
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_lintian_reports_no_errors(debs: tuple[Deb, Deb]) -> None:
-    report = DEBS / f"lintian-{debs[0].version}.txt"
+    report = DEBS / f"lintian-{debs[0].version}_{ARCH}.txt"
     tags = [line for line in report.read_text().splitlines() if re.match(r"^[EW]: ", line)]
     print("\n[deb-test] lintian:", *(tags or ["no errors, no warnings"]), sep="\n  ")
     assert not [t for t in tags if t.startswith("E: ")]
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_install_upgrade_remove_purge(debs: tuple[Deb, Deb], chroot: Chroot) -> None:
     first, second = debs
     root = chroot
@@ -141,7 +143,7 @@ def test_install_upgrade_remove_purge(debs: tuple[Deb, Deb], chroot: Chroot) -> 
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_firmware_update_keeps_the_edited_conffile(
     debs: tuple[Deb, Deb], chroot: Chroot, tmp_path: Path
 ) -> None:
