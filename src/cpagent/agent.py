@@ -481,8 +481,8 @@ class Agent:
         assert station is not None
         pending, again = self.restarts.request(reason or None)
         log.info(
-            "restart %srequested: %s",
-            "again " if again else "",
+            "restart requested%s: %s",
+            " again" if again else "",
             reason or "no reason given",
         )
         busy = await station.quiesce()
