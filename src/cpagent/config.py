@@ -148,7 +148,7 @@ class StorageSection:
 RESTART_MAX_WAIT_S = 259200.0
 """72 h: a restart asked for when idle (``cpagent restart --when-idle``, after an upgrade)
 never cuts a normal overnight session short."""
-RESTART_MAX_WAIT_LIMIT_S = 30 * 86400.0
+RESTART_MAX_WAIT_LIMIT_S = 7 * 86400.0
 
 
 @dataclass(frozen=True)
