@@ -5,9 +5,9 @@ the charger is idle, see :mod:`cpagent.restart`). Python reads a module's file w
 first imported, so an import after the upgrade would mix new code into the old process.
 The package's prerm asks the agent, before dpkg replaces anything, to load:
 
-* every module of the ``cpagent`` package (:func:`walk`; not ``cpagent.testing`` nor
-  ``cpagent.__main__``), whether this configuration uses it or not: a TLS profile or a
-  certificate may be set by the CSMS at any time;
+* every module of the ``cpagent`` package (:func:`walk`; not ``cpagent.testing``,
+  ``cpagent.__main__`` nor the token helper, see below), whether this configuration uses
+  it or not: a TLS profile or a certificate may be set by the CSMS at any time;
 * every module of the packages installed beside it (the venv's site-packages) that those
   imports loaded, since libraries import parts of themselves on first use (``websockets``
   by attribute, ``serial`` by URL scheme, ``gpiozero`` its pin factories), except parts
@@ -43,9 +43,16 @@ SKIPPED_PARTS = frozenset(
 )
 """A module with one of these in its dotted name is not loaded: test code, entry points,
 deprecated or other-framework variants the agent never imports."""
-SKIPPED_MODULES = ("ocpp.v201", "ocpp.v21", "pymodbus.server", "websockets.sync")
-"""Parts of libraries the agent has no path to (and their sub-modules): other OCPP versions,
-a Modbus server, the synchronous websocket API."""
+SKIPPED_MODULES = (
+    "cpagent.security.token_helper",
+    "ocpp.v201",
+    "ocpp.v21",
+    "pymodbus.server",
+    "websockets.sync",
+)
+"""Modules the agent process has no path to (and their sub-modules): the token helper, which
+only ever runs as a process of its own (and would bring python-pkcs11 into the agent),
+other OCPP versions, a Modbus server, the synchronous websocket API."""
 
 
 @dataclass
