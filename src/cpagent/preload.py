@@ -17,7 +17,7 @@ The package's prerm asks the agent, before dpkg replaces anything, to load:
 
 A module that fails to import (a backend for another platform, a missing optional library)
 is counted, logged and skipped; it was not loadable before the upgrade either. The cost is
-memory, held until the restart: some 50 MB on a 64-bit board.
+memory, held until the restart: some 20 MB on amd64 (42 → 62 MB RSS, 0.3 s).
 
 What cannot be loaded ahead: a program the agent starts as a new process runs the new
 files (the PKCS#11 token helper, ``python -m cpagent.security.token_helper``, and the
