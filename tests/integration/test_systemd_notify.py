@@ -302,6 +302,26 @@ async def test_a_reset_restarts_inside_and_says_ready_again(
     assert await agent.stop() == 0
 
 
+async def test_a_restart_when_idle_re_executes_and_notifies_ready_and_watchdog_again(
+    make_agent: Callable[..., NotifiedAgent], csms: LoopbackCsms, notify: NotifySocket
+) -> None:
+    agent = make_agent(notify_socket=notify.address)
+    await agent.start()
+    connected = f"STATUS=connected to {csms.url}/CP001, 1 connector, queue 0"
+    await notify.wait_for(lambda t: t == connected)
+    result = await run_cli("restart", "--when-idle", "--config", str(agent.config_path))
+    assert result.returncode == 0, result
+    await notify.wait_for(lambda t: t == "STATUS=restarting into the installed version")
+    again = await notify.wait_for(is_ready)  # from the new image: it found $NOTIFY_SOCKET
+    assert "STOPPING=1" not in again
+    await notify.wait_for(lambda t: t == "WATCHDOG=1")  # and $WATCHDOG_USEC
+    await notify.wait_for(lambda t: t == connected)
+    assert agent.proc is not None and agent.proc.returncode is None
+    assert not any("STOPPING=1" in t or "RELOADING=1" in t for t in notify.messages)
+    assert agent.log().count(" up: ws://") == 2
+    assert await agent.stop() == 0
+
+
 async def test_without_notify_socket_nothing_changes(
     make_agent: Callable[..., NotifiedAgent], csms: LoopbackCsms
 ) -> None:
