@@ -38,10 +38,15 @@ clean:
 
 # The Debian package (packaging/debian; see packaging/debian/README.Debian). Needs root and
 # network access to PyPI and Debian's mirror; not part of "make test".
-.PHONY: deb deb-test
+.PHONY: deb deb-test apt-repo
 
 deb:
 	bash packaging/build-deb.sh
 
 deb-test: $(STAMP)
 	CPAGENT_DEB_TEST=1 $(BIN)/pytest -p no:xdist -s tests/packaging/test_deb.py
+
+# A signed apt repository (reprepro) of the packages in build/deb/, in build/apt-repo/; see
+# docs/apt-repository.md. APT_REPO_KEY=<fingerprint> signs with your release key.
+apt-repo:
+	bash packaging/apt-repo.sh
