@@ -158,7 +158,8 @@ if [ ! -f "$out/dists/$codename/Release" ] || [ ! -d "$state/db" ] \
 fi
 mkdir -p "$state/conf"
 printf '%s\n' "$out" > "$state/outdir"
-cat > "$state/conf/distributions" <<EOF
+write_conf() {
+    cat > "$state/conf/distributions" <<EOF
 Origin: $origin
 Label: $origin
 Codename: $codename
@@ -167,23 +168,23 @@ Components: $component
 Description: cpagent, the OCPP charge point agent
 SignWith: $fpr
 EOF
+}
 repo() { reprepro --silent --basedir "$state" --outdir "$out" "$@"; }
-# Architectures dropped from APT_REPO_ARCHS since the last run leave the repository.
-repo --delete clearvanished >/dev/null
-for dir in "$out/dists/$codename/$component"/binary-*; do
-    [ -d "$dir" ] || continue
-    printf '%s\n' "${archs[@]}" | grep -qxF "${dir##*/binary-}" || rm -rf "$dir"
-done
-
-# First decide, then change: a refused package leaves the packages as they were.
+# First decide (with the last run's configuration), then change: a refused package leaves
+# the repository as it was.
+[ -f "$state/conf/distributions" ] || write_conf
+known_archs=" $(sed -n 's/^Architectures: //p' "$state/conf/distributions") "
+[ "$(sed -n 's/^Codename: //p' "$state/conf/distributions")" = "$codename" ] || known_archs=""
 includes=()
 for key in $(printf '%s\n' "${!newest[@]}" | sort | tr ' ' '/'); do
     pkg="${key%/*}" arch="${key#*/}"
     deb="${newest[$pkg $arch]}" version="${newest_version[$pkg $arch]}"
     [ "$arch" = all ] && list_arch="${archs[0]}" || list_arch="$arch"
     have_version="" have_file=""
-    read -r have_version have_file < <(repo -A "$list_arch" \
-        --list-format '${version} ${$filekey}\n' list "$codename" "$pkg") || true
+    if [[ "$known_archs" == *" $list_arch "* ]]; then
+        read -r have_version have_file < <(repo -A "$list_arch" \
+            --list-format '${version} ${$filekey}\n' list "$codename" "$pkg") || true
+    fi
     if [ -z "$have_version" ]; then
         echo "$me: adding $pkg $version ($arch)"
     elif [ "$have_version" = "$version" ]; then
@@ -200,11 +201,22 @@ for key in $(printf '%s\n' "${!newest[@]}" | sort | tr ' ' '/'); do
     includes+=("$deb")
 done
 
+write_conf
+# Architectures dropped from APT_REPO_ARCHS since the last run leave the repository.
+repo --delete clearvanished >/dev/null
+for dir in "$out/dists/$codename/$component"/binary-*; do
+    [ -d "$dir" ] || continue
+    printf '%s\n' "${archs[@]}" | grep -qxF "${dir##*/binary-}" || rm -rf "$dir"
+done
 for deb in "${includes[@]}"; do
     # reprepro needs a section and a priority: the package's own, else Debian's defaults.
     section="$(dpkg-deb -f "$deb" Section)" priority="$(dpkg-deb -f "$deb" Priority)"
-    repo --section "${section:-misc}" --priority "${priority:-optional}" \
-        includedeb "$codename" "$deb"
+    msg="$(repo --section "${section:-misc}" --priority "${priority:-optional}" \
+        includedeb "$codename" "$deb" 2>&1)" \
+        || { printf '%s\n' "$msg" >&2; die "reprepro could not add $deb"; }
+    # Not for us: architecture "all" packages are added to every architecture above.
+    printf '%s\n' "$msg" | grep -v -e '^New architecture' -e '^reprepro flood' \
+        -e "^to populate it with architecture 'all'" -e '^$' >&2 || true
 done
 repo export "$codename"
 for f in InRelease Release Release.gpg; do

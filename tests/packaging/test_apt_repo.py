@@ -209,6 +209,8 @@ def check_layout(out: Path, packages: Mapping[str, Path]) -> None:
         assert entry["SHA256"] == sha256(deb)
         pool.add(published)
     assert set((out / "pool").rglob("*.deb")) == pool, "pool/ holds other files"
+    indices = {p.name for p in (dists / "main").iterdir()}
+    assert indices == {f"binary-{arch}" for arch in packages}, indices
     assert not (out / "conf").exists() and not (out / "db").exists(), "reprepro's state leaked"
 
 
@@ -304,6 +306,13 @@ def test_a_rerun_replaces_older_versions_and_refuses_a_changed_published_one(
     assert "cpagent 1.0 (arm64) is already published with different content" in proc.stderr
     assert "Give the new build a new version" in proc.stderr
     assert (out / "dists" / CODENAME / "InRelease").read_text() == published
+    check_layout(out, second)
+
+    # Fewer architectures on purpose: the dropped ones leave the repository, and come back.
+    make_repo(out, [second["amd64"]], key_dir=dev_key, archs=["amd64"])
+    check_layout(out, {"amd64": second["amd64"]})
+    proc = make_repo(out, list(second.values()), key_dir=dev_key)
+    assert proc.stderr == ""
     check_layout(out, second)
 
 
