@@ -317,8 +317,10 @@ def test_a_rerun_replaces_older_versions_and_refuses_a_changed_published_one(
 
 
 @needs_tools
-def test_a_release_key_from_the_callers_gnupg_home_signs(tmp_path: Path) -> None:
-    home = tmp_path / "release-gnupg"
+def test_a_release_key_from_the_callers_gnupg_home_signs(
+    tmp_path: Path, release_home: Path
+) -> None:
+    home = release_home
     fpr = new_key(home, "Example Chargers release key <release@example.com>")
     debs = {arch: fake_deb(tmp_path, "1.0", arch) for arch in ARCHS}
     out = tmp_path / "repo"
@@ -342,15 +344,23 @@ def test_a_release_key_from_the_callers_gnupg_home_signs(tmp_path: Path) -> None
     assert f'apt-repo: no secret key "nobody" in {home}' in missing.stderr
 
 
-def new_key(home: Path, uid: str) -> str:
-    """A passphrase-less signing key in a GnuPG home of its own; its fingerprint."""
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    gpg = ["gpg", "--batch", "--homedir", str(home)]
+@pytest.fixture()
+def release_home(tmp_path: Path) -> Iterator[Path]:
+    """A GnuPG home of the caller's (where a manufacturer keeps the release key). The
+    gpg-agent that gpg and reprepro start for it is stopped afterwards."""
+    home = tmp_path / "release-gnupg"
+    home.mkdir(mode=0o700)
     try:
-        run([*gpg, "--passphrase", "", "--quick-generate-key", uid, "ed25519", "sign", "never"])
-        out = run([*gpg, "--with-colons", "--list-secret-keys", uid]).stdout
+        yield home
     finally:
         run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+
+
+def new_key(home: Path, uid: str) -> str:
+    """A passphrase-less signing key in ``home``; its fingerprint."""
+    gpg = ["gpg", "--batch", "--homedir", str(home)]
+    run([*gpg, "--passphrase", "", "--quick-generate-key", uid, "ed25519", "sign", "never"])
+    out = run([*gpg, "--with-colons", "--list-secret-keys", uid]).stdout
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
@@ -523,7 +533,12 @@ def test_a_tampered_release_is_refused(
 @deb_test
 @pytest.mark.timeout(1800)
 def test_a_repository_signed_by_another_key_is_refused(
-    debs: tuple[Deb, Deb], chroot: Chroot, site: Site, dev_key: Path, tmp_path: Path
+    debs: tuple[Deb, Deb],
+    chroot: Chroot,
+    site: Site,
+    dev_key: Path,
+    tmp_path: Path,
+    release_home: Path,
 ) -> None:
     first, _ = debs
     out, url = site.root / "other", site.url("other")
@@ -531,7 +546,7 @@ def test_a_repository_signed_by_another_key_is_refused(
     trusted = tmp_path / f"{KEYRING}.gpg"  # the key the user installed
     shutil.copy2(out / trusted.name, trusted)
     # Later the repository is signed again, by a key of someone else.
-    home = tmp_path / "other-gnupg"
+    home = release_home
     other = new_key(home, "Someone Else <else@example.com>")
     make_repo(
         out, [first.path], key_dir=dev_key, archs=["amd64"], url=url, key=other, gnupghome=home
