@@ -53,7 +53,7 @@ for tool in reprepro gpg dpkg-deb; do
     command -v "$tool" >/dev/null \
         || die "needs $tool (apt-get install reprepro gnupg dpkg-dev)"
 done
-case "$out/" in "$state"/*) die "APT_REPO_STATE must not be inside the repository";; esac
+case "$state/" in "$out"/*) die "APT_REPO_STATE ($state) must not be inside the repository ($out)";; esac
 
 # --- the packages: the newest one of each package and architecture -------------------------
 if [ "$#" -gt 0 ]; then
