@@ -40,7 +40,7 @@ clean:
 # arm64 or armhf (default: this machine's), cross-built on amd64; deb-test installs it in a
 # clean bookworm root of ARCH (under qemu-user-static when it is not this machine's). Both
 # need root and network access to PyPI and Debian's mirror; not part of "make test".
-.PHONY: deb deb-test
+.PHONY: deb deb-test apt-repo
 ARCH ?=
 
 deb:
@@ -48,3 +48,8 @@ deb:
 
 deb-test: $(STAMP)
 	CPAGENT_DEB_TEST=1 CPAGENT_DEB_ARCH=$(ARCH) $(BIN)/pytest -p no:xdist -s tests/packaging
+
+# A signed apt repository (reprepro) of the packages in build/deb/, in build/apt-repo/; see
+# docs/apt-repository.md. APT_REPO_KEY=<fingerprint> signs with your release key.
+apt-repo:
+	bash packaging/apt-repo.sh
