@@ -54,10 +54,11 @@ case "$arch" in
 esac
 tree="$out/$arch/cpagent-$version"
 
-# Requirements that PyPI has no wheel of for the architecture: built on the target.
+# Requirements that PyPI has no wheel of for the architecture: built on the target, and the
+# target's libraries they link besides libc (for dpkg-shlibdeps in a cross build).
 case "$arch" in
-    armhf) target_built="cffi python-pkcs11" ;;
-    *) target_built="" ;;
+    armhf) target_built="cffi python-pkcs11"; target_libs="libffi8" ;;
+    *) target_built=""; target_libs="" ;;
 esac
 
 echo "build-deb: cpagent $version (pyproject: $upstream) for $arch in $tree"
@@ -91,9 +92,12 @@ if [ "$arch" != "$build_arch" ]; then
     cross=(-a "$arch")
     gnu_type="$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null)"
     # What a cross build needs besides the Build-Depends: the target's binutils (dh_strip)
-    # and the target's libc and libgcc, whose symbols files dpkg-shlibdeps reads to compute
-    # the package's Depends from the wheels' extension modules.
+    # and the target's libc, libgcc and target_libs, whose symbols files dpkg-shlibdeps
+    # reads to compute the package's Depends from the wheels' extension modules.
     needed=("binutils-$gnu_type" "libc6:$arch" "libgcc-s1:$arch")
+    for lib in $target_libs; do
+        needed+=("$lib:$arch")
+    done
     missing=()
     for pkg in "${needed[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
