@@ -28,7 +28,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.debroot import DEBS, ROOT, Chroot, Deb, Timer, check_installed, deb_test, run
+from tests.packaging.debroot import (
+    ARCH,
+    DEBS,
+    ROOT,
+    TEST_TIMEOUT,
+    Chroot,
+    Deb,
+    Timer,
+    check_installed,
+    deb_test,
+    run,
+)
 
 SCRIPT = ROOT / "packaging" / "apt-repo.sh"
 CODENAME = "bookworm"
@@ -451,7 +462,7 @@ def assert_refused(root: Chroot, update: subprocess.CompletedProcess[str], url: 
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_layout_of_the_three_architectures(debs: tuple[Deb, Deb], tmp_path: Path) -> None:
     first, _ = debs
     packages = packages_by_arch(first, tmp_path)
@@ -464,7 +475,7 @@ def test_layout_of_the_three_architectures(debs: tuple[Deb, Deb], tmp_path: Path
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_install_and_upgrade_from_the_repository(
     debs: tuple[Deb, Deb], chroot: Chroot, site: Site, dev_key: Path, tmp_path: Path
 ) -> None:
@@ -472,8 +483,8 @@ def test_install_and_upgrade_from_the_repository(
     root = chroot
     out, url = site.root / "cpagent", site.url("cpagent")
     with Timer(f"make apt-repo with {first.path.name}"):
-        made = make_repo(out, [first.path], key_dir=dev_key, archs=["amd64"], url=url)
-    check_layout(out, {"amd64": first.path})
+        made = make_repo(out, [first.path], key_dir=dev_key, archs=[ARCH], url=url)
+    check_layout(out, {ARCH: first.path})
     keyring = download(f"{url}/{KEYRING}.gpg")  # what the user downloads
     assert keyring == (out / f"{KEYRING}.gpg").read_bytes()
     use_only(root, keyring, printed_sources(made.stdout))
@@ -487,34 +498,34 @@ def test_install_and_upgrade_from_the_repository(
         install = apt(root, "install", "-y", "cpagent")
     assert install.returncode == 0, install.stdout + install.stderr
     assert root.status() == f"install ok installed {first.version}"
-    assert f"{url} {CODENAME}/main amd64 cpagent amd64 {first.version}" in install.stdout
+    assert f"{url} {CODENAME}/main {ARCH} cpagent {ARCH} {first.version}" in install.stdout
 
     with Timer(f"make apt-repo with {second.path.name}"):
-        proc = make_repo(out, [second.path], key_dir=dev_key, archs=["amd64"], url=url)
-    assert f"replacing cpagent {first.version} with {second.version} (amd64)" in proc.stdout
-    check_layout(out, {"amd64": second.path})  # the older version left the repository
+        proc = make_repo(out, [second.path], key_dir=dev_key, archs=[ARCH], url=url)
+    assert f"replacing cpagent {first.version} with {second.version} ({ARCH})" in proc.stdout
+    check_layout(out, {ARCH: second.path})  # the older version left the repository
     with Timer("apt-get update && apt-get upgrade -y"):
         update = apt(root, "update")
         assert update.returncode == 0, update.stdout + update.stderr
         upgrade = apt(root, "upgrade", "-y")
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
-    assert f"cpagent amd64 {second.version}" in upgrade.stdout
+    assert f"cpagent {ARCH} {second.version}" in upgrade.stdout
     check_installed(root, second)
     assert any("GET /cpagent/pool/main/c/cpagent/" in r for r in site.requests)
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_a_tampered_release_is_refused(
     debs: tuple[Deb, Deb], chroot: Chroot, site: Site, dev_key: Path
 ) -> None:
     first, _ = debs
     out, url = site.root / "tampered", site.url("tampered")
-    made = make_repo(out, [first.path], key_dir=dev_key, archs=["amd64"], url=url)
-    # Someone on the server changes the hash of the amd64 Packages in both Release files
+    made = make_repo(out, [first.path], key_dir=dev_key, archs=[ARCH], url=url)
+    # Someone on the server changes the hash of the Packages index in both Release files
     # (to serve Packages of their own): the signatures no longer match.
     dists = out / "dists" / CODENAME
-    index = sha256(dists / "main" / "binary-amd64" / "Packages")
+    index = sha256(dists / "main" / f"binary-{ARCH}" / "Packages")
     forged = index[:-1] + ("0" if index[-1] != "0" else "1")
     for name in ("InRelease", "Release"):
         text = (dists / name).read_text()
@@ -531,7 +542,7 @@ def test_a_tampered_release_is_refused(
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_a_repository_signed_by_another_key_is_refused(
     debs: tuple[Deb, Deb],
     chroot: Chroot,
@@ -542,16 +553,14 @@ def test_a_repository_signed_by_another_key_is_refused(
 ) -> None:
     first, _ = debs
     out, url = site.root / "other", site.url("other")
-    made = make_repo(out, [first.path], key_dir=dev_key, archs=["amd64"], url=url)
+    made = make_repo(out, [first.path], key_dir=dev_key, archs=[ARCH], url=url)
     trusted = tmp_path / f"{KEYRING}.gpg"  # the key the user installed
     shutil.copy2(out / trusted.name, trusted)
     # Later the repository is signed again, by a key of someone else.
     home = release_home
     other = new_key(home, "Someone Else <else@example.com>")
-    make_repo(
-        out, [first.path], key_dir=dev_key, archs=["amd64"], url=url, key=other, gnupghome=home
-    )
-    check_layout(out, {"amd64": first.path})  # well signed, by the other key
+    make_repo(out, [first.path], key_dir=dev_key, archs=[ARCH], url=url, key=other, gnupghome=home)
+    check_layout(out, {ARCH: first.path})  # well signed, by the other key
     assert gpgv(trusted, out / "dists" / CODENAME / "InRelease").returncode != 0
 
     use_only(chroot, trusted.read_bytes(), printed_sources(made.stdout))
