@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection
 from cpagent import __version__
 from cpagent.config import Config
 from cpagent.control import ControlServer
-from cpagent.exc import NotSimulatedError
+from cpagent.exc import ControlError, NotSimulatedError
 from cpagent.hal.base import Hardware
 from cpagent.hal.factory import build_hardware, meter_type
 from cpagent.hal.sim import SimHardware
@@ -37,6 +37,7 @@ from cpagent.protocol.v16.adapter import (
 )
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import KEYS, ConfigurationKeys, capabilities
+from cpagent.restart import RestartPlan, Verdict
 from cpagent.security.connection import CERTS_DIR, CertificateSource, ConnectionSecurity
 from cpagent.security.events import SecurityEventType, SecurityLog
 from cpagent.station.firmware import FirmwareUpdater
@@ -57,6 +58,10 @@ log = logging.getLogger(__name__)
 traffic = logging.getLogger("cpagent.traffic")
 
 RESET_DRAIN_S = 10.0
+PREPARE_UPGRADE_S = 100.0
+"""At most this long for ``prepare-upgrade`` to load what it loads (seconds on a Pi, more
+under emulation); the CLI waits a little longer for the answer."""
+MAX_REASON = 500
 SHUTDOWN_STOP_S = 5.0
 SHUTDOWN_DRAIN_S = 2.0
 SUBPROTOCOL = "ocpp1.6"
@@ -144,6 +149,11 @@ class Agent:
         self.hardware = hardware
         self.network = network or NetworkSwitch()
         self.reset_requested: str | None = None
+        self.restarts = RestartPlan(config.control.restart_max_wait_s)
+        self.reexec = False
+        """True once the agent stops to re-execute itself (``cpagent restart``): the runner
+        then replaces the process image with the code now on disk, keeping the PID."""
+        self._restart_waiter: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.store = Store(config.storage.data_dir)
         self.station: Station | None = None
@@ -237,6 +247,9 @@ class Agent:
             return self.reset_requested
         finally:
             self.ready = False
+            if self._restart_waiter is not None:
+                self._restart_waiter.cancel()
+                await asyncio.gather(self._restart_waiter, return_exceptions=True)
             if self.firmware is not None:
                 await self.firmware.stop()
             if self.diagnostics is not None:
@@ -440,12 +453,110 @@ class Agent:
         cmd = request["cmd"]
         if cmd == "status":
             return self.status()
+        if cmd == "restart":
+            return await self._request_restart(request)
+        if cmd == "prepare-upgrade":
+            return await self._prepare_upgrade()
         if cmd == "sim":
             args = request.get("args")
             if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
                 raise ValueError("sim needs 'args': a list of strings")
             return self._sim(args)
         raise ValueError(f"unknown command {cmd!r}")
+
+    # ------------------------------------------------------------------ restart
+
+    async def _request_restart(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``{"cmd": "restart", "when": "idle", "reason": ...}``: restart into the code on
+        disk as soon as no session runs (at once if none does), at the latest at the
+        deadline (:mod:`cpagent.restart`). Answers ``{"restarting": true}`` when the
+        restart begins now, else ``{"restarting": false, "already_pending": ...}``, both
+        with ``"restart"`` as ``cpagent status`` shows it."""
+        if request.get("when", "idle") != "idle":
+            raise ValueError("restart needs 'when': \"idle\" (the only kind there is)")
+        reason = request.get("reason")
+        if reason is not None and not (isinstance(reason, str) and len(reason) <= MAX_REASON):
+            raise ValueError(f"'reason' must be text of at most {MAX_REASON} characters")
+        station = self.station
+        assert station is not None
+        pending, again = self.restarts.request(reason or None)
+        log.info(
+            "restart requested%s: %s",
+            " again" if again else "",
+            reason or "no reason given",
+        )
+        busy = await station.quiesce()
+        if not busy:
+            log.info("restarting now: no transaction is running")
+            self._begin_restart()
+            return {"restarting": True, "restart": pending.describe(busy)}
+        log.info(
+            "restart waits for the transaction(s) on connector(s) %s to end (%s)",
+            ", ".join(map(str, busy)),
+            f"at most until {pending.describe(busy)['deadline']}"
+            if pending.deadline is not None
+            else "without a time limit",
+        )
+        if self._restart_waiter is None:
+            self._restart_waiter = asyncio.create_task(
+                self._wait_to_restart(station), name="restart-when-idle"
+            )
+        return {"restarting": False, "already_pending": again, "restart": pending.describe(busy)}
+
+    async def _wait_to_restart(self, station: Station) -> None:
+        """Restart once the station is idle, or at the deadline: woken by every change of
+        its busy connectors (:attr:`Station.activity`), never by polling."""
+        while True:
+            await station.activity.wait(self.restarts.seconds_left())
+            verdict = self.restarts.verdict(station.busy_connectors())
+            if verdict is Verdict.WAIT:
+                continue
+            busy = await station.quiesce(force=verdict is Verdict.OVERDUE)
+            if not busy:
+                log.info("restarting now: the last transaction has ended")
+            elif verdict is Verdict.OVERDUE:
+                log.warning(
+                    "restarting now although connector(s) %s still have a transaction: "
+                    "the restart has waited restart_max_wait_s (%g s); ending the sessions",
+                    ", ".join(map(str, busy)),
+                    self.restarts.max_wait_s,
+                )
+            else:
+                continue  # a session began as the last one ended
+            self._begin_restart()
+            return
+
+    def _begin_restart(self) -> None:
+        """The orderly shutdown a stop signal begins (sessions still running are ended,
+        the queue gets its chance to drain), then a re-execution instead of an exit."""
+        self.reexec = True
+        self._stopping.set()
+
+    async def _prepare_upgrade(self) -> dict[str, Any]:
+        """``{"cmd": "prepare-upgrade"}``: load now every module and schema the agent may
+        load later (:mod:`cpagent.preload`), before a package upgrade replaces them."""
+        from cpagent.preload import preload
+
+        log.info("prepare-upgrade: loading every module the agent may need later")
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(PREPARE_UPGRADE_S):
+                loaded = await asyncio.to_thread(preload)
+        except TimeoutError:
+            raise ControlError(
+                f"prepare-upgrade did not finish in {PREPARE_UPGRADE_S:g} s; "
+                "what it loaded so far stays loaded"
+            ) from None
+        took = asyncio.get_running_loop().time() - started
+        log.info(
+            "prepare-upgrade: loaded %d cpagent module(s), %d library module(s) and %d OCPP "
+            "schema(s) in %.1f s",
+            loaded.modules,
+            loaded.library_modules,
+            loaded.schemas,
+            took,
+        )
+        return {**loaded.to_json(), "seconds": round(took, 2)}
 
     def _sim(self, args: list[str]) -> str:
         hw = self.hardware
@@ -529,6 +640,11 @@ class Agent:
             "diagnostics": {
                 "status": "Uploading" if self.diagnostics and self.diagnostics.busy else "Idle"
             },
+            "restart": (
+                self.restarts.pending.describe(station.busy_connectors())
+                if self.restarts.pending is not None
+                else None
+            ),
         }
 
 

@@ -37,6 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the running agent's state")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _add_config(status)
+    restart = sub.add_parser(
+        "restart",
+        help="ask the running agent to restart into the installed code once no session runs",
+    )
+    restart.add_argument(
+        "--when-idle",
+        action="store_true",
+        required=True,
+        help="at once if no transaction runs, else when the last one ends "
+        "(at the latest after [control] restart_max_wait_s)",
+    )
+    restart.add_argument("--reason", default=None, metavar="TEXT", help="logged and shown")
+    _add_config(restart)
+    _add_config(
+        sub.add_parser(
+            "prepare-upgrade",
+            help="make the running agent load now every module it may need later "
+            "(before a package upgrade replaces them)",
+        )
+    )
     sub.add_parser("demo", help="a complete simulated session against a loopback CSMS")
 
     sim = sub.add_parser("sim", help="drive the simulated hardware of a running agent")
@@ -106,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(config, as_json=args.json)
         if args.command == "sim":
             return _sim(config, args)
+        if args.command == "restart":
+            return _restart(config, args.reason)
+        if args.command == "prepare-upgrade":
+            return _prepare_upgrade(config)
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
@@ -134,6 +158,65 @@ def _sim(config: Any, args: argparse.Namespace) -> int:
             words.append(args.state)
     print(request(config.control.socket, {"cmd": "sim", "args": words}))
     return EXIT_OK
+
+
+PREPARE_UPGRADE_WAIT_S = 120.0
+"""How long ``prepare-upgrade`` waits for the agent's answer (it loads for at most 100 s)."""
+
+
+def _connectors(ids: list[int]) -> str:
+    if len(ids) == 1:
+        return f"connector {ids[0]}"
+    return "connectors " + ", ".join(map(str, ids[:-1])) + f" and {ids[-1]}"
+
+
+def _restart(config: Any, reason: str | None) -> int:
+    from cpagent.control import request
+
+    answer = request(config.control.socket, {"cmd": "restart", "when": "idle", "reason": reason})
+    restart = answer["restart"]
+    if answer["restarting"]:
+        print("restarting now (no transaction is running)")
+        return EXIT_OK
+    waiting = restart["waiting_for"]
+    plural = "s" if len(waiting) > 1 else ""
+    limit = (
+        f"at most until {restart['deadline']}" if restart["deadline"] else "without a time limit"
+    )
+    head = (
+        f"restart already pending since {restart['requested_at']}"
+        if answer.get("already_pending")
+        else "restart pending"
+    )
+    print(f"{head}: waiting for the transaction{plural} on {_connectors(waiting)} to end ({limit})")
+    return EXIT_OK
+
+
+def _prepare_upgrade(config: Any) -> int:
+    from cpagent.control import request
+
+    loaded = request(
+        config.control.socket, {"cmd": "prepare-upgrade"}, timeout=PREPARE_UPGRADE_WAIT_S
+    )
+    failed = loaded["failed"]
+    note = f"; not loadable: {', '.join(failed)}" if failed else ""
+    print(
+        f"prepared for the upgrade: loaded {loaded['modules']} cpagent modules, "
+        f"{loaded['library_modules']} library modules and {loaded['schemas']} OCPP schemas "
+        f"in {loaded['seconds']:g} s{note}"
+    )
+    return EXIT_OK
+
+
+def _restart_line(restart: dict[str, Any]) -> str:
+    """The pending restart in one line of ``cpagent status``."""
+    waiting = restart["waiting_for"]
+    what = f"waiting for {_connectors(waiting)}" if waiting else "restarting now"
+    limit = f"at most until {restart['deadline']}" if restart["deadline"] else "no time limit"
+    return (
+        f"restart pending: {restart['reason'] or 'no reason given'}; {what} "
+        f"(requested {restart['requested_at']}, {limit})"
+    )
 
 
 def _print_hardware(hardware: dict[str, Any]) -> None:
@@ -207,4 +290,6 @@ def _status(config: Any, *, as_json: bool) -> int:
     _print_hardware(state.get("hardware") or {})
     firmware, diagnostics = state["firmware"]["status"], state["diagnostics"]["status"]
     print(f"firmware      {firmware}    diagnostics {diagnostics}")
+    if state.get("restart"):
+        print(_restart_line(state["restart"]))
     return EXIT_OK

@@ -145,9 +145,18 @@ class StorageSection:
     data_dir: Path
 
 
+RESTART_MAX_WAIT_S = 259200.0
+"""72 h: a restart asked for when idle (``cpagent restart --when-idle``, after an upgrade)
+never cuts a normal overnight session short."""
+RESTART_MAX_WAIT_LIMIT_S = 7 * 86400.0
+
+
 @dataclass(frozen=True)
 class ControlSection:
     socket: Path
+    restart_max_wait_s: float = RESTART_MAX_WAIT_S
+    """How long a restart asked for when idle waits for running sessions to end before it
+    restarts anyway, ending them; 0: without bound."""
 
 
 @dataclass(frozen=True)
@@ -482,6 +491,9 @@ def parse_config(
 
     control_table = root.table("control")
     socket = control_table.get("socket", _socket_path(base_dir), Path("/run/cpagent/control.sock"))
+    restart_wait = control_table.get(
+        "restart_max_wait_s", number_between(0, RESTART_MAX_WAIT_LIMIT_S), RESTART_MAX_WAIT_S
+    )
     control_table.done()
 
     hal = _hal(root.table("hal"), charge_point.connectors if charge_point else None)
@@ -512,7 +524,7 @@ def parse_config(
         raise ConfigError(problems)
     # With no problem recorded every value was built; the asserts only narrow the types.
     assert charge_point is not None and csms is not None and hal is not None
-    assert data_dir is not None and socket is not None
+    assert data_dir is not None and socket is not None and restart_wait is not None
     assert install_command is not None and level is not None
     assert install_timeout is not None and max_download is not None
     assert stall is not None and http_method is not None
@@ -520,7 +532,7 @@ def parse_config(
         charge_point=charge_point,
         csms=csms,
         storage=StorageSection(data_dir),
-        control=ControlSection(socket),
+        control=ControlSection(socket, restart_wait),
         hal=hal,
         firmware=FirmwareSection(
             install_command, install_timeout, max_download, stall, http_method
@@ -555,6 +567,13 @@ def load_config(path: Path) -> Config:
     return parse_config(data, source=absolute, base_dir=absolute.parent)
 
 
+def _restart_wait(seconds: float) -> str:
+    """How long ``cpagent restart --when-idle`` waits, for check-config's summary."""
+    if seconds == 0:
+        return "for running sessions to end, without bound"
+    return f"at most {seconds:g} s ({seconds / 3600:.4g} h) for running sessions to end"
+
+
 def summary(config: Config) -> str:
     """A few lines describing ``config``, printed by ``cpagent check-config`` on success."""
     cp = config.charge_point
@@ -568,6 +587,7 @@ def summary(config: Config) -> str:
         f"csms:           {config.endpoint} (OCPP {csms.ocpp_version}, {auth})",
         f"data dir:       {config.storage.data_dir}",
         f"control socket: {config.control.socket}",
+        f"restart wait:   {_restart_wait(config.control.restart_max_wait_s)}",
         f"hardware:       {config.hal.backend}",
         *(f"  {line}" for line in describe_hardware(config.hal.hardware)),
         f"log level:      {config.logging.level}",

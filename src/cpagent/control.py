@@ -3,9 +3,10 @@
 One request per line, one answer per line:
 ``{"cmd": "status"}`` → ``{"ok": true, "result": {...}}``;
 ``{"cmd": "sim", "args": ["plug", "1"]}`` → ``{"ok": true, "result": "..."}``;
-failures → ``{"ok": false, "error": "message"}``. It is how ``cpagent status``
-and ``cpagent sim`` talk to the running agent, and how a manufacturer's own
-display process can read state.
+``{"cmd": "restart", "when": "idle", "reason": "..."}`` and ``{"cmd": "prepare-upgrade"}``
+(see :class:`cpagent.agent.Agent`); failures → ``{"ok": false, "error": "message"}``.
+It is how ``cpagent status`` and ``cpagent sim`` talk to the running agent, and how a
+manufacturer's own display process can read state.
 """
 
 from __future__ import annotations
@@ -26,13 +27,22 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 MAX_REQUEST = 64 * 1024
+CLOSE_ANSWERS_S = 2.0
+"""How long :meth:`ControlServer.close` lets answers being written reach their clients."""
 
 
 class ControlServer:
+    """The server side. :meth:`close` lets the answers being written reach their clients
+    (an agent that restarts has said so first), then closes every connection, so nothing
+    of the socket is left open in the process (or in a new image it re-executes)."""
+
     def __init__(self, path: Path, handler: Handler) -> None:
         self.path = path
         self.handler = handler
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._answering = 0
+        self._answered = asyncio.Event()
 
     async def start(self) -> None:
         try:
@@ -51,19 +61,33 @@ class ControlServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_ANSWERS_S):
+                    while self._answering:
+                        self._answered.clear()
+                        await self._answered.wait()
+            for writer in list(self._writers):
+                writer.close()
             await self._server.wait_closed()
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while line := await reader.readline():
-                writer.write(json.dumps(await self._answer(line)).encode() + b"\n")
-                await writer.drain()
+                self._answering += 1
+                try:
+                    writer.write(json.dumps(await self._answer(line)).encode() + b"\n")
+                    await writer.drain()
+                finally:
+                    self._answering -= 1
+                    self._answered.set()
         except (ConnectionError, ValueError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -82,7 +106,8 @@ class ControlServer:
 
 
 def request(path: Path, payload: dict[str, Any], timeout: float = 10.0) -> Any:
-    """Blocking client used by the CLI: send one request, return its result or raise."""
+    """Blocking client used by the CLI: send one request, return its result or raise
+    (``timeout``: seconds for the connection and for the answer)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)

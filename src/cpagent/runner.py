@@ -1,10 +1,23 @@
-"""``cpagent run``: logging, signals, the restart loop, and clear exits."""
+"""``cpagent run``: logging, signals, the restart loop, re-execution, and clear exits.
+
+An agent asked to restart (``cpagent restart --when-idle``, after a package upgrade)
+stops as on SIGTERM, then the process replaces its image with ``sys.executable`` and
+the same command line (:func:`reexec`): the code now on disk runs, under the same PID
+(systemd's main PID for ``Type=notify``), with the same environment (``NOTIFY_SOCKET``,
+``WATCHDOG_USEC``, ``WATCHDOG_PID``: the new image notifies ``READY=1`` and feeds the
+watchdog again) and the same working directory. The old image has closed the control
+socket and the store (releasing its lock) by then, and marks every descriptor it holds
+beyond stdin, stdout and stderr close-on-exec, so none leaks into the new image.
+``STOPPING=1`` is not sent: to systemd the service stays active throughout.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 import warnings
@@ -61,8 +74,9 @@ def setup_logging(level: str, file: Path | None = None) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
-async def serve(config: Config, notifier: Notifier | None = None) -> None:
+async def serve(config: Config, notifier: Notifier | None = None) -> bool:
     """Run agents until a stop signal; a Reset or an internal failure builds a fresh one.
+    Return True when the agent stopped to be re-executed (:func:`reexec`).
 
     Tells systemd (when it runs the agent with ``Type=notify``) when each agent is ready,
     how the link to the CSMS is doing, that the event loop is alive, and that it stops.
@@ -75,6 +89,7 @@ async def serve(config: Config, notifier: Notifier | None = None) -> None:
     network = NetworkSwitch()
     hardware = None
     stop = False
+    reexecuting = False
     agent: Agent | None = None
 
     def status() -> str | None:
@@ -102,14 +117,20 @@ async def serve(config: Config, notifier: Notifier | None = None) -> None:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, on_signal)
             result = await agent.run()
+            if agent.reexec and not stop:
+                log.info("re-executing into the installed code (same process, id %d)", os.getpid())
+                notifier.status("restarting into the installed version")
+                reexecuting = True
+                return True
             if stop or result is None:
                 log.info("stopped")
-                return
+                return False
             hardware = agent.hardware if result == "Soft" else None
             log.warning("restarting (%s reset)", result)
             notifier.status(f"restarting ({result} reset)")
     finally:
-        notifier.stopping()
+        if not reexecuting:
+            notifier.stopping()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -121,11 +142,45 @@ def run_forever(config: Config) -> int:
         log.warning("config: %s", warning)
     notifier = Notifier.from_env()
     try:
-        asyncio.run(serve(config, notifier))
+        again = asyncio.run(serve(config, notifier))
     except (AlreadyRunningError, StoreError, ControlError, ConfigError, HalError) as err:
         print(f"cpagent: {err}", file=sys.stderr)
         notifier.notify(f"STATUS=failed: {' '.join(str(err).splitlines())}")
         return EXIT_ERROR
     finally:
         notifier.close()
+    if again:
+        return reexec()
     return 0
+
+
+def reexec() -> int:
+    """Replace the process image with the same command run anew (see the module's
+    docstring); returns only if that fails, with the exit status to leave with (a service
+    manager then starts the agent again)."""
+    argv = list(sys.orig_argv) or [sys.executable]
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    _close_on_exec()
+    try:
+        os.execv(sys.executable, argv)
+    except OSError as err:
+        log.error("cannot re-execute %s: %s; exiting instead", sys.executable, err)
+    return EXIT_ERROR
+
+
+def _close_on_exec(first: int = 3) -> None:
+    """Mark every open descriptor from ``first`` on close-on-exec. Python opens its own
+    that way already (PEP 446); this covers any a library opened otherwise."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(first, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024))
+    for fd in fds:
+        if fd >= first:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)

@@ -3,7 +3,8 @@
 The installer is a small shell script standing in for ``install-firmware``: it copies the
 file it is given next to itself (so the test can compare the bytes), then does what the
 test asks through files in its directory: exit with a code, hang, or restart the agent
-the way a ``.deb`` upgrade does.
+the way a ``.deb`` upgrade did (SIGTERM, then a new start) or does now (``cpagent restart
+--when-idle``: the agent re-executes itself).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cpagent.testing import LoopbackCsms
 from cpagent.testing.csms import CsmsCallError
 from cpagent.testing.fileservers import FtpFileServer, HttpBehaviour, HttpFileServer
 from cpagent.timeutil import iso, utcnow
-from tests.integration.conftest import AgentProcess
+from tests.integration.conftest import CPAGENT, AgentProcess
 from tests.integration.test_session import AgentFactory, booted, start_session
 
 FIRMWARE = os.urandom(3 * 2**19 + 12345)  # 1.5 MB: streamed in many chunks, under the cap
@@ -195,6 +196,51 @@ async def test_an_installer_that_restarts_the_agent_is_judged_by_the_version(
     assert boot["firmwareVersion"] == (new_version or "1.0.0")
     state = await agent.status()
     assert state["firmware"]["status"] == "Idle"
+
+
+RESTARTING_INSTALLER = """#!/bin/sh
+# Like the package's postinst: the new version is in place (here: the config naming it),
+# then the running agent is asked to restart into it once idle.
+dir="$(dirname "$0")"
+cp "$dir/new.toml" "$dir/../a/cpagent.toml"
+"{cpagent}" restart --when-idle --reason "firmware update" --config "$dir/../a/cpagent.toml" \
+    > "$dir/restart.out" 2>&1
+echo "$?" > "$dir/restart.code"
+"""
+
+
+async def test_an_installer_that_asks_for_a_restart_when_idle_reports_installed(
+    agent_factory: AgentFactory, csms: LoopbackCsms, workdir: Path, http: HttpFileServer
+) -> None:
+    """The package's postinst asks for ``cpagent restart --when-idle``: the agent, held
+    idle for the installation, re-executes at once (same PID) and the new image judges
+    the job by its version."""
+    agent = firmware_agent(agent_factory, workdir)
+    script = workdir / "installer" / "install"
+    script.write_text(RESTARTING_INSTALLER.replace("{cpagent}", CPAGENT))
+    agent.tables["charge_point"]["firmware_version"] = "9.9.9"
+    agent.write()
+    (workdir / "installer" / "new.toml").write_text(agent.config_path.read_text())
+    agent.tables["charge_point"]["firmware_version"] = "1.0.0"
+    agent.write()
+    await agent.start()
+    await booted(csms, 2)
+    assert agent.proc is not None
+    pid = agent.proc.pid
+
+    mark = csms.mark()
+    await csms.call("UpdateFirmware", update(http.url("/fw/cpagent_1.1.0_all.deb")))
+    boot = await csms.wait_for("BootNotification", since=mark)
+    assert boot["firmwareVersion"] == "9.9.9"
+    assert await statuses(csms, mark, "Installed") == SUCCESS
+    assert agent.proc.returncode is None and agent.proc.pid == pid  # re-executed, not exited
+    assert (workdir / "installer" / "restart.out").read_text() == (
+        "restarting now (no transaction is running)\n"
+    )
+    await agent.wait_log("0\n", path=workdir / "installer" / "restart.code")
+    state = await agent.wait_status(lambda s: s["firmware"]["status"] == "Idle")
+    assert state["restart"] is None
+    assert [c["status"] for c in state["connectors"]] == ["Available", "Available"]
 
 
 @pytest.mark.parametrize(

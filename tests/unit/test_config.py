@@ -763,3 +763,22 @@ def test_security_token_settings_go_together_and_take_a_key_uri(tmp_path: Path) 
     parsed = parse_config(plain, base_dir=tmp_path)
     assert parsed.security.charge_point_key == tmp_path / "cp-key.pem"
     assert parsed.security.token is None
+
+
+def test_restart_max_wait_defaults_to_72_hours_and_zero_means_no_bound() -> None:
+    assert parse_config(minimal()).control.restart_max_wait_s == 259200
+    assert "restart wait:   at most 259200 s (72 h)" in summary(parse_config(minimal()))
+    unbounded = parse_config(with_value("control.restart_max_wait_s", 0))
+    assert unbounded.control.restart_max_wait_s == 0
+    assert "restart wait:   for running sessions to end, without bound" in summary(unbounded)
+    assert (
+        parse_config(with_value("control.restart_max_wait_s", 1.5)).control.restart_max_wait_s
+        == 1.5
+    )
+
+
+@pytest.mark.parametrize("value", [-1, 604801, "72h", True])
+def test_restart_max_wait_is_bounded(value: object) -> None:
+    assert only_problem("control.restart_max_wait_s", value) == (
+        "control.restart_max_wait_s: must be a number between 0 and 604800"
+    )

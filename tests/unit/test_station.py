@@ -1085,3 +1085,71 @@ async def test_maintenance_waits_for_the_session_and_refuses_new_ones(
     await rig.out.wait_status(1, ConnectorStatus.FINISHING, since=mark)
     await rig.out.wait_status(2, ConnectorStatus.PREPARING, since=mark)
     assert not rig.out.of(Availability)  # nothing persisted
+
+
+# ------------------------------------------------------------- restart when idle
+
+
+async def test_busy_connectors_follow_sessions_and_their_end_is_announced(rig: Rig) -> None:
+    station = rig.station
+    assert station.busy_connectors() == []
+    await rig.start_session("TAG-1")
+    assert station.busy_connectors() == [1]
+    changed = asyncio.create_task(station.activity.wait(WAIT_S))
+    mark = rig.out.mark()
+    rig.hw.unplug(1)
+    assert await changed  # woken by the change, not by its timeout
+    assert station.busy_connectors() == []
+    # By then the session's end is recorded (the durable queue, in the agent).
+    assert [e.reason for e in rig.out.of(TransactionStopped, mark)] == [StopReason.EV_DISCONNECTED]
+
+
+async def test_a_card_waiting_for_the_ev_counts_as_a_session_about_to_begin(rig: Rig) -> None:
+    rig.hw.present_card("TAG-1")
+    await rig.out.wait_status(1, ConnectorStatus.PREPARING)
+    assert rig.station.busy_connectors() == [1]
+    assert await rig.station.quiesce() == [1]
+    # Not closed: the EV comes and the session starts.
+    mark = rig.out.mark()
+    rig.hw.plug(1)
+    await rig.out.wait_for(TransactionStarted, since=mark)
+
+
+async def test_a_card_being_authorized_counts_on_every_free_connector(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(connectors=2)
+    answer: asyncio.Future[AuthDecision] = asyncio.get_running_loop().create_future()
+    asked = asyncio.Event()
+
+    async def slow(id_tag: str) -> AuthDecision:
+        asked.set()
+        return await answer
+
+    rig.station.authorizer.authorize = slow  # type: ignore[method-assign]
+    presenting = asyncio.create_task(rig.station.present_tag("SLOW"))
+    await asyncio.wait_for(asked.wait(), WAIT_S)
+    assert rig.station.busy_connectors() == [1, 2]
+    answer.set_result(AuthDecision(AuthStatus.INVALID))
+    await asyncio.wait_for(presenting, WAIT_S)
+    assert rig.station.busy_connectors() == []
+
+
+async def test_an_idle_station_quiesced_for_a_restart_starts_no_session(rig: Rig) -> None:
+    assert await rig.station.quiesce() == []
+    assert not await rig.station.remote_start("REMOTE", 1)
+    mark = rig.out.mark()
+    rig.hw.plug(1)
+    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    await rig.station.present_tag("TAG-1")
+    assert rig.out.of(TransactionStarted, mark) == []
+    assert rig.station.connectors[1].transaction is None
+
+
+async def test_quiesce_with_force_closes_a_busy_station_and_reports_who_is_busy(
+    rig: Rig,
+) -> None:
+    await rig.start_session("TAG-1")
+    assert await rig.station.quiesce(force=True) == [1]
+    assert not await rig.station.remote_start("REMOTE", None)
+    assert rig.station.connectors[1].transaction is not None  # the session is not touched

@@ -146,6 +146,11 @@ class Station:
         self.charger = ConnectorState(0)
         self._lock = asyncio.Lock()
         self._idle = asyncio.Event()  # set whenever a session ends
+        self.activity = Changes()
+        """Notified whenever :meth:`busy_connectors` changes (a restart waits on it)."""
+        self._busy_seen: tuple[int, ...] = ()
+        self._authorizing = 0  # cards shown whose authorization has not answered yet
+        self._closing = False  # the agent is going away: no new session starts
         self._plugged = dict.fromkeys(self.connectors, False)
         self._implicit_auth: dict[int, bool] = {}
         # When each waiting id tag was authorized (loop time) and the timer that expires it.
@@ -295,37 +300,56 @@ class Station:
                 if tx is not None and tx.id_tag == id_tag:
                     await self._stop(c, StopReason.LOCAL, id_tag)
                     return
-        decision = await self.authorizer.authorize(id_tag)
-        async with self._lock:
-            if decision.parent_id_tag:
-                for c in self.connectors.values():
-                    tx = c.transaction
-                    if tx is not None and tx.parent_id_tag == decision.parent_id_tag:
-                        await self._stop(c, StopReason.LOCAL, id_tag)
-                        return
-            if not decision.accepted:
-                log.info("card %s not authorized: %s", id_tag, decision.status)
+        # Counted as a session about to begin until the lock is held again, so a restart
+        # waiting for an idle charger cannot slip in between.
+        self._authorizing += 1
+        counted = True
+        self._note_activity()
+        try:
+            decision = await self.authorizer.authorize(id_tag)
+            async with self._lock:
+                self._authorizing -= 1
+                counted = False
+                await self._begin_for_card(id_tag, decision)
+        finally:
+            if counted:
+                self._authorizing -= 1
+            self._note_activity()
+
+    async def _begin_for_card(self, id_tag: str, decision: AuthDecision) -> None:
+        """The rest of :meth:`present_tag`, under the lock, once the card is judged."""
+        if self._closing:
+            log.info("card %s: no new session, the agent is restarting", id_tag)
+            return
+        if decision.parent_id_tag:
+            for c in self.connectors.values():
+                tx = c.transaction
+                if tx is not None and tx.parent_id_tag == decision.parent_id_tag:
+                    await self._stop(c, StopReason.LOCAL, id_tag)
+                    return
+        if not decision.accepted:
+            log.info("card %s not authorized: %s", id_tag, decision.status)
+            return
+        self._expire_reservations()
+        parent = decision.parent_id_tag
+        # A connector reserved for this card comes first; one reserved for another
+        # card is not offered at all.
+        usable = sorted(
+            (c for c in self.connectors.values() if self._admits(c, id_tag, parent)),
+            key=lambda c: c.reservation is None,
+        )
+        for c in usable:
+            if self._free(c) and self._plugged[c.connector_id]:
+                if c.status is ConnectorStatus.RESERVED:
+                    # §4.9 G2: the reservation's identity presented makes it Preparing.
+                    self._authorize(c, id_tag, implicit=False, parent_id_tag=parent)
+                await self._start(c, id_tag, decision)
                 return
-            self._expire_reservations()
-            parent = decision.parent_id_tag
-            # A connector reserved for this card comes first; one reserved for another
-            # card is not offered at all.
-            usable = sorted(
-                (c for c in self.connectors.values() if self._admits(c, id_tag, parent)),
-                key=lambda c: c.reservation is None,
-            )
-            for c in usable:
-                if self._free(c) and self._plugged[c.connector_id]:
-                    if c.status is ConnectorStatus.RESERVED:
-                        # §4.9 G2: the reservation's identity presented makes it Preparing.
-                        self._authorize(c, id_tag, implicit=False, parent_id_tag=parent)
-                    await self._start(c, id_tag, decision)
-                    return
-            for c in usable:
-                if self._free(c) and c.authorized_id_tag is None:
-                    self._authorize(c, id_tag, implicit=True, parent_id_tag=parent)
-                    return
-            log.info("card %s authorized but no connector is free for it", id_tag)
+        for c in usable:
+            if self._free(c) and c.authorized_id_tag is None:
+                self._authorize(c, id_tag, implicit=True, parent_id_tag=parent)
+                return
+        log.info("card %s authorized but no connector is free for it", id_tag)
 
     async def remote_start(
         self, id_tag: str, connector_id: int | None, profile: ChargingProfile | None = None
@@ -339,6 +363,9 @@ class Station:
         session starts; one that :func:`validate_profile` rejects refuses the start.
         """
         async with self._lock:
+            if self._closing:
+                log.info("remote start of %s refused: the agent is restarting", id_tag)
+                return False
             self._expire_reservations()
             if connector_id is not None:
                 c = self.connectors.get(connector_id)
@@ -1057,6 +1084,15 @@ class Station:
         or the one waiting on the connector) is installed for it; another id tag's is not."""
         waiting = self._clear_authorization(c) or remote
         profile = waiting[1] if waiting is not None and waiting[0] == id_tag else None
+        if self._closing:
+            log.info(
+                "connector %d: not starting a session for %s: the agent is restarting",
+                c.connector_id,
+                id_tag,
+                extra=_fields(c),
+            )
+            self._refresh(c)
+            return
         allowed, reservation = self._claim(c, id_tag, decision.parent_id_tag)
         if not allowed:
             log.info(
@@ -1673,6 +1709,40 @@ class Station:
         for o in changed:
             if o is not c:
                 self._publish(o)
+        self._note_activity()
+
+    def busy_connectors(self) -> list[int]:
+        """The connectors with a session running or about to begin, by id: a transaction, an
+        id tag authorized and waiting for the EV (a card, a remote start: Preparing), and,
+        while a card shown is still being authorized, every connector it could start on.
+
+        A charger with none is idle: stopping it now ends no session.
+        """
+        return [
+            c.connector_id
+            for c in self.connectors.values()
+            if c.transaction is not None
+            or c.authorized_id_tag is not None
+            or (self._authorizing and self._free(c))
+        ]
+
+    def _note_activity(self) -> None:
+        busy = tuple(self.busy_connectors())
+        if busy != self._busy_seen:
+            self._busy_seen = busy
+            self.activity.notify()
+
+    async def quiesce(self, *, force: bool = False) -> list[int]:
+        """Prepare for the agent to go away (a restart): return :meth:`busy_connectors`;
+        when there are none, or with ``force``, no new session starts from now on (a card
+        or a remote start is refused), so none can begin between this decision and the
+        shutdown. Taken under the station's lock: a start or stop in progress is finished
+        first, and a stopped session's StopTransaction is already in the durable queue."""
+        async with self._lock:
+            busy = self.busy_connectors()
+            if force or not busy:
+                self._closing = True
+            return busy
 
     def _publish(self, c: ConnectorState) -> None:
         """Report the status of ``c`` if it changed."""

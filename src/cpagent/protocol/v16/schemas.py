@@ -61,6 +61,26 @@ def _validator(message_type_id: int, action: str, formats: bool) -> Callable[[An
     return validator
 
 
+def preload() -> int:
+    """Read and compile every OCPP 1.6 schema now, as :func:`validate` would on first use of
+    each action (``prepare-upgrade``: the ``ocpp`` package's files may be replaced while
+    the agent runs on). Returns the number of schema files loaded."""
+    count = 0
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        name = path.stem
+        kind = MessageType.CallResult if name.endswith("Response") else MessageType.Call
+        action = name.removesuffix("Response")
+        if (kind, action) in _DECIMAL_SCHEMAS:
+            validator = get_validator(kind, action, "1.6", parse_float=decimal.Decimal)
+            next(iter(validator.iter_errors({})), None)  # what jsonschema loads on first use
+        else:
+            _validator(kind, action, False)
+        if kind == MessageType.Call:
+            date_time_fields(action)
+        count += 1
+    return count
+
+
 @functools.cache
 def date_time_fields(action: str) -> tuple[str, ...]:
     """Where the request ``action`` holds RFC 3339 date-times by its schema, as dotted
