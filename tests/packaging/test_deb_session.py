@@ -345,6 +345,70 @@ async def test_upgrade_of_an_idle_charger_restarts_at_once(
     assert csms.payloads("StopTransaction") == []
 
 
+# ------------------------------------------------------ what the scripts ask of systemd
+
+SYSTEMD_STANDIN = """#!/bin/sh
+# deb-test: records what the maintainer scripts ask of systemd; the unit counts as active.
+echo "$(basename "$0") $*" >> /var/log/systemd-calls
+exit 0
+"""
+
+
+@deb_test
+@pytest.mark.timeout(1800)
+async def test_under_systemd_an_upgrade_never_stops_or_restarts_the_unit_itself(
+    debs: tuple[Deb, Deb], chroot: Chroot, csms: LoopbackCsms, tmp_path: Path
+) -> None:
+    """With systemd running (/run/systemd/system; stand-ins for systemctl and
+    deb-systemd-invoke record the calls): the unit is started on the first install and
+    stopped on remove; an upgrade stops and restarts nothing while the agent answers, and
+    falls back to try-restart when it does not (a hung agent: the unit is active)."""
+    first, second = debs
+    root = chroot
+    newer = repack_release(second, NEW_PY_VERSION, tmp_path, version=f"{first.version}+debtest3")
+    root.path("/run/systemd/system").mkdir(parents=True)
+    for tool in ("systemctl", "deb-systemd-invoke"):
+        standin = root.path(f"/usr/local/bin/{tool}")
+        standin.write_text(SYSTEMD_STANDIN)
+        standin.chmod(0o755)
+    calls_file = root.path("/var/log/systemd-calls")
+
+    def calls() -> list[str]:
+        made = calls_file.read_text().splitlines() if calls_file.exists() else []
+        calls_file.write_text("")
+        return [c for c in made if "cpagent.service" in c]
+
+    with Timer(f"install {first.path.name} (systemd stand-ins)"):
+        root.dpkg_install(first)
+    assert calls() == ["deb-systemd-invoke start cpagent.service"]
+
+    with Timer(f"upgrade to {second.version}, no agent answering"):
+        out = root.run("dpkg", "-i", root.copy_in(second), timeout=600).stdout
+    assert "restart request not taken" in out, out
+    assert calls() == [
+        "deb-systemd-invoke start cpagent.service",  # the start of an enabled unit: a no-op
+        "deb-systemd-invoke try-restart cpagent.service",  # the fallback
+    ]
+
+    agent = await start_agent(root, csms)
+    try:
+        mark = csms.mark()
+        with Timer(f"upgrade to {newer.version}, the agent answering"):
+            result = await run_in(root, "dpkg", "-i", root.copy_in(newer), timeout=600)
+            boot = await csms.wait_for("BootNotification", since=mark, timeout=boot_s())
+        assert "restarting now" in result.stdout, result.output[-3000:]
+        assert "prepared for the upgrade" in result.stdout, result.output[-3000:]
+        assert boot["firmwareVersion"] == NEW_PY_VERSION
+        assert calls() == ["deb-systemd-invoke start cpagent.service"]
+        assert agents_in(root) == [agent.pid]
+    finally:
+        agent.kill()
+
+    with Timer("remove"):
+        root.run("dpkg", "--remove", "cpagent")
+    assert "deb-systemd-invoke stop cpagent.service" in calls()
+
+
 if __name__ == "__main__":  # pragma: no cover
     print(f"slowdown {slowdown()}")
     sys.exit(pytest.main([__file__, "-p", "no:xdist", "-s", *sys.argv[1:]]))
