@@ -393,3 +393,43 @@ for info in pkgutil.walk_packages(cpagent.__path__, "cpagent."):
 assert not bad, bad
 print("imported", sys.prefix)
 """
+
+
+def repack_release(deb: Deb, python_version: str, dest: Path, version: str | None = None) -> Deb:
+    """``deb`` as a later release of cpagent itself: the venv's cpagent distribution says
+    ``python_version`` (what the agent reports as its firmware version, from
+    importlib.metadata), the package is ``version`` (default: ``deb``'s)."""
+    tree = dest / "tree"
+    run(["dpkg-deb", "-R", str(deb.path), str(tree)])
+    control = tree / "DEBIAN" / "control"
+    if version is not None:
+        control.write_text(re.sub(r"(?m)^Version: .*$", f"Version: {version}", control.read_text()))
+    site = tree / VENV.lstrip("/") / "lib" / "python3.11" / "site-packages"
+    (old,) = site.glob("cpagent-*.dist-info")
+    new = site / f"cpagent-{python_version}.dist-info"
+    old.rename(new)
+    metadata = new / "METADATA"
+    metadata.write_text(
+        re.sub(r"(?m)^Version: .*$", f"Version: {python_version}", metadata.read_text(), count=1)
+    )
+    record = new / "RECORD"
+    record.write_text(record.read_text().replace(f"{old.name}/", f"{new.name}/"))
+    packages = tree / "usr/share/doc/cpagent/venv-packages.txt"
+    if packages.exists():
+        packages.write_text(
+            re.sub(r"(?m)^cpagent==.*$", f"cpagent=={python_version}", packages.read_text())
+        )
+    # dpkg's checksums of the files that changed or moved.
+    md5sums = tree / "DEBIAN" / "md5sums"
+    lines = []
+    for line in md5sums.read_text().splitlines():
+        _, path = line.split(maxsplit=1)
+        path = path.replace(f"/{old.name}/", f"/{new.name}/")
+        digest = hashlib.md5((tree / path).read_bytes()).hexdigest()
+        lines.append(f"{digest}  {path}")
+    md5sums.write_text("\n".join(lines) + "\n")
+    name = f"cpagent_{version or deb.version}_{python_version}.deb".replace("+", "_")
+    out = dest / name
+    run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "-b", str(tree), str(out)])
+    shutil.rmtree(tree)
+    return Deb(out)
