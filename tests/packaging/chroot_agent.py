@@ -7,7 +7,7 @@ RuntimeDirectory= makes it, ``/usr/bin/cpagent run --config PATH``. Everything t
 the chroot while the agent runs (the ``cpagent`` CLI, apt-get, dpkg) is an asyncio
 subprocess, so the CSMS in the same event loop keeps answering meanwhile.
 
-Every wait is bounded by a time multiplied by :func:`slowdown` (an emulated root runs
+Every wait is bounded by a time multiplied by debroot's ``SLOW`` (an emulated root runs
 several times slower). Teardown kills every process whose root is the chroot, so nothing
 outlives a test, whatever state the agent was left in.
 """
@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,25 +37,8 @@ ENV = {
 }
 
 
-@functools.cache
-def host_arch() -> str:
-    return subprocess.run(
-        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def slowdown() -> float:
-    """How much slower than natively the chroot runs: ``CPAGENT_DEB_TEST_SLOWDOWN`` if set,
-    else 8 when the root's architecture (debroot's ARCH, where it has one) is not the
-    host's, i.e. runs under qemu, else 1."""
-    if value := os.environ.get("CPAGENT_DEB_TEST_SLOWDOWN"):
-        return float(value)
-    arch = getattr(debroot, "ARCH", None)
-    return 1.0 if arch in (None, "", host_arch()) else 8.0
-
-
 def scaled(seconds: float) -> float:
-    return seconds * slowdown()
+    return seconds * debroot.SLOW
 
 
 @dataclass

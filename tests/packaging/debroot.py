@@ -39,8 +39,9 @@ BUILD_ARCH = _build_arch()
 # its roots run under qemu-user-static when it is not the build machine's.
 ARCH = os.environ.get("CPAGENT_DEB_ARCH") or BUILD_ARCH
 EMULATED = ARCH != BUILD_ARCH
-# How much longer things take in the root: CPU emulation is several times slower.
-SLOW = 10.0 if EMULATED else 1.0
+# How much longer things take in the root: CPU emulation is several times slower
+# (CPAGENT_DEB_TEST_SLOWDOWN overrides the factor).
+SLOW = float(os.environ.get("CPAGENT_DEB_TEST_SLOWDOWN") or (10.0 if EMULATED else 1.0))
 TEST_TIMEOUT = int(1800 * SLOW)
 
 
@@ -169,7 +170,7 @@ def repack(deb: Deb, version: str, dest: Path) -> Deb:
     return Deb(out)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def debs() -> Iterator[tuple[Deb, Deb]]:
     """The package as the tree is (linted) and rebuilt as a newer version."""
     if os.geteuid() != 0:
@@ -201,7 +202,7 @@ def _package_names(depends: str) -> list[str]:
     return sorted(set(names))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base(debs: tuple[Deb, Deb]) -> Path:
     """A tarball of a minbase bookworm root with the package's Depends installed, cached."""
     includes = _package_names(debs[0].field("Depends"))

@@ -32,9 +32,9 @@ from tests.packaging.chroot_agent import (
     processes_in,
     run_in,
     scaled,
-    slowdown,
 )
 from tests.packaging.debroot import (
+    SLOW,
     Chroot,
     Deb,
     Timer,
@@ -179,7 +179,7 @@ def connector(state: dict[str, Any], cid: int = 1) -> dict[str, Any]:
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(int(1800 * SLOW))
 async def test_a_session_of_the_installed_agent(agent_root: Chroot, csms: LoopbackCsms) -> None:
     root = agent_root
     agent = await start_agent(root, csms)
@@ -226,7 +226,7 @@ async def test_a_session_of_the_installed_agent(agent_root: Chroot, csms: Loopba
 
 
 @deb_test
-@pytest.mark.timeout(2400)
+@pytest.mark.timeout(int(2400 * SLOW))
 async def test_upgrade_during_a_session_waits_for_its_end(
     debs: tuple[Deb, Deb], agent_root: Chroot, csms: LoopbackCsms, tmp_path: Path
 ) -> None:
@@ -317,7 +317,7 @@ async def test_upgrade_during_a_session_waits_for_its_end(
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(int(1800 * SLOW))
 @pytest.mark.parametrize("installer", ["apt-get", "apply-firmware"])
 async def test_upgrade_of_an_idle_charger_restarts_at_once(
     debs: tuple[Deb, Deb], agent_root: Chroot, csms: LoopbackCsms, tmp_path: Path, installer: str
@@ -363,7 +363,7 @@ UNIT_ACTIONS = ("start", "stop", "restart", "try-restart", "reload-or-restart", 
 
 
 @deb_test
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(int(1800 * SLOW))
 async def test_under_systemd_an_upgrade_never_stops_or_restarts_the_unit_itself(
     debs: tuple[Deb, Deb], chroot: Chroot, csms: LoopbackCsms, tmp_path: Path
 ) -> None:
@@ -420,5 +420,5 @@ async def test_under_systemd_an_upgrade_never_stops_or_restarts_the_unit_itself(
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(f"slowdown {slowdown()}")
+    print(f"slowdown {SLOW}")
     sys.exit(pytest.main([__file__, "-p", "no:xdist", "-s", *sys.argv[1:]]))
