@@ -191,7 +191,7 @@ def debs() -> Iterator[tuple[Deb, Deb]]:
     (OUT / "timings.txt").write_text(report + "\n")
 
 
-def _package_names(depends: str) -> list[str]:
+def package_names(depends: str) -> list[str]:
     """Debian package names in a Depends field (first alternative, no versions)."""
     names = []
     for item in depends.split(","):
@@ -205,7 +205,7 @@ def _package_names(depends: str) -> list[str]:
 @pytest.fixture(scope="session")
 def base(debs: tuple[Deb, Deb]) -> Path:
     """A tarball of a minbase bookworm root with the package's Depends installed, cached."""
-    includes = _package_names(debs[0].field("Depends"))
+    includes = package_names(debs[0].field("Depends"))
     mirrors = [
         f"deb {MIRROR} bookworm main",
         f"deb {MIRROR} bookworm-updates main",

@@ -36,7 +36,9 @@ from tests.packaging.debroot import (
     Timer,
     check_installed,
     deb_test,
+    package_names,
     repack,
+    run,
 )
 
 # --- the shipped default config (always run) ----------------------------------------------
@@ -74,6 +76,38 @@ def test_lintian_reports_no_errors(debs: tuple[Deb, Deb]) -> None:
     tags = [line for line in report.read_text().splitlines() if re.match(r"^[EW]: ", line)]
     print("\n[deb-test] lintian:", *(tags or ["no errors, no warnings"]), sep="\n  ")
     assert not [t for t in tags if t.startswith("E: ")]
+
+
+# ELF class (1: 32-bit, 2: 64-bit) and e_machine of each Debian architecture.
+ELF_OF_ARCH = {"amd64": (2, 62), "arm64": (2, 183), "armhf": (1, 40)}
+
+
+@deb_test
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_every_binary_is_built_for_the_package_architecture(
+    debs: tuple[Deb, Deb], tmp_path: Path
+) -> None:
+    """A cross build must not let one extension module of the build machine slip in, and
+    the Depends must name what the binaries link."""
+    deb = debs[0]
+    assert deb.field("Architecture") == ARCH
+    run(["dpkg-deb", "-x", str(deb.path), str(tmp_path)])
+    found: dict[str, tuple[int, int]] = {}
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as f:
+                head = f.read(20)
+            if head[:4] == b"\x7fELF":
+                found[str(path.relative_to(tmp_path))] = (
+                    head[4],
+                    int.from_bytes(head[18:20], "little"),
+                )
+    assert len(found) >= 4, found  # cryptography, rpds-py, websockets, _cffi_backend, pkcs11
+    wrong = {name: elf for name, elf in found.items() if elf != ELF_OF_ARCH[ARCH]}
+    assert not wrong, f"binaries not for {ARCH}: {wrong}"
+    depends = package_names(deb.field("Depends"))
+    assert {"libc6", "libgcc-s1", "python3.11", "python3-systemd"} <= set(depends), depends
+    print(f"\n[deb-test] {len(found)} ELF files, all {ARCH}; Depends: {', '.join(depends)}")
 
 
 @deb_test
