@@ -205,6 +205,7 @@ def package_names(depends: str) -> list[str]:
 @pytest.fixture(scope="session")
 def base(debs: tuple[Deb, Deb]) -> Path:
     """A tarball of a minbase bookworm root with the package's Depends installed, cached."""
+    unmount_leftovers()
     includes = package_names(debs[0].field("Depends"))
     mirrors = [
         f"deb {MIRROR} bookworm main",
@@ -238,13 +239,42 @@ def base(debs: tuple[Deb, Deb]) -> Path:
     return tarball
 
 
+def unpacked(base: Path) -> Path:
+    """The base root unpacked once beside its tarball: the read-only lower layer of every
+    chroot made from it."""
+    lower = base.with_suffix(".d")
+    if not lower.exists():
+        partial = base.with_suffix(".d.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        with Timer(f"unpack {base.name}"):
+            run(["tar", "-C", str(partial), "-xf", str(base)])
+        partial.rename(lower)
+    return lower
+
+
+def unmount_leftovers() -> None:
+    """Overlay roots a killed test run left mounted under OUT."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        where = line.split()[1]
+        if where.startswith(f"{OUT}/root-"):
+            run(["umount", "--lazy", where], check=False)
+
+
 class Chroot:
-    """A throwaway copy of the base root; commands run in it without network by default."""
+    """A throwaway root: an overlay whose lower layer is the unpacked base root, so making
+    one costs no copy; commands run in it without network by default."""
 
     def __init__(self, base: Path) -> None:
         OUT.mkdir(parents=True, exist_ok=True)
+        lower = unpacked(base)
         self.dir = Path(tempfile.mkdtemp(prefix="root-", dir=OUT))
-        run(["tar", "-C", str(self.dir), "-xf", str(base)])
+        self.layers = Path(tempfile.mkdtemp(prefix="layers-", dir=OUT))
+        upper, work = self.layers / "upper", self.layers / "work"
+        upper.mkdir()
+        work.mkdir()
+        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.dir)])
         policy = self.dir / "usr/sbin/policy-rc.d"
         policy.write_text("#!/bin/sh\n# deb-test: no service starts in the chroot\nexit 101\n")
         policy.chmod(0o755)
@@ -303,9 +333,11 @@ class Chroot:
 
     def remove(self) -> None:
         mounts = Path("/proc/mounts").read_text().split()
-        if any(m.startswith(str(self.dir)) for m in mounts):
+        if any(m.startswith(f"{self.dir}/") for m in mounts):
             raise AssertionError(f"something is mounted under {self.dir}: not deleting it")
-        shutil.rmtree(self.dir)
+        run(["umount", str(self.dir)])
+        self.dir.rmdir()
+        shutil.rmtree(self.layers)
 
 
 @pytest.fixture()
