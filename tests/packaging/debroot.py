@@ -202,41 +202,51 @@ def package_names(depends: str) -> list[str]:
     return sorted(set(names))
 
 
-@pytest.fixture(scope="session")
-def base(debs: tuple[Deb, Deb]) -> Path:
-    """A tarball of a minbase bookworm root with the package's Depends installed, cached."""
+MIRRORS = [
+    f"deb {MIRROR} bookworm main",
+    f"deb {MIRROR} bookworm-updates main",
+    f"deb {SECURITY_MIRROR} bookworm-security main",
+]
+
+
+def bookworm_root(includes: list[str]) -> Path:
+    """A tarball of a minbase bookworm root of ARCH with ``includes`` installed, cached."""
     unmount_leftovers()
-    includes = package_names(debs[0].field("Depends"))
-    mirrors = [
-        f"deb {MIRROR} bookworm main",
-        f"deb {MIRROR} bookworm-updates main",
-        f"deb {SECURITY_MIRROR} bookworm-security main",
-    ]
-    key = hashlib.sha256("\n".join([*includes, *mirrors]).encode()).hexdigest()[:12]
+    key = hashlib.sha256("\n".join([*includes, *MIRRORS]).encode()).hexdigest()[:12]
     tarball = OUT / f"bookworm-{ARCH}-minbase-{key}.tar"
     if tarball.exists():
-        print(f"\n[deb-test] cached base root {tarball.name} ({', '.join(includes)})")
+        print(f"\n[deb-test] cached root {tarball.name} (minbase + {', '.join(includes)})")
         return tarball
     if shutil.which("mmdebstrap") is None:
         with Timer("apt-get install mmdebstrap"):
             run(["apt-get", "install", "-y", "-q", "mmdebstrap"], timeout=600)
+    if EMULATED:
+        enable_emulation()
+    OUT.mkdir(parents=True, exist_ok=True)
     partial = tarball.with_suffix(".partial.tar")
-    with Timer(f"mmdebstrap minbase bookworm {ARCH} + {', '.join(includes)}"):
+    with Timer(f"mmdebstrap minbase bookworm {ARCH} + {', '.join(includes) or 'nothing'}"):
         run(
             [
                 "mmdebstrap",
                 f"--arch={ARCH}",
                 "--variant=minbase",
-                f"--include={','.join(includes)}",
+                *([f"--include={','.join(includes)}"] if includes else []),
                 "--format=tar",
                 "bookworm",
                 str(partial),
-                *mirrors,
+                *MIRRORS,
             ],
             timeout=900 * SLOW,
         )
     partial.rename(tarball)
     return tarball
+
+
+@pytest.fixture(scope="session")
+def base(debs: tuple[Deb, Deb]) -> Path:
+    """The root most tests use: minbase with the package's Depends already installed, so
+    that they can install the package offline."""
+    return bookworm_root(package_names(debs[0].field("Depends")))
 
 
 def unpacked(base: Path) -> Path:

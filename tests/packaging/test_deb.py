@@ -34,6 +34,7 @@ from tests.packaging.debroot import (
     Chroot,
     Deb,
     Timer,
+    bookworm_root,
     check_installed,
     deb_test,
     package_names,
@@ -76,6 +77,32 @@ def test_lintian_reports_no_errors(debs: tuple[Deb, Deb]) -> None:
     tags = [line for line in report.read_text().splitlines() if re.match(r"^[EW]: ", line)]
     print("\n[deb-test] lintian:", *(tags or ["no errors, no warnings"]), sep="\n  ")
     assert not [t for t in tags if t.startswith("E: ")]
+
+
+@deb_test
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_apt_installs_it_with_its_dependencies_on_a_clean_system(debs: tuple[Deb, Deb]) -> None:
+    """What a user does on a freshly installed board: ``apt install ./cpagent_<v>_<arch>.deb``
+    with Debian's mirror reachable. apt resolves the Depends (Python 3.11, python3-systemd,
+    the libraries the venv's binaries link) and installs them; then the agent runs."""
+    first, _ = debs
+    root = Chroot(bookworm_root([]))
+    try:
+        depends = package_names(first.field("Depends"))
+        assert root.run("dpkg-query", "-W", "python3.11", check=False).returncode != 0
+        root.run("groupadd", "--system", "gpio")  # as Raspberry Pi OS has it
+        inside = root.copy_in(first)
+        with Timer(f"apt-get install {first.path.name} on a clean minbase {ARCH} root"):
+            root.run("apt-get", "update", "-q", network=True, timeout=600)
+            root.run("apt-get", "install", "-y", "-q", inside, network=True, timeout=1200)
+        check_installed(root, first)
+        missing = [p for p in depends if root.run("dpkg-query", "-W", p, check=False).returncode]
+        assert not missing, f"apt did not install {missing}"
+        with Timer("cpagent demo"):
+            out = root.sh("cd /tmp && cpagent demo", user="cpagent", network=True, timeout=180)
+        assert "schema violations: 0" in out, out[-2000:]
+    finally:
+        root.remove()
 
 
 # ELF class (1: 32-bit, 2: 64-bit) and e_machine of each Debian architecture.
