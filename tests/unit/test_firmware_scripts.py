@@ -25,7 +25,8 @@ def run(
 
 
 def answer_when_handed_over(spool: Path, verdict: str) -> threading.Thread:
-    """Play the root side: once the package is in the spool, take it and write a verdict."""
+    """Play the root side: once the package is in the spool, take it and write a verdict,
+    as apply-firmware does: whole, by a rename (install-firmware may look at any moment)."""
 
     def root_side() -> None:
         pending = spool / "pending.deb"
@@ -35,7 +36,8 @@ def answer_when_handed_over(spool: Path, verdict: str) -> threading.Thread:
             threading.Event().wait(0.01)
         (spool / "taken.deb").write_bytes(pending.read_bytes())
         pending.unlink()
-        (spool / "result").write_text(verdict + "\n")
+        (spool / "result.tmp").write_text(verdict + "\n")
+        (spool / "result.tmp").rename(spool / "result")
 
     thread = threading.Thread(target=root_side)
     thread.start()
