@@ -470,7 +470,10 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             min_limit=16,
             max_limit=40,
         ),
-        _v(SecurityV.identity, _T.STRING, _RW, False, None, max_limit=48, reboot_required=True),
+        # UNSURE: Identity is required here (as other implementations have it); its
+        # mutability differs between readings (ReadOnly or ReadWrite). cpagent lets the CSMS
+        # change it and applies it on the next start (RebootRequired).
+        _v(SecurityV.identity, _T.STRING, _RW, True, None, max_limit=48, reboot_required=True),
         _v(SecurityV.organization_name, _T.STRING, _RW, True, ""),
         _v(SecurityV.certificate_entries, _T.INTEGER, _RO, True, "0", min_limit=0),
         # UNSURE: whether profile 0 (none) is a valid value; cpagent speaks 1-3.

@@ -150,7 +150,7 @@ def parse_datetime(where: str, text: str) -> dt.datetime:
 def render_datetime(moment: dt.datetime) -> str:
     """RFC 3339 in UTC with the ``Z`` suffix and milliseconds, as every OCPP timestamp."""
     utc = moment.astimezone(dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def from_wire(where: str, spec: VariableSpec, text: str) -> Stored:
