@@ -409,6 +409,8 @@ def test_unimplemented_standard_names_are_accepted_with_a_warning() -> None:
         ({"TxCtrlr:a": {"StopTxOnInvalidId": True}}, "a single TxCtrlr, without instances"),
         ({"TxCtrlr": {"TxStopPoint": {"a": 1}}}, "TxCtrlr.TxStopPoint: must be a single value"),
         ({"TokenReader@9": {"Enabled": True}}, "there is no EVSE 9"),
+        # A variable cpagent does not offer still needs its component's scope right.
+        ({"EVSE": {"DCCurrent": 5}}, "ocpp201.EVSE.DCCurrent: EVSE belongs to an EVSE"),
     ],
 )
 def test_check_config_rejections_name_the_key(tables: dict[str, object], problem: str) -> None:

@@ -209,6 +209,9 @@ MAX_SET_VALUE_LENGTH: Final = 1000
 #: Longest value a report or GetVariables result may carry (VariableAttributeType, 2500).
 MAX_REPORT_VALUE_LENGTH: Final = 2500
 
+#: Capacity (maxLimit, bytes) cpagent reports for the authorization cache and local list.
+STORAGE_BYTES: Final = 1048576
+
 _RO = Mutability.READ_ONLY
 _RW = Mutability.READ_WRITE
 _WO = Mutability.WRITE_ONLY
@@ -351,8 +354,8 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             "LRU",
             values_list=("LRU", "LFU", "FIFO", "CUSTOM"),
         ),
-        # UNSURE: the unit of Storage; Part 2 says bytes, written "B" here.
-        _v(AuthCacheV.storage, _T.INTEGER, _RO, False, "1048576", unit="B"),
+        # Storage: Actual is the bytes in use (the station updates it), maxLimit the capacity.
+        _v(AuthCacheV.storage, _T.INTEGER, _RO, False, "0", unit="B", max_limit=STORAGE_BYTES),
         _v(AuthCacheV.disable_post_authorize, _T.BOOLEAN, _RW, False, "false"),
     ),
     _component(
@@ -361,10 +364,12 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
         True,
         _v(LocalListV.available, _T.BOOLEAN, _RO, False, "true"),
         _v(LocalListV.enabled, _T.BOOLEAN, _RW, True, "true"),
-        _v(LocalListV.entries, _T.INTEGER, _RO, True, "0", min_limit=0),
+        # Entries: Actual is the ids in the list now, maxLimit the most it holds (the same
+        # limit the 1.6 adapter gives as LocalAuthListMaxLength).
+        _v(LocalListV.entries, _T.INTEGER, _RO, True, "0", min_limit=0, max_limit=1000),
         _v(LocalListV.items_per_message, _T.INTEGER, _RO, True, "100", min_limit=1),
         _v(LocalListV.bytes_per_message, _T.INTEGER, _RO, True, "65536", min_limit=1),
-        _v(LocalListV.storage, _T.INTEGER, _RO, False, "1048576", unit="B"),
+        _v(LocalListV.storage, _T.INTEGER, _RO, False, "0", unit="B", max_limit=STORAGE_BYTES),
         _v(LocalListV.disable_post_authorize, _T.BOOLEAN, _RW, False, "false"),
     ),
     _component(

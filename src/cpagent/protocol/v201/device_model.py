@@ -250,13 +250,14 @@ class DeviceModel:
             problems.append(f"{where}: must be a single value")
             return
         component = CATALOGUE.get(ref.name)
+        if component is not None:
+            scope_problem = self._scope_problem(component, ref)
+            if scope_problem is not None:
+                problems.append(f"{where}: {scope_problem}")
+                return
         spec = component.variables.get(var.name) if component is not None else None
         if component is None or spec is None:
             self._configure_unimplemented(ref, var, value, where, problems, warnings)
-            return
-        scope_problem = self._scope_problem(component, ref)
-        if scope_problem is not None:
-            problems.append(f"{where}: {scope_problem}")
             return
         if spec.instances and var.instance not in spec.instances:
             problems.append(
