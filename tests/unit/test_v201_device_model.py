@@ -33,6 +33,7 @@ from cpagent.protocol.v201.device_model import (
     DeviceModel,
     DeviceModelConfigError,
     GetStatus,
+    ReportBase,
     Selector,
     SetStatus,
 )
@@ -448,6 +449,14 @@ def test_get_outcomes() -> None:
     )
 
 
+def test_a_variable_may_exist_with_and_without_an_instance() -> None:
+    m = model(ClockCtrlr={"TimeOffset": "+01:00", "TimeOffset:NextTransition": "+02:00"})
+    clock = ComponentRef("ClockCtrlr")
+    assert m.get(clock, VariableRef("TimeOffset")).value == "+01:00"
+    assert m.get(clock, VariableRef("TimeOffset", "nexttransition")).value == "+02:00"
+    assert m.get(clock, VariableRef("TimeOffset", "Other")).status is GetStatus.UNKNOWN_VARIABLE
+
+
 def test_names_and_instances_are_case_insensitive() -> None:
     got = model().get(
         ComponentRef("ocppcommctrlr"), VariableRef("messageattempts", "transactionevent")
@@ -566,7 +575,7 @@ def test_station_updates_bypass_mutability_but_not_characteristics() -> None:
 def test_full_and_configuration_inventories() -> None:
     m = model(2)
     full = m.base_report()
-    configurable = m.base_report(configuration_only=True)
+    configurable = m.base_report(ReportBase.CONFIGURATION_INVENTORY)
     assert len(configurable) < len(full)
     assert all(a.mutability is not Mutability.READ_ONLY for r in configurable for a in r.attributes)
     keys = [(component_key(r.component), variable_key(r.variable)) for r in full]
@@ -576,6 +585,16 @@ def test_full_and_configuration_inventories() -> None:
     heartbeat = next(r for r in full if r.variable == HEARTBEAT)
     assert (heartbeat.data_type, heartbeat.unit) == (DataType.INTEGER, "s")
     assert heartbeat.attributes[0].value == "300"
+
+
+def test_summary_inventory_is_availability_and_problems() -> None:
+    summary = model(1).base_report(ReportBase.SUMMARY_INVENTORY)
+    assert {r.variable.name for r in summary} == {"AvailabilityState", "Available", "Problem"}
+    assert {component_key(r.component) for r in summary} >= {
+        "ChargingStation",
+        "EVSE@1",
+        "Connector@1.1",
+    }
 
 
 def test_report_by_component_criteria() -> None:

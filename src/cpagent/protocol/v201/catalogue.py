@@ -130,7 +130,8 @@ class VariableSpec:
     ``default`` is cpagent's factory Actual value as a wire string, or None when the value is
     only known at run time (the station fills it in, for instance DateTime or
     AvailabilityState). ``instances`` is empty for a variable without instances; otherwise
-    the variable exists once per instance name and never without one. ``reboot_required``
+    the variable exists once per instance name, and without one only if None is among them
+    (ClockCtrlr.TimeOffset and TimeOffset:NextTransition). ``reboot_required``
     makes a CSMS change answer RebootRequired: cpagent applies it on its next start.
     """
 
@@ -143,7 +144,7 @@ class VariableSpec:
     values_list: tuple[str, ...] = ()
     min_limit: float | None = None
     max_limit: float | None = None
-    instances: tuple[str, ...] = ()
+    instances: tuple[str | None, ...] = ()
     attributes: tuple[Attribute, ...] = (Attribute.ACTUAL,)
     reboot_required: bool = False
 
@@ -229,7 +230,7 @@ def _v(
     values_list: tuple[str, ...] = (),
     min_limit: float | None = None,
     max_limit: float | None = None,
-    instances: tuple[str, ...] = (),
+    instances: tuple[str | None, ...] = (),
     attributes: tuple[Attribute, ...] = (Attribute.ACTUAL,),
     reboot_required: bool = False,
 ) -> VariableSpec:
@@ -542,7 +543,10 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
         _v(ClockV.date_time, _T.DATETIME, _RO, True, None),
         _v(ClockV.ntp_source, _T.OPTION_LIST, _RW, False, "DHCP", values_list=("DHCP", "manual")),
         _v(ClockV.ntp_server_uri, _T.STRING, _RW, False, "", max_limit=512),
-        _v(ClockV.time_offset, _T.STRING, _RW, False, "+00:00"),
+        # TimeOffset is an RFC 3339 offset ("+01:00"); the NextTransition instance is the
+        # offset that applies from NextTimeOffsetTransitionDateTime. UNSURE: no format check
+        # beyond string (the spec gives none as a characteristic).
+        _v(ClockV.time_offset, _T.STRING, _RW, False, "+00:00", instances=(None, "NextTransition")),
         _v(ClockV.next_time_offset_transition_date_time, _T.DATETIME, _RW, False, None),
         _v(
             ClockV.time_source,

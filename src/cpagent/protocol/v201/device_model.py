@@ -80,6 +80,18 @@ class Criterion(enum.StrEnum):
     PROBLEM = "Problem"
 
 
+class ReportBase(enum.StrEnum):
+    """ReportBaseEnumType of GetBaseReport."""
+
+    CONFIGURATION_INVENTORY = "ConfigurationInventory"
+    FULL_INVENTORY = "FullInventory"
+    SUMMARY_INVENTORY = "SummaryInventory"
+
+
+#: The variables SummaryInventory reports: a component's availability and problems.
+SUMMARY_VARIABLES: Final = frozenset({"AvailabilityState", "Available", "Problem"})
+
+
 @dataclass(frozen=True)
 class GetResult:
     """The outcome of one GetVariableData.
@@ -260,9 +272,8 @@ class DeviceModel:
             self._configure_unimplemented(ref, var, value, where, problems, warnings)
             return
         if spec.instances and var.instance not in spec.instances:
-            problems.append(
-                f"{where}: {var.name} needs an instance, one of {', '.join(spec.instances)}"
-            )
+            named = ", ".join(i for i in spec.instances if i is not None)
+            problems.append(f"{where}: {var.name} needs an instance, one of {named}")
             return
         if not spec.instances and var.instance is not None:
             problems.append(f"{where}: {var.name} has no instances")
@@ -388,7 +399,10 @@ class DeviceModel:
         if instance is not None and var_spec is not None:
             # Instance names are case-insensitive too; answer in the spec's spelling.
             folded = instance.casefold()
-            instance = next((i for i in var_spec.instances if i.casefold() == folded), instance)
+            instance = next(
+                (i for i in var_spec.instances if i is not None and i.casefold() == folded),
+                instance,
+            )
         entry = self._entries.get((ref, VariableRef(var_name, instance)))
         if entry is None:
             return None, "variable"
@@ -505,13 +519,14 @@ class DeviceModel:
 
         return sorted(self._entries.values(), key=order)
 
-    def base_report(self, *, configuration_only: bool = False) -> list[ReportRecord]:
-        """GetBaseReport: FullInventory, or ConfigurationInventory (what the CSMS may set)."""
-        return [
-            self._record(e)
-            for e in self._ordered()
-            if not configuration_only or e.spec.mutability is not Mutability.READ_ONLY
-        ]
+    def base_report(self, base: ReportBase = ReportBase.FULL_INVENTORY) -> list[ReportRecord]:
+        """GetBaseReport (B07) as plain records, in a stable order.
+
+        FullInventory is every variable; ConfigurationInventory those the CSMS may set (not
+        ReadOnly); SummaryInventory the availability and problem state of each component
+        (AvailabilityState, Available, Problem).
+        """
+        return [self._record(e) for e in self._ordered() if _in_base(e, base)]
 
     def report(
         self,
@@ -542,6 +557,14 @@ class DeviceModel:
         return entry.values.get(Attribute.ACTUAL) == "true"
 
 
+def _in_base(entry: _Entry, base: ReportBase) -> bool:
+    if base is ReportBase.CONFIGURATION_INVENTORY:
+        return entry.spec.mutability is not Mutability.READ_ONLY
+    if base is ReportBase.SUMMARY_INVENTORY:
+        return entry.variable.name in SUMMARY_VARIABLES
+    return True
+
+
 def _selected(entry: _Entry, selector: Selector) -> bool:
     c, v = entry.component, entry.variable
     if (canonical_component(selector.component) or selector.component) != c.name:
@@ -568,6 +591,7 @@ __all__ = [
     "DeviceModelConfigError",
     "GetResult",
     "GetStatus",
+    "ReportBase",
     "ReportRecord",
     "Selector",
     "SetResult",
