@@ -497,6 +497,16 @@ def test_set_outcomes() -> None:
     assert identity.status is SetStatus.REBOOT_REQUIRED
 
 
+def test_the_csms_cannot_switch_on_a_block_cpagent_does_not_implement() -> None:
+    m = model()
+    smart = ComponentRef("SmartChargingCtrlr")
+    refused = m.set(smart, VariableRef("Enabled"), "true")
+    assert refused.status is SetStatus.REJECTED
+    assert refused.reason == "cpagent does not implement SmartChargingCtrlr.Enabled"
+    assert m.get(smart, VariableRef("Enabled")).value == "false"
+    assert m.get(ComponentRef("ReservationCtrlr"), VariableRef("Available")).value == "false"
+
+
 def test_read_only_binds_the_csms_not_the_installer() -> None:
     items = VariableRef("ItemsPerMessage", "GetReport")
     m = model(DeviceDataCtrlr={"ItemsPerMessage:GetReport": 4})

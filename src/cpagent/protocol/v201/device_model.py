@@ -446,6 +446,9 @@ class DeviceModel:
         where = full_key(entry.component, entry.variable)
         if entry.spec.mutability is Mutability.READ_ONLY:
             return SetResult(SetStatus.REJECTED, f"{where} is ReadOnly")
+        if not entry.implemented:
+            # Enabling a block cpagent does not implement would promise what it cannot do.
+            return SetResult(SetStatus.REJECTED, f"cpagent does not implement {where}")
         try:
             stored = from_wire(where, entry.spec, value)
         except ValueRejected as exc:
