@@ -9,42 +9,47 @@ cannot tell, and acts on the :class:`Decision` it gets back.
 
 The rules, as read from Part 2:
 
-* **Start** (E01 and TxCtrlr.TxStartPoint, "the Charging Station SHALL start a transaction
-  when the first of the TxStartPoint conditions becomes true"; E01.FR.01-E01.FR.05,
-  E02.FR.01, E03.FR.01): a transaction starts on the *rising edge* of any configured start
-  condition while none runs on the EVSE. A condition that was already true when a
-  transaction ended does not start a new one until it becomes true again.
-* **Stop** (E06 and TxCtrlr.TxStopPoint, "the Charging Station SHALL end the transaction
-  when any of the TxStopPoint conditions is no longer valid"; E06.FR.01-E06.FR.07): a
-  running transaction ends on the *falling edge* of any configured stop condition. A stop
-  condition that was never true during the transaction (TxStartPoint Authorized with
-  TxStopPoint EVConnected, before the cable is plugged in) does not end it; E03's
-  EVConnectionTimeOut (:attr:`EventHint.EV_CONNECT_TIMEOUT`) does.
+* **Start** (E01.FR.01-E01.FR.05; TxCtrlr.TxStartPoint: the transaction starts when one of
+  the listed conditions is met and none has started yet on the EVSE): a transaction starts
+  on the *rising edge* of any configured start condition while none runs on the EVSE. A
+  condition that was already true when a transaction ended does not start a new one until
+  it becomes true again.
+* **Stop** (E06.FR.01-E06.FR.07; TxCtrlr.TxStopPoint: the transaction ends when one of the
+  listed conditions is no longer met): a running transaction ends on the *falling edge* of
+  any configured stop condition. A stop condition that was never true during the
+  transaction (TxStartPoint Authorized with TxStopPoint EVConnected, before the cable is
+  plugged in) does not end it; E03's EVConnectionTimeOut
+  (:attr:`EventHint.EV_CONNECT_TIMEOUT`) does.
 * **triggerReason** of the Started event (TriggerReasonEnumType) follows from the condition
   that became true: Authorized -> ``Authorized`` (``RemoteStart`` for a
   RequestStartTransaction, F01/F02), EVConnected -> ``CablePluggedIn``,
   ParkingBayOccupancy -> ``EVDetected``, PowerPathClosed and EnergyTransfer ->
   ``ChargingStateChanged``, DataSigned -> ``SignedDataReceived``.
 * **triggerReason and stoppedReason** of the Ended event follow from the condition that
-  ended it: EV unplugged -> ``EVCommunicationLost`` / ``EVDisconnected`` (E06.FR.04,
-  E10); authorization ended by the same token presented again -> ``StopAuthorized`` /
-  ``Local`` (E06.FR.03), by RequestStopTransaction -> ``RemoteStop`` / ``Remote`` (F03),
-  by the CSMS refusing the token -> ``Deauthorized`` / ``DeAuthorized`` (E05, C-use
-  cases); energy transfer stopped by the EV -> ``ChargingStateChanged`` / ``StoppedByEV``
-  (E06.FR.07); EVConnectionTimeOut -> ``EVConnectTimeout`` / ``Timeout`` (E03.FR.05).
+  ended it: EV unplugged -> ``EVCommunicationLost`` / ``EVDisconnected`` (E06);
+  authorization ended by the same token presented again -> ``StopAuthorized`` / ``Local``
+  (E06.FR.03), by RequestStopTransaction -> ``RemoteStop`` / ``Remote`` (F03), by the CSMS
+  refusing the token in a TransactionEventResponse -> ``Deauthorized`` / ``DeAuthorized``
+  (E06.FR.04, E05); energy transfer stopped by the EV -> ``ChargingStateChanged`` /
+  ``StoppedByEV`` (E06.FR.07, conformance test TC_E_22); EVConnectionTimeOut ->
+  ``EVConnectTimeout`` / ``Timeout`` (E03, conformance test TC_E_39). E03.FR.05: the
+  stoppedReason may be left out of the Ended event when it is ``Local``; it is always given
+  here and the adapter may drop it.
+* E01.FR.05 (PowerPathClosed) also requires the driver authorized and the EV connected,
+  which the station guarantees by closing the contactor only then.
 
 Where implementations and readings disagree (kept here so the adapter's authors see it):
 
-* Edge versus level for the start: read literally ("becomes true") the start is an edge;
-  some implementations start whenever a start condition *is* true and no transaction runs,
-  which restarts a transaction at once after a stop by Authorized while the cable stays in.
-  We take the edge.
+* Edge versus level for the start: E01 phrases each start point as a state plus "no
+  transaction has started yet on this EVSE", which read as a level restarts a transaction
+  at once after a stop by Authorized while the cable stays in. We take the edge: a start
+  condition must become true again.
 * PowerPathClosed as a stop point: E06.FR.06 names only "connection lost OR authorization
   ended" as the causes; we end the transaction whenever the contactor opens during it and
   give the cause when it is one of those, ``Other`` otherwise (a fault opening the
-  contactor). EVerest leaves the choice to the integrator.
+  contactor). EVerest's libocpp leaves this to the application that drives it.
 * EnergyTransfer falling because the station lowered the offer below 6 A (a charging
-  profile at 0 A, SuspendedEVSE): the spec's TC_E_22 shows only the EV-side case
+  profile at 0 A, SuspendedEVSE): TC_E_22 shows only the EV-side case
   (``StoppedByEV``); we report ``Other`` for the station-side case.
 * An authorization that ends without a hint: we take it as the driver's local stop
   (``StopAuthorized`` / ``Local``); the CSMS withdrawing it must be hinted as
@@ -173,9 +178,9 @@ class EventHint(enum.StrEnum):
     REMOTE_STOP = "RemoteStop"
     """RequestStopTransaction ended the authorization (F03)."""
     DEAUTHORIZED = "Deauthorized"
-    """The CSMS did not accept the token the transaction runs on (E05, C-use cases)."""
+    """The CSMS did not accept the token the transaction runs on (E05, E06.FR.04)."""
     EV_CONNECT_TIMEOUT = "EVConnectTimeout"
-    """EVConnectionTimeOut ran out before the EV was connected (E03.FR.05)."""
+    """EVConnectionTimeOut ran out before the EV was connected (E03)."""
 
 
 class Action(enum.StrEnum):
