@@ -250,6 +250,13 @@ def _v(
     )
 
 
+def _measurands(name: enum.Enum, default: str) -> VariableSpec:
+    """A required, CSMS-writable list of measurands (the sampled and aligned data sets)."""
+    return _v(
+        name, DataType.MEMBER_LIST, Mutability.READ_WRITE, True, default, values_list=MEASURANDS
+    )
+
+
 def _component(
     name: enum.Enum, scope: Scope, implemented: bool, *variables: VariableSpec
 ) -> ComponentSpec:
@@ -406,30 +413,11 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
         _v(SampledV.available, _T.BOOLEAN, _RO, False, "true"),
         _v(SampledV.enabled, _T.BOOLEAN, _RW, False, "true"),
         _v(SampledV.sign_readings, _T.BOOLEAN, _RW, False, "false"),
-        _v(
-            SampledV.tx_ended_measurands,
-            _T.MEMBER_LIST,
-            _RW,
-            True,
-            "Energy.Active.Import.Register",
-            values_list=MEASURANDS,
-        ),
+        _measurands(SampledV.tx_ended_measurands, "Energy.Active.Import.Register"),
         _v(SampledV.tx_ended_interval, _T.INTEGER, _RW, True, "0", unit=_S, min_limit=0),
-        _v(
-            SampledV.tx_started_measurands,
-            _T.MEMBER_LIST,
-            _RW,
-            True,
-            "Energy.Active.Import.Register",
-            values_list=MEASURANDS,
-        ),
-        _v(
-            SampledV.tx_updated_measurands,
-            _T.MEMBER_LIST,
-            _RW,
-            True,
-            "Energy.Active.Import.Register,Power.Active.Import",
-            values_list=MEASURANDS,
+        _measurands(SampledV.tx_started_measurands, "Energy.Active.Import.Register"),
+        _measurands(
+            SampledV.tx_updated_measurands, "Energy.Active.Import.Register,Power.Active.Import"
         ),
         _v(SampledV.tx_updated_interval, _T.INTEGER, _RW, True, "60", unit=_S, min_limit=0),
         _v(SampledV.register_values_without_phases, _T.BOOLEAN, _RW, False, "false"),
@@ -440,25 +428,11 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
         True,
         _v(AlignedV.available, _T.BOOLEAN, _RO, False, "true"),
         _v(AlignedV.enabled, _T.BOOLEAN, _RW, False, "true"),
-        _v(
-            AlignedV.measurands,
-            _T.MEMBER_LIST,
-            _RW,
-            True,
-            "Energy.Active.Import.Register",
-            values_list=MEASURANDS,
-        ),
+        _measurands(AlignedV.measurands, "Energy.Active.Import.Register"),
         _v(AlignedV.interval, _T.INTEGER, _RW, True, "900", unit=_S, min_limit=0),
         _v(AlignedV.send_during_idle, _T.BOOLEAN, _RW, False, "false"),
         _v(AlignedV.sign_readings, _T.BOOLEAN, _RW, False, "false"),
-        _v(
-            AlignedV.tx_ended_measurands,
-            _T.MEMBER_LIST,
-            _RW,
-            True,
-            "Energy.Active.Import.Register",
-            values_list=MEASURANDS,
-        ),
+        _measurands(AlignedV.tx_ended_measurands, "Energy.Active.Import.Register"),
         _v(AlignedV.tx_ended_interval, _T.INTEGER, _RW, True, "0", unit=_S, min_limit=0),
     ),
     _component(
