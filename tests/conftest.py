@@ -7,8 +7,18 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from cpagent.testing import LoopbackCsms
 from cpagent.testing.modbus_devices import NullModem
 from cpagent.testing.softhsm import SoftToken
+
+
+@pytest.fixture
+async def csms() -> AsyncIterator[LoopbackCsms]:
+    """The loopback CSMS of the integration and package tests; every frame it saw in either
+    direction must have passed the OCPP schemas."""
+    async with LoopbackCsms() as server:
+        yield server
+    assert server.schema_errors == [], server.schema_errors
 
 
 @pytest.fixture

@@ -193,13 +193,6 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def csms() -> AsyncIterator[LoopbackCsms]:
-    async with LoopbackCsms() as server:
-        yield server
-    assert server.schema_errors == [], server.schema_errors
-
-
-@pytest.fixture
 async def agent_factory(
     workdir: Path, csms: LoopbackCsms, request: pytest.FixtureRequest
 ) -> AsyncIterator[Any]:

@@ -63,13 +63,6 @@ def wire_s() -> float:
 
 
 @pytest.fixture
-async def csms() -> AsyncIterator[LoopbackCsms]:
-    async with LoopbackCsms() as server:
-        yield server
-    assert server.schema_errors == [], server.schema_errors
-
-
-@pytest.fixture
 async def agent_root(debs: tuple[Deb, Deb], chroot: Chroot) -> AsyncIterator[Chroot]:
     """The chroot with the first package installed; every process in it killed after."""
     with Timer(f"install {debs[0].path.name} offline"):
