@@ -27,14 +27,7 @@ from cpagent.hal.base import Hardware
 from cpagent.hal.factory import build_hardware, meter_type
 from cpagent.hal.sim import SimHardware
 from cpagent.protocol.session import NetworkSwitch, Session
-from cpagent.protocol.v16.adapter import (
-    CHARGING_PROFILES_STATE_KEY,
-    RESERVATIONS_STATE_KEY,
-    V16Adapter,
-    charging_profiles_from_json,
-    reservations_from_json,
-    settings_from_keys,
-)
+from cpagent.protocol.v16.adapter import V16Adapter, settings_from_keys
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import KEYS, ConfigurationKeys, capabilities
 from cpagent.restart import RestartPlan, Verdict
@@ -42,6 +35,13 @@ from cpagent.security.connection import CERTS_DIR, CertificateSource, Connection
 from cpagent.security.events import SecurityEventType, SecurityLog
 from cpagent.station.firmware import FirmwareUpdater
 from cpagent.station.model import StationSettings, StopReason
+from cpagent.station.persistence import (
+    CHARGING_PROFILES_STATE_KEY,
+    RESERVATIONS_STATE_KEY,
+    StatePersistence,
+    charging_profiles_from_json,
+    reservations_from_json,
+)
 from cpagent.station.station import Station, UnfinishedTransaction
 from cpagent.store import Store
 from cpagent.systemd import FIELD_OCPP_ACTION, FIELD_OCPP_MESSAGE_ID, status_text
@@ -190,8 +190,14 @@ class Agent:
                 request_reset=self._reset,
             )
             adapter.security_log = SecurityLog(self.config.storage.data_dir / SECURITY_LOG)
+            persistence = StatePersistence(self.store)
             station = self.station = Station(
-                hw, adapter, adapter, settings, reservation_store=adapter, profile_store=adapter
+                hw,
+                adapter,
+                adapter,
+                settings,
+                reservation_store=persistence,
+                profile_store=persistence,
             )
             adapter.attach(station)
             keys.subscribe(lambda _k, _v: station.settings_changed())

@@ -76,6 +76,8 @@ class OutboxRow:
     created_at: str
     failed_at: str | None = None
     last_error: str | None = None
+    protocol: str = "1.6"
+    """The OCPP version the message is in: only an agent speaking it sends the row."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ class TransactionRow:
     stopped_at: str | None
     stop_reason: str | None
     stop_id_tag: str | None
+    protocol: str = "1.6"
+    ocpp_transaction_id: str | None = None
+    """OCPP 2.0.1: the id the station made for the transaction (1.6: the CSMS's, above)."""
+    seq_no: int = 0
+    """OCPP 2.0.1: the seqNo the transaction's next TransactionEvent carries."""
 
     @property
     def open(self) -> bool:
@@ -194,16 +201,43 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2]
+def _migrate_ocpp201_transactions(conn: sqlite3.Connection) -> None:
+    statements = [
+        # Each queued message and each transaction belongs to the OCPP version it was made
+        # in: an agent switched to the other version keeps them (never sends them in the
+        # wrong words) and delivers them when switched back.
+        "ALTER TABLE outbox ADD COLUMN protocol TEXT NOT NULL DEFAULT '1.6'",
+        "ALTER TABLE transactions ADD COLUMN protocol TEXT NOT NULL DEFAULT '1.6'",
+        # OCPP 2.0.1: the station makes the transaction id, and numbers the transaction's
+        # events (seqNo) in the commit that queues each.
+        "ALTER TABLE transactions ADD COLUMN ocpp_transaction_id TEXT",
+        "ALTER TABLE transactions ADD COLUMN seq_no INTEGER NOT NULL DEFAULT 0",
+        """CREATE UNIQUE INDEX transactions_by_ocpp_id ON transactions (ocpp_transaction_id)
+            WHERE ocpp_transaction_id IS NOT NULL""",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_v1,
+    _migrate_v2,
+    _migrate_ocpp201_transactions,
+]
 
 _TX_COLUMNS = (
     "local_id, connector_id, id_tag, meter_start_wh, started_at, transaction_id,"
     " reservation_id, last_meter_wh, last_meter_at, meter_stop_wh, stopped_at,"
-    " stop_reason, stop_id_tag"
+    " stop_reason, stop_id_tag, protocol, ocpp_transaction_id, seq_no"
 )
 _OUTBOX_COLUMNS = (
-    "seq, message_id, action, payload, tx_local_id, attempts, created_at, failed_at, last_error"
+    "seq, message_id, action, payload, tx_local_id, attempts, created_at, failed_at, last_error,"
+    " protocol"
 )
+
+Message = tuple[str, dict[str, Any]] | Callable[[int], tuple[str, dict[str, Any]]]
+"""A message queued with a transaction's record: ``(action, payload)``, or a function that
+makes it from the transaction's next seqNo (OCPP 2.0.1), which is then used up."""
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -256,6 +290,7 @@ def _outbox_row(row: sqlite3.Row) -> OutboxRow:
         created_at=row["created_at"],
         failed_at=row["failed_at"],
         last_error=row["last_error"],
+        protocol=row["protocol"],
     )
 
 
@@ -650,13 +685,14 @@ class Store:
         payload: dict[str, Any],
         tx_local_id: int | None,
         message_id: str | None = None,
+        protocol: str = "1.6",
     ) -> OutboxRow:
         message_id = message_id if message_id is not None else str(uuid.uuid4())
         created_at = now_iso()
         cursor = conn.execute(
-            "INSERT INTO outbox (message_id, action, payload, tx_local_id, attempts, created_at)"
-            " VALUES (?, ?, ?, ?, 0, ?)",
-            (message_id, action, _encode(payload), tx_local_id, created_at),
+            "INSERT INTO outbox (message_id, action, payload, tx_local_id, attempts, created_at,"
+            " protocol) VALUES (?, ?, ?, ?, 0, ?, ?)",
+            (message_id, action, _encode(payload), tx_local_id, created_at, protocol),
         )
         assert cursor.lastrowid is not None
         return OutboxRow(
@@ -667,7 +703,18 @@ class Store:
             tx_local_id=tx_local_id,
             attempts=0,
             created_at=created_at,
+            protocol=protocol,
         )
+
+    def _queue_with(self, conn: sqlite3.Connection, local_id: int, message: Message) -> OutboxRow:
+        """Queue ``message`` for transaction ``local_id`` in its version, inside a write."""
+        tx = _load_transaction(conn, local_id)
+        if callable(message):
+            message = message(tx.seq_no)
+            conn.execute(
+                "UPDATE transactions SET seq_no = seq_no + 1 WHERE local_id = ?", (local_id,)
+            )
+        return self._insert_outbox(conn, message[0], message[1], local_id, protocol=tx.protocol)
 
     # -- outgoing queue ----------------------------------------------------------------
 
@@ -678,6 +725,7 @@ class Store:
         *,
         tx_local_id: int | None = None,
         message_id: str | None = None,
+        protocol: str = "1.6",
     ) -> OutboxRow:
         """Queue a CALL for sending; it is on disk when this returns.
 
@@ -685,18 +733,29 @@ class Store:
         resends so the CSMS can recognise a duplicate. A reused id raises StoreError.
         """
         with self._write() as conn:
-            return self._insert_outbox(conn, action, payload, tx_local_id, message_id)
+            return self._insert_outbox(conn, action, payload, tx_local_id, message_id, protocol)
 
-    def pending(self) -> list[OutboxRow]:
-        """Every queued CALL still to be sent, oldest first: the order they must be sent in.
+    def pending(self, protocol: str | None = None) -> list[OutboxRow]:
+        """Every queued CALL still to be sent, oldest first: the order they must be sent in;
+        with ``protocol``, only those in that OCPP version.
 
         Dead letters (see :meth:`fail`) are not among them.
         """
+        where = "failed_at IS NULL" + ("" if protocol is None else " AND protocol = ?")
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE failed_at IS NULL ORDER BY seq"
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE {where} ORDER BY seq",
+                () if protocol is None else (protocol,),
             ).fetchall()
             return [_outbox_row(row) for row in rows]
+
+    def pending_by_protocol(self) -> dict[str, int]:
+        """How many CALLs wait to be sent, per OCPP version (dead letters not counted)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT protocol, COUNT(*) FROM outbox WHERE failed_at IS NULL GROUP BY protocol"
+            ).fetchall()
+            return {row[0]: int(row[1]) for row in rows}
 
     def remove(self, seq: int) -> None:
         """Drop a CALL once its CALLRESULT (or a final CALLERROR) arrived; unknown is a no-op."""
@@ -758,19 +817,22 @@ class Store:
         meter_start_wh: int,
         started_at: str,
         reservation_id: int | None = None,
-        message: tuple[str, dict[str, Any]] | None = None,
+        message: Message | None = None,
         data: dict[str, Any] | None = None,
+        protocol: str = "1.6",
+        ocpp_transaction_id: str | None = None,
     ) -> tuple[TransactionRow, OutboxRow | None]:
-        """Record a new session and, in the same commit, queue its ``(action, payload)`` and
-        keep ``data`` (its Transaction.Begin MeterValue for the StopTransaction).
+        """Record a new session and, in the same commit, queue its ``message`` and keep
+        ``data`` (its Transaction.Begin MeterValue for the StopTransaction).
 
         Either all rows exist afterwards or none does. The connector must not have an
-        open transaction already (StoreError otherwise).
+        open transaction already, nor may ``ocpp_transaction_id`` repeat (StoreError).
         """
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO transactions (connector_id, id_tag, meter_start_wh, started_at,"
-                " reservation_id, last_meter_wh, last_meter_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " reservation_id, last_meter_wh, last_meter_at, protocol, ocpp_transaction_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     connector_id,
                     id_tag,
@@ -779,15 +841,15 @@ class Store:
                     reservation_id,
                     meter_start_wh,
                     started_at,
+                    protocol,
+                    ocpp_transaction_id,
                 ),
             )
             assert cursor.lastrowid is not None
             local_id = cursor.lastrowid
             if data is not None:
                 _insert_transaction_data(conn, local_id, data)
-            outbox = None
-            if message is not None:
-                outbox = self._insert_outbox(conn, message[0], message[1], local_id)
+            outbox = None if message is None else self._queue_with(conn, local_id, message)
             return _load_transaction(conn, local_id), outbox
 
     def stop_transaction(
@@ -798,7 +860,7 @@ class Store:
         stopped_at: str,
         reason: str,
         stop_id_tag: str | None,
-        message: tuple[str, dict[str, Any]] | None = None,
+        message: Message | None = None,
     ) -> tuple[TransactionRow, OutboxRow | None]:
         """End a session and, in the same commit, queue its ``(action, payload)``.
 
@@ -821,9 +883,7 @@ class Store:
                     local_id,
                 ),
             )
-            outbox = None
-            if message is not None:
-                outbox = self._insert_outbox(conn, message[0], message[1], local_id)
+            outbox = None if message is None else self._queue_with(conn, local_id, message)
             return _load_transaction(conn, local_id), outbox
 
     def record_meter(
@@ -831,7 +891,7 @@ class Store:
         local_id: int,
         meter_wh: int,
         at: str,
-        message: tuple[str, dict[str, Any]] | None = None,
+        message: Message | None = None,
         data: dict[str, Any] | None = None,
     ) -> OutboxRow | None:
         """Remember the latest reading of an open session, queueing ``message`` with it and
@@ -851,7 +911,16 @@ class Store:
                 _insert_transaction_data(conn, local_id, data)
             if message is None:
                 return None
-            return self._insert_outbox(conn, message[0], message[1], local_id)
+            return self._queue_with(conn, local_id, message)
+
+    def queue_transaction_message(self, local_id: int, message: Message) -> OutboxRow:
+        """Queue ``message`` for an open transaction (an OCPP 2.0.1 TransactionEvent
+        Updated that is no meter reading: a charging state, an id token). An unknown or
+        stopped transaction raises StoreError and changes nothing."""
+        with self._write() as conn:
+            if not _load_transaction(conn, local_id).open:
+                raise StoreError(f"transaction {local_id} is already stopped")
+            return self._queue_with(conn, local_id, message)
 
     def transaction_data(self, local_id: int) -> list[dict[str, Any]]:
         """The MeterValues kept for a session, oldest first."""
@@ -886,6 +955,15 @@ class Store:
                 f"SELECT {_TX_COLUMNS} FROM transactions WHERE transaction_id = ?"
                 " ORDER BY local_id DESC LIMIT 1",
                 (transaction_id,),
+            ).fetchone()
+            return None if row is None else _transaction_row(row)
+
+    def find_ocpp_transaction(self, ocpp_transaction_id: str) -> TransactionRow | None:
+        """The OCPP 2.0.1 transaction the station made as ``ocpp_transaction_id``."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE ocpp_transaction_id = ?",
+                (ocpp_transaction_id,),
             ).fetchone()
             return None if row is None else _transaction_row(row)
 

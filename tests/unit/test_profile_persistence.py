@@ -16,13 +16,12 @@ from hypothesis import strategies as st
 from cpagent.agent import Agent
 from cpagent.config import Config, parse_config
 from cpagent.hal.sim import SimHardware
-from cpagent.protocol.v16.adapter import (
+from cpagent.station.persistence import (
     CHARGING_PROFILES_STATE_KEY,
-    V16Adapter,
+    StatePersistence,
     charging_profiles_from_json,
     charging_profiles_to_json,
 )
-from cpagent.protocol.v16.config_keys import SUPPORTED_FEATURE_PROFILES, ConfigurationKeys
 from cpagent.station.smart_charging import (
     ChargingProfile,
     ChargingSchedule,
@@ -37,7 +36,7 @@ from cpagent.station.smart_charging import (
 from cpagent.store import Store
 from tests.unit.test_smart_charging import sched as schedule
 
-LOGGER = "cpagent.protocol.v16.adapter"
+LOGGER = "cpagent.station.persistence"
 T0 = datetime(2030, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
 
 
@@ -440,21 +439,14 @@ async def no_reset(_kind: str) -> None:
 
 async def save_through_adapter(config: Config, *saves: ProfileSet) -> None:
     """Open the store as a running agent would and save ``saves`` one after the other with
-    ``V16Adapter.save_charging_profiles`` (the station's profile store); then close it."""
+    ``StatePersistence.save_charging_profiles`` (the station's profile store); then close
+    it."""
     store = Store(config.storage.data_dir)
     store.open()
     try:
-        keys = ConfigurationKeys(
-            initial=config.ocpp16,
-            persisted=store.config_keys(),
-            computed={
-                "NumberOfConnectors": str(config.charge_point.connectors),
-                "SupportedFeatureProfiles": SUPPORTED_FEATURE_PROFILES,
-            },
-        )
-        adapter = V16Adapter(config, store, keys, meter_type="sim", request_reset=no_reset)
+        persistence = StatePersistence(store)
         for profiles in saves:
-            await adapter.save_charging_profiles(profiles)
+            await persistence.save_charging_profiles(profiles)
     finally:
         store.close()
 

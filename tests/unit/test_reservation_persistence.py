@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cpagent.protocol.v16.adapter import reservations_from_json, reservations_to_json
 from cpagent.station.model import Reservation
+from cpagent.station.persistence import reservations_from_json, reservations_to_json
 
 
 def test_round_trip() -> None:

@@ -72,7 +72,7 @@ async def test_an_answer_that_comes_while_the_attempt_is_counted_is_taken(
         event = {"type": "StartupOfTheDevice", "timestamp": "2025-01-01T00:00:00Z"}
         row = store.enqueue("SecurityEventNotification", event)
         await adapter.load_queue()
-        sender = asyncio.create_task(adapter._send_loop(csms))  # type: ignore[arg-type]
+        sender = asyncio.create_task(adapter.delivery.run(csms))
         try:
             async with asyncio.timeout(WAIT_S):
                 await csms.timed_out.wait()
@@ -80,7 +80,7 @@ async def test_an_answer_that_comes_while_the_attempt_is_counted_is_taken(
             assert adapter.accept_late_answer(row.message_id, {})
             csms.busy.set()
             async with asyncio.timeout(WAIT_S):  # the retry would come after an hour
-                await adapter._queue_empty.wait()
+                await adapter.delivery.queue_empty.wait()
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)

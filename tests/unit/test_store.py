@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -602,8 +602,8 @@ def _build_v1_database(db: Path) -> None:
         conn.close()
 
 
-def test_migration_from_v1_keeps_queue_and_adds_v2_schema(tmp_path: Path) -> None:
-    assert Store.SCHEMA_VERSION == 2
+def test_migration_from_v1_keeps_queue_and_adds_the_later_schemas(tmp_path: Path) -> None:
+    assert Store.SCHEMA_VERSION == 3
     _build_v1_database(tmp_path / "cpagent.db")
     s = Store(tmp_path)
     s.open()
@@ -611,9 +611,11 @@ def test_migration_from_v1_keeps_queue_and_adds_v2_schema(tmp_path: Path) -> Non
         assert s.recovered_from is None
         conn = s._conn
         assert conn is not None
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         columns = {row["name"] for row in conn.execute("PRAGMA table_info(outbox)")}
-        assert {"failed_at", "last_error"} <= columns
+        assert {"failed_at", "last_error", "protocol"} <= columns
+        tx_columns = {row["name"] for row in conn.execute("PRAGMA table_info(transactions)")}
+        assert {"protocol", "ocpp_transaction_id", "seq_no"} <= tx_columns
         list_columns = [row["name"] for row in conn.execute("PRAGMA table_info(local_auth_list)")]
         assert list_columns == ["id_tag", "status", "expiry", "parent_id_tag"]
 
@@ -628,7 +630,8 @@ def test_migration_from_v1_keeps_queue_and_adds_v2_schema(tmp_path: Path) -> Non
             created_at=T0,
         )
         assert s.queue_depth() == 1 and s.failed_count() == 0
-        assert [t.local_id for t in s.open_transactions()] == [1]
+        assert [(t.local_id, t.protocol) for t in s.open_transactions()] == [(1, "1.6")]
+        assert s.pending("1.6") == [row] and s.pending("2.0.1") == []
         assert s.local_list_version() == 0 and s.local_list_size() == 0
         s.fail(row.seq, "refused")
         assert s.pending() == [] and s.failed_count() == 1
@@ -1091,3 +1094,72 @@ def test_concurrent_direct_and_worker_calls(store: Store) -> None:
         t.join()
     assert errors == []
     assert store.queue_depth() == 150
+
+
+# -- OCPP 2.0.1 transactions -------------------------------------------------------------
+
+
+def _event(kind: str) -> Callable[[int], tuple[str, dict[str, Any]]]:
+    """A TransactionEvent made from the seqNo the store gives it."""
+    return lambda seq_no: ("TransactionEvent", {"eventType": kind, "seqNo": seq_no})
+
+
+def test_transaction_events_are_numbered_in_the_commit_that_queues_them(store: Store) -> None:
+    tx, started = store.start_transaction(
+        connector_id=1,
+        id_tag="TAG",
+        meter_start_wh=0,
+        started_at=T0,
+        message=_event("Started"),
+        protocol="2.0.1",
+        ocpp_transaction_id="tx-1",
+    )
+    assert started is not None and started.protocol == "2.0.1"
+    store.record_meter(tx.local_id, 10, T0, _event("Updated"))
+    store.queue_transaction_message(tx.local_id, _event("Updated"))
+    store.stop_transaction(
+        tx.local_id,
+        meter_stop_wh=20,
+        stopped_at=T0,
+        reason="Local",
+        stop_id_tag=None,
+        message=_event("Ended"),
+    )
+    sent = [(r.payload["eventType"], r.payload["seqNo"]) for r in store.pending("2.0.1")]
+    assert sent == [("Started", 0), ("Updated", 1), ("Updated", 2), ("Ended", 3)]
+    assert store.pending("1.6") == []
+    found = store.find_ocpp_transaction("tx-1")
+    assert found is not None and found.seq_no == 4 and found.protocol == "2.0.1"
+    with pytest.raises(StoreError):
+        store.queue_transaction_message(tx.local_id, _event("Updated"))
+
+
+def test_a_transaction_id_cannot_repeat(store: Store) -> None:
+    store.start_transaction(
+        connector_id=1,
+        id_tag="A",
+        meter_start_wh=0,
+        started_at=T0,
+        protocol="2.0.1",
+        ocpp_transaction_id="same",
+    )
+    with pytest.raises(StoreError):
+        store.start_transaction(
+            connector_id=2,
+            id_tag="B",
+            meter_start_wh=0,
+            started_at=T0,
+            protocol="2.0.1",
+            ocpp_transaction_id="same",
+        )
+    assert [t.connector_id for t in store.open_transactions()] == [1]
+
+
+def test_messages_of_each_version_wait_apart(store: Store) -> None:
+    store.enqueue("StatusNotification", {"v": 16})
+    store.enqueue("StatusNotification", {"v": 201}, protocol="2.0.1")
+    store.enqueue("Heartbeat", {"v": 16})
+    assert [r.payload["v"] for r in store.pending("1.6")] == [16, 16]
+    assert [r.payload["v"] for r in store.pending("2.0.1")] == [201]
+    assert len(store.pending()) == 3
+    assert store.pending_by_protocol() == {"1.6": 2, "2.0.1": 1}

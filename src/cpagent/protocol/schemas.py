@@ -90,7 +90,7 @@ class SchemaSet:
         validator = self._compiled.get(key)
         if validator is None:
             schema = self.schema(message_type_id, action)
-            validator = fastjsonschema.compile(schema, use_formats=formats)
+            validator = fastjsonschema.compile(schema, use_formats=formats, use_default=False)
             self._compiled[key] = validator
         return validator
 

@@ -460,6 +460,16 @@ class Station:
                 return True
         return False
 
+    def stop_transaction(self, local_id: int, reason: StopReason) -> bool:
+        """End the running session ``local_id`` (a remote stop by the station's own id);
+        False when no connector runs it."""
+        for c in self.connectors.values():
+            tx = c.transaction
+            if tx is not None and tx.local_id == local_id:
+                self._spawn(self._locked_stop(c, reason), f"stop-{c.connector_id}")
+                return True
+        return False
+
     async def _locked_stop(self, c: ConnectorState, reason: StopReason) -> None:
         async with self._lock:
             await self._stop(c, reason)
@@ -702,26 +712,34 @@ class Station:
     def transaction_confirmed(
         self, local_id: int, transaction_id: int, decision: AuthDecision
     ) -> None:
-        """The CSMS answered a StartTransaction: learn its id, and act on a refused id tag
-        (it matters for sessions started offline): stop with DeAuthorized when
-        StopTransactionOnInvalidId, else let at most MaxEnergyOnInvalidId Wh flow. A
-        parentIdTag in the answer becomes the session's group; an answer without one
-        leaves the group known from the start (a card of it may still stop the session)."""
+        """The CSMS answered a StartTransaction (OCPP 1.6): learn its id, then act on its
+        verdict on the id tag as :meth:`id_token_answered` does."""
+        for c in self.connectors.values():
+            tx = c.transaction
+            if tx is not None and tx.local_id == local_id:
+                tx.transaction_id = transaction_id
+                self._profiles_changed()  # a TxProfile for this transactionId may apply now
+        self.id_token_answered(local_id, decision)
+
+    def id_token_answered(self, local_id: int, decision: AuthDecision) -> None:
+        """The CSMS judged the id tag of a running session (it matters for sessions started
+        offline): stop with DeAuthorized when StopTransactionOnInvalidId, else let at most
+        MaxEnergyOnInvalidId Wh flow. A parentIdTag in the answer becomes the session's
+        group; an answer without one leaves the group known from the start (a card of it
+        may still stop the session)."""
         for c in self.connectors.values():
             tx = c.transaction
             if tx is None or tx.local_id != local_id:
                 continue
-            tx.transaction_id = transaction_id
             if decision.parent_id_tag is not None:
                 tx.parent_id_tag = decision.parent_id_tag
-            self._profiles_changed()  # a TxProfile for this transactionId may apply now
             if decision.accepted:
                 return
             log.warning(
-                "connector %d: CSMS refused id tag %s of transaction %d (%s)",
+                "connector %d: CSMS refused id tag %s of session %d (%s)",
                 c.connector_id,
                 tx.id_tag,
-                transaction_id,
+                local_id,
                 decision.status,
                 extra=_fields(c),
             )

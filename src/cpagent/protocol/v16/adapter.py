@@ -9,14 +9,11 @@ feeds it one CALL at a time.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +23,8 @@ from ocpp.messages import MessageType
 from cpagent import __version__
 from cpagent.config import Config
 from cpagent.exc import StoreError
+from cpagent.protocol.delivery import Delivery, Outgoing
+from cpagent.protocol.rpc import ConnectionLost
 from cpagent.protocol.v16 import cistring, messages, schemas
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
 from cpagent.security.connection import CERTS_DIR
@@ -34,19 +33,14 @@ from cpagent.station.model import (
     AuthDecision,
     AuthStatus,
     MeterSample,
-    Reservation,
     StationSettings,
     StatusChanged,
     TransactionStarted,
     TransactionStopped,
 )
 from cpagent.station.smart_charging import (
-    InstalledProfile,
-    ProfileSet,
     SmartChargingLimits,
     parse_allowed_units,
-    parse_profile,
-    profile_to_ocpp,
 )
 from cpagent.store import AuthCacheRow, OutboxRow, Store
 from cpagent.systemd import journal_fields
@@ -81,123 +75,12 @@ def _expired(expiry: str | None) -> bool:
         return True
 
 
-@dataclass
-class Outgoing:
-    action: str
-    payload: dict[str, Any]
-    row: OutboxRow | None = None
-
-    @property
-    def durable(self) -> bool:
-        return self.row is not None
-
-
-def _fields(item: Outgoing) -> dict[str, Any]:
-    """Journal fields of a log line about a queued message."""
-    row = item.row
-    return journal_fields(
-        action=item.action,
-        message_id=row.message_id if row else None,
-        local_transaction_id=row.tx_local_id if row else None,
-    )
-
-
 CERTIFICATE_CHECK_S = 24 * 3600.0
 CERTIFICATE_RENEW_BEFORE = timedelta(days=30)
 """A charge point certificate is renewed (SignCertificate) this long before it expires."""
 
-RESERVATIONS_STATE_KEY = "reservations"
-"""The ``state`` key holding the reservations in force, as a JSON list."""
-
-
-def reservations_to_json(reservations: list[Reservation]) -> str:
-    return json.dumps(
-        [
-            {
-                "reservationId": r.reservation_id,
-                "connectorId": r.connector_id,
-                "idTag": r.id_tag,
-                "parentIdTag": r.parent_id_tag,
-                "expiryDate": r.expiry.astimezone(UTC).isoformat(),
-            }
-            for r in reservations
-        ],
-        separators=(",", ":"),
-    )
-
-
-def reservations_from_json(text: str | None) -> list[Reservation]:
-    """The persisted reservations; an entry that cannot be read is dropped with a warning."""
-    if not text:
-        return []
-    try:
-        items = json.loads(text)
-    except ValueError:
-        log.warning("persisted reservations are not JSON; dropped: %.200r", text)
-        return []
-    if not isinstance(items, list):
-        log.warning("persisted reservations are not a list; dropped: %.200r", text)
-        return []
-    out: list[Reservation] = []
-    for item in items:
-        try:
-            parent = item.get("parentIdTag")
-            reservation = Reservation(
-                reservation_id=int(item["reservationId"]),
-                connector_id=int(item["connectorId"]),
-                id_tag=str(item["idTag"]),
-                parent_id_tag=None if parent is None else str(parent),
-                expiry=parse_iso(str(item["expiryDate"])),
-            )
-        except (AttributeError, KeyError, TypeError, ValueError):
-            log.warning("persisted reservation cannot be read; dropped: %.200r", item)
-            continue
-        out.append(reservation)
-    return out
-
-
-CHARGING_PROFILES_STATE_KEY = "charging_profiles"
-"""The ``state`` key holding the installed charging profiles, as a JSON list of
-``{"connectorId": n, "csChargingProfiles": {...}}`` in the OCPP shape."""
-
-
-def charging_profiles_to_json(profiles: ProfileSet) -> str:
-    return json.dumps(
-        [
-            {"connectorId": e.connector_id, "csChargingProfiles": profile_to_ocpp(e.profile)}
-            for e in profiles
-        ],
-        separators=(",", ":"),
-    )
-
-
-def charging_profiles_from_json(text: str | None) -> ProfileSet:
-    """The persisted charging profiles; an entry that cannot be read is dropped with a
-    warning (the CSMS sees it gone in GetCompositeSchedule and can send it again)."""
-    if not text:
-        return ProfileSet()
-    try:
-        items = json.loads(text)
-    except ValueError:
-        items = None
-    if not isinstance(items, list):
-        log.warning("persisted charging profiles are not a JSON list; dropped: %.200r", text)
-        return ProfileSet()
-    out: list[InstalledProfile] = []
-    for item in items:
-        try:
-            entry = InstalledProfile(
-                int(item["connectorId"]), parse_profile(item["csChargingProfiles"])
-            )
-        except (KeyError, TypeError, ValueError):
-            log.warning("persisted charging profile cannot be read; dropped: %.200r", item)
-            continue
-        out.append(entry)
-    return ProfileSet(tuple(out))
-
-
-class ConnectionLost(Exception):
-    """The connection went away while a message was in flight."""
+PROTOCOL = "1.6"
+"""The version the outbox rows this adapter queues are marked with."""
 
 
 def settings_from_keys(keys: ConfigurationKeys, settings: StationSettings) -> None:
@@ -248,56 +131,40 @@ class V16Adapter:
         self.security: ConnectionSecurity | None = None
         self.security_log: SecurityLog | None = None
         self._event_tasks: set[asyncio.Task[None]] = set()
-        self._sending = asyncio.Lock()  # held from sending a queued message to recording it
         self.cp: ChargePoint | None = None
         self.registration: str | None = None
         self._accepted = asyncio.Event()
         self.connected_since: str | None = None
-        self._pending: collections.deque[Outgoing] = collections.deque()
-        self._pending_changed = asyncio.Event()
-        self._last_sent = time.monotonic()
+        self.delivery = Delivery(store, self, response_timeout=config.csms.response_timeout_s)
         self._connection_ready = False
         self._interval_changes = Changes()
-        self._queue_empty = asyncio.Event()
-        self.failed_count = 0
         self._transaction_ids: dict[int, int] = {}  # local id -> CSMS transactionId
-        self._late: tuple[Outgoing, str, asyncio.Future[dict[str, Any]]] | None = None
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
-        if name in ("HeartbeatInterval", "TransactionMessageRetryInterval"):
+        if name == "HeartbeatInterval":
             self._interval_changes.notify()
+        elif name == "TransactionMessageRetryInterval":
+            self.delivery.wake.notify()
 
     def attach(self, station: Station) -> None:
         self.station = station
 
     async def load_queue(self) -> None:
-        self.failed_count = await self.store.run(self.store.failed_count)
-        for row in await self.store.run(self.store.pending):
-            self._pending.append(Outgoing(row.action, row.payload, row))
+        await self.delivery.load(PROTOCOL)
 
     @property
     def queue_depth(self) -> int:
-        return sum(1 for item in self._pending if item.durable)
+        return self.delivery.depth
+
+    @property
+    def failed_count(self) -> int:
+        return self.delivery.failed_count
 
     def _append(self, item: Outgoing) -> None:
-        self._pending.append(item)
-        self._queue_empty.clear()
-        self._pending_changed.set()
+        self.delivery.append(item)
 
     # ---------------------------------------------------------- station output
-
-    async def save_reservations(self, reservations: list[Reservation]) -> None:
-        """The station's reservation store: the reservations in force, under one state key."""
-        await self.store.run(
-            self.store.set_state, RESERVATIONS_STATE_KEY, reservations_to_json(reservations)
-        )
-
-    async def save_charging_profiles(self, profiles: ProfileSet) -> None:
-        """The station's profile store: every installed profile, under one state key."""
-        await self.store.run(
-            self.store.set_state, CHARGING_PROFILES_STATE_KEY, charging_profiles_to_json(profiles)
-        )
 
     async def transaction_started(self, event: TransactionStarted) -> int:
         payload = messages.start_transaction(event)
@@ -616,14 +483,14 @@ class V16Adapter:
             assert self.station is not None
             self.station.resend_status()
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._send_loop(cp), name="ocpp-sender")
+                tg.create_task(self.delivery.run(cp), name="ocpp-sender")
                 tg.create_task(self._heartbeat_loop(cp), name="ocpp-heartbeat")
                 tg.create_task(self._certificate_check_loop(cp), name="certificate-check")
         finally:
             self.cp = None
             self.connected_since = None
             self._connection_ready = False
-            self._pending = collections.deque(i for i in self._pending if i.durable)
+            self.delivery.drop_volatile()
 
     @property
     def registered(self) -> bool:
@@ -718,60 +585,31 @@ class V16Adapter:
 
         def left() -> float | None:
             interval = self.keys.get_int("HeartbeatInterval")
-            return self._last_sent + interval - time.monotonic() if interval > 0 else None
+            return self.delivery.last_sent + interval - time.monotonic() if interval > 0 else None
 
         while True:
             await wait_due(left, self._interval_changes)
             await self.send_heartbeat(cp)
 
     async def send_heartbeat(self, cp: ChargePoint) -> None:
-        self._last_sent = time.monotonic()
+        self.delivery.last_sent = time.monotonic()
         try:
             await cp.call_payload("Heartbeat", {})
         except (OCPPError, TimeoutError) as err:
             log.warning("Heartbeat failed: %s", err, extra=journal_fields(action="Heartbeat"))
 
-    async def _send_loop(self, cp: ChargePoint) -> None:
-        """Deliver the queue head first, one CALL at a time.
+    # ------------------------------------------------------ delivery policy (1.6)
 
-        Per OCPP 1.6 for transaction messages: a CALLERROR is retried up to
-        TransactionMessageAttempts times, TransactionMessageRetryInterval times the attempt
-        number apart, then the message is kept in the store as failed; a message the CSMS
-        does not answer is retried on the same schedule without limit.
-        """
-        while True:
-            if not self._pending:
-                self._queue_empty.set()
-                self._pending_changed.clear()
-                await self._pending_changed.wait()
-                continue
-            item = self._pending[0]
-            async with self._sending:
-                payload = await self._final_payload(item)
-                if payload is None:
-                    continue
-                self._last_sent = time.monotonic()
-                try:
-                    result = await cp.call_payload(
-                        item.action,
-                        payload,
-                        unique_id=item.row.message_id if item.row else None,
-                        on_result=self._on_result(item),
-                    )
-                except OCPPError as err:
-                    why, give_up = f"CALLERROR {err.code}: {err.description}", True
-                except TimeoutError:
-                    why, give_up = "no answer", False
-                else:
-                    await self._delivered(item, result)
-                    continue
-            late = await self._retry_or_give_up(item, why, give_up=give_up)
-            if late is not None:
-                log.info("%s answered late; taking that answer", item.action, extra=_fields(item))
-                async with self._sending:
-                    await self._delivered(item, late)
+    def attempts(self) -> int:
+        return self.keys.get_int("TransactionMessageAttempts")
 
-    async def _final_payload(self, item: Outgoing) -> dict[str, Any] | None:
+    def retry_interval(self) -> int:
+        return self.keys.get_int("TransactionMessageRetryInterval")
+
+    def validate_result(self, action: str, payload: dict[str, Any]) -> None:
+        schemas.validate(MessageType.CallResult, action, payload)
+
+    async def final_payload(self, item: Outgoing) -> dict[str, Any] | None:
         """Fill in the CSMS transaction id, which may have been unknown when queued.
 
         Returns None (and sets the message aside) when the session's StartTransaction was
@@ -787,101 +625,25 @@ class V16Adapter:
         if transaction_id is not None:
             self._transaction_ids[row.tx_local_id] = transaction_id
             return {"transactionId": transaction_id, **item.payload}
-        await self._set_aside(item, "its StartTransaction was refused, so it has no transactionId")
-        return None
-
-    async def _retry_or_give_up(
-        self, item: Outgoing, why: str, *, give_up: bool = True
-    ) -> dict[str, Any] | None:
-        """Wait before the next attempt. An answer to the unanswered attempt that arrives
-        meanwhile (a slow CSMS) is returned, so the message is not sent again."""
-        row = item.row
-        if row is None:
-            log.warning("%s not delivered (%s); not retried", item.action, why, extra=_fields(item))
-            self._pending.popleft()
-            return None
-        late: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if not give_up:  # listening from now: an answer may come while the attempt is counted
-            # An answer to the unanswered attempt ends the wait like a changed interval.
-            late.add_done_callback(lambda _: self._interval_changes.notify())
-            self._late = (item, row.message_id, late)
-        attempts = await self.store.run(self.store.bump_attempts, row.seq)
-        limit = max(1, self.keys.get_int("TransactionMessageAttempts"))
-        if give_up and attempts >= limit:
-            await self._set_aside(item, f"refused {attempts} times, last: {why}")
-            return None
-        failed_at = time.monotonic()
-
-        def delay() -> int:
-            return self.keys.get_int("TransactionMessageRetryInterval") * min(attempts, limit)
-
-        log.warning(
-            "%s %s not delivered (%s); attempt %d, retrying in %d s",
-            item.action,
-            row.message_id,
-            why,
-            attempts,
-            delay(),
-            extra=_fields(item),
+        await self.delivery.set_aside(
+            item, "its StartTransaction was refused, so it has no transactionId"
         )
-        try:
-            await wait_due(
-                lambda: 0 if late.done() else failed_at + delay() - time.monotonic(),
-                self._interval_changes,
-            )
-        finally:
-            self._late = None
-        return late.result() if late.done() else None
+        return None
 
     def accept_late_answer(self, unique_id: str, payload: dict[str, Any]) -> bool:
         """A CALLRESULT for a message that timed out and waits for its next attempt."""
-        late = self._late
-        if late is None or late[1] != unique_id or late[2].done():
-            return False
-        action = late[0].action
-        try:
-            schemas.validate(MessageType.CallResult, action, payload)
-        except OCPPError as err:
-            log.warning(
-                "late answer to %s %s is invalid: %s",
-                action,
-                unique_id,
-                err,
-                extra=journal_fields(action=action, message_id=unique_id),
-            )
-            return False
-        on_result = self._on_result(late[0])
-        if on_result is not None:
-            on_result(payload)
-        late[2].set_result(payload)
-        return True
+        return self.delivery.accept_late_answer(unique_id, payload)
 
-    async def _set_aside(self, item: Outgoing, why: str) -> None:
-        """Keep a message the CSMS will not take as a failed row: never silently deleted."""
-        assert item.row is not None
-        log.error(
-            "%s %s kept as failed and no longer sent: %s",
-            item.action,
-            item.row.message_id,
-            why,
-            extra=_fields(item),
-        )
-        await self.store.run(self.store.fail, item.row.seq, why)
-        self.failed_count += 1
-        self._pending.popleft()
-
-    async def _delivered(self, item: Outgoing, result: dict[str, Any]) -> None:
+    async def delivered(self, item: Outgoing, result: dict[str, Any]) -> None:
         row = item.row
         payload = item.payload
-        if row is not None:
-            if item.action == "StartTransaction" and row.tx_local_id is not None:
-                await self._transaction_accepted(row, result)
-            elif item.action == "StopTransaction" and "idTagInfo" in result and "idTag" in payload:
-                await self._remember(payload["idTag"], result["idTagInfo"])
-            await self.store.run(self.store.remove, row.seq)
-        self._pending.popleft()
+        assert row is not None
+        if item.action == "StartTransaction" and row.tx_local_id is not None:
+            await self._transaction_accepted(row, result)
+        elif item.action == "StopTransaction" and "idTagInfo" in result and "idTag" in payload:
+            await self._remember(payload["idTag"], result["idTagInfo"])
 
-    def _on_result(self, item: Outgoing) -> Callable[[dict[str, Any]], None] | None:
+    def on_result(self, item: Outgoing) -> Callable[[dict[str, Any]], None] | None:
         """What must happen as soon as the answer to ``item`` is read (see
         :meth:`ChargePoint.call_payload`): a StartTransaction's id becomes known."""
         row = item.row
@@ -925,11 +687,7 @@ class V16Adapter:
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every queued message is delivered (before a reset or a shutdown)."""
-        if self.cp is None:
-            return not self._pending
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue_empty.wait(), timeout)
-        return not self._pending
+        return await self.delivery.drain(self.cp is not None, timeout)
 
     async def firmware_status(
         self, status: str, request_id: int | None = None, detail: str | None = None
@@ -955,22 +713,9 @@ class V16Adapter:
             "LogStatusNotification", {"status": status, "requestId": request_id}
         )
 
-    @contextlib.asynccontextmanager
-    async def hold_calls(self) -> AsyncIterator[None]:
-        """While held, no queued message is between its sending and its recorded delivery:
-        the one in flight is answered and recorded first (waited for at most the response
-        timeout), and the next does not start. A reconnect the agent decides itself holds
-        this, so it never cuts a message that would then go out twice."""
-        try:
-            async with asyncio.timeout(self.config.csms.response_timeout_s):
-                await self._sending.acquire()
-        except TimeoutError:
-            yield
-            return
-        try:
-            yield
-        finally:
-            self._sending.release()
+    def hold_calls(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """See :meth:`Delivery.hold_calls`."""
+        return self.delivery.hold_calls()
 
     async def security_event(self, kind: SecurityEventType, tech_info: str | None = None) -> None:
         """Record a security event: in the security log, and durably for the CSMS

@@ -1,0 +1,295 @@
+"""OCPP-J over one websocket, shared by the 1.6 and 2.0.1 charge points.
+
+Built on the ``ocpp`` library's ChargePoint (its routing of actions to handlers), with the
+message intake replaced: every frame is bounded and read by :mod:`.intake`, a request is
+checked against its schema and then for what its handler could not use, and whatever is
+refused gets the CALLERROR its OCPP-J version wants instead of a log line; responses
+nobody waits for are dropped. One CALL of the charge point's is in flight at a time.
+
+A version's charge point mixes :class:`RpcEndpoint` in before the library's ChargePoint of
+that version and says how its schemas validate (:meth:`RpcEndpoint._validate`), what a
+handler could not use (:meth:`RpcEndpoint._check_request`) and how its codes are named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ocpp.charge_point import (
+    camel_to_snake_case,
+    remove_nones,
+    serialize_as_dict,
+    snake_to_camel_case,
+)
+from ocpp.exceptions import (
+    GenericError,
+    InternalError,
+    OCPPError,
+    UnknownCallErrorCodeError,
+)
+from ocpp.messages import Call, CallError, CallResult, MessageType
+
+from cpagent.protocol.intake import FrameError, read_frame
+from cpagent.systemd import journal_fields
+
+log = logging.getLogger(__name__)
+
+_CLOSED = object()
+"""Put in the response queue when the connection ends under a CALL waiting for its answer."""
+
+
+class ConnectionLost(Exception):
+    """The websocket went away under a CALL."""
+
+
+def _reason(error: OCPPError) -> str:
+    """What a refusal is about, for the log: a schema error's cause names the field."""
+    cause = error.details.get("cause") if isinstance(error.details, dict) else None
+    return str(cause) if cause else str(error.description)
+
+
+def _fields(msg: Call) -> dict[str, Any]:
+    """Journal fields of a log line about a CALL from the CSMS."""
+    return journal_fields(
+        action=msg.action if isinstance(msg.action, str) else None,
+        message_id=str(msg.unique_id),
+    )
+
+
+class RpcEndpoint:
+    """The OCPP-J side of a charge point: answering CALLs, and one CALL of its own at a time.
+
+    Attributes the library's ChargePoint provides: ``route_map``, ``_send``,
+    ``_response_queue``, ``_call_lock``, ``_response_timeout``, ``_unique_id_generator``.
+    """
+
+    route_map: dict[str, dict[str, Any]]
+    _response_queue: asyncio.Queue[Any]
+    _call_lock: asyncio.Lock
+    _response_timeout: float
+    _unique_id_generator: Callable[[], Any]
+    _send: Callable[[str], Coroutine[Any, Any, None]]
+
+    def __init__(self, cp_id: str, connection: Any, *, response_timeout: float) -> None:
+        super().__init__(cp_id, connection, response_timeout=response_timeout)  # type: ignore[call-arg]
+        self._awaiting: str | None = None
+        self._awaiting_action = ""
+        self._on_result: Callable[[dict[str, Any]], None] | None = None
+        self._closed = False
+        self._deferred: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --------------------------------------------------------- what a version says
+
+    def _validate(self, message_type_id: int, action: str, payload: dict[str, Any]) -> None:
+        """Raise the OCPPError for a payload its schema refuses."""
+        raise NotImplementedError
+
+    def _check_request(self, action: str, payload: dict[str, Any]) -> None:
+        """Raise the OCPPError for a schema-valid request a handler could not use."""
+
+    def _unhandled_action(self, action: Any) -> OCPPError:
+        """The CALLERROR for a CALL without a handler."""
+        raise NotImplementedError
+
+    def _code(self, error: OCPPError) -> str:
+        """The error's code as this OCPP-J version spells it."""
+        return str(error.code)
+
+    def _late_answer(self, unique_id: str, payload: dict[str, Any]) -> bool:
+        """Take a CALLRESULT for a CALL that is no longer awaited; False: nobody wants it."""
+        return False
+
+    def _error_frame(self, unique_id: str, error: OCPPError) -> str:
+        details = error.details if isinstance(error.details, dict) else {}
+        details = {k: v for k, v in details.items() if k != "ocpp_message"}  # not echoed
+        return json.dumps(
+            [4, unique_id, self._code(error), error.description, details],
+            separators=(",", ":"),
+            default=str,
+        )
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """Take one frame from the wire: answer a CALL, hand an answer to the CALL waiting
+        for it. A frame that cannot be taken is refused or ignored (:func:`read_frame`);
+        no frame ends the connection."""
+        try:
+            msg = read_frame(raw_msg)
+        except FrameError as err:
+            await self._reject_frame(raw_msg, err)
+            return
+        if isinstance(msg, Call):
+            await self._answer_call(msg)
+            return
+        if msg.unique_id != self._awaiting:
+            if isinstance(msg, CallResult) and self._late_answer(msg.unique_id, msg.payload):
+                return
+            log.warning(
+                "ignoring a response for unknown message id %r",
+                msg.unique_id,
+                extra=journal_fields(message_id=str(msg.unique_id)),
+            )
+            return
+        if isinstance(msg, CallResult) and self._on_result is not None:
+            self._result_read(self._awaiting_action, msg.payload, self._on_result)
+        self._response_queue.put_nowait(msg)
+
+    def _result_read(
+        self, action: str, payload: Any, on_result: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Hand a schema-valid answer to ``on_result`` as it is read (an invalid one is
+        refused by :meth:`call_payload`); what goes wrong there is logged, not raised into
+        the reader."""
+        try:
+            self._validate(MessageType.CallResult, action, payload)
+        except OCPPError:
+            return
+        try:
+            on_result(payload)
+        except Exception:
+            log.exception("acting on the answer to %s failed", action)
+
+    async def _reject_frame(self, raw_msg: str | bytes, err: FrameError) -> None:
+        """A frame that is not a usable OCPP message: answered if it carries a CALL id."""
+        error = err.error
+        if err.reply_to is None:
+            log.warning("ignoring a frame from the CSMS, %s: %.200r", error.description, raw_msg)
+            return
+        log.warning(
+            "CSMS message %.40s refused: %s %s",
+            err.reply_to,
+            self._code(error),
+            _reason(error),
+            extra=journal_fields(message_id=err.reply_to),
+        )
+        await self._send(self._error_frame(err.reply_to, error))
+
+    async def _answer_call(self, msg: Call) -> None:
+        """Answer a CALL with its CALLRESULT, or the CALLERROR for what the checks refuse
+        (one log line) or a handler fails with (a fault of the agent: logged with its
+        traceback, answered InternalError). Follow-ups the handler left run after that."""
+        try:
+            reply = CallResult(msg.unique_id, await self._handle_request(msg)).to_json()
+        except OCPPError as err:
+            log.warning(
+                "CSMS %s %s refused: %s %s",
+                msg.action,
+                msg.unique_id,
+                self._code(err),
+                _reason(err),
+                extra=_fields(msg),
+            )
+            reply = self._error_frame(msg.unique_id, err)
+        except Exception:
+            log.exception("handling CSMS %s failed", msg.action, extra=_fields(msg))
+            reply = self._error_frame(msg.unique_id, InternalError(description="internal error"))
+        await self._send(reply)
+        deferred, self._deferred = self._deferred, []
+        for make in deferred:
+            self._spawn(make())
+
+    async def _handle_request(self, msg: Call) -> dict[str, Any]:
+        """The CALLRESULT payload for ``msg``. Its handler runs only on a request valid by
+        its schema and by :func:`check_request`: it sees nothing it cannot use."""
+        routes = self.route_map.get(msg.action) if isinstance(msg.action, str) else None
+        if routes is None or "_on_action" not in routes:
+            raise self._unhandled_action(msg.action)
+        self._validate(MessageType.Call, msg.action, msg.payload)
+        self._check_request(msg.action, msg.payload)
+        response = await routes["_on_action"](**camel_to_snake_case(msg.payload))
+        payload: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
+        try:
+            self._validate(MessageType.CallResult, msg.action, payload)
+        except OCPPError as err:
+            raise RuntimeError(f"the {msg.action} answer breaks its schema: {err}") from None
+        return payload
+
+    async def call_payload(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        unique_id: str | None = None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Send one CALL and return the CALLRESULT payload.
+
+        Raises the CSMS's CALLERROR as an OCPPError, TimeoutError when no answer
+        comes in time and :class:`ConnectionLost` when the socket goes away.
+        Both the request and the answer are schema-validated. ``on_result`` is called
+        with a valid answer the moment it is read from the wire, before any later frame
+        is handled: what the CSMS sends right behind its answer already sees its effect.
+        """
+        call = Call(
+            unique_id=unique_id or str(self._unique_id_generator()), action=action, payload=payload
+        )
+        self._validate(MessageType.Call, action, payload)
+        async with self._call_lock:
+            if self._closed:
+                raise ConnectionLost(f"{action}: the connection is closed")
+            self._awaiting = call.unique_id
+            self._awaiting_action, self._on_result = action, on_result
+            try:
+                await self._send(call.to_json())
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that comes
+                # as the answer arrives, and the cancelled task (a card being authorized at
+                # SIGTERM) then runs on and blocks the shutdown for ever.
+                async with asyncio.timeout(self._response_timeout):
+                    response = await self._response_queue.get()
+            except TimeoutError:
+                if self._response_queue.empty():
+                    raise TimeoutError(
+                        f"no answer to {action} within {self._response_timeout} s"
+                    ) from None
+                # It came as the time ran out: it is this CALL's, and must not be left for
+                # the next one to take.
+                response = self._response_queue.get_nowait()
+            except Exception as err:
+                if type(err).__name__.startswith("ConnectionClosed"):
+                    raise ConnectionLost(str(err)) from err
+                raise
+            finally:
+                self._awaiting, self._on_result = None, None
+        if response is _CLOSED:
+            raise ConnectionLost(f"the connection closed before the answer to {action} came")
+        if isinstance(response, CallError):
+            try:
+                error = response.to_exception()
+            except UnknownCallErrorCodeError:
+                error = GenericError(
+                    description=f"{response.error_code}: {response.error_description}"
+                )
+            raise error
+        assert isinstance(response, CallResult)
+        self._validate(MessageType.CallResult, action, response.payload)
+        result: dict[str, Any] = response.payload
+        return result
+
+    def _after(self, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``make()`` once the current CALLRESULT has been sent."""
+        self._deferred.append(make)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            log.warning("follow-up of a CSMS request failed: %r", err)
+
+    async def close(self) -> None:
+        """The connection is gone: a CALL still waiting for its answer (an Authorize for a
+        card) fails with ConnectionLost now, not after the response timeout; follow-ups of
+        CSMS requests are cancelled."""
+        self._closed = True
+        if self._awaiting is not None:
+            self._response_queue.put_nowait(_CLOSED)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
