@@ -221,8 +221,8 @@ _DEFAULT_UNIT: Final[dict[str, str]] = {
     "Voltage": "V",
 }
 """The unit of a value the station gives without one. 2.0.1's unitOfMeasure defaults to Wh,
-so a unitless 1.6 Frequency (1.6 had no Hz before its errata) must say Hz; energy
-measurands default to Wh anyway. Power.Factor has no unit and is sent without one."""
+so the station's unitless Frequency (station/metering.py) must say Hz; energy measurands
+default to Wh anyway. Power.Factor has no unit and is sent without one."""
 
 _MEASURANDS: Final = frozenset(str(m) for m in MeasurandEnumType)
 _CONTEXTS: Final = frozenset(str(c) for c in ReadingContextEnumType)
