@@ -460,6 +460,10 @@ class Station:
                 return True
         return False
 
+    def plugged(self, connector_id: int) -> bool:
+        """Whether an EV's cable is in ``connector_id`` (pilot state B, C or D seen)."""
+        return self._plugged.get(connector_id, False)
+
     def stop_transaction(self, local_id: int, reason: StopReason) -> bool:
         """End the running session ``local_id`` (a remote stop by the station's own id);
         False when no connector runs it."""

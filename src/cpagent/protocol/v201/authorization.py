@@ -9,7 +9,7 @@ answer: a locally Accepted token with AuthCtrlr.LocalAuthorizeOffline (C12), an 
 one with AuthCtrlr.OfflineTxForUnknownIdEnabled (C15), else refused.
 
 The cache and the list live in the same store tables as 1.6's: a token is kept by its
-idToken text; its 2.0.1 status is mapped to the station's (see :func:`decision`).
+idToken text; its 2.0.1 status is mapped to the station's (:func:`messages.auth_decision`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from ocpp.exceptions import OCPPError
 
 from cpagent.protocol.rpc import ConnectionLost
+from cpagent.protocol.v201 import messages
 from cpagent.protocol.v201.settings import Variables
 from cpagent.station.model import AuthDecision, AuthStatus
 from cpagent.store import AuthCacheRow, Store
@@ -30,20 +31,7 @@ from cpagent.timeutil import iso, parse_iso
 
 log = logging.getLogger(__name__)
 
-ID_TOKEN_TYPE = "ISO14443"
-"""The type of a card's UID (Part 2, IdTokenEnumType); remote starts carry their own."""
-
 _STATUSES = {s.value: s for s in AuthStatus}
-
-
-def decision(info: dict[str, Any]) -> AuthDecision:
-    """The CSMS's IdTokenInfo as the station's decision. Statuses the station has no word
-    for (NoCredit, NotAllowedTypeEVSE, NotAtThisLocation, NotAtThisTime, Unknown) refuse the
-    token as Invalid; the group (groupIdToken) becomes the parent id."""
-    status = _STATUSES.get(str(info.get("status")), AuthStatus.INVALID)
-    group = info.get("groupIdToken")
-    parent = group.get("idToken") if isinstance(group, dict) else None
-    return AuthDecision(status, parent)
 
 
 def _expired(expiry: str | None) -> bool:
@@ -94,7 +82,7 @@ class Authorization:
                 return local
             return local if not local.accepted else AuthDecision(AuthStatus.INVALID)
         if self.values.bool("AuthCtrlr", "OfflineTxForUnknownIdEnabled"):
-            log.info("offline: unknown id token %s accepted (OfflineTxForUnknownIdEnabled)", id_token)
+            log.info("offline: unknown id token %s accepted (OfflineTxForUnknownId)", id_token)
             return AuthDecision(AuthStatus.ACCEPTED)
         return AuthDecision(AuthStatus.INVALID)
 
@@ -121,7 +109,7 @@ class Authorization:
         """Take an IdTokenInfo from the CSMS (Authorize, TransactionEvent): cache it while
         AuthCacheCtrlr.Enabled, unless the token is on the local list (C10); its expiry is
         the answer's cacheExpiryDateTime, else AuthCacheCtrlr.LifeTime from now."""
-        found = decision(info)
+        found = messages.auth_decision(info)
         if self.values.bool("AuthCacheCtrlr", "Enabled"):
             expiry = info.get("cacheExpiryDateTime")
             if expiry is None:

@@ -1,0 +1,631 @@
+"""The OCPP 2.0.1 side of the station: transaction events, statuses, boot, heartbeats.
+
+The adapter outlives connections. It implements the station's output and authorizer
+ports in 2.0.1 words, on the same store and delivery pipeline as 1.6:
+
+* A station session is one 2.0.1 transaction (TxCtrlr TxStartPoint PowerPathClosed,
+  TxStopPoint EVConnected,Authorized: the factory values). Its id is made here, a UUID,
+  unique across restarts and reinstalls. Each TransactionEvent is numbered (seqNo) and
+  written to the outbox in one commit with the transaction's record, before it is sent;
+  events are written in the order they happened, whichever path raised them.
+* StatusNotification goes per EVSE (connector 1) when its 2.0.1 status changes; the
+  station-wide status of 1.6's connector 0 has no 2.0.1 message.
+* Messages queued in the other OCPP version (a data_dir that ran 1.6) stay in the store,
+  are counted in the status and go out when the agent speaks that version again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ocpp.exceptions import OCPPError
+from ocpp.messages import MessageType
+
+from cpagent import __version__
+from cpagent.config import Config
+from cpagent.exc import StoreError
+from cpagent.protocol.delivery import Caller, Delivery, Outgoing
+from cpagent.protocol.v201 import messages, schemas
+from cpagent.protocol.v201.authorization import Authorization
+from cpagent.protocol.v201.settings import Variables
+from cpagent.security.events import ROUTINE_EVENTS, SecurityEvent, SecurityEventType, SecurityLog
+from cpagent.station.model import (
+    AuthDecision,
+    MeterSample,
+    StatusChanged,
+    StopReason,
+    TransactionStarted,
+    TransactionStopped,
+)
+from cpagent.store import OutboxRow, Store
+from cpagent.systemd import journal_fields
+from cpagent.timers import Changes, wait_due
+from cpagent.timeutil import now_iso
+
+if TYPE_CHECKING:
+    from cpagent.station.station import Station
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PROTOCOL = "2.0.1"
+"""The version the outbox rows this adapter queues are marked with."""
+CONNECTOR_ID = 1
+"""Each EVSE has one connector (interface.md: evseId N, connectorId 1)."""
+
+_TRIGGERS = {
+    StopReason.DE_AUTHORIZED: "Deauthorized",
+    StopReason.EMERGENCY_STOP: "AbnormalCondition",
+    StopReason.EV_DISCONNECTED: "EVCommunicationLost",
+    StopReason.HARD_RESET: "ResetCommand",
+    StopReason.LOCAL: "StopAuthorized",
+    StopReason.OTHER: "AbnormalCondition",
+    StopReason.POWER_LOSS: "AbnormalCondition",
+    StopReason.REBOOT: "AbnormalCondition",
+    StopReason.REMOTE: "RemoteStop",
+    StopReason.SOFT_RESET: "ResetCommand",
+    StopReason.UNLOCK_COMMAND: "UnlockCommand",
+}
+"""The triggerReason of the Ended event for each way a session ends (E06-E08, F03, B11)."""
+
+_SAMPLE_TRIGGERS = {
+    "Sample.Periodic": "MeterValuePeriodic",
+    "Sample.Clock": "MeterValueClock",
+    "Trigger": "Trigger",
+}
+
+
+class V201Adapter:
+    """Implements the station's output and authorizer ports for OCPP 2.0.1."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        values: Variables,
+        *,
+        request_reset: Callable[[str], Coroutine[Any, Any, None]],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.values = values
+        self.request_reset = request_reset
+        self.station: Station | None = None
+        self.security_log: SecurityLog | None = None
+        self.cp: Caller | None = None
+        self.registration: str | None = None
+        self.boot_reason = "PowerUp"
+        self.connected_since: str | None = None
+        self.delivery = Delivery(store, self, response_timeout=config.csms.response_timeout_s)
+        self.authorization = Authorization(store, values, self._ask)
+        self.held: dict[str, int] = {}
+        """Messages queued in another OCPP version, per version: kept, not sent."""
+        self.heartbeat_changes = Changes()
+        self._accepted = asyncio.Event()
+        self._connection_ready = False
+        self._sent_status: dict[int, str] = {}
+        self._charging_state: dict[int, str] = {}  # local id -> the last chargingState sent
+        self._transactions: dict[int, tuple[str, int]] = {}  # local id -> (id, next seqNo)
+        self._remote_starts: dict[str, tuple[int, str]] = {}  # token -> (remoteStartId, type)
+        self._last_write: asyncio.Future[Any] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def attach(self, station: Station) -> None:
+        self.station = station
+
+    async def load_queue(self) -> None:
+        await self.delivery.load(PROTOCOL)
+        counts = await self.store.run(self.store.pending_by_protocol)
+        self.held = {version: n for version, n in counts.items() if version != PROTOCOL}
+        for version, n in self.held.items():
+            log.warning(
+                "%d message(s) queued in OCPP %s are kept and not sent: they go out when the"
+                " agent speaks OCPP %s again",
+                n,
+                version,
+                version,
+            )
+
+    @property
+    def queue_depth(self) -> int:
+        return self.delivery.depth
+
+    @property
+    def failed_count(self) -> int:
+        return self.delivery.failed_count
+
+    # -------------------------------------------------------- ordered transaction writes
+
+    def _serial(self, make: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        """Run ``make()`` after every write started before it: events of a transaction are
+        numbered and queued in the order the station raised them, whether it awaited them
+        (start, stop, meter values) or could not (a charging state change)."""
+        previous = self._last_write
+
+        async def run() -> T:
+            if previous is not None:
+                with contextlib.suppress(Exception):  # its own caller hears of its failure
+                    await asyncio.shield(previous)
+            return await make()
+
+        task = asyncio.ensure_future(run())
+        self._last_write = task
+        return task
+
+    def _queued(self, row: OutboxRow | None) -> None:
+        if row is None:
+            return
+        if row.protocol != PROTOCOL:
+            self.held[row.protocol] = self.held.get(row.protocol, 0) + 1
+            return
+        if row.tx_local_id is not None and row.action == "TransactionEvent":
+            self._transactions[row.tx_local_id] = (
+                row.payload["transactionInfo"]["transactionId"],
+                row.payload["seqNo"] + 1,
+            )
+        self.delivery.append(Outgoing(row.action, row.payload, row))
+
+    # ---------------------------------------------------------------- station output
+
+    async def transaction_started(self, event: TransactionStarted) -> int:
+        transaction_id = str(uuid.uuid4())
+        remote = self._remote_starts.pop(event.id_tag, None)
+        token = messages.id_token(event.id_tag, remote[1] if remote else "ISO14443")
+        offline = not self._connection_ready
+        begin = messages.meter_value(event.timestamp, event.begin_values)
+
+        def make(seq_no: int) -> tuple[str, dict[str, Any]]:
+            return "TransactionEvent", messages.transaction_event(
+                event_type="Started",
+                timestamp=event.timestamp,
+                trigger_reason="RemoteStart" if remote else "Authorized",
+                seq_no=seq_no,
+                transaction_id=transaction_id,
+                evse_id=event.connector_id,
+                connector_id=CONNECTOR_ID,
+                charging_state="EVConnected",
+                remote_start_id=remote[0] if remote else None,
+                id_token=token,
+                meter_values=[begin],
+                offline=offline,
+                reservation_id=event.reservation_id,
+            )
+
+        tx, row = await self._serial(
+            lambda: self.store.run(
+                self.store.start_transaction,
+                connector_id=event.connector_id,
+                id_tag=event.id_tag,
+                meter_start_wh=event.meter_start_wh,
+                started_at=event.timestamp,
+                reservation_id=event.reservation_id,
+                message=make,
+                protocol=PROTOCOL,
+                ocpp_transaction_id=transaction_id,
+            )
+        )
+        self._charging_state[tx.local_id] = "EVConnected"
+        self._queued(row)
+        return tx.local_id
+
+    async def transaction_stopped(self, event: TransactionStopped) -> None:
+        tx = await self.store.run(self.store.get_transaction, event.local_id)
+        if tx is not None and tx.protocol != PROTOCOL:
+            await self._stop_in_other_version(event, tx.protocol)
+            return
+        data = await self.store.run(self.store.transaction_data, event.local_id)
+        offline = not self._connection_ready
+        end = messages.meter_value(event.timestamp, event.end_values)
+        transaction_id = tx.ocpp_transaction_id if tx is not None else None
+        assert transaction_id is not None
+
+        def make(seq_no: int) -> tuple[str, dict[str, Any]]:
+            return "TransactionEvent", messages.transaction_event(
+                event_type="Ended",
+                timestamp=event.timestamp,
+                trigger_reason=_TRIGGERS[event.reason],
+                seq_no=seq_no,
+                transaction_id=transaction_id,
+                charging_state=self._ended_charging_state(event.connector_id),
+                stopped_reason=messages.stopped_reason(event.reason),
+                id_token=messages.id_token(event.id_tag) if event.id_tag else None,
+                meter_values=[*data, end],
+                offline=offline,
+            )
+
+        _, row = await self._serial(
+            lambda: self.store.run(
+                self.store.stop_transaction,
+                event.local_id,
+                meter_stop_wh=event.meter_stop_wh,
+                stopped_at=event.timestamp,
+                reason=str(event.reason),
+                stop_id_tag=event.id_tag,
+                message=make,
+            )
+        )
+        self._charging_state.pop(event.local_id, None)
+        self._queued(row)
+
+    def _ended_charging_state(self, connector_id: int) -> str:
+        """EVConnected while the cable is still in (a local or remote stop), else Idle."""
+        plugged = self.station is not None and self.station.plugged(connector_id)
+        return "EVConnected" if plugged else "Idle"
+
+    async def _stop_in_other_version(self, event: TransactionStopped, version: str) -> None:
+        """A session a 1.6 agent started, closed after the switch to 2.0.1 (the agent died
+        during it): its StopTransaction is queued in 1.6, with the session's data, for the
+        1.6 CSMS that knows the transaction."""
+        from cpagent.protocol.v16 import messages as messages16
+
+        data = await self.store.run(self.store.transaction_data, event.local_id)
+        payload = messages16.stop_transaction(event, data)
+        _, row = await self.store.run(
+            self.store.stop_transaction,
+            event.local_id,
+            meter_stop_wh=event.meter_stop_wh,
+            stopped_at=event.timestamp,
+            reason=str(event.reason),
+            stop_id_tag=event.id_tag,
+            message=("StopTransaction", payload),
+        )
+        log.warning(
+            "session %d was started in OCPP %s: its StopTransaction is kept for OCPP %s",
+            event.local_id,
+            version,
+            version,
+        )
+        self._queued(row)
+
+    async def meter_values(self, sample: MeterSample) -> None:
+        local_id = sample.tx_local_id
+        if local_id is None:
+            payload = messages.meter_values(sample, sample.connector_id)
+            if payload is not None and self._connection_ready:
+                self.delivery.append(Outgoing("MeterValues", payload))
+            return
+        values = messages.meter_value(sample.timestamp, sample.values)
+        kept = messages.meter_value(sample.timestamp, sample.stop_values)
+        context = sample.values[0].context if sample.values else "Sample.Periodic"
+        known = self._transactions.get(local_id)
+        tx_id = known[0] if known else await self._transaction_id(local_id)
+        offline = not self._connection_ready
+
+        def make(seq_no: int) -> tuple[str, dict[str, Any]]:
+            return "TransactionEvent", messages.transaction_event(
+                event_type="Updated",
+                timestamp=sample.timestamp,
+                trigger_reason=_SAMPLE_TRIGGERS.get(context, "MeterValuePeriodic"),
+                seq_no=seq_no,
+                transaction_id=tx_id,
+                meter_values=[values],
+                offline=offline,
+            )
+
+        row = await self._serial(
+            lambda: self.store.run(
+                self.store.record_meter,
+                local_id,
+                sample.meter_wh,
+                sample.timestamp,
+                make if values is not None else None,
+                kept,
+            )
+        )
+        self._queued(row)
+
+    async def _transaction_id(self, local_id: int) -> str:
+        tx = await self.store.run(self.store.get_transaction, local_id)
+        if tx is None or tx.ocpp_transaction_id is None:
+            raise StoreError(f"session {local_id} has no OCPP 2.0.1 transaction id")
+        return tx.ocpp_transaction_id
+
+    async def availability_changed(self, connector_id: int, operative: bool) -> None:
+        await self.store.run(
+            self.store.set_state, f"availability.{connector_id}", "1" if operative else "0"
+        )
+
+    def status_changed(self, event: StatusChanged) -> None:
+        cid = event.connector_id
+        if cid == 0 or self.station is None:
+            return
+        plugged = self.station.plugged(cid)
+        status = messages.connector_status(event.status, plugged=plugged)
+        if self._connection_ready and self._sent_status.get(cid) != status:
+            self._sent_status[cid] = status
+            payload = messages.status_notification(event, cid, CONNECTOR_ID, plugged=plugged)
+            self.delivery.append(Outgoing("StatusNotification", payload))
+        tx = self.station.connectors[cid].transaction
+        if tx is None or tx.local_id not in self._charging_state:
+            return
+        state = messages.charging_state(event.status, plugged=plugged)
+        if state is None or state == self._charging_state[tx.local_id]:
+            return
+        self._charging_state[tx.local_id] = state
+        self._spawn(self._charging_state_changed(tx.local_id, state, event.timestamp))
+
+    async def _charging_state_changed(self, local_id: int, state: str, timestamp: str) -> None:
+        """TransactionEvent Updated, triggerReason ChargingStateChanged (E01-E15)."""
+        offline = not self._connection_ready
+
+        async def write() -> OutboxRow | None:
+            known = self._transactions.get(local_id)
+            tx_id = known[0] if known else await self._transaction_id(local_id)
+
+            def make(seq_no: int) -> tuple[str, dict[str, Any]]:
+                return "TransactionEvent", messages.transaction_event(
+                    event_type="Updated",
+                    timestamp=timestamp,
+                    trigger_reason="ChargingStateChanged",
+                    seq_no=seq_no,
+                    transaction_id=tx_id,
+                    charging_state=state,
+                    offline=offline,
+                )
+
+            try:
+                return await self.store.run(self.store.queue_transaction_message, local_id, make)
+            except StoreError as err:  # ended meanwhile: the Ended event says the rest
+                log.info("charging state %s of session %d not sent: %s", state, local_id, err)
+                return None
+
+        self._queued(await self._serial(write))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            log.error("recording a transaction event failed: %r", err)
+
+    def remote_start_expected(self, id_token: str, remote_start_id: int, token_type: str) -> None:
+        """RequestStartTransaction accepted: the session the station starts for ``id_token``
+        carries ``remote_start_id`` (F01, F02)."""
+        self._remote_starts[id_token] = (remote_start_id, token_type)
+
+    def transaction_of(self, transaction_id: str) -> int | None:
+        """The local id of the running session the CSMS knows as ``transaction_id``."""
+        for local_id, (tx_id, _) in self._transactions.items():
+            if tx_id == transaction_id and local_id in self._charging_state:
+                return local_id
+        return None
+
+    def transaction_id(self, local_id: int) -> str | None:
+        known = self._transactions.get(local_id)
+        return known[0] if known else None
+
+    # ------------------------------------------------------------------- authorizer
+
+    async def authorize(self, id_tag: str) -> AuthDecision:
+        return await self.authorization.authorize(id_tag)
+
+    async def _ask(self, id_token: str) -> dict[str, Any] | None:
+        cp = self.cp
+        if cp is None or not self._connection_ready:
+            return None
+        result = await cp.call_payload("Authorize", {"idToken": messages.id_token(id_token)})
+        info: dict[str, Any] = result["idTokenInfo"]
+        return info
+
+    # ---------------------------------------------------------- delivery policy (2.0.1)
+
+    def attempts(self) -> int:
+        return self.values.int("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent")
+
+    def retry_interval(self) -> int:
+        return self.values.int("OCPPCommCtrlr", "MessageAttemptInterval", "TransactionEvent")
+
+    def validate_result(self, action: str, payload: dict[str, Any]) -> None:
+        schemas.validate(MessageType.CallResult, action, payload)
+
+    async def final_payload(self, item: Outgoing) -> dict[str, Any] | None:
+        return item.payload
+
+    def on_result(self, item: Outgoing) -> Callable[[dict[str, Any]], None] | None:
+        return None
+
+    async def delivered(self, item: Outgoing, result: dict[str, Any]) -> None:
+        """A TransactionEvent's answer judges its id token (E05): the verdict is cached,
+        and a session whose token the CSMS refuses is stopped or capped as TxCtrlr says."""
+        info = result.get("idTokenInfo")
+        token = item.payload.get("idToken")
+        if item.action != "TransactionEvent" or info is None or not isinstance(token, dict):
+            return
+        decision = await self.authorization.remember(token["idToken"], info)
+        row = item.row
+        if decision.accepted or row is None or row.tx_local_id is None:
+            return
+        if self.station is not None:
+            self.station.id_token_answered(row.tx_local_id, decision)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every queued message is delivered (before a reset or a shutdown)."""
+        return await self.delivery.drain(self.cp is not None, timeout)
+
+    def hold_calls(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.delivery.hold_calls()
+
+    def accept_late_answer(self, unique_id: str, payload: dict[str, Any]) -> bool:
+        return self.delivery.accept_late_answer(unique_id, payload)
+
+    # ------------------------------------------------------------ connection life
+
+    def boot_payload(self) -> dict[str, Any]:
+        cp = self.config.charge_point
+        return messages.boot_notification(
+            vendor=cp.vendor,
+            model=cp.model,
+            firmware_version=cp.firmware_version or __version__,
+            serial_number=cp.serial_number,
+            reason=self.boot_reason,
+        )
+
+    @property
+    def registered(self) -> bool:
+        """Whether the CSMS accepted a BootNotification since the agent started."""
+        return self._accepted.is_set()
+
+    @property
+    def accepted(self) -> bool:
+        return self.registration == "Accepted"
+
+    async def serve(self, cp: Caller, established: Callable[[], None] = lambda: None) -> None:
+        """Drive one connection: boot until accepted (B01-B03), then statuses (G01), the
+        queue and heartbeats (G02). Returns (or raises) when the connection ends; durable
+        messages stay queued."""
+        self.cp = cp
+        self.connected_since = now_iso()
+        try:
+            await self._boot(cp)
+            established()
+            self._connection_ready = True
+            self._sent_status.clear()
+            assert self.station is not None
+            self.station.resend_status()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.delivery.run(cp), name="ocpp-sender")
+                tg.create_task(self._heartbeat_loop(cp), name="ocpp-heartbeat")
+        finally:
+            self.cp = None
+            self.connected_since = None
+            self._connection_ready = False
+            self.delivery.drop_volatile()
+
+    async def _boot(self, cp: Caller) -> None:
+        """BootNotification until the CSMS accepts one, on this connection. After Pending
+        or Rejected the next waits the answer's interval (B02, B03), after a CALLERROR or
+        no answer ``[csms] boot_retry_s``."""
+        while not self.registered:
+            try:
+                result = await cp.call_payload("BootNotification", self.boot_payload())
+            except (OCPPError, TimeoutError) as err:
+                retry = self.config.csms.boot_retry_s
+                log.warning(
+                    "BootNotification failed (%s); retrying in %d s",
+                    err,
+                    retry,
+                    extra=journal_fields(action="BootNotification"),
+                )
+            else:
+                retry = self.boot_answered(result)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(retry):
+                    await self._accepted.wait()
+
+    def boot_answered(self, result: dict[str, Any]) -> int:
+        """Take a BootNotification answer; the seconds until the next one if not Accepted."""
+        self.registration = result["status"]
+        interval = int(result.get("interval", 0))
+        if result["status"] == "Accepted":
+            if interval > 0:
+                self.values.set_runtime("OCPPCommCtrlr", "HeartbeatInterval", str(interval))
+                self.heartbeat_changes.notify()
+            log.info(
+                "BootNotification accepted; heartbeat every %s s",
+                self.values.text("OCPPCommCtrlr", "HeartbeatInterval"),
+                extra=journal_fields(action="BootNotification"),
+            )
+            self._accepted.set()
+            return 0
+        retry = interval if interval > 0 else self.config.csms.boot_retry_s
+        log.warning(
+            "BootNotification %s; retrying in %d s",
+            result["status"],
+            retry,
+            extra=journal_fields(action="BootNotification"),
+        )
+        return retry
+
+    async def _heartbeat_loop(self, cp: Caller) -> None:
+        """Heartbeat when nothing else was sent for HeartbeatInterval seconds (G02)."""
+
+        def left() -> float | None:
+            interval = self.values.int("OCPPCommCtrlr", "HeartbeatInterval")
+            return self.delivery.last_sent + interval - time.monotonic() if interval > 0 else None
+
+        while True:
+            await wait_due(left, self.heartbeat_changes)
+            await self.send_heartbeat(cp)
+
+    async def send_heartbeat(self, cp: Caller) -> None:
+        self.delivery.last_sent = time.monotonic()
+        try:
+            await cp.call_payload("Heartbeat", {})
+        except (OCPPError, TimeoutError) as err:
+            log.warning("Heartbeat failed: %s", err, extra=journal_fields(action="Heartbeat"))
+
+    def send_triggered(self, action: str, payload: dict[str, Any]) -> None:
+        """Queue a volatile message (TriggerMessage answers) behind what is already queued."""
+        self.delivery.append(Outgoing(action, payload))
+
+    # ------------------------------------------------------------ security events
+
+    async def security_event(self, kind: SecurityEventType, tech_info: str | None = None) -> None:
+        """Record a security event in the security log and durably for the CSMS (A04)."""
+        event = SecurityEvent(kind, now_iso(), tech_info)
+        log.log(
+            logging.INFO if kind in ROUTINE_EVENTS else logging.WARNING,
+            "security event %s%s",
+            kind,
+            f": {tech_info}" if tech_info else "",
+            extra=journal_fields(action="SecurityEventNotification"),
+        )
+        if self.security_log is not None:
+            try:
+                await asyncio.to_thread(self.security_log.append, event)
+            except OSError as err:
+                log.error("security event %s not written to the security log: %s", kind, err)
+        payload = messages.security_event(str(kind), event.timestamp, tech_info)
+        try:
+            await self._queue_durably("SecurityEventNotification", payload)
+        except StoreError as err:
+            log.error("security event %s not queued for the CSMS: %s", kind, err)
+
+    def report_security_event(self, kind: SecurityEventType, tech_info: str | None) -> None:
+        """:meth:`security_event` for code that cannot wait (a connection attempt failing)."""
+        task = asyncio.ensure_future(self.security_event(kind, tech_info))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _queue_durably(self, action: str, payload: dict[str, Any]) -> None:
+        row = await self.store.run(self.store.enqueue, action, payload, protocol=PROTOCOL)
+        self.delivery.append(Outgoing(row.action, row.payload, row))
+
+    # ------------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "url": f"{self.config.csms.url}/{self.config.charge_point.id}",
+            "connected": self.cp is not None,
+            "connected_since": self.connected_since,
+            "registration": self.registration,
+        }
+
+    def protocol_status(self) -> dict[str, Any]:
+        """The 2.0.1 state for ``cpagent status``: each running transaction with its id and
+        next seqNo, and what waits in another OCPP version."""
+        transactions = []
+        if self.station is not None:
+            for cid, c in self.station.connectors.items():
+                tx = c.transaction
+                known = self._transactions.get(tx.local_id) if tx is not None else None
+                if tx is not None and known is not None:
+                    transactions.append(
+                        {
+                            "evse_id": cid,
+                            "transaction_id": known[0],
+                            "next_seq_no": known[1],
+                            "charging_state": self._charging_state.get(tx.local_id),
+                        }
+                    )
+        return {"transactions": transactions, "held_for_other_versions": dict(self.held)}
