@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -308,3 +310,36 @@ async def test_a_1_6_only_csms_closes_a_2_0_1_station() -> None:
         async with open_station(csms, ["ocpp1.6"]) as station:
             assert (await station.call("BootNotification", BOOT_16))[2]["status"] == "Accepted"
         assert csms.schema_errors == []
+
+
+# ------------------------------------------------------------- python -m cpagent.testing
+
+
+async def test_the_command_serves_2_0_1_and_prints_the_traffic() -> None:
+    command = [sys.executable, "-m", "cpagent.testing", "--port", "0"]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout = process.stdout
+    assert stdout is not None
+
+    async def line() -> str:
+        return (await asyncio.wait_for(stdout.readline(), WAIT)).decode()
+
+    try:
+        listening = await line()
+        assert "(OCPP 1.6 and OCPP 2.0.1)" in listening, listening
+        found = re.search(r"(ws://\S+)/<charge point id>", listening)
+        assert found, listening
+        url = found[1]
+        async with connect(f"{url}/CP9", subprotocols=[Subprotocol("ocpp2.0.1")]) as ws:
+            assert ws.subprotocol == "ocpp2.0.1"
+            station = Station(ws)
+            reply = await station.call("BootNotification", BOOT_201)
+            assert reply[2]["status"] == "Accepted"
+        sent, answered = await line(), await line()
+        assert "CP9 CP -> CSMS" in sent and '"BootNotification"' in sent
+        assert "CP9 CSMS -> CP" in answered and '"Accepted"' in answered
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), WAIT)
