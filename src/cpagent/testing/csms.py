@@ -179,8 +179,8 @@ class LoopbackCsms:
     """The CSMS. It offers the subprotocols of ``versions`` (default both) and uses the one
     the charge point asks for, the first it lists if it offers several. A charge point that
     offers none of them completes the websocket handshake without a subprotocol and is
-    closed at once with code 1002 (protocol error), as a real CSMS does (OCPP-J: the CSMS
-    answers without ``Sec-WebSocket-Protocol`` and closes); such a connection counts in
+    closed at once with code 1002 (protocol error), as OCPP-J 2.0.1 (Part 4) asks of a CSMS
+    (answer without ``Sec-WebSocket-Protocol``, then close); such a connection counts in
     ``subprotocols`` (as None) and ``close_codes`` but never in ``connections``."""
 
     def __init__(
