@@ -1,5 +1,8 @@
-"""``python -m cpagent.testing [--port 9000]``: the loopback CSMS on its own, printing traffic.
+"""``python -m cpagent.testing [--port 9000] [--ocpp VERSION]``: the loopback CSMS on its own,
+printing traffic.
 
+It answers whichever subprotocol the agent asks for, ``ocpp1.6`` or ``ocpp2.0.1`` (``--ocpp``,
+repeatable, narrows that: a charge point offering none of the versions is closed at once).
 Pair it with ``cpagent run --config config/sim.toml`` and ``cpagent sim …`` to try the agent
 by hand.
 """
@@ -11,7 +14,7 @@ import asyncio
 import contextlib
 import time
 
-from cpagent.testing.csms import Frame, LoopbackCsms
+from cpagent.testing.csms import VERSIONS, Frame, LoopbackCsms
 
 
 def main() -> None:
@@ -19,6 +22,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--heartbeat", type=int, default=300, help="heartbeat interval to assign")
+    parser.add_argument(
+        "--ocpp",
+        action="append",
+        choices=VERSIONS,
+        metavar="VERSION",
+        help=f"an OCPP version to accept ({' or '.join(VERSIONS)}; repeatable; default: both)",
+    )
     args = parser.parse_args()
     start = time.monotonic()
 
@@ -28,10 +38,15 @@ def main() -> None:
 
     async def serve() -> None:
         csms = LoopbackCsms(
-            host=args.host, port=args.port, heartbeat_interval=args.heartbeat, on_frame=show
+            host=args.host,
+            port=args.port,
+            heartbeat_interval=args.heartbeat,
+            on_frame=show,
+            versions=args.ocpp or VERSIONS,
         )
         async with csms:
-            print(f"loopback CSMS listening on {csms.url}/<charge point id>", flush=True)
+            speaks = " and ".join(f"OCPP {v}" for v in csms.versions)
+            print(f"loopback CSMS listening on {csms.url}/<charge point id> ({speaks})", flush=True)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -1,10 +1,11 @@
-"""A scriptable OCPP 1.6J central system on loopback, for tests and the demo.
+"""A scriptable OCPP-J central system on loopback, for tests and the demo.
 
-It answers every charge-point message with a sensible default, lets a test
-replace any answer (``responders``), sends CSMS-initiated CALLs, injects raw
-frames, records every frame, and validates every message the charge point
-sends against the OCPP 1.6 JSON schemas — violations are collected in
-``schema_errors`` so a test can assert there were none.
+It speaks OCPP 1.6J and 2.0.1, whichever subprotocol (``ocpp1.6``, ``ocpp2.0.1``) the charge
+point asks for, per connection. It answers every charge-point message with a sensible
+default, lets a test replace any answer (``responders``), sends CSMS-initiated CALLs,
+injects raw frames, records every frame, and validates every message the charge point sends
+and every answer the test gives against the JSON schemas of the connection's version —
+violations are collected in ``schema_errors`` so a test can assert there were none.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
+import copy
 import itertools
 import json
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -27,12 +30,14 @@ from ocpp.exceptions import OCPPError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode, Opcode
 from websockets.frames import Frame as WsFrame
-from websockets.frames import Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event
+from websockets.typing import Subprotocol
 
-from cpagent.protocol.v16 import schemas
+from cpagent.protocol.v16 import schemas as schemas_v16
+from cpagent.protocol.v201 import schemas as schemas_v201
 from cpagent.timeutil import now_iso
 
 WAIT_S = 30.0
@@ -44,11 +49,54 @@ Responder = Callable[[dict[str, Any]], Any]
 of one of those."""
 
 
-def schema_problem(kind: int, action: str, payload: Any) -> str | None:
-    """Check a payload against the official OCPP 1.6 schema, *with* formats: unlike the
-    agent, the test CSMS is strict, so a timestamp that is not RFC 3339 is a failure here."""
+VERSIONS = ("1.6", "2.0.1")
+"""The OCPP versions this CSMS speaks; the subprotocol of each is ``"ocpp" + version``."""
+
+STATION_ACTIONS_201 = (
+    "Authorize",
+    "BootNotification",
+    "ClearedChargingLimit",
+    "DataTransfer",
+    "FirmwareStatusNotification",
+    "Get15118EVCertificate",
+    "GetCertificateStatus",
+    "Heartbeat",
+    "LogStatusNotification",
+    "MeterValues",
+    "NotifyChargingLimit",
+    "NotifyCustomerInformation",
+    "NotifyDisplayMessages",
+    "NotifyEVChargingNeeds",
+    "NotifyEVChargingSchedule",
+    "NotifyEvent",
+    "NotifyMonitoringReport",
+    "NotifyReport",
+    "PublishFirmwareStatusNotification",
+    "ReportChargingProfiles",
+    "ReservationStatusUpdate",
+    "SecurityEventNotification",
+    "SignCertificate",
+    "StatusNotification",
+    "TransactionEvent",
+)
+"""Every CALL a 2.0.1 charging station sends to the CSMS (OCPP 2.0.1 Part 2); each has a
+schema-valid default answer."""
+
+_SCHEMAS = {"1.6": schemas_v16, "2.0.1": schemas_v201}
+
+_answering: contextvars.ContextVar[str] = contextvars.ContextVar("_answering", default="1.6")
+"""The version of the connection whose CALL is being answered (set in each handler task),
+so that a responder calling :meth:`LoopbackCsms.default_reply` gets that version's answer."""
+
+
+def schema_problem(kind: int, action: str, payload: Any, version: str = "1.6") -> str | None:
+    """Check a payload against the official schema of OCPP ``version`` ("1.6" or "2.0.1"),
+    *with* formats: unlike the agent, the test CSMS is strict, so a timestamp that is not
+    RFC 3339 is a failure here. A copy is checked: the compiled schemas fill in the
+    defaults they declare (2.0.1 ``offline: false``, ...), and what a test reads must be what
+    came over the wire."""
     try:
-        schemas.validate(kind, action, payload, formats=True)
+        _SCHEMAS[version].validate(kind, action, copy.deepcopy(payload), formats=True)
     except OCPPError as err:
         cause = err.details.get("cause") if isinstance(err.details, dict) else None
         return str(cause or err.description)
@@ -90,13 +138,14 @@ class Frame:
 
 @dataclass
 class Received:
-    """A CALL the charge point sent."""
+    """A CALL the charge point sent, on a connection of OCPP ``version``."""
 
     index: int
     cp_id: str
     unique_id: str
     action: str
     payload: dict[str, Any]
+    version: str = "1.6"
 
 
 def server_tls_context(
@@ -127,6 +176,13 @@ class _Connection(ServerConnection):
 
 
 class LoopbackCsms:
+    """The CSMS. It offers the subprotocols of ``versions`` (default both) and uses the one
+    the charge point asks for, the first it lists if it offers several. A charge point that
+    offers none of them completes the websocket handshake without a subprotocol and is
+    closed at once with code 1002 (protocol error), as OCPP-J 2.0.1 (Part 4) asks of a CSMS
+    (answer without ``Sec-WebSocket-Protocol``, then close); such a connection counts in
+    ``subprotocols`` (as None) and ``close_codes`` but never in ``connections``."""
+
     def __init__(
         self,
         *,
@@ -140,9 +196,15 @@ class LoopbackCsms:
         on_frame: Callable[[Frame], None] | None = None,
         first_transaction_id: int = 1,
         ssl_context: ssl.SSLContext | None = None,
+        versions: Sequence[str] = VERSIONS,
     ) -> None:
         """``ssl_context`` makes it a ``wss://`` CSMS (see :func:`server_tls_context`);
-        ``password`` demands HTTP basic auth with it."""
+        ``password`` demands HTTP basic auth with it; ``versions`` narrows the OCPP versions
+        it accepts (``("1.6",)`` refuses a 2.0.1 charge point)."""
+        unknown = [v for v in versions if v not in VERSIONS]
+        if unknown or not versions:
+            raise ValueError(f"versions must be some of {VERSIONS}, not {list(versions)}")
+        self.versions = tuple(versions)
         self.host = host
         self.port = port
         self.path = path
@@ -155,13 +217,18 @@ class LoopbackCsms:
         """The TLS client certificate of every connection, as ``getpeercert()`` gives it."""
         self.on_frame = on_frame
         self.responders: dict[str, Responder] = {}
+        """Answers by action, replacing :meth:`default_reply`; they serve every version."""
         self.id_tag_status: dict[str, str] = {}
+        """Authorization status by id tag (1.6) or idToken string (2.0.1); unknown ones are
+        Accepted."""
         self.frames: list[Frame] = []
         self.received: list[Received] = []
         self.call_errors: list[list[Any]] = []
         self.schema_errors: list[str] = []
         self.auth_failures: list[str] = []
         self.subprotocols: list[str | None] = []
+        """The subprotocol negotiated on each connection opened, in order; None where the
+        charge point offered none this CSMS accepts (it was closed at once)."""
         self.close_codes: list[int | None] = []
         """The close code the charge point sent for each connection that ended, in the order
         they ended; None where it sent none (the connection was cut)."""
@@ -169,6 +236,11 @@ class LoopbackCsms:
         """When each websocket ping from a charge point arrived (monotonic seconds)."""
         self.connections: dict[str, ServerConnection] = {}
         self.transactions: dict[int, dict[str, Any]] = {}
+        """1.6: the StartTransaction payload of each transaction id this CSMS assigned."""
+        self.transactions201: dict[str, list[dict[str, Any]]] = {}
+        """2.0.1: every TransactionEvent payload received, by transactionId, in arrival
+        order (recorded whoever answers, a responder or the default)."""
+        self._versions: dict[str, str] = {}
         self._tx_ids = itertools.count(first_transaction_id)
         self._changed = asyncio.Condition()
         self._waiting: dict[str, asyncio.Future[list[Any]]] = {}
@@ -182,7 +254,8 @@ class LoopbackCsms:
             self._connection,
             self.host,
             self.port,
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            subprotocols=[Subprotocol(f"ocpp{v}") for v in self.versions],
+            select_subprotocol=self._select_subprotocol,
             process_request=self._check_request,
             ping_interval=None,
             ssl=self.ssl_context,
@@ -214,6 +287,15 @@ class LoopbackCsms:
 
     # -------------------------------------------------------------------- server
 
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        """The first subprotocol the client lists that this CSMS accepts; None (no
+        ``Sec-WebSocket-Protocol`` in the answer) if there is none, and :meth:`_connection`
+        then closes the connection."""
+        accepted = {f"ocpp{v}" for v in self.versions}
+        return next((p for p in offered if p in accepted), None)
+
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.password is None:
             return None
@@ -237,6 +319,11 @@ class LoopbackCsms:
         tls = ws.transport.get_extra_info("ssl_object")
         if tls is not None:
             self.client_certificates.append(tls.getpeercert() or None)
+        if ws.subprotocol is None:
+            await self._refuse(ws)
+            return
+        version = ws.subprotocol.removeprefix("ocpp")
+        self._versions[cp_id] = version
         self.connections[cp_id] = ws
         if isinstance(ws, _Connection):
             ws.on_ping = self._pinged
@@ -245,7 +332,7 @@ class LoopbackCsms:
             async for raw in ws:
                 text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
                 await self._record(Frame("in", cp_id, text))
-                task = asyncio.create_task(self._handle(ws, cp_id, text))
+                task = asyncio.create_task(self._handle(ws, cp_id, version, text))
                 self._handlers.add(task)
                 task.add_done_callback(self._handlers.discard)
         except ConnectionClosed:
@@ -256,6 +343,13 @@ class LoopbackCsms:
             if self.connections.get(cp_id) is ws:
                 del self.connections[cp_id]
             await self._notify()
+
+    async def _refuse(self, ws: ServerConnection) -> None:
+        """Close a connection that negotiated no subprotocol, recording it as ended."""
+        await ws.close(CloseCode.PROTOCOL_ERROR, "no supported OCPP subprotocol offered")
+        received = ws.protocol.close_rcvd
+        self.close_codes.append(received.code if received is not None else None)
+        await self._notify()
 
     def _pinged(self) -> None:
         self.pings.append(time.monotonic())
@@ -275,7 +369,8 @@ class LoopbackCsms:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(raw)
 
-    async def _handle(self, ws: ServerConnection, cp_id: str, raw: str) -> None:
+    async def _handle(self, ws: ServerConnection, cp_id: str, version: str, raw: str) -> None:
+        _answering.set(version)
         try:
             message = json.loads(raw)
         except ValueError:
@@ -296,9 +391,11 @@ class LoopbackCsms:
             self.schema_errors.append(f"malformed frame from {cp_id}: {raw[:200]}")
             return
         _, unique_id, action, payload = message
-        self._validate(2, action, payload, f"{action} from {cp_id}")
-        received = Received(len(self.received), cp_id, unique_id, action, payload)
+        self._validate(2, action, payload, f"{action} from {cp_id}", version)
+        received = Received(len(self.received), cp_id, unique_id, action, payload, version)
         self.received.append(received)
+        if version == "2.0.1" and action == "TransactionEvent":
+            self._record_transaction_event(payload)
         await self._notify()
         reply = await self._reply(action, payload)
         if reply is None:
@@ -306,7 +403,7 @@ class LoopbackCsms:
         if isinstance(reply, CallErrorReply):
             await self._send(ws, cp_id, [4, unique_id, reply.code, reply.description, {}])
         else:
-            self._validate(3, action, reply, f"the test's {action} answer")
+            self._validate(3, action, reply, f"the test's {action} answer", version)
             await self._send(ws, cp_id, [3, unique_id, reply])
 
     async def _reply(
@@ -321,8 +418,20 @@ class LoopbackCsms:
             return reply
         return self.default_reply(action, payload)
 
-    def default_reply(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """What a permissive CSMS answers; tests override per action with ``responders``."""
+    def _record_transaction_event(self, payload: Any) -> None:
+        info = payload.get("transactionInfo") if isinstance(payload, dict) else None
+        tx_id = info.get("transactionId") if isinstance(info, dict) else None
+        if isinstance(tx_id, str):
+            self.transactions201.setdefault(tx_id, []).append(payload)
+
+    def default_reply(
+        self, action: str, payload: dict[str, Any], version: str | None = None
+    ) -> dict[str, Any]:
+        """What a permissive CSMS answers; tests override per action with ``responders``.
+        ``version`` defaults to that of the connection whose CALL is being answered (so a
+        responder may delegate here), or 1.6 outside an answer."""
+        if (version or _answering.get()) == "2.0.1":
+            return self._default_reply_201(action, payload)
         if action == "BootNotification":
             interval = (
                 self.heartbeat_interval if self.boot_status == "Accepted" else self.boot_interval
@@ -347,8 +456,43 @@ class LoopbackCsms:
             return {"status": "Accepted"}
         return {}
 
-    def _validate(self, kind: int, action: str, payload: Any, what: str) -> None:
-        problem = schema_problem(kind, action, payload)
+    def _default_reply_201(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The 2.0.1 defaults, one per :data:`STATION_ACTIONS_201` (others get ``{}``).
+        The payload is read defensively: a schema-invalid CALL is reported in
+        ``schema_errors`` and still answered."""
+        if action == "BootNotification":
+            interval = (
+                self.heartbeat_interval if self.boot_status == "Accepted" else self.boot_interval
+            )
+            return {"currentTime": now_iso(), "interval": interval, "status": self.boot_status}
+        if action == "Heartbeat":
+            return {"currentTime": now_iso()}
+        if action == "Authorize":
+            return {"idTokenInfo": self._id_token_info(payload.get("idToken"))}
+        if action == "TransactionEvent":
+            if isinstance(payload.get("idToken"), dict):
+                return {"idTokenInfo": self._id_token_info(payload["idToken"])}
+            return {}
+        if action in ("DataTransfer", "SignCertificate"):
+            return {"status": "Accepted"}
+        if action in ("NotifyEVChargingNeeds", "NotifyEVChargingSchedule"):
+            return {"status": "Accepted"}
+        if action == "Get15118EVCertificate":
+            # No contract certificate pool here: an honest failure, with an empty EXI.
+            return {"status": "Failed", "exiResponse": ""}
+        if action == "GetCertificateStatus":
+            return {"status": "Failed"}  # no OCSP responder to ask
+        return {}
+
+    def _id_token_info(self, id_token: Any) -> dict[str, Any]:
+        token = id_token.get("idToken") if isinstance(id_token, dict) else None
+        status = self.id_tag_status.get(token, "Accepted") if isinstance(token, str) else "Invalid"
+        return {"status": status}
+
+    def _validate(
+        self, kind: int, action: str, payload: Any, what: str, version: str = "1.6"
+    ) -> None:
+        problem = schema_problem(kind, action, payload, version)
         if problem is not None:
             self.schema_errors.append(f"{what}: {problem}")
 
@@ -357,6 +501,27 @@ class LoopbackCsms:
             self._changed.notify_all()
 
     # ---------------------------------------------------------------- test API
+
+    def version(self, cp_id: str | None = None) -> str:
+        """The OCPP version ("1.6" or "2.0.1") of the charge point's latest connection (the
+        one connected if ``cp_id`` is None)."""
+        if cp_id is None:
+            cp_id, _ = self._connection_for(None)
+        try:
+            return self._versions[cp_id]
+        except KeyError:
+            raise AssertionError(f"{cp_id} never connected: {list(self._versions)}") from None
+
+    def transaction_events(self, transaction_id: str | None = None) -> list[dict[str, Any]]:
+        """2.0.1: the TransactionEvent payloads received, in arrival order; only those of
+        ``transaction_id`` if given."""
+        if transaction_id is not None:
+            return list(self.transactions201.get(transaction_id, []))
+        return [
+            r.payload
+            for r in self.received
+            if r.action == "TransactionEvent" and r.version == "2.0.1"
+        ]
 
     def mark(self) -> int:
         """A cursor: pass it as ``since`` to wait only for messages received after now."""
@@ -475,6 +640,7 @@ class LoopbackCsms:
     ) -> dict[str, Any]:
         """Send a CSMS-initiated CALL; return the CALLRESULT payload or raise CsmsCallError."""
         cp_id, ws = self._connection_for(cp_id)
+        version = self._versions[cp_id]
         unique_id = str(uuid.uuid4())
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._waiting[unique_id] = future
@@ -485,7 +651,7 @@ class LoopbackCsms:
             self._waiting.pop(unique_id, None)
         if reply[0] == 4:
             raise CsmsCallError(reply[2], reply[3])
-        self._validate(3, action, reply[2], f"{action} answer from {cp_id}")
+        self._validate(3, action, reply[2], f"{action} answer from {cp_id}", version)
         result: dict[str, Any] = reply[2]
         return result
 
