@@ -24,17 +24,16 @@ from cpagent.config import Config
 from cpagent.control import ControlServer
 from cpagent.exc import ControlError, NotSimulatedError
 from cpagent.hal.base import Hardware
-from cpagent.hal.factory import build_hardware, meter_type
+from cpagent.hal.factory import build_hardware
 from cpagent.hal.sim import SimHardware
 from cpagent.protocol.session import NetworkSwitch, Session
-from cpagent.protocol.v16.adapter import V16Adapter, settings_from_keys
-from cpagent.protocol.v16.charge_point import ChargePoint
-from cpagent.protocol.v16.config_keys import KEYS, ConfigurationKeys, capabilities
+from cpagent.protocol.v16.config_keys import KEYS
+from cpagent.protocol.wiring import Wiring
 from cpagent.restart import RestartPlan, Verdict
 from cpagent.security.connection import CERTS_DIR, CertificateSource, ConnectionSecurity
 from cpagent.security.events import SecurityEventType, SecurityLog
 from cpagent.station.firmware import FirmwareUpdater
-from cpagent.station.model import StationSettings, StopReason
+from cpagent.station.model import StopReason
 from cpagent.station.persistence import (
     CHARGING_PROFILES_STATE_KEY,
     RESERVATIONS_STATE_KEY,
@@ -52,7 +51,11 @@ from cpagent.updates import AgentFirmwarePorts, DiagnosticsUploader, load_job
 ocpp.messages.ASYNC_VALIDATION = False
 
 if TYPE_CHECKING:
+    from cpagent.protocol.v16.adapter import V16Adapter
+    from cpagent.protocol.v201.adapter import V201Adapter
     from cpagent.security.pki import CertificateStore
+
+    Adapter = V16Adapter | V201Adapter
 
 log = logging.getLogger(__name__)
 traffic = logging.getLogger("cpagent.traffic")
@@ -64,7 +67,6 @@ under emulation); the CLI waits a little longer for the answer."""
 MAX_REASON = 500
 SHUTDOWN_STOP_S = 5.0
 SHUTDOWN_DRAIN_S = 2.0
-SUBPROTOCOL = "ocpp1.6"
 FIRMWARE_DIR = "firmware"
 SECURITY_LOG = "security.log"
 
@@ -132,6 +134,10 @@ def _redacted(frame: str | bytes) -> str | bytes:
     return _SECRET_KEY_VALUE.sub(lambda m: f'{m[1]}***"' if m[1] else f"{m[2]}***{m[3]}", frame)
 
 
+def _no_charge_point(_connection: Any, _timeout: float) -> Any:
+    raise RuntimeError("no OCPP version wired yet")
+
+
 class Agent:
     def __init__(
         self,
@@ -154,10 +160,12 @@ class Agent:
         """True once the agent stops to re-execute itself (``cpagent restart``): the runner
         then replaces the process image with the code now on disk, keeping the PID."""
         self._restart_waiter: asyncio.Task[None] | None = None
+        self._reset_waiter: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.store = Store(config.storage.data_dir)
         self.station: Station | None = None
-        self.adapter: V16Adapter | None = None
+        self.adapter: Adapter | None = None
+        self._charge_point: Callable[[Any, float], Any] = _no_charge_point
         self.session: Session | None = None
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
@@ -171,36 +179,20 @@ class Agent:
         control: ControlServer | None = None
         try:
             hw = self.hardware = self.hardware or build_hardware(self.config)
-            keys = ConfigurationKeys(
-                initial=self.config.ocpp16,
-                persisted=self.store.config_keys(),
-                computed=capabilities(
-                    connectors=len(hw.connectors),
-                    phase_switch=any(c.phase_switch is not None for c in hw.connectors.values()),
-                ),
-            )
-            settings = StationSettings()
-            settings_from_keys(keys, settings)
-            keys.subscribe(lambda _k, _v: settings_from_keys(keys, settings))
-            adapter = self.adapter = V16Adapter(
-                self.config,
-                self.store,
-                keys,
-                meter_type=meter_type(self.config),
-                request_reset=self._reset,
-            )
+            wiring = self._wire(hw)
+            adapter = self.adapter = wiring.adapter
             adapter.security_log = SecurityLog(self.config.storage.data_dir / SECURITY_LOG)
             persistence = StatePersistence(self.store)
             station = self.station = Station(
                 hw,
                 adapter,
                 adapter,
-                settings,
+                wiring.settings,
                 reservation_store=persistence,
                 profile_store=persistence,
             )
             adapter.attach(station)
-            keys.subscribe(lambda _k, _v: station.settings_changed())
+            wiring.subscribe(station.settings_changed)
             await adapter.load_queue()
             if isinstance(hw, SimHardware):
                 for cid in hw.connectors:
@@ -213,32 +205,34 @@ class Agent:
                 if recovery["recovery_reason"] is StopReason.REBOOT
                 else SecurityEventType.STARTUP_OF_THE_DEVICE
             )
-            certificates = self._certificate_store(keys)
-            firmware = self.firmware = FirmwareUpdater(
-                AgentFirmwarePorts(self.config, self.store, adapter, certificates=certificates),
-                station,
-                download_dir=self.config.storage.data_dir / FIRMWARE_DIR,
-                current_version=self.config.charge_point.firmware_version,
-            )
-            adapter.firmware = firmware
-            await firmware.start(load_job(self.store))
-            adapter.diagnostics = self.diagnostics = DiagnosticsUploader(
-                self.config, self.store, adapter, security_log=adapter.security_log
-            )
+            certificates = self._certificate_store(wiring)
+            if self.config.csms.ocpp_version == "1.6":
+                firmware = self.firmware = FirmwareUpdater(
+                    AgentFirmwarePorts(self.config, self.store, adapter, certificates=certificates),
+                    station,
+                    download_dir=self.config.storage.data_dir / FIRMWARE_DIR,
+                    current_version=self.config.charge_point.firmware_version,
+                )
+                adapter.firmware = firmware
+                await firmware.start(load_job(self.store))
+                adapter.diagnostics = self.diagnostics = DiagnosticsUploader(
+                    self.config, self.store, adapter, security_log=adapter.security_log
+                )
             control = ControlServer(self.config.control.socket, self._control)
             await control.start()
-            security = adapter.security = self._connection_security(keys, adapter, certificates)
+            security = adapter.security = self._connection_security(wiring, certificates)
+            self._charge_point = wiring.charge_point
             session = self.session = Session(
                 self.config.csms,
                 self.config.charge_point.id,
-                SUBPROTOCOL,
+                wiring.subprotocol,
                 self._serve,
                 self.network,
-                ping_interval=lambda: keys.get_int("WebSocketPingInterval"),
+                ping_interval=wiring.ping_interval,
                 security=security,
                 hold_calls=adapter.hold_calls,
             )
-            keys.subscribe(lambda _k, _v: session.settings_changed())
+            wiring.subscribe(session.settings_changed)
             log.info(
                 "cpagent %s up: %s, %d connector(s), %s hardware",
                 __version__,
@@ -253,9 +247,10 @@ class Agent:
             return self.reset_requested
         finally:
             self.ready = False
-            if self._restart_waiter is not None:
-                self._restart_waiter.cancel()
-                await asyncio.gather(self._restart_waiter, return_exceptions=True)
+            for waiter in (self._restart_waiter, self._reset_waiter):
+                if waiter is not None:
+                    waiter.cancel()
+                    await asyncio.gather(waiter, return_exceptions=True)
             if self.firmware is not None:
                 await self.firmware.stop()
             if self.diagnostics is not None:
@@ -269,7 +264,7 @@ class Agent:
                     await self.hardware.close()
             self.store.close()
 
-    def _certificate_store(self, keys: ConfigurationKeys) -> CertificateSource:
+    def _certificate_store(self, wiring: Wiring) -> CertificateSource:
         """The certificate store, seeded with what the factory provisioned. It is opened
         (and ``cryptography`` loaded) on first use, at start-up only when the config
         provisions certificates: a charger without them saves some 10 MB of memory."""
@@ -282,8 +277,8 @@ class Agent:
 
             certificates = CertificateStore(
                 config.storage.data_dir / CERTS_DIR,
-                max_certificates=keys.get_int("CertificateStoreMaxLength"),
-                max_chain_size=keys.get_int("CertificateSignedMaxChainSize"),
+                max_certificates=wiring.max_certificates,
+                max_chain_size=wiring.max_chain_size,
                 keys=KeyStorage(config.security.token),
             )
             provisioned = config.security
@@ -316,39 +311,38 @@ class Agent:
         return open_store
 
     def _connection_security(
-        self, keys: ConfigurationKeys, adapter: V16Adapter, certificates: CertificateSource
+        self, wiring: Wiring, certificates: CertificateSource
     ) -> ConnectionSecurity:
         """The security profile policy the session connects by."""
         config = self.config
-        password = config.csms.password
-
-        def value(name: str) -> str | None:
-            found = keys.get(name)
-            if found is None and name == "AuthorizationKey" and password is not None:
-                return password.encode().hex()  # the configured basic-auth password
-            return found
 
         def restore(name: str, previous: str | None) -> None:
             if name == "ChargePointCertificate":
                 certificates().revert_identity()
-            elif previous is None:
-                self.store.delete_config_key(name)
-                keys.unset(name)
             else:
-                self.store.set_config_key(name, previous)
-                keys.apply(name, previous)
+                wiring.security_restore(name, previous)
 
         return ConnectionSecurity(
             base_url=config.csms.url,
             charge_point_id=config.charge_point.id,
             certificates=certificates,
             allow_basic_auth_without_tls=config.csms.allow_basic_auth_without_tls,
-            value=value,
+            value=wiring.security_value,
             restore=restore,
             reconnect=lambda: self.session.reconnect() if self.session else None,
-            report=adapter.report_security_event,
+            report=wiring.adapter.report_security_event,
             trials=self.store,
         )
+
+    def _wire(self, hw: Hardware) -> Wiring:
+        """The pieces of the OCPP version the config names; only that version is imported."""
+        if self.config.csms.ocpp_version == "2.0.1":
+            from cpagent.protocol.v201 import wiring as v201
+
+            return v201.wire(self.config, self.store, hw, self._reset)
+        from cpagent.protocol.v16 import wiring as v16
+
+        return v16.wire(self.config, self.store, hw, self._reset)
 
     def _recovery(self) -> dict[str, Any]:
         store = self.store
@@ -411,12 +405,7 @@ class Agent:
 
     async def _serve(self, ws: ClientConnection) -> None:
         assert self.adapter is not None
-        cp = ChargePoint(
-            self.config.charge_point.id,
-            _LoggedConnection(ws),
-            self.adapter,
-            response_timeout=self.config.csms.response_timeout_s,
-        )
+        cp = self._charge_point(_LoggedConnection(ws), self.config.csms.response_timeout_s)
         reader = asyncio.create_task(cp.start(), name="ocpp-reader")
         assert self.session is not None
         serving = asyncio.create_task(
@@ -442,7 +431,16 @@ class Agent:
             await cp.close()
 
     async def _reset(self, kind: str) -> None:
-        """Reset.req: end sessions (their StopTransactions are sent first), then restart."""
+        """A Reset from the CSMS: end sessions (their final messages are sent first), then
+        restart. OCPP 1.6 asks for a ``Soft`` or ``Hard`` one; OCPP 2.0.1 for an
+        ``Immediate`` one (restarted as Hard) or one ``OnIdle``, which waits for the running
+        sessions to end, with no new one starting meanwhile."""
+        if kind == "OnIdle":
+            if self._reset_waiter is None:
+                self._reset_waiter = asyncio.create_task(self._reset_when_idle(), name="reset")
+            return
+        if kind == "Immediate":
+            kind = "Hard"
         assert self.station is not None and self.adapter is not None
         log.warning("%s reset requested by the CSMS", kind)
         reason = StopReason.HARD_RESET if kind == "Hard" else StopReason.SOFT_RESET
@@ -452,6 +450,14 @@ class Agent:
             log.warning("restarting with %d message(s) still queued", self.adapter.queue_depth)
         self.reset_requested = kind
         self._stopping.set()
+
+    async def _reset_when_idle(self) -> None:
+        station = self.station
+        assert station is not None
+        while busy := await station.quiesce():
+            log.info("reset waits for the session(s) on EVSE(s) %s to end", busy)
+            await station.activity.wait(None)
+        await self._reset("Hard")
 
     # ------------------------------------------------------------------ control
 
@@ -614,7 +620,7 @@ class Agent:
         csms["last_error"] = session.last_error if session else None
         csms["url"] = _URL_PASSWORD.sub(r"\1***@", session.url) if session else csms["url"]
         csms["security_profile"] = session.security.profile if session else None
-        return {
+        found = {
             "charge_point_id": self.config.charge_point.id,
             "version": __version__,
             "ocpp_version": self.config.csms.ocpp_version,
@@ -652,6 +658,9 @@ class Agent:
                 else None
             ),
         }
+        if self.config.csms.ocpp_version == "2.0.1":
+            found["ocpp201"] = adapter.protocol_status()
+        return found
 
 
 def _connector(text: str) -> int:

@@ -104,6 +104,14 @@ class RpcEndpoint:
         """Take a CALLRESULT for a CALL that is no longer awaited; False: nobody wants it."""
         return False
 
+    async def _run_handler(self, handler: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        """Call the handler the way the ``ocpp`` library does: the payload's fields as
+        snake_case keyword arguments, its answer (a ``call_result`` dataclass) back in
+        camelCase with None fields left out."""
+        response = await handler(**camel_to_snake_case(payload))
+        answer: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
+        return answer
+
     def _error_frame(self, unique_id: str, error: OCPPError) -> str:
         details = error.details if isinstance(error.details, dict) else {}
         details = {k: v for k, v in details.items() if k != "ocpp_message"}  # not echoed
@@ -200,8 +208,7 @@ class RpcEndpoint:
             raise self._unhandled_action(msg.action)
         self._validate(MessageType.Call, msg.action, msg.payload)
         self._check_request(msg.action, msg.payload)
-        response = await routes["_on_action"](**camel_to_snake_case(msg.payload))
-        payload: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
+        payload = await self._run_handler(routes["_on_action"], msg.payload)
         try:
             self._validate(MessageType.CallResult, msg.action, payload)
         except OCPPError as err:

@@ -32,7 +32,9 @@ from cpagent.config import Config
 from cpagent.exc import StoreError
 from cpagent.protocol.delivery import Caller, Delivery, Outgoing
 from cpagent.protocol.v201 import messages, schemas
+from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.authorization import Authorization
+from cpagent.protocol.v201.device_model import SetResult, SetStatus
 from cpagent.protocol.v201.settings import Variables
 from cpagent.security.events import ROUTINE_EVENTS, SecurityEvent, SecurityEventType, SecurityLog
 from cpagent.station.model import (
@@ -75,6 +77,12 @@ _TRIGGERS = {
 }
 """The triggerReason of the Ended event for each way a session ends (E06-E08, F03, B11)."""
 
+_TX_POINTS = {
+    "TxStartPoint": frozenset({"PowerPathClosed"}),
+    "TxStopPoint": frozenset({"EVConnected", "Authorized"}),
+}
+"""The transaction start and stop points the adapter implements (TxCtrlr, E01-E10)."""
+
 _SAMPLE_TRIGGERS = {
     "Sample.Periodic": "MeterValuePeriodic",
     "Sample.Clock": "MeterValueClock",
@@ -114,6 +122,8 @@ class V201Adapter:
         self._charging_state: dict[int, str] = {}  # local id -> the last chargingState sent
         self._transactions: dict[int, tuple[str, int]] = {}  # local id -> (id, next seqNo)
         self._remote_starts: dict[str, tuple[int, str]] = {}  # token -> (remoteStartId, type)
+        self.persist_variables: Callable[[], Awaitable[None]] | None = None
+        self.variable_listeners: list[Callable[[], None]] = []
         self._last_write: asyncio.Future[Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -565,8 +575,81 @@ class V201Adapter:
             log.warning("Heartbeat failed: %s", err, extra=journal_fields(action="Heartbeat"))
 
     def send_triggered(self, action: str, payload: dict[str, Any]) -> None:
-        """Queue a volatile message (TriggerMessage answers) behind what is already queued."""
+        """Queue a volatile message (TriggerMessage answers, report parts) behind what is
+        already queued."""
         self.delivery.append(Outgoing(action, payload))
+
+    # ------------------------------------------------------- F06: TriggerMessage
+
+    async def trigger_boot(self) -> None:
+        """A BootNotification the CSMS asked for while not accepted (B02)."""
+        cp = self.cp
+        if cp is None:
+            return
+        try:
+            result = await cp.call_payload("BootNotification", self.boot_payload())
+        except (OCPPError, TimeoutError) as err:
+            log.warning("triggered BootNotification failed: %s", err)
+            return
+        self.boot_answered(result)
+
+    async def trigger_heartbeat(self) -> None:
+        if self.cp is not None:
+            await self.send_heartbeat(self.cp)
+
+    async def trigger_status(self, evse_id: int | None) -> None:
+        """StatusNotification of one EVSE (or all), sent whether or not it changed."""
+        if self.station is None:
+            return
+        for cid in [evse_id] if evse_id is not None else list(self.station.connectors):
+            self._sent_status.pop(cid, None)
+            self.station.resend_status(cid)
+
+    async def trigger_transaction_events(self, evse_id: int | None) -> None:
+        """TransactionEvent Updated, triggerReason Trigger, of each running transaction (of
+        one EVSE, or all), with the meter values of the moment."""
+        if self.station is None:
+            return
+        ids = [evse_id] if evse_id is not None else list(self.station.connectors)
+        for cid in ids:
+            tx = self.station.connectors[cid].transaction
+            if tx is not None and tx.local_id in self._charging_state:
+                await self.station.sample_now(cid)
+
+    async def trigger_idle_status(self, action: str) -> None:
+        """FirmwareStatusNotification or LogStatusNotification while nothing runs: Idle."""
+        payload = (
+            messages.firmware_status("Idle")
+            if action == "FirmwareStatusNotification"
+            else messages.log_status("Idle")
+        )
+        self.send_triggered(action, payload)
+
+    # ---------------------------------------------------------- device model
+
+    def vet_variable(
+        self, component: ComponentRef, variable: VariableRef, value: str
+    ) -> SetResult | None:
+        """A SetVariables the device model would take but the agent cannot act on, refused:
+        transactions start at PowerPathClosed and end when the EV leaves or authorization
+        ends (the factory TxStartPoint and TxStopPoint); other points are not implemented."""
+        if component.name != "TxCtrlr" or variable.name not in _TX_POINTS:
+            return None
+        wanted = frozenset(item.strip() for item in value.split(",") if item.strip())
+        if wanted == _TX_POINTS[variable.name]:
+            return None
+        supported = ",".join(sorted(_TX_POINTS[variable.name]))
+        return SetResult(SetStatus.REJECTED, f"cpagent supports {variable.name} {supported} only")
+
+    async def variables_changed(self) -> None:
+        """The CSMS set variables: persist them (they win over the config after a restart)
+        and let what acts on them know."""
+        if self.persist_variables is not None:
+            await self.persist_variables()
+        for listener in self.variable_listeners:
+            listener()
+        self.heartbeat_changes.notify()
+        self.delivery.wake.notify()
 
     # ------------------------------------------------------------ security events
 
