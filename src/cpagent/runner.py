@@ -137,6 +137,12 @@ async def serve(config: Config, notifier: Notifier | None = None) -> bool:
 
 
 def run_forever(config: Config) -> int:
+    if config.csms.ocpp_version != "1.6":
+        # The 2.0.1 configuration is checked (check-config) before the agent speaks 2.0.1:
+        # until its adapter is wired in, running would speak 1.6 to a 2.0.1 CSMS.
+        raise ConfigError(
+            [f"csms.ocpp_version: cpagent run does not speak OCPP {config.csms.ocpp_version} yet"]
+        )
     setup_logging(config.logging.level, config.logging.file)
     for warning in config.warnings:
         log.warning("config: %s", warning)

@@ -255,16 +255,15 @@ def test_csms_url_accepted(value: str, url: str) -> None:
     assert parse_config(with_value("csms.url", value)).csms.url == url
 
 
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        ("2.0.1", "OCPP 2.0.1 is not supported yet"),
-        ("1.5", 'must be "1.6"'),
-        (1.6, 'must be "1.6"'),
-    ],
-)
-def test_csms_ocpp_version(value: object, reason: str) -> None:
+@pytest.mark.parametrize("value", ["1.5", 1.6, "2.0", "2.1", "1.6J"])
+def test_csms_ocpp_version(value: object) -> None:
+    reason = 'must be "1.6" or "2.0.1"'
     assert only_problem("csms.ocpp_version", value) == f"csms.ocpp_version: {reason}"
+
+
+@pytest.mark.parametrize("value", ["1.6", "2.0.1"])
+def test_csms_ocpp_version_accepted(value: str) -> None:
+    assert parse_config(with_value("csms.ocpp_version", value)).csms.ocpp_version == value
 
 
 @pytest.mark.parametrize(
@@ -583,8 +582,8 @@ def test_unknown_keys_rejected_by_name(dotted: str) -> None:
 
 def test_unknown_table_rejected() -> None:
     data = minimal()
-    data["ocpp201"] = {"HeartbeatInterval": 10}
-    assert problems_of(data) == ["ocpp201: unknown key"]
+    data["ocpp20"] = {"HeartbeatInterval": 10}
+    assert problems_of(data) == ["ocpp20: unknown key"]
 
 
 def test_section_must_be_a_table() -> None:
@@ -596,7 +595,7 @@ def test_section_must_be_a_table() -> None:
 def test_every_problem_is_reported_together() -> None:
     data: dict[str, Any] = {
         "charge_point": {"id": "a/b", "vendor": "V" * 21, "connectors": 0, "colour": "red"},
-        "csms": {"url": "http://x", "ocpp_version": "2.0.1"},
+        "csms": {"url": "http://x", "ocpp_version": "1.5"},
         "hal": {"backend": "gpio", "sim": {"phases": 2}},
         "logging": {"level": "LOUD"},
         "ocpp16": {"Foo": 1, "HeartbeatInterval": "x"},
@@ -609,7 +608,7 @@ def test_every_problem_is_reported_together() -> None:
         "charge_point.connectors: must be an integer between 1 and 32",
         "charge_point.colour: unknown key",
         "csms.url: must start with ws:// or wss://",
-        "csms.ocpp_version: OCPP 2.0.1 is not supported yet",
+        'csms.ocpp_version: must be "1.6" or "2.0.1"',
         'hal.backend: must be "sim" or "hardware"',
         "hal.sim.phases: must be 1 or 3",
         "logging.level: must be one of DEBUG, INFO, WARNING, ERROR",
