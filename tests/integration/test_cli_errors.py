@@ -150,3 +150,15 @@ async def test_check_config_refuses_a_201_value_naming_its_key(
     assert result.returncode == 2, result
     assert result.stderr.splitlines() == [problem]
     assert result.stdout == ""
+
+
+async def test_run_refuses_201_until_the_agent_speaks_it(workdir: Path) -> None:
+    """check-config accepts a 2.0.1 config; run refuses it (exit 2, as a config error) rather
+    than speak 1.6 to a 2.0.1 CSMS. Goes once the 2.0.1 adapter is wired into the agent."""
+    config = config_201(workdir, OCPPCommCtrlr={"HeartbeatInterval": 60})
+    result = await run_cli("run", "--config", str(config))
+    assert result.returncode == 2, result
+    assert result.stderr.splitlines() == [
+        "csms.ocpp_version: cpagent run does not speak OCPP 2.0.1 yet"
+    ]
+    assert not (workdir / "data").exists()
