@@ -658,8 +658,9 @@ class Agent:
                 else None
             ),
         }
-        if self.config.csms.ocpp_version == "2.0.1":
-            found["ocpp201"] = adapter.protocol_status()
+        protocol_status = getattr(adapter, "protocol_status", None)
+        if protocol_status is not None:
+            found["ocpp201"] = protocol_status()
         return found
 
 

@@ -9,6 +9,11 @@ its default is worse than a refusal to start. The one exception is a name in
 ``[ocpp16]`` that is no OCPP 1.6 key the agent knows: a key list taken from another
 charger may hold vendor keys, so such a name is a warning (:attr:`Config.warnings`).
 
+The tables of the OCPP versions (``[ocpp16]``, ``[ocpp201]``) belong to their adapters:
+this module knows no protocol and asks :mod:`cpagent.protocol.tables` to judge the table
+of the version ``[csms] ocpp_version`` selects. The other version's table is ignored with a
+warning, so that a file can be switched between versions by one line.
+
 Relative paths resolve against the config file's directory, so a config means
 the same thing whatever the working directory of the process reading it.
 ``config/sim.toml`` documents every option with its default.
@@ -39,7 +44,7 @@ from cpagent.configcheck import (
 from cpagent.exc import ConfigError
 from cpagent.hal.hardware_config import HardwareConfig, parse_hardware
 from cpagent.hal.hardware_config import describe as describe_hardware
-from cpagent.protocol.v16.config_keys import KEYS, capabilities, read_initial
+from cpagent.protocol.tables import TABLES, VERSIONS, StationFacts, table_for_version
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -200,10 +205,13 @@ class Config:
     """The whole validated configuration.
 
     ``ocpp16`` maps OCPP 1.6 key names (the spec's spelling) to canonical OCPP
-    strings (initial values; a value the CSMS sets later wins). ``source`` is the
-    file it was read from, if any. ``warnings`` are what ``check-config`` shows and
-    the agent logs at start without refusing the config, one ``dotted.key: reason``
-    line each.
+    strings (initial values; a value the CSMS sets later wins); empty under 2.0.1.
+    ``ocpp201`` is the validated ``[ocpp201]`` table as written, read-only, one mapping
+    of variable keys to TOML values per component key: the adapter builds its device
+    model with ``DeviceModel.from_config(connectors, config.ocpp201)``; empty under 1.6.
+    ``source`` is the file it was read from, if any. ``warnings`` are what
+    ``check-config`` shows and the agent logs at start without refusing the config, one
+    ``dotted.key: reason`` line each.
     """
 
     charge_point: ChargePointSection
@@ -217,6 +225,9 @@ class Config:
     source: Path | None
     security: SecuritySection = SecuritySection()
     warnings: tuple[str, ...] = ()
+    ocpp201: Mapping[str, Mapping[str, object]] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
 
     @property
     def endpoint(self) -> str:
@@ -256,11 +267,9 @@ def _ws_url(value: object) -> str:
 
 
 def _ocpp_version(value: object) -> str:
-    if value == "1.6":
-        return "1.6"
-    if value == "2.0.1":
-        raise Invalid("OCPP 2.0.1 is not supported yet")
-    raise Invalid('must be "1.6"')
+    if isinstance(value, str) and value in VERSIONS:
+        return value
+    raise Invalid("must be " + " or ".join(f'"{version}"' for version in VERSIONS))
 
 
 def _backend(value: object) -> str:
@@ -438,29 +447,49 @@ def _has_phase_switch(hal: HalSection) -> bool:
     return any(c.phase_switch is not None for c in hal.hardware.connectors)
 
 
-def _ocpp16(
-    table: Table, charge_point: ChargePointSection | None, hal: HalSection | None
-) -> tuple[Mapping[str, str], list[str]]:
-    """The initial key values, and a warning for each name that is no key the agent knows.
+def _version_written(data: Mapping[str, object]) -> str | None:
+    """``[csms] ocpp_version`` as written when it is a valid one (the default if absent),
+    else None; known even when another key of ``[csms]`` is wrong."""
+    csms = data.get("csms")
+    if not isinstance(csms, Mapping):
+        return None
+    version = csms.get("ocpp_version", VERSIONS[0])
+    return version if isinstance(version, str) and version in VERSIONS else None
 
-    Read-only keys are judged against what the agent will report: its hardware as the
-    config describes it (left out when that part of the config is wrong), else its fixed
-    values (see :func:`cpagent.protocol.v16.config_keys.read_initial`)."""
-    computed: dict[str, str] = {}
-    if charge_point is not None and hal is not None:
-        computed = capabilities(
-            connectors=charge_point.connectors, phase_switch=_has_phase_switch(hal)
-        )
-    elif charge_point is not None:
-        computed = {"NumberOfConnectors": str(charge_point.connectors)}
-    judged = read_initial(table.raw(), computed)
-    for name, reason in judged.problems:
-        table.problem(name, reason)
-    warnings = [
-        f"{table.path(name)}: not an OCPP 1.6 configuration key cpagent knows; ignored"
-        for name in judged.unknown
-    ]
-    return types.MappingProxyType(judged.values), warnings
+
+def _protocol_tables(
+    root: Table,
+    version: str | None,
+    facts: StationFacts,
+    problems: list[str],
+    warnings: list[str],
+) -> dict[str, Mapping[str, object]]:
+    """The values of each protocol table, judged by its adapter (:mod:`cpagent.protocol.tables`).
+
+    The table of ``version`` is judged, present or not (its values may depend on the
+    station); the other version's, when present, is ignored with a warning. When the
+    version itself is wrong (None), every table present is judged, so that all problems
+    show at once.
+    """
+    values: dict[str, Mapping[str, object]] = {}
+    for protocol in TABLES:
+        in_force = version == protocol.version
+        if version is not None and not in_force:
+            if root.has(protocol.name):
+                root.table(protocol.name)  # marked as read: ignored, not unknown
+                warnings.append(
+                    f"{protocol.name}: ignored, as csms.ocpp_version is"
+                    f' "{version}", not "{protocol.version}"'
+                )
+            continue
+        if not in_force and not root.has(protocol.name):
+            continue
+        table = root.table(protocol.name)
+        judged = protocol.judge(table.raw(), facts)
+        problems.extend(judged.problems)
+        warnings.extend(judged.warnings)
+        values[protocol.name] = judged.values
+    return values
 
 
 def _id_fits_basic_auth(
@@ -513,9 +542,12 @@ def parse_config(
     _, log_file = logging_table.optional("file", _path(base_dir))
     logging_table.done()
 
-    ocpp16_table = root.table("ocpp16")
-    ocpp16, warnings = _ocpp16(ocpp16_table, charge_point, hal)
-    ocpp16_table.done()
+    facts = StationFacts(
+        connectors=charge_point.connectors if charge_point is not None else None,
+        phase_switch=_has_phase_switch(hal) if hal is not None else None,
+    )
+    warnings: list[str] = []
+    protocols = _protocol_tables(root, _version_written(data), facts, problems, warnings)
 
     security = _security(root.table("security"), base_dir)
 
@@ -538,11 +570,27 @@ def parse_config(
             install_command, install_timeout, max_download, stall, http_method
         ),
         logging=LoggingSection(level, log_file),
-        ocpp16=ocpp16,
+        ocpp16=_strings(protocols.get("ocpp16", {})),
         source=source,
         security=security or SecuritySection(),
         warnings=tuple(warnings),
+        ocpp201=_tables(protocols.get("ocpp201", {})),
     )
+
+
+def _strings(values: Mapping[str, object]) -> Mapping[str, str]:
+    """The ``[ocpp16]`` values as the 1.6 adapter takes them: canonical OCPP strings."""
+    assert all(isinstance(value, str) for value in values.values())
+    return types.MappingProxyType({name: str(value) for name, value in values.items()})
+
+
+def _tables(values: Mapping[str, object]) -> Mapping[str, Mapping[str, object]]:
+    """The ``[ocpp201]`` values as the 2.0.1 adapter takes them: a table per component."""
+    tables: dict[str, Mapping[str, object]] = {}
+    for key, table in values.items():
+        assert isinstance(table, Mapping)
+        tables[key] = table
+    return types.MappingProxyType(tables)
 
 
 def load_config(path: Path) -> Config:
@@ -594,10 +642,8 @@ def summary(config: Config) -> str:
     ]
     if config.security.token is not None:
         lines.append(f"keys:           in {config.security.token.describe()}")
-    if config.ocpp16:
-        keys = ", ".join(
-            f"{name}={'***' if KEYS[name].secret else value}"
-            for name, value in config.ocpp16.items()
-        )
-        lines.append(f"ocpp16:         {keys}")
+    protocol = table_for_version(csms.ocpp_version)
+    values = config.ocpp16 if protocol.name == "ocpp16" else config.ocpp201
+    facts = StationFacts(cp.connectors, _has_phase_switch(config.hal))
+    lines += protocol.describe(values, facts)
     return "\n".join(lines)

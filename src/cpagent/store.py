@@ -1,10 +1,10 @@
 """The one SQLite database in ``storage.data_dir``.
 
 Everything that must survive ``kill -9`` or a power cut lives here: the outgoing queue of
-money-bearing OCPP messages, transactions, configuration keys set by the CSMS, small state
-(connector availability and the like), the authorization cache and the local authorization
-list. The database runs in WAL mode with ``synchronous=FULL``, so a method that has returned
-has reached the disk.
+money-bearing OCPP messages, transactions, configuration keys (1.6) and device-model
+variables (2.0.1) set by the CSMS, small state (connector availability and the like), the
+authorization cache and the local authorization list. The database runs in WAL mode with
+``synchronous=FULL``, so a method that has returned has reached the disk.
 
 One connection serves the whole agent. The asyncio loop reaches it through :meth:`Store.run`,
 which executes a method in the store's single worker thread, so the loop never waits on
@@ -37,7 +37,7 @@ import sqlite3
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,7 @@ from typing import Any, ClassVar, TypeVar
 from cpagent.exc import AlreadyRunningError, StoreError, StoreFullError
 from cpagent.timeutil import now_iso, utcnow
 
-__all__ = ["AuthCacheRow", "OutboxRow", "Store", "TransactionRow"]
+__all__ = ["AuthCacheRow", "DeviceVariableKey", "OutboxRow", "Store", "TransactionRow"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,72 @@ class AuthCacheRow:
     status: str
     expiry: str | None
     parent_id_tag: str | None
+
+
+@dataclass(frozen=True, order=True, kw_only=True)
+class DeviceVariableKey:
+    """One attribute of one OCPP 2.0.1 device-model variable, as the store keys its value.
+
+    The fields are those of OCPP's ComponentType (``component``, ``component_instance``,
+    ``evse``, ``connector``), VariableType (``variable``, ``variable_instance``) and
+    AttributeEnumType (``attribute``), None where OCPP leaves them out. The store keeps
+    names as given: the adapter gives the spec's spelling.
+
+    Raises:
+        ValueError: an empty name or instance, an id below 1, a connector without an EVSE.
+    """
+
+    component: str
+    component_instance: str | None = None
+    evse: int | None = None
+    connector: int | None = None
+    variable: str
+    variable_instance: str | None = None
+    attribute: str = "Actual"
+
+    def __post_init__(self) -> None:
+        for name in ("component", "variable", "attribute"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must not be empty")
+        for name in ("component_instance", "variable_instance"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name} is None or not empty")
+        for name in ("evse", "connector"):
+            number = getattr(self, name)
+            if number is not None and number < 1:
+                raise ValueError(f"{name} is None or at least 1")
+        if self.connector is not None and self.evse is None:
+            raise ValueError("a connector belongs to an EVSE")
+
+    def _columns(self) -> tuple[str, str, int, int, str, str, str]:
+        # NULL is never equal to NULL, so a key column holds '' or 0 for "absent"; the
+        # checks above keep those values free for that meaning.
+        return (
+            self.component,
+            self.component_instance or "",
+            self.evse or 0,
+            self.connector or 0,
+            self.variable,
+            self.variable_instance or "",
+            self.attribute,
+        )
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> DeviceVariableKey:
+        return cls(
+            component=row["component"],
+            component_instance=row["component_instance"] or None,
+            evse=row["evse"] or None,
+            connector=row["connector"] or None,
+            variable=row["variable"],
+            variable_instance=row["variable_instance"] or None,
+            attribute=row["attribute"],
+        )
+
+
+_DEVICE_VARIABLE_COLUMNS = (
+    "component, component_instance, evse, connector, variable, variable_instance, attribute"
+)
 
 
 def _migrate_v1(conn: sqlite3.Connection) -> None:
@@ -201,7 +267,7 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def _migrate_ocpp201_transactions(conn: sqlite3.Connection) -> None:
+def _migrate_v3(conn: sqlite3.Connection) -> None:
     statements = [
         # Each queued message and each transaction belongs to the OCPP version it was made
         # in: an agent switched to the other version keeps them (never sends them in the
@@ -214,16 +280,28 @@ def _migrate_ocpp201_transactions(conn: sqlite3.Connection) -> None:
         "ALTER TABLE transactions ADD COLUMN seq_no INTEGER NOT NULL DEFAULT 0",
         """CREATE UNIQUE INDEX transactions_by_ocpp_id ON transactions (ocpp_transaction_id)
             WHERE ocpp_transaction_id IS NOT NULL""",
+        # OCPP 2.0.1 device-model values the CSMS set (SetVariables); they win over the
+        # config's [ocpp201] at start. A component or variable without an instance, a
+        # component without an EVSE or connector, has '' or 0 in that column (see
+        # DeviceVariableKey).
+        """CREATE TABLE device_variables (
+            component TEXT NOT NULL,
+            component_instance TEXT NOT NULL,
+            evse INTEGER NOT NULL,
+            connector INTEGER NOT NULL,
+            variable TEXT NOT NULL,
+            variable_instance TEXT NOT NULL,
+            attribute TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (component, component_instance, evse, connector,
+                         variable, variable_instance, attribute)
+        ) WITHOUT ROWID""",
     ]
     for statement in statements:
         conn.execute(statement)
 
 
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _migrate_v1,
-    _migrate_v2,
-    _migrate_ocpp201_transactions,
-]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2, _migrate_v3]
 
 _TX_COLUMNS = (
     "local_id, connector_id, id_tag, meter_start_wh, started_at, transaction_id,"
@@ -271,6 +349,14 @@ def _store_error(what: str, exc: BaseException) -> StoreError:
 def _encode(payload: dict[str, Any]) -> str:
     """Compact JSON; NaN and infinities are refused (ValueError) since JSON has no such values."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _text(value: object) -> str:
+    """A value for a TEXT column that must hold text: anything else is refused, not coerced
+    (SQLite would store an int as an int, and a Secret not at all)."""
+    if not isinstance(value, str):
+        raise StoreError(f"a device-model value is a string, not {type(value).__name__}")
+    return value
 
 
 def _outbox_row(row: sqlite3.Row) -> OutboxRow:
@@ -1008,6 +1094,43 @@ class Store:
         """Forget a value the CSMS set: the key falls back to the config or its default."""
         with self._write() as conn:
             conn.execute("DELETE FROM config_keys WHERE key = ?", (key,))
+
+    # -- device-model variables (OCPP 2.0.1) ---------------------------------------------
+
+    def device_variables(self) -> dict[DeviceVariableKey, str]:
+        """Every device-model value the CSMS has set, as its wire string, in key order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_DEVICE_VARIABLE_COLUMNS}, value FROM device_variables"
+                f" ORDER BY {_DEVICE_VARIABLE_COLUMNS}"
+            ).fetchall()
+            return {DeviceVariableKey._from_row(row): row["value"] for row in rows}
+
+    def set_device_variable(self, key: DeviceVariableKey, value: str) -> None:
+        """Keep the value the CSMS set for ``key``, replacing an earlier one."""
+        self.set_device_variables({key: value})
+
+    def set_device_variables(self, values: Mapping[DeviceVariableKey, str]) -> None:
+        """Keep several values in one commit (the Accepted part of one SetVariables): all of
+        them are on disk when this returns, or none (StoreError)."""
+        with self._write() as conn:
+            conn.executemany(
+                f"INSERT INTO device_variables ({_DEVICE_VARIABLE_COLUMNS}, value)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ({_DEVICE_VARIABLE_COLUMNS})"
+                " DO UPDATE SET value = excluded.value",
+                [(*key._columns(), _text(value)) for key, value in values.items()],
+            )
+
+    def delete_device_variable(self, key: DeviceVariableKey) -> None:
+        """Forget a value the CSMS set: the variable falls back to the config or its default.
+        Deleting a key that holds no value is no error."""
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM device_variables WHERE component = ? AND component_instance = ?"
+                " AND evse = ? AND connector = ? AND variable = ? AND variable_instance = ?"
+                " AND attribute = ?",
+                key._columns(),
+            )
 
     # -- small state -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -41,11 +42,19 @@ def toml_value(value: Any) -> str:
     raise TypeError(value)
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_key(key: str) -> str:
+    """``key`` as TOML writes it: bare when it can be, else quoted (``"Variable:instance"``)."""
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
 def write_config(path: Path, tables: dict[str, dict[str, Any]]) -> None:
     lines: list[str] = []
     for table, values in tables.items():
         lines.append(f"[{table}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+        lines += [f"{toml_key(key)} = {toml_value(value)}" for key, value in values.items()]
         lines.append("")
     path.write_text("\n".join(lines))
 
@@ -79,7 +88,10 @@ class AgentProcess:
         csms: dict[str, Any] | None = None,
         sim: dict[str, Any] | None = None,
         cp_id: str = "CP001",
+        ocpp201: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        """``ocpp201`` (device-model values by component, possibly empty) makes it an
+        OCPP 2.0.1 agent; else it speaks 1.6 with ``ocpp16``."""
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.config_path = workdir / "cpagent.toml"
@@ -109,6 +121,11 @@ class AgentProcess:
             "logging": {"level": "DEBUG"},
             "ocpp16": {"MeterValueSampleInterval": 0, **(ocpp16 or {})},
         }
+        if ocpp201 is not None:
+            self.tables["csms"]["ocpp_version"] = "2.0.1"
+            del self.tables["ocpp16"]
+            for component, values in ocpp201.items():
+                self.tables[f"ocpp201.{toml_key(component)}"] = values
         self.write()
 
     def write(self) -> None:

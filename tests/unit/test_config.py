@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from cpagent.config import (
 )
 from cpagent.exc import ConfigError
 from cpagent.protocol.v16.config_keys import KEYS, capabilities, read_initial
+from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
+from cpagent.protocol.v201.device_model import DeviceModel
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "sim.toml"
 
@@ -255,16 +259,15 @@ def test_csms_url_accepted(value: str, url: str) -> None:
     assert parse_config(with_value("csms.url", value)).csms.url == url
 
 
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        ("2.0.1", "OCPP 2.0.1 is not supported yet"),
-        ("1.5", 'must be "1.6"'),
-        (1.6, 'must be "1.6"'),
-    ],
-)
-def test_csms_ocpp_version(value: object, reason: str) -> None:
+@pytest.mark.parametrize("value", ["1.5", 1.6, "2.0", "2.1", "1.6J"])
+def test_csms_ocpp_version(value: object) -> None:
+    reason = 'must be "1.6" or "2.0.1"'
     assert only_problem("csms.ocpp_version", value) == f"csms.ocpp_version: {reason}"
+
+
+@pytest.mark.parametrize("value", ["1.6", "2.0.1"])
+def test_csms_ocpp_version_accepted(value: str) -> None:
+    assert parse_config(with_value("csms.ocpp_version", value)).csms.ocpp_version == value
 
 
 @pytest.mark.parametrize(
@@ -560,6 +563,183 @@ def test_ocpp16_takes_another_chargers_key_list() -> None:
     ]
 
 
+# -- ocpp201 ---------------------------------------------------------------------------------
+
+EXAMPLE_201 = EXAMPLE.parent / "sim-ocpp201.toml"
+
+
+def v201(**tables: dict[str, object]) -> dict[str, Any]:
+    data = with_value("csms.ocpp_version", "2.0.1")
+    data["charge_point"]["connectors"] = 2
+    data["ocpp201"] = tables
+    return data
+
+
+def test_ocpp201_example_file_loads() -> None:
+    config = load_config(EXAMPLE_201)
+    assert config.csms.ocpp_version == "2.0.1"
+    assert config.warnings == ()
+    assert dict(config.ocpp16) == {}
+    assert config.ocpp201["OCPPCommCtrlr"]["MessageAttempts:TransactionEvent"] == 3
+    model, warnings = DeviceModel.from_config(config.charge_point.connectors, config.ocpp201)
+    assert warnings == []
+    got = model.get(ComponentRef("TxCtrlr"), VariableRef("TxStopPoint"))
+    assert got.value == "EVConnected,Authorized"
+
+
+@pytest.mark.parametrize("path", [EXAMPLE, EXAMPLE_201], ids=lambda p: p.name)
+def test_check_config_accepts_the_simulator_examples_without_warnings(path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cpagent", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert f"config:         {path}" in done.stdout.splitlines()
+
+
+def test_ocpp201_tables_are_kept_as_written_and_read_only() -> None:
+    tables: dict[str, dict[str, object]] = {
+        "ocppcommctrlr": {"heartbeatinterval": 60},
+        "EVSE@2": {},
+        "SampledDataCtrlr": {"TxUpdatedMeasurands": "Voltage, SoC"},
+    }
+    config = parse_config(v201(**tables))
+    assert {key: dict(table) for key, table in config.ocpp201.items()} == tables
+    assert config.warnings == ()
+    with pytest.raises(TypeError):
+        config.ocpp201["EVSE@2"] = {}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        config.ocpp201["EVSE@2"]["Power"] = 1  # type: ignore[index]
+    text = summary(config)
+    assert "OCPP 2.0.1" in text
+    assert "ocpp201:        2 device-model values set" in text.splitlines()
+    assert "  OCPPCommCtrlr.HeartbeatInterval = 60" in text.splitlines()
+    assert "  SampledDataCtrlr.TxUpdatedMeasurands = Voltage,SoC" in text.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("tables", "problem"),
+    [
+        (
+            {"NoSuchCtrlr": {"X": 1}},
+            "ocpp201.NoSuchCtrlr: 'NoSuchCtrlr' is not a standardized OCPP 2.0.1 component",
+        ),
+        (
+            {"OCPPCommCtrlr": {"Nope": 1}},
+            "ocpp201.OCPPCommCtrlr.Nope: 'Nope' is not a variable of OCPPCommCtrlr",
+        ),
+        (
+            {"SecurityCtrlr": {"BasicAuthPassword": "0123456789abcdef"}},
+            "ocpp201.SecurityCtrlr.BasicAuthPassword: BasicAuthPassword is WriteOnly:"
+            " only the CSMS sets it",
+        ),
+        (
+            {"AuthCacheCtrlr": {"Policy": "MRU"}},
+            "ocpp201.AuthCacheCtrlr.Policy: 'MRU' is not one of LRU,LFU,FIFO,CUSTOM",
+        ),
+        (
+            {"SecurityCtrlr": {"SecurityProfile": 4}},
+            "ocpp201.SecurityCtrlr.SecurityProfile: 4 is above the maximum 3",
+        ),
+        (
+            {"OCPPCommCtrlr": {"HeartbeatInterval": True}},
+            "ocpp201.OCPPCommCtrlr.HeartbeatInterval: expects integer, got a boolean",
+        ),
+        (
+            {"OCPPCommCtrlr": {"HeartbeatInterval": "soon"}},
+            "ocpp201.OCPPCommCtrlr.HeartbeatInterval: 'soon' is not an integer",
+        ),
+        ({"EVSE@3": {"Power": 0}}, "ocpp201.EVSE@3.Power: there is no EVSE 3 (EVSEs 1-2)"),
+        (
+            {"HeartbeatInterval": 60},
+            "ocpp201.HeartbeatInterval: a value must be inside a component table"
+            ' ([ocpp201.Component] or [ocpp201."Component@evseId"])',
+        ),
+        (
+            {
+                "OCPPCommCtrlr": {"HeartbeatInterval": 60},
+                "ocppcommctrlr": {"heartbeatinterval": 90},
+            },
+            "ocpp201.ocppcommctrlr.heartbeatinterval: already set"
+            " (as ocpp201.OCPPCommCtrlr.HeartbeatInterval)",
+        ),
+    ],
+)
+def test_ocpp201_problems_name_the_key(tables: dict[str, object], problem: str) -> None:
+    assert problems_of(v201(**tables)) == [problem]  # type: ignore[arg-type]
+
+
+def test_ocpp201_problems_come_with_the_others_all_at_once() -> None:
+    data = v201(OCPPCommCtrlr={"HeartbeatInterval": 0, "OfflineThreshold": "x"})
+    data["charge_point"]["connectors"] = 0
+    data["logging"] = {"level": "LOUD"}
+    assert problems_of(data) == [
+        "charge_point.connectors: must be an integer between 1 and 32",
+        "logging.level: must be one of DEBUG, INFO, WARNING, ERROR",
+        "ocpp201.OCPPCommCtrlr.HeartbeatInterval: 0 is below the minimum 1",
+        "ocpp201.OCPPCommCtrlr.OfflineThreshold: 'x' is not an integer",
+    ]
+
+
+def test_ocpp201_block_cpagent_does_not_implement_is_a_warning() -> None:
+    config = parse_config(v201(ReservationCtrlr={"Available": False}))
+    assert config.warnings == (
+        "ocpp201.ReservationCtrlr.Available: cpagent does not implement ReservationCtrlr;"
+        " value reported only",
+    )
+    assert "  ReservationCtrlr.Available = false" in summary(config).splitlines()
+
+
+def test_ocpp201_version_without_a_table() -> None:
+    config = parse_config(with_value("csms.ocpp_version", "2.0.1"))
+    assert dict(config.ocpp201) == {} and dict(config.ocpp16) == {}
+    assert config.warnings == ()
+    assert "ocpp201" not in summary(config) and "ocpp16" not in summary(config)
+
+
+def test_the_other_versions_table_is_ignored_with_a_warning() -> None:
+    data = minimal()
+    data["ocpp16"] = {"HeartbeatInterval": 60}
+    data["ocpp201"] = {"NoSuchCtrlr": {"X": "not checked"}}
+    config = parse_config(data)
+    assert dict(config.ocpp16) == {"HeartbeatInterval": "60"} and dict(config.ocpp201) == {}
+    assert config.warnings == ('ocpp201: ignored, as csms.ocpp_version is "1.6", not "2.0.1"',)
+    assert "ocpp201" not in summary(config)
+
+    data["csms"]["ocpp_version"] = "2.0.1"
+    data["ocpp201"] = {"OCPPCommCtrlr": {"HeartbeatInterval": 90}}
+    data["ocpp16"] = {"NoSuchKey": "x", "HeartbeatInterval": -1}
+    config = parse_config(data)
+    assert dict(config.ocpp16) == {} and dict(config.ocpp201["OCPPCommCtrlr"]) == {
+        "HeartbeatInterval": 90
+    }
+    assert config.warnings == ('ocpp16: ignored, as csms.ocpp_version is "2.0.1", not "1.6"',)
+    assert "HeartbeatInterval=" not in summary(config)
+
+
+def test_with_an_unknown_version_every_table_present_is_judged() -> None:
+    data = with_value("csms.ocpp_version", "2.1")
+    data["ocpp16"] = {"HeartbeatInterval": -1}
+    data["ocpp201"] = {"OCPPCommCtrlr": {"HeartbeatInterval": -1}}
+    assert problems_of(data) == [
+        'csms.ocpp_version: must be "1.6" or "2.0.1"',
+        "ocpp16.HeartbeatInterval: must be an integer >= 0",
+        "ocpp201.OCPPCommCtrlr.HeartbeatInterval: -1 is below the minimum 1",
+    ]
+
+
+def test_the_version_is_known_even_when_another_csms_key_is_wrong() -> None:
+    data = v201(OCPPCommCtrlr={"HeartbeatInterval": -1})
+    data["csms"]["url"] = "http://x"
+    data["ocpp16"] = {"HeartbeatInterval": -1}
+    assert problems_of(data) == [
+        "csms.url: must start with ws:// or wss://",
+        "ocpp201.OCPPCommCtrlr.HeartbeatInterval: -1 is below the minimum 1",
+    ]
+
+
 # -- unknown keys, wrong shapes, many problems -----------------------------------------------
 
 
@@ -583,8 +763,8 @@ def test_unknown_keys_rejected_by_name(dotted: str) -> None:
 
 def test_unknown_table_rejected() -> None:
     data = minimal()
-    data["ocpp201"] = {"HeartbeatInterval": 10}
-    assert problems_of(data) == ["ocpp201: unknown key"]
+    data["ocpp20"] = {"HeartbeatInterval": 10}
+    assert problems_of(data) == ["ocpp20: unknown key"]
 
 
 def test_section_must_be_a_table() -> None:
@@ -596,7 +776,7 @@ def test_section_must_be_a_table() -> None:
 def test_every_problem_is_reported_together() -> None:
     data: dict[str, Any] = {
         "charge_point": {"id": "a/b", "vendor": "V" * 21, "connectors": 0, "colour": "red"},
-        "csms": {"url": "http://x", "ocpp_version": "2.0.1"},
+        "csms": {"url": "http://x", "ocpp_version": "1.5"},
         "hal": {"backend": "gpio", "sim": {"phases": 2}},
         "logging": {"level": "LOUD"},
         "ocpp16": {"Foo": 1, "HeartbeatInterval": "x"},
@@ -609,7 +789,7 @@ def test_every_problem_is_reported_together() -> None:
         "charge_point.connectors: must be an integer between 1 and 32",
         "charge_point.colour: unknown key",
         "csms.url: must start with ws:// or wss://",
-        "csms.ocpp_version: OCPP 2.0.1 is not supported yet",
+        'csms.ocpp_version: must be "1.6" or "2.0.1"',
         'hal.backend: must be "sim" or "hardware"',
         "hal.sim.phases: must be 1 or 3",
         "logging.level: must be one of DEBUG, INFO, WARNING, ERROR",

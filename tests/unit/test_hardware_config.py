@@ -21,7 +21,8 @@ from cpagent.hal.hardware_config import (
 from cpagent.hal.meter_maps import MAPS
 
 CONFIG_DIR = Path(__file__).parents[2] / "config"
-EXAMPLES = sorted(p for p in CONFIG_DIR.glob("*.toml") if p.name != "sim.toml")
+# The examples of hardware; sim*.toml run on simulated hardware.
+EXAMPLES = sorted(p for p in CONFIG_DIR.glob("*.toml") if not p.name.startswith("sim"))
 
 
 def hardware(connectors: int = 1, **hal: Any) -> dict[str, Any]:

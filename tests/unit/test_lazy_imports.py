@@ -32,3 +32,41 @@ def test_the_certificate_store_does_not_load_python_pkcs11() -> None:
     loaded = loaded_packages("cryptography", "pkcs11", importing=store)
     assert "cryptography" in loaded
     assert not [name for name in loaded if name.startswith("pkcs11")]
+
+
+def modules_after(code: str, prefix: str) -> list[str]:
+    """The modules named ``prefix`` or under it that a fresh interpreter has loaded after
+    running ``code``."""
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted(m for m in sys.modules"
+        f" if m == {prefix!r} or m.startswith({prefix + '.'!r}))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded: list[str] = json.loads(result.stdout.splitlines()[-1])
+    return loaded
+
+
+def _parse(version: str, table: str) -> str:
+    return (
+        "from cpagent.config import parse_config, summary\n"
+        "config = parse_config({'charge_point': {'id': 'C', 'vendor': 'V', 'model': 'M'},"
+        f" 'csms': {{'url': 'ws://127.0.0.1:9/o', 'ocpp_version': {version!r}}}, {table}}})\n"
+        "summary(config)"
+    )
+
+
+def test_a_16_config_does_not_load_the_201_device_model() -> None:
+    """Reading and summing up a 1.6 config (check-config, the agent's start) leaves the 2.0.1
+    device model, and the ocpp library's 2.0.1 enums it is built from, unloaded; a 2.0.1
+    config loads them, and a 2.0.1 config does not load the 1.6 key table."""
+    ocpp16 = "'ocpp16': {'HeartbeatInterval': 60}"
+    assert modules_after(_parse("1.6", ocpp16), "cpagent.protocol.v201") == []
+    assert modules_after(_parse("1.6", ocpp16), "ocpp.v201") == []
+    ocpp201 = "'ocpp201': {'OCPPCommCtrlr': {'HeartbeatInterval': 60}}"
+    assert "cpagent.protocol.v201.device_model" in modules_after(
+        _parse("2.0.1", ocpp201), "cpagent.protocol.v201"
+    )
+    assert modules_after(_parse("2.0.1", ocpp201), "cpagent.protocol.v16") == []

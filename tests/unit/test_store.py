@@ -20,7 +20,14 @@ import pytest
 
 from cpagent import store as store_module
 from cpagent.exc import AlreadyRunningError, StoreError, StoreFullError
-from cpagent.store import AuthCacheRow, OutboxRow, Store, _migrate_v1
+from cpagent.store import (
+    AuthCacheRow,
+    DeviceVariableKey,
+    OutboxRow,
+    Store,
+    _migrate_v1,
+    _migrate_v2,
+)
 
 T0 = "2026-01-01T10:00:00.000Z"
 T1 = "2026-01-01T10:15:00.000Z"
@@ -639,6 +646,61 @@ def test_migration_from_v1_keeps_queue_and_adds_the_later_schemas(tmp_path: Path
         s.close()
 
 
+def _build_v2_database(db: Path) -> None:
+    """A database as cpagent with schema v2 left it: a queued message of an open session,
+    a configuration key the CSMS set and a local list."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        _migrate_v1(conn)
+        _migrate_v2(conn)
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute(
+            "INSERT INTO transactions (connector_id, id_tag, meter_start_wh, started_at,"
+            " last_meter_wh, last_meter_at) VALUES (1, 'TAG', 100, ?, 100, ?)",
+            (T0, T0),
+        )
+        conn.execute(
+            "INSERT INTO outbox (message_id, action, payload, tx_local_id, attempts, created_at)"
+            " VALUES ('m-1', 'StartTransaction', '{\"connectorId\":1}', 1, 0, ?)",
+            (T0,),
+        )
+        conn.execute("INSERT INTO config_keys (key, value) VALUES ('HeartbeatInterval', '60')")
+        conn.execute("INSERT INTO local_auth_list (id_tag, status) VALUES ('LISTED', 'Accepted')")
+        conn.execute("INSERT INTO state (key, value) VALUES ('local_list.version', '7')")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def test_migration_from_v2_keeps_everything_and_adds_device_variables(tmp_path: Path) -> None:
+    assert Store.SCHEMA_VERSION == 3
+    _build_v2_database(tmp_path / "cpagent.db")
+    s = Store(tmp_path)
+    s.open()
+    try:
+        assert s.recovered_from is None
+        conn = s._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        (row,) = s.pending()
+        assert (row.message_id, row.action, row.tx_local_id) == ("m-1", "StartTransaction", 1)
+        assert [t.local_id for t in s.open_transactions()] == [1]
+        assert s.config_keys() == {"HeartbeatInterval": "60"}
+        assert s.local_list_state() == (7, 1)
+        assert s.device_variables() == {}
+        s.set_device_variable(HEARTBEAT, "120")
+    finally:
+        s.close()
+    again = Store(tmp_path)
+    again.open()
+    try:
+        assert again.device_variables() == {HEARTBEAT: "120"}
+        assert again.config_keys() == {"HeartbeatInterval": "60"}
+    finally:
+        again.close()
+
+
 # -- disk full -------------------------------------------------------------------------
 
 
@@ -920,6 +982,105 @@ def test_config_keys_upsert(store: Store) -> None:
     store.set_config_key("MeterValueSampleInterval", "30")
     store.set_config_key("HeartbeatInterval", "300")
     assert store.config_keys() == {"HeartbeatInterval": "300", "MeterValueSampleInterval": "30"}
+
+
+# -- device-model variables (OCPP 2.0.1) -------------------------------------------------
+
+HEARTBEAT = DeviceVariableKey(component="OCPPCommCtrlr", variable="HeartbeatInterval")
+ATTEMPTS = DeviceVariableKey(
+    component="OCPPCommCtrlr", variable="MessageAttempts", variable_instance="TransactionEvent"
+)
+EVSE_POWER = DeviceVariableKey(component="EVSE", evse=2, variable="Power", attribute="MaxSet")
+CONNECTOR = DeviceVariableKey(
+    component="Controller",
+    component_instance="main",
+    evse=1,
+    connector=1,
+    variable="Enabled",
+)
+
+
+def test_device_variables_set_replace_delete(store: Store) -> None:
+    assert store.device_variables() == {}
+    store.set_device_variable(HEARTBEAT, "60")
+    store.set_device_variables({ATTEMPTS: "5", EVSE_POWER: "11000", CONNECTOR: "false"})
+    store.set_device_variable(HEARTBEAT, "120")
+    assert store.device_variables() == {
+        HEARTBEAT: "120",
+        ATTEMPTS: "5",
+        EVSE_POWER: "11000",
+        CONNECTOR: "false",
+    }
+    # The same variable without its instance, or another attribute, is another value.
+    bare = DeviceVariableKey(component="OCPPCommCtrlr", variable="MessageAttempts")
+    actual = DeviceVariableKey(component="EVSE", evse=2, variable="Power")
+    store.set_device_variables({bare: "1", actual: "7400"})
+    assert store.device_variables()[ATTEMPTS] == "5"
+    assert store.device_variables()[EVSE_POWER] == "11000"
+    store.delete_device_variable(ATTEMPTS)
+    store.delete_device_variable(ATTEMPTS)  # nothing there: no error
+    store.delete_device_variable(EVSE_POWER)
+    assert store.device_variables() == {
+        HEARTBEAT: "120",
+        CONNECTOR: "false",
+        bare: "1",
+        actual: "7400",
+    }
+
+
+def test_device_variables_survive_reopen_with_every_key_field(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.open()
+    s.set_device_variables({HEARTBEAT: "120", ATTEMPTS: "5", EVSE_POWER: "11000", CONNECTOR: ""})
+    s.close()
+    again = Store(tmp_path)
+    again.open()
+    try:
+        stored = again.device_variables()
+    finally:
+        again.close()
+    assert stored == {HEARTBEAT: "120", ATTEMPTS: "5", EVSE_POWER: "11000", CONNECTOR: ""}
+    (connector,) = (key for key in stored if key.component == "Controller")
+    assert (connector.component_instance, connector.evse, connector.connector) == ("main", 1, 1)
+    heartbeat = next(key for key in stored if key.variable == "HeartbeatInterval")
+    assert (heartbeat.component_instance, heartbeat.evse, heartbeat.connector) == (None, None, None)
+    assert (heartbeat.variable_instance, heartbeat.attribute) == (None, "Actual")
+
+
+def test_setting_several_device_variables_is_all_or_nothing(store: Store) -> None:
+    store.set_device_variable(HEARTBEAT, "60")
+    _cap_at_current_size(store)
+    big = {
+        DeviceVariableKey(component="Controller", component_instance=f"c{n}", variable="X"): "x"
+        * 1000
+        for n in range(200)
+    }
+    with pytest.raises(StoreFullError):
+        store.set_device_variables({HEARTBEAT: "120", **big})
+    assert store.device_variables() == {HEARTBEAT: "60"}
+    with pytest.raises(StoreError, match="not int"):
+        store.set_device_variables({HEARTBEAT: "90", ATTEMPTS: 5})  # type: ignore[dict-item]
+    assert store.device_variables() == {HEARTBEAT: "60"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"component": "", "variable": "V"}, "component must not be empty"),
+        ({"component": "C", "variable": ""}, "variable must not be empty"),
+        ({"component": "C", "variable": "V", "attribute": ""}, "attribute must not be empty"),
+        ({"component": "C", "component_instance": "", "variable": "V"}, "not empty"),
+        ({"component": "C", "variable": "V", "variable_instance": ""}, "not empty"),
+        ({"component": "C", "evse": 0, "variable": "V"}, "evse is None or at least 1"),
+        ({"component": "C", "evse": 1, "connector": 0, "variable": "V"}, "at least 1"),
+        ({"component": "C", "connector": 1, "variable": "V"}, "a connector belongs to an EVSE"),
+    ],
+)
+def test_device_variable_keys_keep_the_columns_unambiguous(
+    fields: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        DeviceVariableKey(**fields)
 
 
 def test_state_upsert(store: Store) -> None:

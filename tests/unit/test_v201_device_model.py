@@ -382,8 +382,9 @@ def test_unimplemented_standard_names_are_accepted_with_a_warning() -> None:
 @pytest.mark.parametrize(
     ("tables", "problem"),
     [
-        ({"Nope": {"X": 1}}, "ocpp201: 'Nope': 'Nope' is not a standardized"),
-        ({"OCPPCommCtrlr": {"Nope": 1}}, "ocpp201: OCPPCommCtrlr.Nope: 'Nope' is not a variable"),
+        ({"Nope": {"X": 1}}, "ocpp201.Nope: 'Nope' is not a standardized"),
+        ({"OCPPCommCtrlr": {"Nope": 1}}, "ocpp201.OCPPCommCtrlr.Nope: 'Nope' is not a variable"),
+        ({"EVSE@0": {"Power": 1}}, "ocpp201.EVSE@0: evseId starts at 1"),
         ({"HeartbeatInterval": 5}, "ocpp201.HeartbeatInterval: a value must be inside"),
         (
             {"SecurityCtrlr": {"BasicAuthPassword": "0123456789abcdef"}},

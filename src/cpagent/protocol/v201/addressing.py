@@ -26,7 +26,16 @@ _MAX_IDENTIFIER: Final = 50  # ComponentType.name/instance, VariableType.name/in
 
 
 class AddressError(ValueError):
-    """A key is malformed or names no standardized component or variable."""
+    """A key is malformed or names no standardized component or variable.
+
+    The message names the key; ``reason`` is the same without it, for a caller that names
+    the key itself (``ocpp201.Nope: 'Nope' is not a standardized ...``). Built with one
+    argument, the message is the reason too.
+    """
+
+    def __init__(self, key: str, reason: str | None = None) -> None:
+        super().__init__(key if reason is None else f"{key}: {reason}")
+        self.reason = key if reason is None else reason
 
 
 @dataclass(frozen=True, order=True)
@@ -49,7 +58,7 @@ class VariableRef:
 
 def _check_identifier(key: str, what: str, text: str | None) -> None:
     if text is not None and len(text) > _MAX_IDENTIFIER:
-        raise AddressError(f"{key!r}: the {what} is longer than {_MAX_IDENTIFIER} characters")
+        raise AddressError(key, f"the {what} is longer than {_MAX_IDENTIFIER} characters")
 
 
 def parse_component_key(key: str) -> ComponentRef:
@@ -61,20 +70,21 @@ def parse_component_key(key: str) -> ComponentRef:
     match = _COMPONENT_KEY.fullmatch(key)
     if match is None:
         raise AddressError(
-            f"{key!r} is not a component key (Name, Name:instance, Name@evseId, "
-            "Name@evseId.connectorId, Name:instance@evseId.connectorId)"
+            repr(key),
+            "is not a component key (Name, Name:instance, Name@evseId, "
+            "Name@evseId.connectorId, Name:instance@evseId.connectorId)",
         )
     raw = match["name"]
     name = canonical_component(raw)
     if name is None:
-        raise AddressError(f"{key!r}: {raw!r} is not a standardized OCPP 2.0.1 component")
-    _check_identifier(key, "instance", match["instance"])
+        raise AddressError(repr(key), f"{raw!r} is not a standardized OCPP 2.0.1 component")
+    _check_identifier(repr(key), "instance", match["instance"])
     evse = int(match["evse"]) if match["evse"] is not None else None
     connector = int(match["connector"]) if match["connector"] is not None else None
     if evse == 0:
-        raise AddressError(f"{key!r}: evseId starts at 1 (0 is the station itself: leave it out)")
+        raise AddressError(repr(key), "evseId starts at 1 (0 is the station itself: leave it out)")
     if connector == 0:
-        raise AddressError(f"{key!r}: connectorId starts at 1")
+        raise AddressError(repr(key), "connectorId starts at 1")
     return ComponentRef(name, match["instance"], evse, connector)
 
 
@@ -86,11 +96,11 @@ def parse_variable_key(component: str, key: str) -> VariableRef:
     """
     match = _VARIABLE_KEY.fullmatch(key)
     if match is None:
-        raise AddressError(f"{component}.{key!r} is not a variable key (Name or Name:instance)")
+        raise AddressError(f"{component}.{key!r}", "is not a variable key (Name or Name:instance)")
     raw = match["name"]
     name = canonical_variable(component, raw)
     if name is None:
-        raise AddressError(f"{component}.{key}: {raw!r} is not a variable of {component}")
+        raise AddressError(f"{component}.{key}", f"{raw!r} is not a variable of {component}")
     _check_identifier(f"{component}.{key}", "instance", match["instance"])
     return VariableRef(name, match["instance"])
 

@@ -236,7 +236,7 @@ class DeviceModel:
             try:
                 ref = parse_component_key(key)
             except AddressError as exc:
-                problems.append(f"ocpp201: {exc}")
+                problems.append(f"ocpp201.{key}: {exc.reason}")
                 continue
             for var_key, value in table.items():
                 model._configure(ref, str(var_key), value, problems, warnings)
@@ -256,7 +256,7 @@ class DeviceModel:
         try:
             var = parse_variable_key(ref.name, var_key)
         except AddressError as exc:
-            problems.append(f"ocpp201: {exc}")
+            problems.append(f"{where}: {exc.reason}")
             return
         if isinstance(value, Mapping | list):
             problems.append(f"{where}: must be a single value")

@@ -59,7 +59,9 @@ def wire(config: Config, store: Store, hw: Hardware, request_reset: ResetRequest
     def value(name: str) -> str | None:
         if name == "SecurityProfile":
             # Unless set, the connection is as the URL and credentials configure it.
-            changed = any(c == "SecurityCtrlr" and v == "SecurityProfile" for c, v in model.changed())
+            changed = any(
+                c == "SecurityCtrlr" and v == "SecurityProfile" for c, v in model.changed()
+            )
             return values.text("SecurityCtrlr", name) if explicit_profile or changed else "0"
         if name == "AuthorizationKey":
             password = values.text("SecurityCtrlr", "BasicAuthPassword") or config.csms.password
