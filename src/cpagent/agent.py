@@ -14,7 +14,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ocpp.messages
 from websockets.asyncio.client import ClientConnection
@@ -620,7 +620,8 @@ class Agent:
         csms["last_error"] = session.last_error if session else None
         csms["url"] = _URL_PASSWORD.sub(r"\1***@", session.url) if session else csms["url"]
         csms["security_profile"] = session.security.profile if session else None
-        found = {
+        connectors = station.snapshot()
+        found: dict[str, Any] = {
             "charge_point_id": self.config.charge_point.id,
             "version": __version__,
             "ocpp_version": self.config.csms.ocpp_version,
@@ -630,7 +631,7 @@ class Agent:
                 "status": str(station.charger.status) if station.charger.status else None,
                 "operative": station.charger.operative,
             },
-            "connectors": station.snapshot(),
+            "connectors": connectors,
             "charging_profiles": [
                 {
                     "connector_id": e.connector_id,
@@ -641,7 +642,11 @@ class Agent:
                 for e in station.charging_profiles
             ],
             "hardware": self.hardware.describe() if self.hardware else {},
-            "queue": {"depth": adapter.queue_depth, "failed": adapter.failed_count},
+            "queue": {
+                "depth": adapter.queue_depth,
+                "failed": adapter.failed_count,
+                "held_for_other_versions": dict(adapter.delivery.held),
+            },
             "store": {
                 "path": str(self.store.path),
                 "recovered_from": (
@@ -658,9 +663,13 @@ class Agent:
                 else None
             ),
         }
-        protocol_status = getattr(adapter, "protocol_status", None)
-        if protocol_status is not None:
-            found["ocpp201"] = protocol_status()
+        if self.config.csms.ocpp_version == "2.0.1":
+            v201 = cast("V201Adapter", adapter)
+            found["ocpp201"] = v201.protocol_status()
+            for connector in connectors:
+                tx = connector["transaction"]
+                if tx is not None:  # the station-made 2.0.1 id, not 1.6's from the CSMS
+                    tx["id"] = v201.transaction_id(tx["local_id"])
         return found
 
 

@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
             "(before a package upgrade replaces them)",
         )
     )
-    sub.add_parser("demo", help="a complete simulated session against a loopback CSMS")
+    demo = sub.add_parser("demo", help="a complete simulated session against a loopback CSMS")
+    demo.add_argument(
+        "--ocpp", choices=["1.6", "2.0.1"], default="1.6", help="the OCPP version to speak"
+    )
 
     sim = sub.add_parser("sim", help="drive the simulated hardware of a running agent")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from cpagent.testing.demo import run_demo
 
-            return run_demo()
+            return run_demo(args.ocpp)
         config = _load(args.config)
         if args.command == "check-config":
             from cpagent.config import security_warnings, summary
@@ -262,6 +265,9 @@ def _status(config: Any, *, as_json: bool) -> int:
     queue = state["queue"]
     failed = f", {queue['failed']} refused by the CSMS and kept" if queue.get("failed") else ""
     print(f"queue         {queue['depth']} message(s) waiting{failed}")
+    held = queue.get("held_for_other_versions") or {}
+    for version, count in sorted(held.items()):
+        print(f"              {count} message(s) in OCPP {version} kept until it is spoken again")
     if state["store"]["recovered_from"]:
         print(f"store         damaged database moved aside to {state['store']['recovered_from']}")
     profiles = state.get("charging_profiles") or []

@@ -53,7 +53,8 @@ async def test_boot_speaks_201_and_reports_each_evse(
     state = await agent.status()
     assert state["ocpp_version"] == "2.0.1"
     assert state["csms"]["registration"] == "Accepted"
-    assert state["ocpp201"] == {"transactions": [], "held_for_other_versions": {}}
+    assert state["ocpp201"] == {"transactions": []}
+    assert state["queue"] == {"depth": 0, "failed": 0, "held_for_other_versions": {}}
 
 
 async def test_a_card_session_is_one_transaction_with_contiguous_events(

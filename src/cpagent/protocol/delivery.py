@@ -95,6 +95,8 @@ class Delivery:
         self.response_timeout = response_timeout
         self.pending: collections.deque[Outgoing] = collections.deque()
         self.failed_count = 0
+        self.held: dict[str, int] = {}
+        """Messages waiting in another OCPP version, per version."""
         self.last_sent = time.monotonic()
         """When the last CALL went out (monotonic): heartbeats are due after a quiet spell."""
         self.wake = Changes()
@@ -105,10 +107,22 @@ class Delivery:
         self._late: tuple[Outgoing, str, asyncio.Future[dict[str, Any]]] | None = None
 
     async def load(self, protocol: str) -> None:
-        """Queue what the store holds for ``protocol`` (after a restart)."""
+        """Queue what the store holds for ``protocol`` (after a restart). Messages queued in
+        another OCPP version (the data_dir of an agent that spoke it) stay in the store, are
+        counted in :attr:`held` and go out when an agent speaks that version again."""
         self.failed_count = await self.store.run(self.store.failed_count)
         for row in await self.store.run(self.store.pending, protocol):
             self.pending.append(Outgoing(row.action, row.payload, row))
+        counts = await self.store.run(self.store.pending_by_protocol)
+        self.held = {version: n for version, n in counts.items() if version != protocol}
+        for version, n in self.held.items():
+            log.warning(
+                "%d message(s) queued in OCPP %s are kept, not sent: they go out when the"
+                " agent speaks OCPP %s again",
+                n,
+                version,
+                version,
+            )
 
     @property
     def depth(self) -> int:

@@ -42,7 +42,7 @@ from cpagent.station.smart_charging import (
     SmartChargingLimits,
     parse_allowed_units,
 )
-from cpagent.store import AuthCacheRow, OutboxRow, Store
+from cpagent.store import AuthCacheRow, OutboxRow, Store, TransactionRow
 from cpagent.systemd import journal_fields
 from cpagent.timers import Changes, wait_due
 from cpagent.timeutil import iso, now_iso, parse_iso, utcnow
@@ -187,6 +187,10 @@ class V16Adapter:
         return tx.local_id
 
     async def transaction_stopped(self, event: TransactionStopped) -> None:
+        tx = await self.store.run(self.store.get_transaction, event.local_id)
+        if tx is not None and tx.protocol != PROTOCOL:
+            await self._stop_in_other_version(event, tx)
+            return
         data = await self.store.run(self.store.transaction_data, event.local_id)
         payload = messages.stop_transaction(event, data)
         _, row = await self.store.run(
@@ -200,6 +204,33 @@ class V16Adapter:
         )
         assert row is not None
         self._append(Outgoing(row.action, row.payload, row))
+
+    async def _stop_in_other_version(self, event: TransactionStopped, tx: TransactionRow) -> None:
+        """A session a 2.0.1 agent started, closed after the switch to 1.6 (the agent died
+        during it): its Ended TransactionEvent is queued in 2.0.1, numbered after the events
+        already queued, for the 2.0.1 CSMS that knows the transaction."""
+        from cpagent.protocol.v201.adapter import ended_event
+
+        assert tx.ocpp_transaction_id is not None
+        data = await self.store.run(self.store.transaction_data, event.local_id)
+        make = ended_event(event, tx.ocpp_transaction_id, data, charging_state="Idle", offline=True)
+        _, row = await self.store.run(
+            self.store.stop_transaction,
+            event.local_id,
+            meter_stop_wh=event.meter_stop_wh,
+            stopped_at=event.timestamp,
+            reason=str(event.reason),
+            stop_id_tag=event.id_tag,
+            message=make,
+        )
+        log.warning(
+            "session %d was started in OCPP %s: its Ended event is kept for OCPP %s",
+            event.local_id,
+            tx.protocol,
+            tx.protocol,
+        )
+        if row is not None:
+            self.delivery.held[row.protocol] = self.delivery.held.get(row.protocol, 0) + 1
 
     async def meter_values(self, sample: MeterSample) -> None:
         payload = messages.meter_values(sample) if sample.values else None

@@ -90,6 +90,35 @@ _SAMPLE_TRIGGERS = {
 }
 
 
+def ended_event(
+    event: TransactionStopped,
+    transaction_id: str,
+    data: list[dict[str, Any]],
+    *,
+    charging_state: str,
+    offline: bool,
+) -> Callable[[int], tuple[str, dict[str, Any]]]:
+    """The Ended TransactionEvent of a session, made from the seqNo the store gives it: the
+    meter values kept during the session (TxEndedMeasurands) and those of its end."""
+    end = messages.meter_value(event.timestamp, event.end_values)
+
+    def make(seq_no: int) -> tuple[str, dict[str, Any]]:
+        return "TransactionEvent", messages.transaction_event(
+            event_type="Ended",
+            timestamp=event.timestamp,
+            trigger_reason=_TRIGGERS[event.reason],
+            seq_no=seq_no,
+            transaction_id=transaction_id,
+            charging_state=charging_state,
+            stopped_reason=messages.stopped_reason(event.reason),
+            id_token=messages.id_token(event.id_tag) if event.id_tag else None,
+            meter_values=[*data, end],
+            offline=offline,
+        )
+
+    return make
+
+
 class V201Adapter:
     """Implements the station's output and authorizer ports for OCPP 2.0.1."""
 
@@ -113,8 +142,6 @@ class V201Adapter:
         self.connected_since: str | None = None
         self.delivery = Delivery(store, self, response_timeout=config.csms.response_timeout_s)
         self.authorization = Authorization(store, values, self._ask)
-        self.held: dict[str, int] = {}
-        """Messages queued in another OCPP version, per version: kept, not sent."""
         self.heartbeat_changes = Changes()
         self._accepted = asyncio.Event()
         self._connection_ready = False
@@ -132,16 +159,6 @@ class V201Adapter:
 
     async def load_queue(self) -> None:
         await self.delivery.load(PROTOCOL)
-        counts = await self.store.run(self.store.pending_by_protocol)
-        self.held = {version: n for version, n in counts.items() if version != PROTOCOL}
-        for version, n in self.held.items():
-            log.warning(
-                "%d message(s) queued in OCPP %s are kept and not sent: they go out when the"
-                " agent speaks OCPP %s again",
-                n,
-                version,
-                version,
-            )
 
     @property
     def queue_depth(self) -> int:
@@ -173,7 +190,8 @@ class V201Adapter:
         if row is None:
             return
         if row.protocol != PROTOCOL:
-            self.held[row.protocol] = self.held.get(row.protocol, 0) + 1
+            held = self.delivery.held
+            held[row.protocol] = held.get(row.protocol, 0) + 1
             return
         if row.tx_local_id is not None and row.action == "TransactionEvent":
             self._transactions[row.tx_local_id] = (
@@ -231,25 +249,15 @@ class V201Adapter:
             await self._stop_in_other_version(event, tx.protocol)
             return
         data = await self.store.run(self.store.transaction_data, event.local_id)
-        offline = not self._connection_ready
-        end = messages.meter_value(event.timestamp, event.end_values)
         transaction_id = tx.ocpp_transaction_id if tx is not None else None
         assert transaction_id is not None
-
-        def make(seq_no: int) -> tuple[str, dict[str, Any]]:
-            return "TransactionEvent", messages.transaction_event(
-                event_type="Ended",
-                timestamp=event.timestamp,
-                trigger_reason=_TRIGGERS[event.reason],
-                seq_no=seq_no,
-                transaction_id=transaction_id,
-                charging_state=self._ended_charging_state(event.connector_id),
-                stopped_reason=messages.stopped_reason(event.reason),
-                id_token=messages.id_token(event.id_tag) if event.id_tag else None,
-                meter_values=[*data, end],
-                offline=offline,
-            )
-
+        make = ended_event(
+            event,
+            transaction_id,
+            data,
+            charging_state=self._ended_charging_state(event.connector_id),
+            offline=not self._connection_ready,
+        )
         _, row = await self._serial(
             lambda: self.store.run(
                 self.store.stop_transaction,
@@ -696,7 +704,7 @@ class V201Adapter:
 
     def protocol_status(self) -> dict[str, Any]:
         """The 2.0.1 state for ``cpagent status``: each running transaction with its id and
-        next seqNo, and what waits in another OCPP version."""
+        the seqNo of its next event."""
         transactions = []
         if self.station is not None:
             for cid, c in self.station.connectors.items():
@@ -711,4 +719,4 @@ class V201Adapter:
                             "charging_state": self._charging_state.get(tx.local_id),
                         }
                     )
-        return {"transactions": transactions, "held_for_other_versions": dict(self.held)}
+        return {"transactions": transactions}
