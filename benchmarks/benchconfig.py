@@ -11,9 +11,16 @@ CPAGENT = str(Path(sys.executable).parent / "cpagent")
 
 
 def write_config(
-    workdir: Path, csms_url: str, *, cp_id: str, connectors: int, csms: dict[str, Any]
+    workdir: Path,
+    csms_url: str,
+    *,
+    cp_id: str,
+    connectors: int,
+    csms: dict[str, Any],
+    ocpp: str = "1.6",
 ) -> Path:
-    """A config for a simulated agent whose data and control socket live in ``workdir``."""
+    """A config for a simulated agent whose data and control socket live in ``workdir``,
+    speaking OCPP ``ocpp`` ("1.6" or "2.0.1") with its factory settings."""
     tables: dict[str, dict[str, Any]] = {
         "charge_point": {
             "id": cp_id,
@@ -21,7 +28,7 @@ def write_config(
             "model": "Bench",
             "connectors": connectors,
         },
-        "csms": {"url": csms_url, **csms},
+        "csms": {"url": csms_url, "ocpp_version": ocpp, **csms},
         "storage": {"data_dir": str(workdir / "data")},
         "control": {"socket": str(workdir / "control.sock")},
         "hal": {"backend": "sim"},
@@ -35,3 +42,9 @@ def write_config(
     path = workdir / "cpagent.toml"
     path.write_text("\n".join(lines))
     return path
+
+
+def add_ocpp_option(parser: Any) -> None:
+    parser.add_argument(
+        "--ocpp", choices=["1.6", "2.0.1"], default="1.6", help="the OCPP version the agent speaks"
+    )

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchconfig import CPAGENT, write_config
+from benchconfig import CPAGENT, add_ocpp_option, write_config
 
 from cpagent.testing import LoopbackCsms
 
@@ -48,6 +48,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="measuring window")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after boot")
+    add_ocpp_option(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="cpa-idle-", dir="/tmp"))
@@ -56,7 +57,9 @@ async def main() -> None:
     proc: asyncio.subprocess.Process | None = None
     try:
         async with LoopbackCsms(heartbeat_interval=60) as csms:
-            config = write_config(workdir, csms.url, cp_id="IDLE1", connectors=2, csms={})
+            config = write_config(
+                workdir, csms.url, cp_id="IDLE1", connectors=2, csms={}, ocpp=args.ocpp
+            )
             proc = await asyncio.create_subprocess_exec(
                 CPAGENT, "run", "--config", str(config), stdout=log, stderr=log
             )
@@ -64,11 +67,13 @@ async def main() -> None:
             try:
                 await csms.wait_for("BootNotification", timeout=30)
                 await csms.wait_for(
-                    "StatusNotification", lambda p: p["connectorId"] == 2, timeout=30
+                    "StatusNotification",
+                    lambda p: p.get("connectorId" if args.ocpp == "1.6" else "evseId") == 2,
+                    timeout=30,
                 )
             except AssertionError:
                 raise SystemExit(f"agent did not come up:\n{log_path.read_text()}") from None
-            print(f"agent pid {pid} up; warming up {args.warmup:g} s", flush=True)
+            print(f"OCPP {args.ocpp} agent pid {pid} up; warming up {args.warmup:g} s", flush=True)
             await asyncio.sleep(args.warmup)
 
             mark = csms.mark()

@@ -11,7 +11,12 @@ queue drains once the CSMS is reachable.
     queued message, both as the CSMS recorded them; prints messages/s (target >= 1,000).
     The delivered stream is checked with the ledger: every message once, in order.
 
+    With ``--ocpp 2.0.1`` the session is one transaction's TransactionEvents (Started, M-2
+    Updated, Ended) numbered by the store, and the check is that every event arrives once,
+    in seqNo order.
+
     python benchmarks/replay.py [--enqueues 10000] [--messages 10000] [--dir /tmp]
+                                [--ocpp 1.6|2.0.1]
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchconfig import CPAGENT, write_config
+from benchconfig import CPAGENT, add_ocpp_option, write_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -37,6 +42,7 @@ from tests.integration.ledger import check_ledger
 
 from cpagent.store import Store
 from cpagent.testing import LoopbackCsms
+from cpagent.testing.csms import Received
 
 ENQUEUE_TARGET_MS = 2.0
 DELIVERY_TARGET = 1000.0
@@ -131,6 +137,69 @@ def prefill(data_dir: Path, messages: int) -> float:
     return time.perf_counter() - began
 
 
+def prefill_201(data_dir: Path, messages: int) -> float:
+    """The 2.0.1 counterpart of :func:`prefill`: one offline transaction's events."""
+    began = time.perf_counter()
+    store = Store(data_dir)
+    store.open()
+    tx_id = "replay-0000-0000-0000-000000000001"
+
+    def event(kind: str, index: int, trigger: str) -> Any:
+        def make(seq_no: int) -> tuple[str, dict[str, Any]]:
+            value = meter_values(index)["meterValue"][0]
+            for sampled in value["sampledValue"]:
+                sampled["value"] = index
+                del sampled["format"]
+                sampled["unitOfMeasure"] = {"unit": sampled.pop("unit")}
+            payload = {
+                "eventType": kind,
+                "timestamp": stamp(index),
+                "triggerReason": trigger,
+                "seqNo": seq_no,
+                "transactionInfo": {"transactionId": tx_id},
+                "offline": True,
+                "meterValue": [value],
+            }
+            if kind == "Started":
+                payload["idToken"] = {"idToken": "REPLAY", "type": "ISO14443"}
+                payload["evse"] = {"id": 1, "connectorId": 1}
+            return "TransactionEvent", payload
+
+        return make
+
+    try:
+        tx, _ = store.start_transaction(
+            connector_id=1,
+            id_tag="REPLAY",
+            meter_start_wh=0,
+            started_at=stamp(0),
+            message=event("Started", 0, "Authorized"),
+            protocol="2.0.1",
+            ocpp_transaction_id=tx_id,
+        )
+        for i in range(1, messages - 1):
+            store.queue_transaction_message(tx.local_id, event("Updated", i, "MeterValuePeriodic"))
+        last = messages - 1
+        store.stop_transaction(
+            tx.local_id,
+            meter_stop_wh=last,
+            stopped_at=stamp(last),
+            reason="Local",
+            stop_id_tag=None,
+            message=event("Ended", last, "StopAuthorized"),
+        )
+        assert store.queue_depth() == messages
+    finally:
+        store.close()
+    return time.perf_counter() - began
+
+
+def check_events_201(csms: LoopbackCsms, messages: int) -> None:
+    """Every queued event arrived once, in seqNo order."""
+    events = csms.payloads("TransactionEvent")
+    assert [e["seqNo"] for e in events] == list(range(messages)), "events lost or reordered"
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) a running process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -150,11 +219,21 @@ def call_frame_at(csms: LoopbackCsms, action: str, *, last: bool = False) -> flo
     return found
 
 
-async def delivery_rate(base: Path, messages: int, *, validate: bool) -> dict[str, float]:
+async def delivery_rate(
+    base: Path, messages: int, *, validate: bool, ocpp: str
+) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="cpa-replay-", dir=base))
     proc: asyncio.subprocess.Process | None = None
+    last_action = "StopTransaction" if ocpp == "1.6" else "TransactionEvent"
+
+    def finished(received: Received) -> bool:
+        if ocpp == "1.6":
+            return received.action == "StopTransaction"
+        return received.action == last_action and received.payload["eventType"] == "Ended"
+
     try:
-        filled_s = await asyncio.to_thread(prefill, workdir / "data", messages)
+        fill = prefill if ocpp == "1.6" else prefill_201
+        filled_s = await asyncio.to_thread(fill, workdir / "data", messages)
         async with LoopbackCsms() as csms:
             if not validate:
                 csms._validate = lambda *_: None  # type: ignore[method-assign]
@@ -164,6 +243,7 @@ async def delivery_rate(base: Path, messages: int, *, validate: bool) -> dict[st
                 cp_id="REPLAY1",
                 connectors=1,
                 csms={"reconnect_initial_s": 0.1, "reconnect_max_s": 1.0},
+                ocpp=ocpp,
             )
             log = (workdir / "agent.log").open("wb")
             spawned = time.monotonic()
@@ -176,7 +256,7 @@ async def delivery_rate(base: Path, messages: int, *, validate: bool) -> dict[st
             deadline = spawned + 300
             while True:  # poll: a waiter re-scanning 10,000 messages would slow the CSMS
                 received = csms.received
-                if any(r.action == "StopTransaction" for r in received[seen:]):
+                if any(finished(r) for r in received[seen:]):
                     break
                 seen = len(received)
                 if time.monotonic() > deadline or proc.returncode is not None:
@@ -187,9 +267,12 @@ async def delivery_rate(base: Path, messages: int, *, validate: bool) -> dict[st
             csms_cpu = time.process_time() - cpu_before
             agent_cpu = cpu_seconds(proc.pid)
             boot = call_frame_at(csms, "BootNotification")
-            done = call_frame_at(csms, "StopTransaction", last=True)
-            report = check_ledger(csms.received, max_duplicates=0)
-            assert report.messages == messages, report.summary()
+            done = call_frame_at(csms, last_action, last=True)
+            if ocpp == "1.6":
+                report = check_ledger(csms.received, max_duplicates=0)
+                assert report.messages == messages, report.summary()
+            else:
+                check_events_201(csms, messages)
             assert csms.schema_errors == [], csms.schema_errors[:3]  # (when validating)
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 15)
@@ -213,6 +296,7 @@ def main() -> None:
     parser.add_argument("--enqueues", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--dir", type=Path, default=Path("/tmp"), help="where data_dirs go")
+    add_ocpp_option(parser)
     args = parser.parse_args()
 
     times = enqueue_cost(args.dir, args.enqueues)
@@ -226,9 +310,14 @@ def main() -> None:
     )
 
     for validate in (True, False):
-        result = asyncio.run(delivery_rate(args.dir, args.messages, validate=validate))
+        result = asyncio.run(
+            delivery_rate(args.dir, args.messages, validate=validate, ocpp=args.ocpp)
+        )
         csms = "validating every frame" if validate else "not validating (agent alone)"
-        print(f"(b) replay of {args.messages} queued transaction messages, CSMS {csms}")
+        print(
+            f"(b) OCPP {args.ocpp} replay of {args.messages} queued transaction messages,"
+            f" CSMS {csms}"
+        )
         print(
             f"    pre-filled in {result['prefill_s']:.1f} s; spawn to BootNotification"
             f" {result['spawn_to_boot_s']:.2f} s"
