@@ -553,7 +553,7 @@ class Agent:
         started = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(PREPARE_UPGRADE_S):
-                loaded = await asyncio.to_thread(preload)
+                loaded = await asyncio.to_thread(preload, self.config.csms.ocpp_version)
         except TimeoutError:
             raise ControlError(
                 f"prepare-upgrade did not finish in {PREPARE_UPGRADE_S:g} s; "

@@ -12,8 +12,9 @@ The package's prerm asks the agent, before dpkg replaces anything, to load:
   imports loaded, since libraries import parts of themselves on first use (``websockets``
   by attribute, ``serial`` by URL scheme, ``gpiozero`` its pin factories), except parts
   for other platforms or uses (:data:`SKIPPED_PARTS`, :data:`SKIPPED_MODULES`);
-* the OCPP 1.6 JSON schemas, which are read from the ``ocpp`` package and compiled on
-  first use of each action (:func:`cpagent.protocol.v16.schemas.preload`).
+* the JSON schemas of the OCPP version the agent speaks, which are read from the ``ocpp``
+  package and compiled on first use of each action (:meth:`SchemaSet.preload
+  <cpagent.protocol.schemas.SchemaSet.preload>`).
 
 A module that fails to import (a backend for another platform, a missing optional library)
 is counted, logged and skipped; it was not loadable before the upgrade either. The cost is
@@ -129,9 +130,12 @@ def installed_packages(exclude: str = "cpagent") -> list[str]:
     return sorted(found)
 
 
-def preload() -> Preloaded:
+def preload(ocpp_version: str = "1.6") -> Preloaded:
     """Load everything described above; blocking (run it off the event loop)."""
-    from cpagent.protocol.v16 import schemas
+    if ocpp_version == "2.0.1":
+        from cpagent.protocol.v201 import schemas
+    else:
+        from cpagent.protocol.v16 import schemas  # type: ignore[no-redef]
 
     result = Preloaded()
     result.modules = sum(1 for _ in walk("cpagent", result.failed))
