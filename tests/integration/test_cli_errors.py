@@ -60,7 +60,7 @@ async def test_run_without_a_usable_gpio_library_exits_1_naming_the_pin(
 
 def config_201(workdir: Path, **tables: dict[str, object]) -> Path:
     """A 2.0.1 config file with two EVSEs and the given ``[ocpp201.*]`` tables (their names
-    and keys as TOML writes them, quoted where needed)."""
+    as TOML writes them, quoted where needed; keys are quoted by write_config)."""
     path = workdir / "cpagent.toml"
     write_config(
         path,
@@ -80,7 +80,7 @@ async def test_check_config_shows_the_201_values_and_warns_about_unimplemented_b
 ) -> None:
     config = config_201(
         workdir,
-        OCPPCommCtrlr={"HeartbeatInterval": 120, '"MessageAttempts:TransactionEvent"': 5},
+        OCPPCommCtrlr={"HeartbeatInterval": 120, "MessageAttempts:TransactionEvent": 5},
         TxCtrlr={"TxStopPoint": "EVConnected"},
         **{'"Connector@2.1"': {"ConnectorType": "cCCS2"}},
         ReservationCtrlr={"Available": False},

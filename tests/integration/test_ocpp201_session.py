@@ -15,6 +15,7 @@ from cpagent.testing import LoopbackCsms
 from tests.integration.conftest import AgentProcess
 
 AgentFactory = Callable[..., AgentProcess]
+ENERGY = "Energy.Active.Import.Register"
 
 FAST = {
     "SampledDataCtrlr": {"TxUpdatedInterval": 1},
@@ -92,13 +93,22 @@ async def test_a_card_session_is_one_transaction_with_contiguous_events(
     assert {p["eventType"] for p in sent[1:-1]} == {"Updated"}
     charging = [p for p in sent if p["triggerReason"] == "ChargingStateChanged"]
     assert "Charging" in [p["transactionInfo"]["chargingState"] for p in charging]
-    register = [
-        v["value"]
-        for p in sent
-        for mv in p.get("meterValue", [])
-        for v in mv["sampledValue"]
-        if v.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
-    ]
-    assert register == sorted(register) and register[-1] > register[0]
+
+    def register(event: dict[str, Any], *contexts: str) -> list[float]:
+        return [
+            v["value"]
+            for mv in event.get("meterValue", [])
+            for v in mv["sampledValue"]
+            if v.get("measurand", ENERGY) == ENERGY and v.get("context") in contexts
+        ]
+
+    (begin_wh,) = register(sent[0], "Transaction.Begin")
+    periodic = [wh for p in sent[1:-1] for wh in register(p, "Sample.Periodic")]
+    (end_wh,) = register(sent[-1], "Transaction.End")
+    assert [begin_wh, *periodic, end_wh] == sorted([begin_wh, *periodic, end_wh])
+    assert end_wh > begin_wh
+    # TxEndedInterval 0 (the factory value): the Ended event carries the start and the end.
+    assert register(sent[-1], "Transaction.Begin") == [begin_wh]
+    assert register(sent[-1], "Sample.Periodic") == []
     await agent.wait_status(lambda s: s["ocpp201"]["transactions"] == [])
     await agent.wait_status(lambda s: s["queue"]["depth"] == 0)

@@ -148,6 +148,7 @@ class V201Adapter:
         self._sent_status: dict[int, str] = {}
         self._charging_state: dict[int, str] = {}  # local id -> the last chargingState sent
         self._transactions: dict[int, tuple[str, int]] = {}  # local id -> (id, next seqNo)
+        self._last_kept: dict[tuple[int, str], float] = {}  # (local id, component) -> when
         self._remote_starts: dict[str, tuple[int, str]] = {}  # token -> (remoteStartId, type)
         self.persist_variables: Callable[[], Awaitable[None]] | None = None
         self.variable_listeners: list[Callable[[], None]] = []
@@ -235,6 +236,7 @@ class V201Adapter:
                 started_at=event.timestamp,
                 reservation_id=event.reservation_id,
                 message=make,
+                data=begin,
                 protocol=PROTOCOL,
                 ocpp_transaction_id=transaction_id,
             )
@@ -270,6 +272,8 @@ class V201Adapter:
             )
         )
         self._charging_state.pop(event.local_id, None)
+        for key in [k for k in self._last_kept if k[0] == event.local_id]:
+            del self._last_kept[key]
         self._queued(row)
 
     def _ended_charging_state(self, connector_id: int) -> str:
@@ -310,8 +314,8 @@ class V201Adapter:
                 self.delivery.append(Outgoing("MeterValues", payload))
             return
         values = messages.meter_value(sample.timestamp, sample.values)
-        kept = messages.meter_value(sample.timestamp, sample.stop_values)
         context = sample.values[0].context if sample.values else "Sample.Periodic"
+        kept = self._kept_for_ended(local_id, context, sample)
         known = self._transactions.get(local_id)
         tx_id = known[0] if known else await self._transaction_id(local_id)
         offline = not self._connection_ready
@@ -338,6 +342,24 @@ class V201Adapter:
             )
         )
         self._queued(row)
+
+    def _kept_for_ended(
+        self, local_id: int, context: str, sample: MeterSample
+    ) -> dict[str, Any] | None:
+        """The sample's TxEndedMeasurands values, kept for the Ended event when
+        ``TxEndedInterval`` (of SampledDataCtrlr, or AlignedDataCtrlr for clock-aligned
+        samples) has passed since the last kept; with 0, the Ended event carries only the
+        values of the transaction's start and end (Part 2, SampledDataCtrlr)."""
+        component = "AlignedDataCtrlr" if context == "Sample.Clock" else "SampledDataCtrlr"
+        interval = self.values.int(component, "TxEndedInterval")
+        if interval <= 0 or not sample.stop_values:
+            return None
+        now = time.monotonic()
+        key = (local_id, component)
+        if now - self._last_kept.get(key, float("-inf")) < interval - 0.5:  # a tick's slack
+            return None
+        self._last_kept[key] = now
+        return messages.meter_value(sample.timestamp, sample.stop_values)
 
     async def _transaction_id(self, local_id: int) -> str:
         tx = await self.store.run(self.store.get_transaction, local_id)
