@@ -27,7 +27,6 @@ from cpagent.hal.base import Hardware
 from cpagent.hal.factory import build_hardware
 from cpagent.hal.sim import SimHardware
 from cpagent.protocol.session import NetworkSwitch, Session
-from cpagent.protocol.v16.config_keys import KEYS
 from cpagent.protocol.wiring import Wiring
 from cpagent.restart import RestartPlan, Verdict
 from cpagent.security.connection import CERTS_DIR, CertificateSource, ConnectionSecurity
@@ -84,20 +83,28 @@ class _LoggedConnection:
     either direction are remembered by message id.
     """
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, redact: Callable[[str], str]) -> None:
         self.ws = ws
+        self.redact = redact
         self._actions: dict[str, str] = {}
 
     async def recv(self) -> str | bytes:
         frame = await self.ws.recv()
         if traffic.isEnabledFor(logging.DEBUG):
-            traffic.debug("<- %s", _redacted(frame), extra=self._fields(frame))
+            traffic.debug("<- %s", self._redacted(frame), extra=self._fields(frame))
         return frame
 
     async def send(self, frame: str) -> None:
         if traffic.isEnabledFor(logging.DEBUG):
-            traffic.debug("-> %s", _redacted(frame), extra=self._fields(frame))
+            traffic.debug("-> %s", self._redacted(frame), extra=self._fields(frame))
         await self.ws.send(frame)
+
+    def _redacted(self, frame: str | bytes) -> str | bytes:
+        """The frame with passwords in URLs (firmware and log locations) and the secrets of
+        the OCPP version (1.6's AuthorizationKey, 2.0.1's BasicAuthPassword) hidden."""
+        if isinstance(frame, bytes):
+            return frame
+        return self.redact(_URL_PASSWORD.sub(r"\1***@", frame))
 
     def _fields(self, frame: str | bytes) -> dict[str, str]:
         match = _FRAME_HEAD.match(frame) if isinstance(frame, str) else None
@@ -117,21 +124,6 @@ class _LoggedConnection:
 
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/@\s\"]*?:)[^/@\s\"]+@", re.IGNORECASE)
-_SECRETS = "|".join(re.escape(name) for name, spec in KEYS.items() if spec.secret)
-_SECRET_KEY_VALUE = re.compile(
-    rf'("key"\s*:\s*"(?:{_SECRETS})"\s*,\s*"value"\s*:\s*")[^"]*"'
-    rf'|("value"\s*:\s*")[^"]*("\s*,\s*"key"\s*:\s*"(?:{_SECRETS})")',
-    re.IGNORECASE,  # key names are CiStrings: "authorizationkey" is the AuthorizationKey
-)
-
-
-def _redacted(frame: str | bytes) -> str | bytes:
-    """The frame with passwords in URLs (UpdateFirmware, GetDiagnostics locations) and the
-    secret key (AuthorizationKey, in any case) a ChangeConfiguration sets hidden."""
-    if isinstance(frame, bytes):
-        return frame
-    frame = _URL_PASSWORD.sub(r"\1***@", frame)
-    return _SECRET_KEY_VALUE.sub(lambda m: f'{m[1]}***"' if m[1] else f"{m[2]}***{m[3]}", frame)
 
 
 def _no_charge_point(_connection: Any, _timeout: float) -> Any:
@@ -166,6 +158,7 @@ class Agent:
         self.station: Station | None = None
         self.adapter: Adapter | None = None
         self._charge_point: Callable[[Any, float], Any] = _no_charge_point
+        self._redact: Callable[[str], str] = str
         self.session: Session | None = None
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
@@ -222,6 +215,7 @@ class Agent:
             await control.start()
             security = adapter.security = self._connection_security(wiring, certificates)
             self._charge_point = wiring.charge_point
+            self._redact = wiring.redact
             session = self.session = Session(
                 self.config.csms,
                 self.config.charge_point.id,
@@ -405,7 +399,8 @@ class Agent:
 
     async def _serve(self, ws: ClientConnection) -> None:
         assert self.adapter is not None
-        cp = self._charge_point(_LoggedConnection(ws), self.config.csms.response_timeout_s)
+        connection = _LoggedConnection(ws, self._redact)
+        cp = self._charge_point(connection, self.config.csms.response_timeout_s)
         reader = asyncio.create_task(cp.start(), name="ocpp-reader")
         assert self.session is not None
         serving = asyncio.create_task(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 
 def loaded_packages(*packages: str, importing: str) -> list[str]:
@@ -70,3 +71,31 @@ def test_a_16_config_does_not_load_the_201_device_model() -> None:
         _parse("2.0.1", ocpp201), "cpagent.protocol.v201"
     )
     assert modules_after(_parse("2.0.1", ocpp201), "cpagent.protocol.v16") == []
+
+
+def _wired(version: str, table: str, tmp: str) -> str:
+    """Code that builds an agent's pieces for ``version`` as ``cpagent run`` does."""
+    return (
+        "import tempfile\n"
+        "from pathlib import Path\n"
+        "from cpagent.agent import Agent\n"
+        "from cpagent.config import parse_config\n"
+        "from cpagent.hal.factory import build_hardware\n"
+        "config = parse_config({'charge_point': {'id': 'C', 'vendor': 'V', 'model': 'M'},"
+        f" 'csms': {{'url': 'ws://127.0.0.1:9/o', 'ocpp_version': {version!r}}},"
+        f" 'storage': {{'data_dir': {tmp!r}}}, {table}}})\n"
+        "agent = Agent(config)\n"
+        "agent.store.open()\n"
+        "agent._wire(build_hardware(config))\n"
+        "agent.store.close()"
+    )
+
+
+def test_each_agent_loads_only_the_adapter_it_runs(tmp_path: Path) -> None:
+    v16 = _wired("1.6", "'ocpp16': {}", str(tmp_path / "a"))
+    assert "cpagent.protocol.v16.adapter" in modules_after(v16, "cpagent.protocol.v16")
+    assert modules_after(v16, "cpagent.protocol.v201") == []
+    v201 = _wired("2.0.1", "'ocpp201': {}", str(tmp_path / "b"))
+    assert "cpagent.protocol.v201.adapter" in modules_after(v201, "cpagent.protocol.v201")
+    assert modules_after(v201, "cpagent.protocol.v16") == []
+    assert modules_after(v201, "ocpp.v16") == []

@@ -34,3 +34,5 @@ class Wiring:
     """Put a security key back after a change that could not connect."""
     max_certificates: int
     max_chain_size: int
+    redact: Callable[[str], str]
+    """A frame as it may be logged: the version's secrets hidden."""

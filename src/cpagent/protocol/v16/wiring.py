@@ -7,6 +7,7 @@ from typing import Any
 from cpagent.config import Config
 from cpagent.hal.base import Hardware
 from cpagent.hal.factory import meter_type
+from cpagent.protocol.v16 import redaction
 from cpagent.protocol.v16.adapter import V16Adapter, settings_from_keys
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import ConfigurationKeys, capabilities
@@ -63,5 +64,6 @@ def wire(config: Config, store: Store, hw: Hardware, request_reset: ResetRequest
         security_value=value,
         security_restore=restore,
         max_certificates=keys.get_int("CertificateStoreMaxLength"),
+        redact=redaction.redact,
         max_chain_size=keys.get_int("CertificateSignedMaxChainSize"),
     )

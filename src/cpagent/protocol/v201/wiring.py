@@ -13,6 +13,7 @@ from typing import Any
 
 from cpagent.config import Config
 from cpagent.hal.base import Hardware
+from cpagent.protocol.v201 import redaction
 from cpagent.protocol.v201.adapter import V201Adapter
 from cpagent.protocol.v201.charge_point import ChargePoint
 from cpagent.protocol.v201.device_model import DeviceModel
@@ -86,5 +87,6 @@ def wire(config: Config, store: Store, hw: Hardware, request_reset: ResetRequest
         security_value=value,
         security_restore=restore,
         max_certificates=MAX_CERTIFICATES,
+        redact=redaction.redact,
         max_chain_size=MAX_CHAIN_SIZE,
     )
