@@ -225,6 +225,7 @@ class Agent:
                 ping_interval=wiring.ping_interval,
                 security=security,
                 hold_calls=adapter.hold_calls,
+                on_attempt=functools.partial(self._attempted, wiring, security),
             )
             wiring.subscribe(session.settings_changed)
             log.info(
@@ -317,7 +318,7 @@ class Agent:
                 wiring.security_restore(name, previous)
 
         return ConnectionSecurity(
-            base_url=config.csms.url,
+            base_url=wiring.base_url(),
             charge_point_id=config.charge_point.id,
             certificates=certificates,
             allow_basic_auth_without_tls=config.csms.allow_basic_auth_without_tls,
@@ -327,6 +328,13 @@ class Agent:
             report=wiring.adapter.report_security_event,
             trials=self.store,
         )
+
+    @staticmethod
+    def _attempted(wiring: Wiring, security: ConnectionSecurity, established: bool) -> None:
+        """A connection attempt ended: the version may move to another CSMS (2.0.1's network
+        profiles), which the next attempt uses."""
+        wiring.on_attempt(established)
+        security.base_url = wiring.base_url()
 
     def _wire(self, hw: Hardware) -> Wiring:
         """The pieces of the OCPP version the config names; only that version is imported."""

@@ -461,7 +461,7 @@ def test_fields_arrive_on_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_traffic_lines_name_action_and_message_id() -> None:
-    conn = _LoggedConnection(None)  # type: ignore[arg-type]
+    conn = _LoggedConnection(None, str)  # type: ignore[arg-type]
     assert conn._fields('[2,"id-1","BootNotification",{}]') == {
         "OCPP_MESSAGE_ID": "id-1",
         "OCPP_ACTION": "BootNotification",

@@ -78,10 +78,12 @@ class Session:
         hold_calls: Callable[[], contextlib.AbstractAsyncContextManager[None]] = (
             contextlib.nullcontext
         ),
+        on_attempt: Callable[[bool], None] = lambda _established: None,
     ) -> None:
         """``hold_calls`` keeps the protocol from having a CALL in flight while held: a
         reconnect the agent asks for itself waits for the answer on the wire rather than
-        cutting it (the message would go out twice)."""
+        cutting it (the message would go out twice). ``on_attempt(established)`` hears how
+        each connection attempt ended (the CSMS accepted the station, or not)."""
         self.csms = csms
         self.charge_point_id = charge_point_id
         self.subprotocol = subprotocol
@@ -90,6 +92,7 @@ class Session:
         self.ping_interval = ping_interval
         self.security = security
         self.hold_calls = hold_calls
+        self.on_attempt = on_attempt
         self.connected = False
         self.last_error: str | None = None
         self._drop = asyncio.Event()
@@ -135,6 +138,7 @@ class Session:
                 if self.security.failed(err):
                     attempt = 0
                     continue
+            self.on_attempt(established)
             if established:
                 attempt = 0
             delay = backoff_delay(attempt, self.csms.reconnect_initial_s, self.csms.reconnect_max_s)

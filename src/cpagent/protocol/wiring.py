@@ -36,3 +36,7 @@ class Wiring:
     max_chain_size: int
     redact: Callable[[str], str]
     """A frame as it may be logged: the version's secrets hidden."""
+    base_url: Callable[[], str]
+    """The CSMS URL (without the identity) to connect to now."""
+    on_attempt: Callable[[bool], None] = lambda _established: None
+    """How each connection attempt ended; the version may change :attr:`base_url`."""

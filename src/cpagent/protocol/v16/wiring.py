@@ -65,5 +65,6 @@ def wire(config: Config, store: Store, hw: Hardware, request_reset: ResetRequest
         security_restore=restore,
         max_certificates=keys.get_int("CertificateStoreMaxLength"),
         redact=redaction.redact,
+        base_url=lambda: config.csms.url,
         max_chain_size=keys.get_int("CertificateSignedMaxChainSize"),
     )

@@ -51,6 +51,7 @@ from cpagent.timers import Changes, wait_due
 from cpagent.timeutil import now_iso
 
 if TYPE_CHECKING:
+    from cpagent.protocol.v201.network_profiles import NetworkProfiles
     from cpagent.station.station import Station
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ class V201Adapter:
         self._transactions: dict[int, tuple[str, int]] = {}  # local id -> (id, next seqNo)
         self._last_kept: dict[tuple[int, str], float] = {}  # (local id, component) -> when
         self._remote_starts: dict[str, tuple[int, str]] = {}  # token -> (remoteStartId, type)
+        self.network: NetworkProfiles | None = None
         self.persist_variables: Callable[[], Awaitable[None]] | None = None
         self.variable_listeners: list[Callable[[], None]] = []
         self._last_write: asyncio.Future[Any] | None = None
@@ -663,6 +665,9 @@ class V201Adapter:
         """A SetVariables the device model would take but the agent cannot act on, refused:
         transactions start at PowerPathClosed and end when the EV leaves or authorization
         ends (the factory TxStartPoint and TxStopPoint); other points are not implemented."""
+        if variable.name == "NetworkConfigurationPriority" and self.network is not None:
+            why = self.network.priority_refusal(value)
+            return None if why is None else SetResult(SetStatus.REJECTED, why)
         if component.name != "TxCtrlr" or variable.name not in _TX_POINTS:
             return None
         wanted = frozenset(item.strip() for item in value.split(",") if item.strip())

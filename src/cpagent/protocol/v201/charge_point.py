@@ -31,6 +31,7 @@ from cpagent.protocol.v201.device_model import (
     Selector,
     SetStatus,
 )
+from cpagent.protocol.v201.network_handlers import NetworkHandlers
 from cpagent.station.model import StopReason
 from cpagent.store import AuthCacheRow
 from cpagent.systemd import journal_fields
@@ -63,7 +64,7 @@ def _variable(data: Payload) -> VariableRef:
     return VariableRef(data["name"], data.get("instance"))
 
 
-class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
+class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
     def __init__(
         self,
         cp_id: str,

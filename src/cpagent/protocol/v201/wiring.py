@@ -13,10 +13,11 @@ from typing import Any
 
 from cpagent.config import Config
 from cpagent.hal.base import Hardware
-from cpagent.protocol.v201 import redaction
+from cpagent.protocol.v201 import network_profiles, redaction
 from cpagent.protocol.v201.adapter import V201Adapter
 from cpagent.protocol.v201.charge_point import ChargePoint
 from cpagent.protocol.v201.device_model import DeviceModel
+from cpagent.protocol.v201.network_profiles import NetworkProfiles
 from cpagent.protocol.v201.persistence import from_store, to_store
 from cpagent.protocol.v201.settings import Variables, settings_from_model
 from cpagent.protocol.wiring import ResetRequest, Wiring
@@ -56,8 +57,22 @@ def wire(config: Config, store: Store, hw: Hardware, request_reset: ResetRequest
     persisted.update(to_store(model.changed()))
     adapter.persist_variables = persist
     explicit_profile = "SecurityProfile" in config.ocpp201.get("SecurityCtrlr", {})
+    network = adapter.network = NetworkProfiles(
+        values,
+        config.csms.url,
+        store.get_state(network_profiles.STATE_KEY),
+        lambda text: store.set_state(network_profiles.STATE_KEY, text),
+    )
+
+    def on_attempt(established: bool) -> None:
+        if established:
+            network.connected()
+        else:
+            network.attempt_failed()
 
     def value(name: str) -> str | None:
+        if name == "SecurityProfile" and network.security_profile() is not None:
+            return str(network.security_profile())  # a profile the CSMS set (B09)
         if name == "SecurityProfile":
             # Unless set, the connection is as the URL and credentials configure it.
             changed = any(
@@ -88,5 +103,7 @@ def wire(config: Config, store: Store, hw: Hardware, request_reset: ResetRequest
         security_restore=restore,
         max_certificates=MAX_CERTIFICATES,
         redact=redaction.redact,
+        base_url=network.base_url,
+        on_attempt=on_attempt,
         max_chain_size=MAX_CHAIN_SIZE,
     )
