@@ -62,6 +62,8 @@ PROTOCOL = "2.0.1"
 """The version the outbox rows this adapter queues are marked with."""
 CONNECTOR_ID = 1
 """Each EVSE has one connector (interface.md: evseId N, connectorId 1)."""
+LOCK_FAILURE = "ConnectorLockFailure"
+"""The station's error code for a cable lock that did not engage."""
 
 _TRIGGERS = {
     StopReason.DE_AUTHORIZED: "Deauthorized",
@@ -155,6 +157,9 @@ class V201Adapter:
         self.persist_variables: Callable[[], Awaitable[None]] | None = None
         self.variable_listeners: list[Callable[[], None]] = []
         self._last_write: asyncio.Future[Any] | None = None
+        self._lock_failed: set[int] = set()
+        self._event_id = int(time.time()) % 2**30
+        """NotifyEvent eventIds: counted up from a start that differs at each start-up."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def attach(self, station: Station) -> None:
@@ -379,6 +384,7 @@ class V201Adapter:
         if cid == 0 or self.station is None:
             return
         plugged = self.station.plugged(cid)
+        self._lock_problem(cid, event)
         status = messages.connector_status(event.status, plugged=plugged)
         if self._connection_ready and self._sent_status.get(cid) != status:
             self._sent_status[cid] = status
@@ -392,6 +398,31 @@ class V201Adapter:
             return
         self._charging_state[tx.local_id] = state
         self._spawn(self._charging_state_changed(tx.local_id, state, event.timestamp))
+
+    def _lock_problem(self, evse_id: int, event: StatusChanged) -> None:
+        """G05: a cable lock that fails is reported with NotifyEvent (the connector's
+        ConnectorPlugRetentionLock.Problem becomes true), and again, cleared, when it works
+        once more. Queued durably like security events: the CSMS hears of it after an
+        outage too."""
+        failed = event.error_code == LOCK_FAILURE
+        if failed == (evse_id in self._lock_failed):
+            return
+        if failed:
+            self._lock_failed.add(evse_id)
+        else:
+            self._lock_failed.discard(evse_id)
+        self._event_id += 1
+        data = messages.lock_failure_event(
+            event_id=self._event_id,
+            timestamp=event.timestamp,
+            evse_id=evse_id,
+            connector_id=CONNECTOR_ID,
+            problem=failed,
+        )
+        payload = messages.notify_event(generated_at=now_iso(), seq_no=0, events=[data])
+        task = asyncio.ensure_future(self._queue_durably("NotifyEvent", payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     async def _charging_state_changed(self, local_id: int, state: str, timestamp: str) -> None:
         """TransactionEvent Updated, triggerReason ChargingStateChanged (E01-E15)."""
