@@ -273,6 +273,10 @@ def _status(config: Any, *, as_json: bool) -> int:
     profiles = state.get("charging_profiles") or []
     installed = f"  {len(profiles)} charging profile(s) installed" if profiles else ""
     print(f"charger       {state['charger']['status']}{installed}")
+    seq_nos = {
+        tx["evse_id"]: tx["next_seq_no"]
+        for tx in (state.get("ocpp201") or {}).get("transactions", [])
+    }
     for c in state["connectors"]:
         line = (
             f"connector {c['id']}   {c['status']:<14} "
@@ -286,6 +290,8 @@ def _status(config: Any, *, as_json: bool) -> int:
                 f"  transaction {tx['id'] if tx['id'] is not None else '(pending)'}"
                 f" for {tx['id_tag']}, {tx['energy_wh']:.0f} Wh"
             )
+            if c["id"] in seq_nos:
+                line += f", next seqNo {seq_nos[c['id']]}"
         print(line)
         limit = c.get("limit_a")
         print(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cpagent.testing import LoopbackCsms
-from tests.integration.conftest import AgentProcess
+from tests.integration.conftest import AgentProcess, run_cli
 
 AgentFactory = Callable[..., AgentProcess]
 ENERGY = "Energy.Active.Import.Register"
@@ -83,6 +83,9 @@ async def test_a_card_session_is_one_transaction_with_contiguous_events(
     state = await agent.status()
     (running,) = state["ocpp201"]["transactions"]
     assert running["transaction_id"] == tx_id and running["evse_id"] == 1
+    assert state["connectors"][0]["transaction"]["id"] == tx_id
+    text = (await run_cli("status", "--config", str(agent.config_path))).stdout
+    assert f"transaction {tx_id} for CARD-1" in text and "next seqNo" in text, text
     await agent.sim("unplug", "1")
     ended = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
     assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
