@@ -25,3 +25,14 @@ def parse_iso(text: str) -> datetime:
     """Parse an RFC 3339 timestamp (``Z`` or an offset); naive input is taken as UTC."""
     ts = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def expired(expiry: str | None) -> bool:
+    """Whether an RFC 3339 expiry (of an authorization entry) has passed; None never
+    expires, and one that cannot be read counts as passed."""
+    if expiry is None:
+        return False
+    try:
+        return parse_iso(expiry) <= utcnow()
+    except ValueError:
+        return True

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import OCPPError
@@ -42,10 +42,10 @@ from cpagent.station.smart_charging import (
     SmartChargingLimits,
     parse_allowed_units,
 )
-from cpagent.store import AuthCacheRow, OutboxRow, Store, TransactionRow
+from cpagent.store import AuthCacheRow, Message, OutboxRow, Store, TransactionRow
 from cpagent.systemd import journal_fields
 from cpagent.timers import Changes, wait_due
-from cpagent.timeutil import iso, now_iso, parse_iso, utcnow
+from cpagent.timeutil import expired, iso, now_iso, utcnow
 
 if TYPE_CHECKING:
     from cpagent.protocol.v16.charge_point import ChargePoint
@@ -63,16 +63,6 @@ LocalListEntry = tuple[str, AuthCacheRow | None]
 def _decision(info: dict[str, Any]) -> AuthDecision:
     """The CSMS's IdTagInfo as a decision."""
     return AuthDecision(AuthStatus(info["status"]), info.get("parentIdTag"))
-
-
-def _expired(expiry: str | None) -> bool:
-    """Whether an entry's expiryDate has passed; one that cannot be read counts as passed."""
-    if expiry is None:
-        return False
-    try:
-        return parse_iso(expiry) <= datetime.now(UTC)
-    except ValueError:
-        return True
 
 
 CERTIFICATE_CHECK_S = 24 * 3600.0
@@ -192,7 +182,13 @@ class V16Adapter:
             await self._stop_in_other_version(event, tx)
             return
         data = await self.store.run(self.store.transaction_data, event.local_id)
-        payload = messages.stop_transaction(event, data)
+        row = await self._record_stop(
+            event, ("StopTransaction", messages.stop_transaction(event, data))
+        )
+        self._append(Outgoing(row.action, row.payload, row))
+
+    async def _record_stop(self, event: TransactionStopped, message: Message) -> OutboxRow:
+        """End the session in the store and queue ``message`` with it, in one commit."""
         _, row = await self.store.run(
             self.store.stop_transaction,
             event.local_id,
@@ -200,10 +196,10 @@ class V16Adapter:
             stopped_at=event.timestamp,
             reason=str(event.reason),
             stop_id_tag=event.id_tag,
-            message=("StopTransaction", payload),
+            message=message,
         )
         assert row is not None
-        self._append(Outgoing(row.action, row.payload, row))
+        return row
 
     async def _stop_in_other_version(self, event: TransactionStopped, tx: TransactionRow) -> None:
         """A session a 2.0.1 agent started, closed after the switch to 1.6 (the agent died
@@ -214,23 +210,14 @@ class V16Adapter:
         assert tx.ocpp_transaction_id is not None
         data = await self.store.run(self.store.transaction_data, event.local_id)
         make = ended_event(event, tx.ocpp_transaction_id, data, charging_state="Idle", offline=True)
-        _, row = await self.store.run(
-            self.store.stop_transaction,
-            event.local_id,
-            meter_stop_wh=event.meter_stop_wh,
-            stopped_at=event.timestamp,
-            reason=str(event.reason),
-            stop_id_tag=event.id_tag,
-            message=make,
-        )
+        row = await self._record_stop(event, make)
         log.warning(
             "session %d was started in OCPP %s: its Ended event is kept for OCPP %s",
             event.local_id,
             tx.protocol,
             tx.protocol,
         )
-        if row is not None:
-            self.delivery.held[row.protocol] = self.delivery.held.get(row.protocol, 0) + 1
+        self.delivery.held[row.protocol] = self.delivery.held.get(row.protocol, 0) + 1
 
     async def meter_values(self, sample: MeterSample) -> None:
         payload = messages.meter_values(sample) if sample.values else None
@@ -331,7 +318,7 @@ class V16Adapter:
         status = AuthStatus(row.status)
         if status is AuthStatus.CONCURRENT_TX:
             status = AuthStatus.ACCEPTED
-        if _expired(row.expiry):
+        if expired(row.expiry):
             status = AuthStatus.EXPIRED
         return AuthDecision(status, row.parent_id_tag)
 
@@ -342,7 +329,7 @@ class V16Adapter:
         if row is None:
             return None
         status = AuthStatus(row.status)
-        if _expired(row.expiry):
+        if expired(row.expiry):
             status = AuthStatus.EXPIRED
         return AuthDecision(status, row.parent_id_tag)
 

@@ -27,20 +27,11 @@ from cpagent.protocol.v201.settings import Variables
 from cpagent.station.model import AuthDecision, AuthStatus
 from cpagent.store import AuthCacheRow, Store
 from cpagent.systemd import journal_fields
-from cpagent.timeutil import iso, parse_iso
+from cpagent.timeutil import expired, iso
 
 log = logging.getLogger(__name__)
 
 _STATUSES = {s.value: s for s in AuthStatus}
-
-
-def _expired(expiry: str | None) -> bool:
-    if expiry is None:
-        return False
-    try:
-        return parse_iso(expiry) <= datetime.now(UTC)
-    except ValueError:
-        return True
 
 
 Ask = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -101,7 +92,7 @@ class Authorization:
 
     @staticmethod
     def _row_decision(row: AuthCacheRow) -> AuthDecision:
-        if _expired(row.expiry):
+        if expired(row.expiry):
             return AuthDecision(AuthStatus.EXPIRED, row.parent_id_tag)
         return AuthDecision(_STATUSES.get(row.status, AuthStatus.INVALID), row.parent_id_tag)
 
