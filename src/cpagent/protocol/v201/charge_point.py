@@ -21,7 +21,7 @@ from ocpp.v201.enums import Action
 
 from cpagent.protocol import intake
 from cpagent.protocol.rpc import RpcEndpoint
-from cpagent.protocol.v201 import messages, reports, schemas
+from cpagent.protocol.v201 import live, messages, reports, schemas
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.catalogue import Attribute
 from cpagent.protocol.v201.device_model import (
@@ -112,12 +112,17 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
                 description=f"{count} {what}; ItemsPerMessage:{instance} is {limit}"
             )
 
+    def _refresh(self) -> None:
+        """The run-time values (clock, availability) as they are now, before a read."""
+        live.refresh(self.model, self.adapter.station, self.adapter.config)
+
     # ----------------------------------------------------------- B: provisioning
 
     @on(Action.get_variables)
     async def on_get_variables(self, payload: Payload) -> Payload:
         data = payload["getVariableData"]
         self._limit("getVariableData", len(data), "GetVariables")
+        self._refresh()
         results = []
         for item in data:
             attribute = Attribute(item.get("attributeType", "Actual"))
@@ -179,6 +184,7 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
             base = ReportBase(payload["reportBase"])
         except ValueError:
             return {"status": "NotSupported"}
+        self._refresh()
         records = self.model.base_report(base)
         return self._report(payload["requestId"], records)
 
@@ -200,6 +206,7 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
                     variable.get("instance"),
                 )
             )
+        self._refresh()
         records = self.model.report(criteria, selectors)
         return self._report(payload["requestId"], records)
 
