@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -125,13 +126,49 @@ _SECRET_KEY_VALUE = re.compile(
 )
 
 
+_WRITE_ONLY_201 = frozenset({"basicauthpassword"})
+"""OCPP 2.0.1's WriteOnly variables (SecurityCtrlr.BasicAuthPassword), casefolded as the
+device model matches names: the value a SetVariables gives them is never logged."""
+
+
 def _redacted(frame: str | bytes) -> str | bytes:
-    """The frame with passwords in URLs (UpdateFirmware, GetDiagnostics locations) and the
-    secret key (AuthorizationKey, in any case) a ChangeConfiguration sets hidden."""
+    """The frame with passwords in URLs (UpdateFirmware, GetDiagnostics locations), the
+    secret key (AuthorizationKey, in any case) a ChangeConfiguration sets and the value a
+    2.0.1 SetVariables gives a WriteOnly variable hidden."""
     if isinstance(frame, bytes):
         return frame
     frame = _URL_PASSWORD.sub(r"\1***@", frame)
+    frame = _redact_write_only(frame)
     return _SECRET_KEY_VALUE.sub(lambda m: f'{m[1]}***"' if m[1] else f"{m[2]}***{m[3]}", frame)
+
+
+def _redact_write_only(frame: str) -> str:
+    """A 2.0.1 SetVariables CALL with the attributeValue of each WriteOnly variable as
+    ``***``. Only a frame that names SetVariables (or holds a ``\\u`` escape, which could
+    spell it) is parsed; one that is no JSON is logged as it is (it is not acted on)."""
+    if '"SetVariables"' not in frame and "\\u" not in frame:
+        return frame
+    try:
+        message = json.loads(frame)
+    except (ValueError, RecursionError):  # the intake refuses it before anything acts on it
+        return frame
+    if not (
+        isinstance(message, list)
+        and len(message) == 4
+        and message[2] == "SetVariables"
+        and isinstance(message[3], dict)
+        and isinstance(data := message[3].get("setVariableData"), list)
+    ):
+        return frame
+    hidden = False
+    for entry in data:
+        variable = entry.get("variable") if isinstance(entry, dict) else None
+        name = variable.get("name") if isinstance(variable, dict) else None
+        if isinstance(name, str) and name.casefold() in _WRITE_ONLY_201:
+            if "attributeValue" in entry:
+                entry["attributeValue"] = "***"
+                hidden = True
+    return json.dumps(message, separators=(",", ":")) if hidden else frame
 
 
 def _no_charge_point(_connection: Any, _timeout: float) -> Any:

@@ -216,6 +216,13 @@ async def test_pending_boot_is_retried_and_the_csms_may_configure_and_trigger_me
     assert written["attributeStatus"] == "Accepted"
     assert await get_value(csms, "OCPPCommCtrlr", "OfflineThreshold") == "120"
     assert set(calls_since(csms, 0)) == {"BootNotification"}
+    # A report the CSMS asks for comes while Pending: the CSMS may wait for it to accept.
+    mark = csms.mark()
+    report = {"requestId": 5, "reportBase": "SummaryInventory"}
+    assert await csms.call("GetBaseReport", report) == {"status": "Accepted"}
+    last = await csms.wait_for("NotifyReport", lambda p: not p["tbc"], since=mark, timeout=10)
+    assert last["requestId"] == 5
+    assert (await agent.status())["csms"]["registration"] == "Pending"
 
     mark = csms.mark()
     answer_to_trigger = await csms.call("TriggerMessage", {"requestedMessage": "BootNotification"})
@@ -229,7 +236,7 @@ async def test_pending_boot_is_retried_and_the_csms_may_configure_and_trigger_me
     )
     assert status.payload["connectorStatus"] == "Occupied"
     before_accepted = calls_since(csms, 0)[: triggered.index + 1]
-    assert set(before_accepted) == {"BootNotification"}, before_accepted
+    assert set(before_accepted) == {"BootNotification", "NotifyReport"}, before_accepted
     await agent.wait_status(lambda s: s["csms"]["registration"] == "Accepted")
 
 
@@ -284,6 +291,18 @@ async def test_the_heartbeat_interval_of_the_boot_answer_is_used(
     second = await csms.wait_for_message("Heartbeat", since=beat.index + 1, timeout=10)
     gap = csms.frames[frame_index_of(csms, second.unique_id)].at - csms.frames[beat_frame].at
     assert 1.9 <= gap < 6, gap
+
+    # B05: a HeartbeatInterval the CSMS sets is in force from then on.
+    (longer,) = await set_variables(csms, item("OCPPCommCtrlr", "HeartbeatInterval", value="4"))
+    assert longer["attributeStatus"] == "Accepted"
+    mark = csms.mark()
+    third = await csms.wait_for_message("Heartbeat", since=mark, timeout=15)
+    last_before = max(
+        f.at
+        for f in csms.frames[: frame_index_of(csms, third.unique_id)]
+        if f.direction == "in" and f.message and f.message[0] == 2
+    )
+    assert csms.frames[frame_index_of(csms, third.unique_id)].at - last_before >= 3.9
 
 
 # ------------------------------------------------------- B05/B06: Get- and SetVariables
@@ -440,6 +459,34 @@ async def test_values_the_csms_set_survive_a_restart_and_win_over_the_config(
         periodic.append(event)
     gap = parse_iso(periodic[1]["timestamp"]) - parse_iso(periodic[0]["timestamp"])
     assert 2.5 <= gap.total_seconds() <= 4.5, gap
+
+
+async def test_a_write_only_value_is_never_read_back_or_logged(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """B05/B06: SecurityCtrlr.BasicAuthPassword is WriteOnly: the CSMS sets it, and no
+    answer, report or log line (the DEBUG traffic log included) ever shows it."""
+    agent = await started_agent(agent_factory, csms)
+    short, secret = "Short-Secret-1", "Sup3r-Secret-Passw0rd-42"
+    results = await set_variables(
+        csms,
+        item("SecurityCtrlr", "BasicAuthPassword", value=short),
+        item("securityctrlr", "basicauthpassword", value=secret),
+    )
+    assert [r["attributeStatus"] for r in results] == ["Rejected", "Accepted"]
+    assert "fewer than 16" in results[0]["attributeStatusInfo"]["additionalInfo"]
+    (read,) = await get_variables(csms, item("SecurityCtrlr", "BasicAuthPassword"))
+    assert read["attributeStatus"] == "Rejected" and "attributeValue" not in read
+    mark = csms.mark()
+    assert await csms.call("GetBaseReport", {"requestId": 7, "reportBase": "FullInventory"}) == {
+        "status": "Accepted"
+    }
+    await csms.wait_for("NotifyReport", lambda p: not p["tbc"], since=mark)
+    answers = [f.raw for f in csms.frames if f.direction == "in"]
+    assert not [raw for raw in answers if short in raw or secret in raw]
+    await agent.wait_log('"SetVariables"')
+    log = agent.log()
+    assert short not in log and secret not in log
 
 
 @pytest.mark.parametrize("action", ["GetVariables", "SetVariables"])

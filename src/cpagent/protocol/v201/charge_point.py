@@ -20,7 +20,7 @@ from ocpp.v201 import ChargePoint as OcppChargePoint
 from ocpp.v201.enums import Action
 
 from cpagent.protocol import intake
-from cpagent.protocol.rpc import RpcEndpoint
+from cpagent.protocol.rpc import ConnectionLost, RpcEndpoint
 from cpagent.protocol.v201 import live, messages, reports, schemas
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.catalogue import Attribute
@@ -223,12 +223,29 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
             self.adapter.values.int("DeviceDataCtrlr", "BytesPerMessage", "GetReport") or 65536,
         )
 
-        async def send() -> None:
+        self._after(lambda: self._send_report(parts))
+        return {"status": "Accepted"}
+
+    async def _send_report(self, parts: list[Payload]) -> None:
+        """Once accepted, the parts join the queue behind what waits there. While the boot
+        is Pending the queue does not run, and a CSMS may well wait for the report before it
+        accepts the station (B02): the parts go at once, one CALL after the other."""
+        if self.adapter.registered:
             for part in parts:
                 self.adapter.send_triggered(reports.ACTION, part)
-
-        self._after(send)
-        return {"status": "Accepted"}
+            return
+        for part in parts:
+            try:
+                await self.call_payload(reports.ACTION, part)
+            except (OCPPError, TimeoutError, ConnectionLost) as err:
+                log.warning(
+                    "NotifyReport %d of request %d not delivered: %s",
+                    part["seqNo"],
+                    part["requestId"],
+                    err,
+                    extra=journal_fields(action=reports.ACTION),
+                )
+                return
 
     @on(Action.reset)
     async def on_reset(self, payload: Payload) -> Payload:
