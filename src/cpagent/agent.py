@@ -164,10 +164,13 @@ def _redact_write_only(frame: str) -> str:
     for entry in data:
         variable = entry.get("variable") if isinstance(entry, dict) else None
         name = variable.get("name") if isinstance(variable, dict) else None
-        if isinstance(name, str) and name.casefold() in _WRITE_ONLY_201:
-            if "attributeValue" in entry:
-                entry["attributeValue"] = "***"
-                hidden = True
+        if (
+            isinstance(name, str)
+            and name.casefold() in _WRITE_ONLY_201
+            and "attributeValue" in entry
+        ):
+            entry["attributeValue"] = "***"
+            hidden = True
     return json.dumps(message, separators=(",", ":")) if hidden else frame
 
 
