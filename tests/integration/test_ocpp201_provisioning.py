@@ -659,6 +659,26 @@ async def test_get_report_returns_only_what_the_criteria_select(
     await collect_report(csms, 104, mark)
     assert [p for p in csms.payloads("NotifyReport", since=mark) if p["requestId"] == 102] == []
 
+    # componentCriteria narrow further: SmartChargingCtrlr is not Enabled, AuthCtrlr is.
+    mark = csms.mark()
+    both = [
+        {"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Enabled"}},
+        {"component": {"name": "AuthCtrlr"}, "variable": {"name": "Enabled"}},
+    ]
+    enabled = {"requestId": 105, "componentCriteria": ["Enabled"], "componentVariable": both}
+    assert await csms.call("GetReport", enabled) == {"status": "Accepted"}
+    assert {key(d) for d in await collect_report(csms, 105, mark)} == {
+        ("AuthCtrlr", None, "Enabled", None)
+    }
+    smart = {"requestId": 106, "componentCriteria": ["Enabled"], "componentVariable": both[:1]}
+    assert await csms.call("GetReport", smart) == {"status": "EmptyResultSet"}
+    # More componentVariables than ItemsPerMessage:GetReport allows.
+    with pytest.raises(CsmsCallError) as refused:
+        await csms.call(
+            "GetReport", {"requestId": 107, "componentVariable": both * ITEMS_PER_REPORT}
+        )
+    assert refused.value.code == "OccurrenceConstraintViolation"
+
 
 # ----------------------------------------------------------------------- B11/B12: Reset
 
@@ -890,6 +910,10 @@ async def test_malformed_frames_are_answered_or_ignored_and_harmless(
     assert nan[2] == "FormatViolation"
     not_an_object = await refused('[2,"bad-3","Reset","Immediate"]', "bad-3")
     assert not_an_object[2] == "TypeConstraintViolation"
+    # No payload: not a valid RPC request (OCPP-J 2.0.1 §4.3), whatever its action.
+    short = await refused('[2,"bad-4","Reset"]', "bad-4")
+    assert short[2] == "RpcFrameworkError"
+    await ignored('[5,"bad-5","Reset",{"type":"Immediate"}]')  # no such message type
 
     # Nothing of that reset the agent, dropped the connection or ended the transaction.
     assert len(csms.subprotocols) == connections
@@ -902,4 +926,4 @@ async def test_malformed_frames_are_answered_or_ignored_and_harmless(
     assert ended["transactionInfo"]["transactionId"] == tx_id
     assert agent.proc.returncode is None and agent.proc.pid == pid
     assert "Traceback" not in agent.log()
-    assert [e[1] for e in csms.call_errors] == ["bad-1", "bad-2", "bad-3"]
+    assert [e[1] for e in csms.call_errors] == ["bad-1", "bad-2", "bad-3", "bad-4"]

@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
-from ocpp.exceptions import NotSupportedError, OccurrenceConstraintViolationError, OCPPError
+from ocpp.exceptions import (
+    NotSupportedError,
+    OccurrenceConstraintViolationError,
+    OCPPError,
+    ProtocolError,
+)
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint as OcppChargePoint
 from ocpp.v201.enums import Action
@@ -89,6 +94,14 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
 
     def _check_request(self, action: str, payload: Payload) -> None:
         intake.check_request(action, payload, schemas.date_time_fields(action))
+
+    def _code(self, error: OCPPError) -> str:
+        """A CALL frame with the wrong number of elements is no valid RPC request:
+        RpcFrameworkError in OCPP-J 2.0.1 (§4.3), where 1.6 had only ProtocolError. The
+        2.0.1 schemas never give a ProtocolError, so the frame check is its one source."""
+        if isinstance(error, ProtocolError):
+            return "RpcFrameworkError"
+        return str(error.code)
 
     def _unhandled_action(self, action: Any) -> OCPPError:
         try:
