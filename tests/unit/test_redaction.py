@@ -51,3 +51,17 @@ def test_201_leaves_other_frames_and_hides_all_values_of_a_broken_one() -> None:
         '"variable":{"name":"BasicAuthPassword"'
     )
     assert "s3cret" not in redact201(broken)
+
+
+def test_201_sees_the_name_through_escapes_and_survives_any_nesting() -> None:
+    escaped = (
+        '[2,"1","SetVariables",{"setVariableData":[{"component":{"name":"SecurityCtrlr"},'
+        '"variable":{"name":"Basic\\u0041uthPassword"},"attributeValue":"Sup3r-Secret"}]}]'
+    )
+    assert "Sup3r-Secret" not in redact201(escaped)
+    deep = '[2,"1","SetVariables",' + "[" * 100000 + "]" * 100000 + "]"
+    assert redact201(deep) == deep
+    deep_secret = (
+        '{"variable":{"name":"BasicAuthPassword"},"attributeValue":"s","x":' + "[" * 100000
+    )
+    assert '"attributeValue":"s"' not in redact201(deep_secret)

@@ -14,14 +14,19 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
-from ocpp.exceptions import NotSupportedError, OccurrenceConstraintViolationError, OCPPError
+from ocpp.exceptions import (
+    NotSupportedError,
+    OccurrenceConstraintViolationError,
+    OCPPError,
+    ProtocolError,
+)
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint as OcppChargePoint
 from ocpp.v201.enums import Action
 
 from cpagent.protocol import intake
-from cpagent.protocol.rpc import RpcEndpoint
-from cpagent.protocol.v201 import messages, reports, schemas
+from cpagent.protocol.rpc import ConnectionLost, RpcEndpoint
+from cpagent.protocol.v201 import live, messages, reports, schemas
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.catalogue import Attribute
 from cpagent.protocol.v201.device_model import (
@@ -91,6 +96,14 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
     def _check_request(self, action: str, payload: Payload) -> None:
         intake.check_request(action, payload, schemas.date_time_fields(action))
 
+    def _code(self, error: OCPPError) -> str:
+        """A CALL frame with the wrong number of elements is no valid RPC request:
+        RpcFrameworkError in OCPP-J 2.0.1 (§4.3), where 1.6 had only ProtocolError. The
+        2.0.1 schemas never give a ProtocolError, so the frame check is its one source."""
+        if isinstance(error, ProtocolError):
+            return "RpcFrameworkError"
+        return str(error.code)
+
     def _unhandled_action(self, action: Any) -> OCPPError:
         try:
             Action(action)
@@ -113,12 +126,17 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
                 description=f"{count} {what}; ItemsPerMessage:{instance} is {limit}"
             )
 
+    def _refresh(self) -> None:
+        """The run-time values (clock, availability) as they are now, before a read."""
+        live.refresh(self.model, self.adapter.station, self.adapter.config)
+
     # ----------------------------------------------------------- B: provisioning
 
     @on(Action.get_variables)
     async def on_get_variables(self, payload: Payload) -> Payload:
         data = payload["getVariableData"]
         self._limit("getVariableData", len(data), "GetVariables")
+        self._refresh()
         results = []
         for item in data:
             attribute = Attribute(item.get("attributeType", "Actual"))
@@ -180,6 +198,7 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
             base = ReportBase(payload["reportBase"])
         except ValueError:
             return {"status": "NotSupported"}
+        self._refresh()
         records = self.model.base_report(base)
         return self._report(payload["requestId"], records)
 
@@ -201,6 +220,7 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
                     variable.get("instance"),
                 )
             )
+        self._refresh()
         records = self.model.report(criteria, selectors)
         return self._report(payload["requestId"], records)
 
@@ -217,12 +237,29 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
             self.adapter.values.int("DeviceDataCtrlr", "BytesPerMessage", "GetReport") or 65536,
         )
 
-        async def send() -> None:
+        self._after(lambda: self._send_report(parts))
+        return {"status": "Accepted"}
+
+    async def _send_report(self, parts: list[Payload]) -> None:
+        """Once accepted, the parts join the queue behind what waits there. While the boot
+        is Pending the queue does not run, and a CSMS may well wait for the report before it
+        accepts the station (B02): the parts go at once, one CALL after the other."""
+        if self.adapter.registered:
             for part in parts:
                 self.adapter.send_triggered(reports.ACTION, part)
-
-        self._after(send)
-        return {"status": "Accepted"}
+            return
+        for part in parts:
+            try:
+                await self.call_payload(reports.ACTION, part)
+            except (OCPPError, TimeoutError, ConnectionLost) as err:
+                log.warning(
+                    "NotifyReport %d of request %d not delivered: %s",
+                    part["seqNo"],
+                    part["requestId"],
+                    err,
+                    extra=journal_fields(action=reports.ACTION),
+                )
+                return
 
     @on(Action.reset)
     async def on_reset(self, payload: Payload) -> Payload:

@@ -1,9 +1,10 @@
 """The OCPP 2.0.1 secrets a frame may carry, hidden before the frame is logged.
 
 A SetVariables setting SecurityCtrlr.BasicAuthPassword (WriteOnly) carries the password as
-an ``attributeValue`` beside the variable's name, in any order of fields: a frame that names
-the variable at all is read as JSON and every ``attributeValue`` next to that variable is
-replaced. A frame that does not parse is logged with every ``attributeValue`` hidden.
+an ``attributeValue`` beside the variable's name, in any order of fields and in any case: a
+frame that names the variable (or holds a ``\\u`` escape, which could spell it) is read as
+JSON and every ``attributeValue`` next to that variable is replaced. A frame that does not
+parse (or nests too deep to) is logged with every ``attributeValue`` hidden.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def _hide(node: Any) -> bool:
 
 
 def redact(frame: str) -> str:
-    if not _MENTION.search(frame):
+    if not _MENTION.search(frame) and "\\u" not in frame:  # an escape may spell the name
         return frame
     try:
         message = json.loads(frame)
-    except ValueError:
+        found = _hide(message)
+    except (ValueError, RecursionError):
         return _ANY_VALUE.sub(r'\1***"', frame)
-    if not _hide(message):
+    if not found:
         return frame
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
