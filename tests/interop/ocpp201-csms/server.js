@@ -13,7 +13,7 @@
 // any other action gets ocpp-rpc's NotImplemented CALLERROR.
 //
 // Standard output is one JSON object per line, each with an "event":
-//   listening        {host, port}                       once, first
+//   listening        {host, port, node, ocppRpc}        once, first (ocppRpc: its version)
 //   upgrade_rejected {identity, offered, reason}        a handshake refused (no ocpp2.0.1)
 //   connected        {identity, protocol, offered}
 //   message          {direction, type, id, action, payload}          every frame on the wire
@@ -191,7 +191,12 @@ async function main() {
     });
 
     const http = await server.listen(opts.port, '127.0.0.1');
-    emit('listening', { host: '127.0.0.1', port: http.address().port });
+    emit('listening', {
+        host: '127.0.0.1',
+        port: http.address().port,
+        node: process.version,
+        ocppRpc: require('ocpp-rpc/package.json').version,
+    });
 
     const send = async (line) => {
         let command;
