@@ -273,11 +273,12 @@ async def test_session_report_and_variables_against_ocpp_rpc_strict(
         assert ended["transactionInfo"]["transactionId"] == tx_id
         assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
         assert (await csms.answered(ended_call))["type"] == "CALLRESULT"
-        await csms.station(
+        available = await csms.station_call(
             "StatusNotification",
             lambda p: p["evseId"] == 1 and p["connectorStatus"] == "Available",
             since=mark,
         )
+        await csms.answered(available)  # so that every CALL so far has its answer logged
         events = csms.payloads("TransactionEvent")
         assert {e["transactionInfo"]["transactionId"] for e in events} == {tx_id}
         assert [e["seqNo"] for e in events] == list(range(len(events)))
