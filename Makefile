@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench soak clean
+.PHONY: run test lint bench soak clean interop-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,8 +19,27 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) lint interop-deps
 	$(BIN)/pytest -n 4
+
+# The independent OCPP 2.0.1 CSMS of tests/integration/test_interop_ocpp201.py (ocpp-rpc, a
+# Node.js package): its modules exactly as package-lock.json pins them. Without node the
+# test is skipped, so this only says so; with node but no npm it stops with the reason.
+INTEROP201 := tests/interop/ocpp201-csms
+INTEROP201_STAMP := $(INTEROP201)/node_modules/.installed
+
+interop-deps:
+	@if ! command -v node >/dev/null; then \
+	    echo "node not found: the OCPP 2.0.1 interop test will be skipped (apt-get install nodejs npm)"; \
+	elif ! command -v npm >/dev/null; then \
+	    echo "npm not found: cannot install $(INTEROP201)'s modules (apt-get install npm)" >&2; exit 1; \
+	else \
+	    $(MAKE) -s --no-print-directory $(INTEROP201_STAMP); \
+	fi
+
+$(INTEROP201_STAMP): $(INTEROP201)/package.json $(INTEROP201)/package-lock.json
+	cd $(INTEROP201) && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
@@ -34,7 +53,7 @@ soak: $(STAMP)
 	$(BIN)/python benchmarks/crash_soak.py --iterations 200
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache $(INTEROP201)/node_modules
 
 # The Debian package (packaging/debian; see packaging/debian/README.Debian) for ARCH=amd64,
 # arm64 or armhf (default: this machine's), cross-built on amd64; deb-test installs it in a
