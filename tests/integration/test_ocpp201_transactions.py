@@ -1,0 +1,776 @@
+"""OCPP 2.0.1 blocks C, D, E, F, G and J end to end: the real ``cpagent run`` process
+speaking 2.0.1 to the loopback CSMS, driven with ``cpagent sim``.
+
+C (authorization: Authorize, the cache and the offline rules of AuthCtrlr, group id tokens),
+D (the local list), E (TransactionEvent while offline, refused id tokens, refused messages,
+kill -9, GetTransactionStatus), F (remote start and stop, unlock, TriggerMessage), G
+(statuses and ChangeAvailability) and J (aligned and sampled meter values). Every frame
+both ways passes the 2.0.1 schemas (the ``csms`` fixture fails the test otherwise). Waits
+are event-driven and bounded; where a test shows that nothing happened, it waits for the
+agent's own record of the decision (a log line, a status) instead of for time to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from cpagent.testing import CallErrorReply, LoopbackCsms
+from tests.integration.conftest import AgentProcess
+
+AgentFactory = Callable[..., AgentProcess]
+Payload = dict[str, Any]
+
+QUIET = {
+    "SampledDataCtrlr": {"TxUpdatedInterval": 0},
+    "AlignedDataCtrlr": {"Interval": 0},
+}
+"""No periodic or aligned meter values: the events of a session are its own steps."""
+
+
+def tables(**components: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """:data:`QUIET` with ``components`` merged in (``[ocpp201]`` tables)."""
+    out = {name: dict(values) for name, values in QUIET.items()}
+    for name, values in components.items():
+        out.setdefault(name, {}).update(values)
+    return out
+
+
+async def started_agent(
+    agent_factory: AgentFactory,
+    csms: LoopbackCsms,
+    ocpp201: dict[str, dict[str, Any]] | None = None,
+    **kwargs: Any,
+) -> AgentProcess:
+    agent = agent_factory(ocpp201=tables() if ocpp201 is None else ocpp201, **kwargs)
+    await agent.start()
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 1)
+    return agent
+
+
+def token(id_token: str, kind: str = "ISO14443") -> Payload:
+    return {"idToken": id_token, "type": kind}
+
+
+def tx_id_of(event: Payload) -> str:
+    tx_id: str = event["transactionInfo"]["transactionId"]
+    return tx_id
+
+
+async def set_variables(csms: LoopbackCsms, component: str, **values: Any) -> None:
+    """SetVariables of ``component``'s variables, each of which must be Accepted."""
+
+    def text(value: Any) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+    data = [
+        {
+            "attributeValue": text(value),
+            "component": {"name": component},
+            "variable": {"name": name},
+        }
+        for name, value in values.items()
+    ]
+    answer = await csms.call("SetVariables", {"setVariableData": data})
+    statuses = [r["attributeStatus"] for r in answer["setVariableResult"]]
+    assert statuses == ["Accepted"] * len(data), answer
+
+
+async def go_offline(agent: AgentProcess) -> None:
+    await agent.sim("network", "down")
+    await agent.wait_status(lambda s: not s["csms"]["connected"])
+
+
+async def go_online(agent: AgentProcess, csms: LoopbackCsms) -> None:
+    """Network up, and wait until the agent has booted on the new connection (its statuses
+    are sent again then)."""
+    mark = csms.mark()
+    await agent.sim("network", "up")
+    await csms.wait_for("StatusNotification", since=mark)
+
+
+async def plug_and_tag(
+    agent: AgentProcess, csms: LoopbackCsms, id_token: str, *, evse: int = 1
+) -> Payload:
+    """Plug an EV into ``evse``, present ``id_token``; the Started event (online)."""
+    mark = csms.mark()
+    await agent.sim("plug", str(evse))
+    await agent.sim("tag", id_token)
+    return await csms.wait_for(
+        "TransactionEvent",
+        lambda p: p["eventType"] == "Started" and p["idToken"]["idToken"] == id_token,
+        since=mark,
+    )
+
+
+async def ended(csms: LoopbackCsms, tx_id: str, *, since: int = 0) -> Payload:
+    return await csms.wait_for(
+        "TransactionEvent",
+        lambda p: p["eventType"] == "Ended" and tx_id_of(p) == tx_id,
+        since=since,
+    )
+
+
+async def transaction_running(agent: AgentProcess, evse: int = 1) -> dict[str, Any]:
+    state = await agent.wait_status(lambda s: s["connectors"][evse - 1]["transaction"] is not None)
+    running: dict[str, Any] = state["connectors"][evse - 1]["transaction"]
+    return running
+
+
+async def idle(agent: AgentProcess) -> None:
+    await agent.wait_status(
+        lambda s: all(c["transaction"] is None for c in s["connectors"])
+        and s["queue"]["depth"] == 0
+    )
+
+
+def assert_contiguous(events: list[Payload]) -> None:
+    """One transaction's events: seqNo 0, 1, 2, ... in arrival order, Started first and
+    Ended last, Updated between."""
+    assert [e["seqNo"] for e in events] == list(range(len(events))), [
+        (e["seqNo"], e["eventType"], e["triggerReason"]) for e in events
+    ]
+    assert events[0]["eventType"] == "Started" and events[-1]["eventType"] == "Ended"
+    assert {e["eventType"] for e in events[1:-1]} <= {"Updated"}
+
+
+# ------------------------------------------------------------------ C: authorization
+
+
+async def test_c_a_card_the_csms_accepts_is_cached_and_the_offline_rules_apply(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+    # C01: Authorize on the wire, then the session; the answer is cached (C10).
+    mark = csms.mark()
+    started = await plug_and_tag(agent, csms, "CACHED")
+    (authorize,) = csms.payloads("Authorize", since=mark)
+    assert authorize["idToken"] == token("CACHED")
+    assert started["triggerReason"] == "Authorized"
+    await agent.sim("unplug", "1")
+    await ended(csms, tx_id_of(started), since=mark)
+    await idle(agent)
+
+    # C12: offline, the cached card charges while LocalAuthorizeOffline (the default).
+    await go_offline(agent)
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "CACHED")
+    running = await transaction_running(agent)
+    assert running["id_tag"] == "CACHED"
+    await agent.sim("unplug", "1")
+    await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
+    # C15: an unknown card offline is refused while OfflineTxForUnknownIdEnabled is false.
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "STRANGER")
+    await agent.wait_log("card STRANGER not authorized")
+    await agent.sim("unplug", "1")
+    await go_online(agent, csms)
+    await idle(agent)
+
+    # LocalAuthorizeOffline false: the cached card is refused offline; an unknown one is
+    # taken once OfflineTxForUnknownIdEnabled is true.
+    await set_variables(
+        csms, "AuthCtrlr", LocalAuthorizeOffline=False, OfflineTxForUnknownIdEnabled=True
+    )
+    await go_offline(agent)
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "CACHED")
+    await agent.wait_log("card CACHED not authorized")
+    assert (await agent.status())["connectors"][0]["transaction"] is None
+    await agent.sim("tag", "NEWCOMER")
+    assert (await transaction_running(agent))["id_tag"] == "NEWCOMER"
+    await agent.sim("unplug", "1")
+    await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
+    mark = csms.mark()
+    await go_online(agent, csms)
+    late = await csms.wait_for(
+        "TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark
+    )
+    assert csms.transaction_events(tx_id_of(late))[0]["idToken"] == token("NEWCOMER")
+    await idle(agent)
+
+    # C12 LocalPreAuthorize: a cached card starts at once, without an Authorize.
+    await set_variables(
+        csms, "AuthCtrlr", LocalPreAuthorize=True, OfflineTxForUnknownIdEnabled=False
+    )
+    mark = csms.mark()
+    started = await plug_and_tag(agent, csms, "CACHED")
+    assert csms.payloads("Authorize", since=mark) == []
+    assert started["idToken"] == token("CACHED")
+    await agent.sim("unplug", "1")
+    await ended(csms, tx_id_of(started), since=mark)
+    await idle(agent)
+
+    # C11 ClearCache: the card is unknown again, so offline it is refused even with
+    # LocalAuthorizeOffline back on.
+    await set_variables(csms, "AuthCtrlr", LocalAuthorizeOffline=True)
+    assert await csms.call("ClearCache", {}) == {"status": "Accepted"}
+    await go_offline(agent)
+    before = agent.log().count("card CACHED not authorized")
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "CACHED")
+    await wait_count(agent, "card CACHED not authorized", before + 1)
+    assert (await agent.status())["connectors"][0]["transaction"] is None
+
+
+async def wait_count(agent: AgentProcess, text: str, count: int) -> None:
+    """Until the agent's log holds ``text`` ``count`` times (bounded polling)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while agent.log().count(text) < count:
+        assert loop.time() < deadline, f"never logged {count} times: {text}"
+        await asyncio.sleep(0.05)
+
+
+async def test_c_a_card_the_csms_refuses_starts_nothing(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+    csms.id_tag_status["REFUSED"] = "Invalid"
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "REFUSED")
+    assert (await csms.wait_for("Authorize", since=mark))["idToken"] == token("REFUSED")
+    await agent.wait_log("card REFUSED not authorized")
+    state = await agent.status()
+    assert state["connectors"][0]["transaction"] is None
+    assert state["ocpp201"]["transactions"] == []
+    assert csms.payloads("TransactionEvent", since=mark) == []
+
+
+async def test_c09_a_card_of_the_same_group_ends_the_session(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+    group = {"idToken": "FLEET-7", "type": "Central"}
+    csms.responders["Authorize"] = lambda p: {
+        "idTokenInfo": {"status": "Accepted", "groupIdToken": group}
+    }
+    started = await plug_and_tag(agent, csms, "DRIVER-A")
+    mark = csms.mark()
+    await agent.sim("tag", "DRIVER-B")
+    end = await ended(csms, tx_id_of(started), since=mark)
+    assert end["triggerReason"] == "StopAuthorized"
+    assert end["transactionInfo"]["stoppedReason"] == "Local"
+    assert end["idToken"] == token("DRIVER-B")
+    assert_contiguous(csms.transaction_events(tx_id_of(started)))
+
+
+# ------------------------------------------------------------------- D: local list
+
+
+async def test_d_local_list_full_then_differential_and_offline(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+    assert await csms.call("GetLocalListVersion", {}) == {"versionNumber": 0}
+    accepted = {"status": "Accepted"}
+    full = {
+        "versionNumber": 3,
+        "updateType": "Full",
+        "localAuthorizationList": [
+            {"idToken": token("LIST-A"), "idTokenInfo": accepted},
+            {"idToken": token("LIST-B"), "idTokenInfo": {"status": "Blocked"}},
+        ],
+    }
+    assert await csms.call("SendLocalList", full) == {"status": "Accepted"}
+    assert await csms.call("GetLocalListVersion", {}) == {"versionNumber": 3}
+    differential = {
+        "versionNumber": 4,
+        "updateType": "Differential",
+        "localAuthorizationList": [
+            {"idToken": token("LIST-C"), "idTokenInfo": accepted},
+            {"idToken": token("LIST-A")},  # without idTokenInfo: removed
+        ],
+    }
+    assert await csms.call("SendLocalList", differential) == {"status": "Accepted"}
+    assert await csms.call("GetLocalListVersion", {}) == {"versionNumber": 4}
+    for old in (4, 2):
+        stale = {**differential, "versionNumber": old}
+        assert await csms.call("SendLocalList", stale) == {"status": "VersionMismatch"}
+    assert await csms.call("GetLocalListVersion", {}) == {"versionNumber": 4}
+
+    await go_offline(agent)
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "LIST-A")  # removed from the list, never cached: unknown
+    await agent.wait_log("card LIST-A not authorized")
+    await agent.sim("tag", "LIST-B")  # listed Blocked
+    await agent.wait_log("card LIST-B not authorized")
+    await agent.sim("tag", "LIST-C")  # listed Accepted: charges offline
+    assert (await transaction_running(agent))["id_tag"] == "LIST-C"
+    await agent.sim("unplug", "1")
+    await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
+    mark = csms.mark()
+    await go_online(agent, csms)
+    end = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark)
+    events = csms.transaction_events(tx_id_of(end))
+    assert_contiguous(events)
+    assert events[0]["idToken"] == token("LIST-C")
+    assert all(e.get("offline") is True for e in events)
+
+
+# --------------------------------------------------------------- E: transactions
+
+
+async def test_e04_e12_events_raised_offline_arrive_in_order_marked_offline(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+    started = await plug_and_tag(agent, csms, "ROAMER")
+    tx_id = tx_id_of(started)
+    await csms.wait_for(
+        "TransactionEvent",
+        lambda p: p["transactionInfo"].get("chargingState") == "Charging",
+    )
+    online_count = len(csms.transaction_events(tx_id))
+    await go_offline(agent)
+    await agent.sim("unplug", "1")
+    await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
+    assert (await agent.status())["queue"]["depth"] >= 1
+    mark = csms.mark()
+    await go_online(agent, csms)
+    await ended(csms, tx_id, since=mark)
+    events = csms.transaction_events(tx_id)
+    assert_contiguous(events)
+    assert all("offline" not in e for e in events[:online_count])
+    assert [e.get("offline") for e in events[online_count:]] == [True] * (
+        len(events) - online_count
+    )
+    assert events[-1]["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    await idle(agent)
+
+    # E04: a session started and ended while offline (the card is cached by now).
+    await go_offline(agent)
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "ROAMER")
+    await transaction_running(agent)
+    await agent.sim("unplug", "1")
+    await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
+    mark = csms.mark()
+    await go_online(agent, csms)
+    offline_end = await csms.wait_for(
+        "TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark
+    )
+    second = csms.transaction_events(tx_id_of(offline_end))
+    assert tx_id_of(offline_end) != tx_id
+    assert_contiguous(second)
+    assert all(e.get("offline") is True for e in second)
+    assert second[0]["idToken"] == token("ROAMER")
+    await idle(agent)
+
+
+async def test_e05_a_started_event_answered_invalid_deauthorizes_the_session(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(
+        agent_factory, csms, tables(TxCtrlr={"StopTxOnInvalidId": True})
+    )
+
+    def transaction_event(payload: Payload) -> Any:
+        if payload["eventType"] == "Started":
+            return {"idTokenInfo": {"status": "Invalid"}}
+        return csms.default_reply("TransactionEvent", payload)
+
+    csms.responders["TransactionEvent"] = transaction_event
+    started = await plug_and_tag(agent, csms, "REVOKED")
+    end = await ended(csms, tx_id_of(started))
+    assert end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    assert end["triggerReason"] == "Deauthorized"
+    assert_contiguous(csms.transaction_events(tx_id_of(started)))
+    state = await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
+    assert state["connectors"][0]["contactor_closed"] is False
+
+
+async def test_e11_e13_a_refused_event_is_retried_then_kept_as_failed(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    comm = {"MessageAttempts:TransactionEvent": 3, "MessageAttemptInterval:TransactionEvent": 1}
+    agent = await started_agent(agent_factory, csms, tables(OCPPCommCtrlr=comm))
+
+    def transaction_event(payload: Payload) -> Any:
+        if payload["eventType"] == "Started":
+            return CallErrorReply("InternalError", "database busy")
+        return csms.default_reply("TransactionEvent", payload)
+
+    csms.responders["TransactionEvent"] = transaction_event
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "STUBBORN")
+    # E14 while the refused event waits for its next attempt: in the queue, ongoing.
+    first = await csms.wait_for_message("TransactionEvent", since=mark)
+    tx_id = tx_id_of(first.payload)
+    status = await csms.call("GetTransactionStatus", {"transactionId": tx_id})
+    assert status == {"messagesInQueue": True, "ongoingIndicator": True}
+    state = await agent.wait_status(lambda s: s["queue"]["failed"] == 1)
+    tries = [m for m in csms.messages("TransactionEvent", since=mark) if m.payload["seqNo"] == 0]
+    assert len(tries) == 3
+    assert {m.unique_id for m in tries} == {first.unique_id}  # one message, sent 3 times
+    gaps = [b.at - a.at for a, b in zip(in_frames(csms, tries), in_frames(csms, tries)[1:])]
+    assert all(g >= 0.9 for g in gaps), gaps
+    assert state["connectors"][0]["transaction"] is not None  # the session goes on
+
+    # The queue moves on; the refused event is kept in the store, never dropped.
+    await agent.sim("unplug", "1")
+    end = await ended(csms, tx_id, since=mark)
+    assert end["seqNo"] > 0
+    state = await agent.wait_status(lambda s: s["queue"]["depth"] == 0)
+    assert state["queue"]["failed"] == 1
+    assert await csms.call("GetTransactionStatus", {"transactionId": tx_id}) == {
+        "messagesInQueue": False,
+        "ongoingIndicator": False,
+    }
+    assert await csms.call("GetTransactionStatus", {}) == {"messagesInQueue": False}
+
+
+def in_frames(csms: LoopbackCsms, sent: list[Any]) -> list[Any]:
+    """The incoming websocket frames carrying the messages ``sent``, in order."""
+    ids = {m.unique_id for m in sent}
+    frames = []
+    for frame in csms.frames:
+        message = frame.message
+        if frame.direction == "in" and message and message[0] == 2 and message[1] in ids:
+            frames.append(frame)
+    return frames
+
+
+async def test_e14_transaction_status_while_events_wait_for_an_answer(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+    started = await plug_and_tag(agent, csms, "QUEUED")
+    tx_id = tx_id_of(started)
+    assert await csms.call("GetTransactionStatus", {"transactionId": tx_id}) == {
+        "messagesInQueue": False,
+        "ongoingIndicator": True,
+    }
+    release = asyncio.Event()
+
+    async def slow(payload: Payload) -> Any:
+        if payload["eventType"] == "Ended":
+            await release.wait()
+        return csms.default_reply("TransactionEvent", payload, "2.0.1")
+
+    csms.responders["TransactionEvent"] = slow
+    mark = csms.mark()
+    await agent.sim("unplug", "1")
+    await ended(csms, tx_id, since=mark)
+    answer = await csms.call("GetTransactionStatus", {"transactionId": tx_id})
+    assert answer == {"messagesInQueue": True, "ongoingIndicator": False}
+    assert await csms.call("GetTransactionStatus", {}) == {"messagesInQueue": True}
+    assert await csms.call("GetTransactionStatus", {"transactionId": "no-such-tx"}) == {
+        "messagesInQueue": False,
+        "ongoingIndicator": False,
+    }
+    release.set()
+    await idle(agent)
+    assert await csms.call("GetTransactionStatus", {"transactionId": tx_id}) == {
+        "messagesInQueue": False,
+        "ongoingIndicator": False,
+    }
+
+
+async def test_e_kill9_mid_session_ends_it_as_power_loss_with_every_event_delivered(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(
+        agent_factory, csms, tables(SampledDataCtrlr={"TxUpdatedInterval": 1})
+    )
+    started = await plug_and_tag(agent, csms, "CRASH")
+    tx_id = tx_id_of(started)
+    await csms.wait_for(
+        "TransactionEvent",
+        lambda p: tx_id_of(p) == tx_id and p["triggerReason"] == "MeterValuePeriodic",
+    )
+    await agent.kill9()
+    mark = csms.mark()
+    await agent.start()
+    end = await ended(csms, tx_id, since=mark)
+    assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    events = csms.transaction_events(tx_id)
+    # Each event arrived at least once (one cut in flight may come twice, by the same
+    # message id); taken once per seqNo they are contiguous and in order.
+    calls = [m for m in csms.messages("TransactionEvent") if tx_id_of(m.payload) == tx_id]
+    by_seq: dict[int, set[str]] = {}
+    for m in calls:
+        by_seq.setdefault(m.payload["seqNo"], set()).add(m.unique_id)
+    assert all(len(ids) == 1 for ids in by_seq.values()), by_seq
+    assert sorted(by_seq) == list(range(len(by_seq)))
+    seqs = [e["seqNo"] for e in events]
+    assert seqs == sorted(seqs)
+    assert events[-1]["eventType"] == "Ended" and end["seqNo"] == max(by_seq)
+    await idle(agent)
+
+    # A new session after the restart is a new transaction id.
+    await agent.sim("unplug", "1")
+    again = await plug_and_tag(agent, csms, "CRASH")
+    assert tx_id_of(again) != tx_id
+    assert again["seqNo"] == 0
+
+
+# ------------------------------------------------------------ F: remote control
+
+
+async def test_f01_f02_remote_start_with_and_without_an_evse_then_remote_stop(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms, connectors=2)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
+    request = {"idToken": token("APP-USER", "Central"), "remoteStartId": 41, "evseId": 2}
+    assert await csms.call("RequestStartTransaction", request) == {"status": "Accepted"}
+    mark = csms.mark()
+    await agent.sim("plug", "2")
+    started = await csms.wait_for(
+        "TransactionEvent", lambda p: p["eventType"] == "Started", since=mark
+    )
+    assert started["triggerReason"] == "RemoteStart"
+    assert started["transactionInfo"]["remoteStartId"] == 41
+    assert started["idToken"] == token("APP-USER", "Central")
+    assert started["evse"] == {"id": 2, "connectorId": 1}
+    tx_id = tx_id_of(started)
+
+    # The EVSE is occupied by that transaction: a second request for it is rejected.
+    busy = {"idToken": token("OTHER", "Central"), "remoteStartId": 42, "evseId": 2}
+    assert (await csms.call("RequestStartTransaction", busy))["status"] == "Rejected"
+
+    # F02 without evseId: the free EVSE takes it.
+    anywhere = {"idToken": token("APP-TWO", "Central"), "remoteStartId": 43}
+    assert await csms.call("RequestStartTransaction", anywhere) == {"status": "Accepted"}
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    second = await csms.wait_for(
+        "TransactionEvent", lambda p: p["eventType"] == "Started", since=mark
+    )
+    assert second["triggerReason"] == "RemoteStart"
+    assert second["transactionInfo"]["remoteStartId"] == 43
+    assert second["idToken"] == token("APP-TWO", "Central")
+    assert second["evse"] == {"id": 1, "connectorId": 1}
+
+    # F03/F04: stop by transactionId; an unknown one is rejected.
+    unknown = {"transactionId": "not-a-transaction"}
+    assert await csms.call("RequestStopTransaction", unknown) == {"status": "Rejected"}
+    mark = csms.mark()
+    stop = {"transactionId": tx_id}
+    assert await csms.call("RequestStopTransaction", stop) == {"status": "Accepted"}
+    end = await ended(csms, tx_id, since=mark)
+    assert end["transactionInfo"]["stoppedReason"] == "Remote"
+    assert end["triggerReason"] == "RemoteStop"
+    assert_contiguous(csms.transaction_events(tx_id))
+    assert await csms.call("RequestStopTransaction", stop) == {"status": "Rejected"}
+    state = await agent.wait_status(lambda s: s["connectors"][1]["transaction"] is None)
+    assert state["connectors"][0]["transaction"]["id_tag"] == "APP-TWO"
+
+
+async def test_f05_unlock_connector(agent_factory: AgentFactory, csms: LoopbackCsms) -> None:
+    agent = await started_agent(agent_factory, csms)
+    # The simulated lock always releases (hal/sim.py SimLock).
+    unlock = {"evseId": 1, "connectorId": 1}
+    assert await csms.call("UnlockConnector", unlock) == {"status": "Unlocked"}
+    for where in ({"evseId": 9, "connectorId": 1}, {"evseId": 1, "connectorId": 2}):
+        assert await csms.call("UnlockConnector", where) == {"status": "UnknownConnector"}
+    started = await plug_and_tag(agent, csms, "LOCKED-IN")
+    answer = await csms.call("UnlockConnector", unlock)
+    assert answer == {"status": "OngoingAuthorizedTransaction"}
+    state = await agent.status()
+    assert state["connectors"][0]["transaction"] is not None  # F05.FR.02: not ended
+    assert [e["eventType"] for e in csms.transaction_events(tx_id_of(started))][-1] != "Ended"
+
+
+async def test_f06_trigger_message(agent_factory: AgentFactory, csms: LoopbackCsms) -> None:
+    agent = await started_agent(agent_factory, csms, connectors=2)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
+    accepted = {"status": "Accepted"}
+
+    mark = csms.mark()
+    one = {"requestedMessage": "StatusNotification", "evse": {"id": 2, "connectorId": 1}}
+    assert await csms.call("TriggerMessage", one) == accepted
+    status = await csms.wait_for("StatusNotification", since=mark)
+    assert (status["evseId"], status["connectorStatus"]) == (2, "Available")
+
+    mark = csms.mark()
+    assert await csms.call("TriggerMessage", {"requestedMessage": "StatusNotification"}) == (
+        accepted
+    )
+    for evse in (1, 2):
+        await csms.wait_for("StatusNotification", lambda p, e=evse: p["evseId"] == e, since=mark)
+
+    mark = csms.mark()
+    assert await csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"}) == accepted
+    await csms.wait_for("Heartbeat", since=mark)
+
+    mark = csms.mark()
+    meter = {"requestedMessage": "MeterValues", "evse": {"id": 1}}
+    assert await csms.call("TriggerMessage", meter) == accepted
+    values = await csms.wait_for("MeterValues", since=mark)
+    assert values["evseId"] == 1
+    (sample,) = values["meterValue"]
+    assert {v.get("context") for v in sample["sampledValue"]} == {"Trigger"}
+    assert [m["evseId"] for m in csms.payloads("MeterValues", since=mark)] == [1]
+
+    nowhere = {"requestedMessage": "StatusNotification", "evse": {"id": 7}}
+    assert (await csms.call("TriggerMessage", nowhere))["status"] == "Rejected"
+
+    started = await plug_and_tag(agent, csms, "TRIGGERED")
+    mark = csms.mark()
+    event = {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
+    assert await csms.call("TriggerMessage", event) == accepted
+    update = await csms.wait_for(
+        "TransactionEvent", lambda p: p["triggerReason"] == "Trigger", since=mark
+    )
+    assert update["eventType"] == "Updated"
+    assert tx_id_of(update) == tx_id_of(started)
+    assert update["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+
+
+# ------------------------------------------------------------------ G: availability
+
+
+async def test_g01_statuses_follow_plug_unplug_and_faults(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+
+    async def status_after(*command: str) -> str:
+        mark = csms.mark()
+        await agent.sim(*command)
+        found = await csms.wait_for("StatusNotification", since=mark)
+        assert (found["evseId"], found["connectorId"]) == (1, 1)
+        status: str = found["connectorStatus"]
+        return status
+
+    assert await status_after("plug", "1") == "Occupied"
+    assert await status_after("unplug", "1") == "Available"
+    assert await status_after("fault", "meter", "1", "on") == "Faulted"
+    assert await status_after("fault", "meter", "1", "off") == "Available"
+
+
+async def test_g03_g04_change_availability_scheduled_and_persisted(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms, connectors=2)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
+
+    def evse_status(evse: int, status: str, since: int) -> Any:
+        return csms.wait_for(
+            "StatusNotification",
+            lambda p: p["evseId"] == evse and p["connectorStatus"] == status,
+            since=since,
+        )
+
+    # One idle EVSE: at once.
+    mark = csms.mark()
+    one = {"operationalStatus": "Inoperative", "evse": {"id": 2}}
+    assert await csms.call("ChangeAvailability", one) == {"status": "Accepted"}
+    await evse_status(2, "Unavailable", mark)
+    mark = csms.mark()
+    back = {"operationalStatus": "Operative", "evse": {"id": 2}}
+    assert await csms.call("ChangeAvailability", back) == {"status": "Accepted"}
+    await evse_status(2, "Available", mark)
+
+    # An EVSE that charges: Scheduled, Unavailable once its session ends.
+    started = await plug_and_tag(agent, csms, "BUSY")
+    mark = csms.mark()
+    busy = {"operationalStatus": "Inoperative", "evse": {"id": 1}}
+    assert await csms.call("ChangeAvailability", busy) == {"status": "Scheduled"}
+    assert (await agent.status())["connectors"][0]["transaction"] is not None
+    assert [
+        p for p in csms.payloads("StatusNotification", since=mark) if p["evseId"] == 1
+    ] == []
+    await agent.sim("unplug", "1")
+    await ended(csms, tx_id_of(started), since=mark)
+    await evse_status(1, "Unavailable", mark)
+    mark = csms.mark()
+    assert await csms.call("ChangeAvailability", {**busy, "operationalStatus": "Operative"}) == {
+        "status": "Accepted"
+    }
+    await evse_status(1, "Available", mark)
+
+    # The whole station, idle: every EVSE goes Unavailable; kept across a restart.
+    mark = csms.mark()
+    station = {"operationalStatus": "Inoperative"}
+    assert await csms.call("ChangeAvailability", station) == {"status": "Accepted"}
+    await evse_status(1, "Unavailable", mark)
+    await evse_status(2, "Unavailable", mark)
+    assert await agent.stop() == 0
+    mark = csms.mark()
+    await agent.start()
+    await evse_status(1, "Unavailable", mark)
+    await evse_status(2, "Unavailable", mark)
+    firsts = {}
+    for p in csms.payloads("StatusNotification", since=mark):
+        firsts.setdefault(p["evseId"], p["connectorStatus"])
+    assert firsts == {1: "Unavailable", 2: "Unavailable"}
+    # An Inoperative station starts nothing.
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "AFTER")
+    await agent.wait_log("no connector is free for it")
+    mark = csms.mark()
+    assert await csms.call("ChangeAvailability", {"operationalStatus": "Operative"}) == {
+        "status": "Accepted"
+    }
+    await evse_status(2, "Available", mark)
+
+
+# ------------------------------------------------------------------ J: meter values
+
+
+async def test_j01_j02_aligned_values_in_and_out_of_a_transaction_per_phase(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    ended_measurands = "Energy.Active.Import.Register,Current.Import"
+    agent = await started_agent(
+        agent_factory,
+        csms,
+        {
+            "SampledDataCtrlr": {"TxUpdatedInterval": 0, "TxEndedMeasurands": ended_measurands},
+            "AlignedDataCtrlr": {
+                "Interval": 2,
+                "Measurands": "Energy.Active.Import.Register,Voltage",
+            },
+        },
+        sim={"phases": 3},
+    )
+    # J01: outside a transaction, clock-aligned readings come in MeterValues.
+    aligned = await csms.wait_for("MeterValues")
+    assert aligned["evseId"] == 1
+    values = aligned["meterValue"][0]["sampledValue"]
+    assert {v.get("context") for v in values} == {"Sample.Clock"}
+    assert {v.get("measurand") for v in values} == {"Energy.Active.Import.Register", "Voltage"}
+    assert sorted(v.get("phase") for v in values if v.get("measurand") == "Voltage") == [
+        "L1-N",
+        "L2-N",
+        "L3-N",
+    ]
+
+    # J02: during one, in TransactionEvent Updated with MeterValueClock.
+    started = await plug_and_tag(agent, csms, "METERED")
+    tx_id = tx_id_of(started)
+    clock = await csms.wait_for(
+        "TransactionEvent",
+        lambda p: tx_id_of(p) == tx_id and p["triggerReason"] == "MeterValueClock",
+    )
+    assert clock["eventType"] == "Updated"
+    assert {v["context"] for v in clock["meterValue"][0]["sampledValue"]} == {"Sample.Clock"}
+    mark = csms.mark()
+    await csms.wait_for(
+        "TransactionEvent",
+        lambda p: tx_id_of(p) == tx_id and p["transactionInfo"].get("chargingState") == "Charging",
+    )
+    await agent.sim("unplug", "1")
+    end = await ended(csms, tx_id, since=mark)
+    final = [
+        v
+        for mv in end["meterValue"]
+        for v in mv["sampledValue"]
+        if v.get("context") == "Transaction.End"
+    ]
+    assert {v.get("measurand", "Energy.Active.Import.Register") for v in final} == {
+        "Energy.Active.Import.Register",
+        "Current.Import",
+    }
+    assert sorted(v.get("phase") for v in final if v.get("measurand") == "Current.Import") == [
+        "L1",
+        "L2",
+        "L3",
+    ]
+    assert_contiguous(csms.transaction_events(tx_id))
