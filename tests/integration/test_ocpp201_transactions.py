@@ -120,8 +120,9 @@ async def transaction_running(agent: AgentProcess, evse: int = 1) -> dict[str, A
 
 async def idle(agent: AgentProcess) -> None:
     await agent.wait_status(
-        lambda s: all(c["transaction"] is None for c in s["connectors"])
-        and s["queue"]["depth"] == 0
+        lambda s: (
+            all(c["transaction"] is None for c in s["connectors"]) and s["queue"]["depth"] == 0
+        )
     )
 
 
@@ -184,9 +185,7 @@ async def test_c_a_card_the_csms_accepts_is_cached_and_the_offline_rules_apply(
     await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
     mark = csms.mark()
     await go_online(agent, csms)
-    late = await csms.wait_for(
-        "TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark
-    )
+    late = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark)
     assert csms.transaction_events(tx_id_of(late))[0]["idToken"] == token("NEWCOMER")
     await idle(agent)
 
@@ -363,9 +362,7 @@ async def test_e04_e12_events_raised_offline_arrive_in_order_marked_offline(
 async def test_e05_a_started_event_answered_invalid_deauthorizes_the_session(
     agent_factory: AgentFactory, csms: LoopbackCsms
 ) -> None:
-    agent = await started_agent(
-        agent_factory, csms, tables(TxCtrlr={"StopTxOnInvalidId": True})
-    )
+    agent = await started_agent(agent_factory, csms, tables(TxCtrlr={"StopTxOnInvalidId": True}))
 
     def transaction_event(payload: Payload) -> Any:
         if payload["eventType"] == "Started":
@@ -517,7 +514,11 @@ async def test_f01_f02_remote_start_with_and_without_an_evse_then_remote_stop(
     agent = await started_agent(agent_factory, csms, connectors=2)
     await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
     request = {"idToken": token("APP-USER", "Central"), "remoteStartId": 41, "evseId": 2}
+    mark = csms.mark()
     assert await csms.call("RequestStartTransaction", request) == {"status": "Accepted"}
+    # AuthorizeRemoteStart (true by default): the request's token is put to the CSMS.
+    authorize = await csms.wait_for("Authorize", since=mark)
+    assert authorize["idToken"] == token("APP-USER", "Central")
     mark = csms.mark()
     await agent.sim("plug", "2")
     started = await csms.wait_for(
@@ -673,9 +674,7 @@ async def test_g03_g04_change_availability_scheduled_and_persisted(
     busy = {"operationalStatus": "Inoperative", "evse": {"id": 1}}
     assert await csms.call("ChangeAvailability", busy) == {"status": "Scheduled"}
     assert (await agent.status())["connectors"][0]["transaction"] is not None
-    assert [
-        p for p in csms.payloads("StatusNotification", since=mark) if p["evseId"] == 1
-    ] == []
+    assert [p for p in csms.payloads("StatusNotification", since=mark) if p["evseId"] == 1] == []
     await agent.sim("unplug", "1")
     await ended(csms, tx_id_of(started), since=mark)
     await evse_status(1, "Unavailable", mark)
@@ -774,3 +773,49 @@ async def test_j01_j02_aligned_values_in_and_out_of_a_transaction_per_phase(
         "L3",
     ]
     assert_contiguous(csms.transaction_events(tx_id))
+
+
+async def test_f01_a_rejected_remote_start_leaves_no_mark_on_a_later_card_session(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+    first = await plug_and_tag(agent, csms, "OWNER")
+    request = {"idToken": token("SAME-CARD"), "remoteStartId": 77, "evseId": 1}
+    assert (await csms.call("RequestStartTransaction", request))["status"] == "Rejected"
+    await agent.sim("tag", "OWNER")
+    await ended(csms, tx_id_of(first))
+    await agent.sim("unplug", "1")
+    await idle(agent)
+    # The same token later, at the station: a card session like any other.
+    started = await plug_and_tag(agent, csms, "SAME-CARD")
+    assert started["triggerReason"] == "Authorized"
+    assert "remoteStartId" not in started["transactionInfo"]
+
+
+async def test_f01_remote_start_with_the_ev_already_plugged_starts_at_once(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(
+        agent_factory, csms, tables(AuthCtrlr={"AuthorizeRemoteStart": False})
+    )
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    await csms.wait_for(
+        "StatusNotification", lambda p: p["connectorStatus"] == "Occupied", since=mark
+    )
+    request = {"idToken": token("EMAID-1", "eMAID"), "remoteStartId": 5}
+    assert await csms.call("RequestStartTransaction", request) == {"status": "Accepted"}
+    started = await csms.wait_for(
+        "TransactionEvent", lambda p: p["eventType"] == "Started", since=mark
+    )
+    assert csms.payloads("Authorize", since=mark) == []
+    assert started["triggerReason"] == "RemoteStart"
+    assert started["transactionInfo"]["remoteStartId"] == 5
+    assert started["idToken"] == token("EMAID-1", "eMAID")
+    # Ended by the same token shown at the station? No: by the CSMS.
+    mark = csms.mark()
+    stop = {"transactionId": tx_id_of(started)}
+    assert await csms.call("RequestStopTransaction", stop) == {"status": "Accepted"}
+    end = await ended(csms, tx_id_of(started), since=mark)
+    assert end["transactionInfo"]["chargingState"] == "EVConnected"
+    assert_contiguous(csms.transaction_events(tx_id_of(started)))

@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ocpp.exceptions import OCPPError
@@ -83,6 +84,18 @@ _TX_POINTS = {
 }
 """The transaction start and stop points the adapter implements (TxCtrlr, E01-E10)."""
 
+
+@dataclass(frozen=True)
+class RemoteStart:
+    """An accepted RequestStartTransaction waiting for its session (F01, F02)."""
+
+    remote_start_id: int
+    token_type: str
+    until: float | None
+    """When (monotonic) the station has given up waiting for the EV: after
+    TxCtrlr.EVConnectionTimeOut; None when it waits without limit."""
+
+
 _SAMPLE_TRIGGERS = {
     "Sample.Periodic": "MeterValuePeriodic",
     "Sample.Clock": "MeterValueClock",
@@ -121,7 +134,7 @@ class V201Adapter:
         self._sent_status: dict[int, str] = {}
         self._charging_state: dict[int, str] = {}  # local id -> the last chargingState sent
         self._transactions: dict[int, tuple[str, int]] = {}  # local id -> (id, next seqNo)
-        self._remote_starts: dict[str, tuple[int, str]] = {}  # token -> (remoteStartId, type)
+        self._remote_starts: dict[str, RemoteStart] = {}  # by idToken, until its session starts
         self.persist_variables: Callable[[], Awaitable[None]] | None = None
         self.variable_listeners: list[Callable[[], None]] = []
         self._last_write: asyncio.Future[Any] | None = None
@@ -186,8 +199,8 @@ class V201Adapter:
 
     async def transaction_started(self, event: TransactionStarted) -> int:
         transaction_id = str(uuid.uuid4())
-        remote = self._remote_starts.pop(event.id_tag, None)
-        token = messages.id_token(event.id_tag, remote[1] if remote else "ISO14443")
+        remote = self._remote_start(event.id_tag, pop=True)
+        token = messages.id_token(event.id_tag, remote.token_type if remote else "ISO14443")
         offline = not self._connection_ready
         begin = messages.meter_value(event.timestamp, event.begin_values)
 
@@ -201,7 +214,7 @@ class V201Adapter:
                 evse_id=event.connector_id,
                 connector_id=CONNECTOR_ID,
                 charging_state="EVConnected",
-                remote_start_id=remote[0] if remote else None,
+                remote_start_id=remote.remote_start_id if remote else None,
                 id_token=token,
                 meter_values=[begin],
                 offline=offline,
@@ -400,8 +413,22 @@ class V201Adapter:
 
     def remote_start_expected(self, id_token: str, remote_start_id: int, token_type: str) -> None:
         """RequestStartTransaction accepted: the session the station starts for ``id_token``
-        carries ``remote_start_id`` (F01, F02)."""
-        self._remote_starts[id_token] = (remote_start_id, token_type)
+        carries ``remote_start_id`` and the request's token type (F01, F02), if it starts
+        while the station still waits for the EV (TxCtrlr.EVConnectionTimeOut)."""
+        timeout = self.values.int("TxCtrlr", "EVConnectionTimeOut")
+        until = time.monotonic() + timeout if timeout > 0 else None
+        self._remote_starts[id_token] = RemoteStart(remote_start_id, token_type, until)
+
+    def _remote_start(self, id_token: str, *, pop: bool = False) -> RemoteStart | None:
+        """The remote start waiting for ``id_token``'s session; one the station gave up on
+        (the EV never came) is forgotten, so a later card session is not taken for it."""
+        remote = self._remote_starts.get(id_token)
+        if remote is None:
+            return None
+        expired = remote.until is not None and time.monotonic() > remote.until
+        if pop or expired:
+            del self._remote_starts[id_token]
+        return None if expired else remote
 
     def transaction_of(self, transaction_id: str) -> int | None:
         """The local id of the running session the CSMS knows as ``transaction_id``."""
@@ -417,13 +444,19 @@ class V201Adapter:
     # ------------------------------------------------------------------- authorizer
 
     async def authorize(self, id_tag: str) -> AuthDecision:
-        return await self.authorization.authorize(id_tag)
+        decision = await self.authorization.authorize(id_tag)
+        if not decision.accepted:
+            # A remote start whose token is refused is dropped by the station.
+            self._remote_starts.pop(id_tag, None)
+        return decision
 
     async def _ask(self, id_token: str) -> dict[str, Any] | None:
         cp = self.cp
         if cp is None or not self._connection_ready:
             return None
-        result = await cp.call_payload("Authorize", {"idToken": messages.id_token(id_token)})
+        remote = self._remote_start(id_token)
+        kind = remote.token_type if remote is not None else "ISO14443"
+        result = await cp.call_payload("Authorize", {"idToken": messages.id_token(id_token, kind)})
         info: dict[str, Any] = result["idTokenInfo"]
         return info
 

@@ -321,11 +321,13 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
         evse_id = payload.get("evseId")
         if evse_id is not None and evse_id not in self.station.connectors:
             return {"status": "Rejected", "statusInfo": _status_info("no such EVSE")}
+        if not await self.station.remote_start(token["idToken"], evse_id):
+            return {"status": "Rejected"}
+        # Before anything else runs: the station begins the session (and its Authorize)
+        # in a task of its own, after this answer.
         self.adapter.remote_start_expected(
             token["idToken"], payload["remoteStartId"], token["type"]
         )
-        if not await self.station.remote_start(token["idToken"], evse_id):
-            return {"status": "Rejected"}
         return {"status": "Accepted"}
 
     @on(Action.request_stop_transaction)
