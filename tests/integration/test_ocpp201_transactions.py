@@ -289,6 +289,18 @@ async def test_d_local_list_full_then_differential_and_offline(
         stale = {**differential, "versionNumber": old}
         assert await csms.call("SendLocalList", stale) == {"status": "VersionMismatch"}
     assert await csms.call("GetLocalListVersion", {}) == {"versionNumber": 4}
+    assert await list_entries(csms) == "2"  # LIST-B and LIST-C
+    twice = {
+        "versionNumber": 9,
+        "updateType": "Full",
+        "localAuthorizationList": [
+            {"idToken": token("TWIN"), "idTokenInfo": accepted},
+            {"idToken": token("TWIN"), "idTokenInfo": {"status": "Blocked"}},
+        ],
+    }
+    assert (await csms.call("SendLocalList", twice))["status"] == "Failed"
+    assert await csms.call("GetLocalListVersion", {}) == {"versionNumber": 4}
+    assert await list_entries(csms) == "2"
 
     await go_offline(agent)
     await agent.sim("plug", "1")
@@ -307,6 +319,16 @@ async def test_d_local_list_full_then_differential_and_offline(
     assert_contiguous(events)
     assert events[0]["idToken"] == token("LIST-C")
     assert all(e.get("offline") is True for e in events)
+
+
+async def list_entries(csms: LoopbackCsms) -> str:
+    """LocalAuthListCtrlr.Entries: how many ids the list holds now."""
+    item = {"component": {"name": "LocalAuthListCtrlr"}, "variable": {"name": "Entries"}}
+    answer = await csms.call("GetVariables", {"getVariableData": [item]})
+    (result,) = answer["getVariableResult"]
+    assert result["attributeStatus"] == "Accepted", result
+    value: str = result["attributeValue"]
+    return value
 
 
 # --------------------------------------------------------------- E: transactions
@@ -375,6 +397,30 @@ async def test_e05_a_started_event_answered_invalid_deauthorizes_the_session(
     assert end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
     assert end["triggerReason"] == "Deauthorized"
     assert_contiguous(csms.transaction_events(tx_id_of(started)))
+    state = await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
+    assert state["connectors"][0]["contactor_closed"] is False
+
+
+async def test_e05_an_offline_session_whose_token_the_csms_refuses_is_deauthorized(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(
+        agent_factory, csms, tables(AuthCtrlr={"OfflineTxForUnknownIdEnabled": True})
+    )
+    csms.id_tag_status["STRANGER"] = "Invalid"
+    await go_offline(agent)
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "STRANGER")  # unknown offline: allowed by configuration
+    await transaction_running(agent)
+    mark = csms.mark()
+    await go_online(agent, csms)
+    end = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark)
+    assert end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    assert end["triggerReason"] == "Deauthorized"
+    assert "offline" not in end  # raised once the CSMS had answered
+    events = csms.transaction_events(tx_id_of(end))
+    assert_contiguous(events)
+    assert events[0]["offline"] is True and events[0]["idToken"] == token("STRANGER")
     state = await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
     assert state["connectors"][0]["contactor_closed"] is False
 
@@ -684,9 +730,27 @@ async def test_g03_g04_change_availability_scheduled_and_persisted(
     }
     await evse_status(1, "Available", mark)
 
-    # The whole station, idle: every EVSE goes Unavailable; kept across a restart.
+    nowhere = {"operationalStatus": "Inoperative", "evse": {"id": 9}}
+    assert (await csms.call("ChangeAvailability", nowhere))["status"] == "Rejected"
+
+    # The whole station while EVSE 1 charges: Scheduled; EVSE 2 at once, EVSE 1 after.
+    started = await plug_and_tag(agent, csms, "BUSY")
     mark = csms.mark()
     station = {"operationalStatus": "Inoperative"}
+    assert await csms.call("ChangeAvailability", station) == {"status": "Scheduled"}
+    await evse_status(2, "Unavailable", mark)
+    await agent.sim("unplug", "1")
+    await ended(csms, tx_id_of(started), since=mark)
+    await evse_status(1, "Unavailable", mark)
+    mark = csms.mark()
+    assert await csms.call("ChangeAvailability", {"operationalStatus": "Operative"}) == {
+        "status": "Accepted"
+    }
+    await evse_status(1, "Available", mark)
+    await evse_status(2, "Available", mark)
+
+    # The whole station, idle: every EVSE goes Unavailable; kept across a restart.
+    mark = csms.mark()
     assert await csms.call("ChangeAvailability", station) == {"status": "Accepted"}
     await evse_status(1, "Unavailable", mark)
     await evse_status(2, "Unavailable", mark)
@@ -819,3 +883,30 @@ async def test_f01_remote_start_with_the_ev_already_plugged_starts_at_once(
     end = await ended(csms, tx_id_of(started), since=mark)
     assert end["transactionInfo"]["chargingState"] == "EVConnected"
     assert_contiguous(csms.transaction_events(tx_id_of(started)))
+
+
+async def test_j_aligned_send_during_idle_keeps_aligned_values_out_of_transactions(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(
+        agent_factory,
+        csms,
+        tables(
+            SampledDataCtrlr={"TxUpdatedInterval": 1},
+            AlignedDataCtrlr={"Interval": 1, "SendDuringIdle": True},
+        ),
+    )
+    await csms.wait_for("MeterValues")  # idle: aligned values are sent
+    started = await plug_and_tag(agent, csms, "IDLE-ONLY")
+    tx_id = tx_id_of(started)
+    mark = csms.mark()
+    # Three periodic samples take at least two aligned boundaries of 1 s.
+    for n in range(3):
+        await csms.wait_for(
+            "TransactionEvent",
+            lambda p: tx_id_of(p) == tx_id and p["triggerReason"] == "MeterValuePeriodic",
+            since=csms.mark() if n else mark,
+        )
+    triggers = [e["triggerReason"] for e in csms.transaction_events(tx_id)]
+    assert "MeterValueClock" not in triggers
+    assert [p for p in csms.payloads("MeterValues", since=mark)] == []

@@ -308,6 +308,10 @@ class V201Adapter:
         self._queued(row)
 
     async def meter_values(self, sample: MeterSample) -> None:
+        """Readings outside a transaction go in MeterValues (J01), a transaction's in a
+        TransactionEvent Updated (J02), except aligned ones while
+        AlignedDataCtrlr.SendDuringIdle; the values TxEndedMeasurands asks for are kept
+        for the Ended event either way."""
         local_id = sample.tx_local_id
         if local_id is None:
             payload = messages.meter_values(sample, sample.connector_id)
@@ -317,6 +321,8 @@ class V201Adapter:
         values = messages.meter_value(sample.timestamp, sample.values)
         kept = messages.meter_value(sample.timestamp, sample.stop_values)
         context = sample.values[0].context if sample.values else "Sample.Periodic"
+        if context == "Sample.Clock" and self.values.bool("AlignedDataCtrlr", "SendDuringIdle"):
+            values = None  # aligned values go only while no transaction runs; kept still
         known = self._transactions.get(local_id)
         tx_id = known[0] if known else await self._transaction_id(local_id)
         offline = not self._connection_ready

@@ -47,6 +47,7 @@ Payload = dict[str, Any]
 Handler = Callable[[Payload], Awaitable[Payload]]
 
 VENDOR_ID = "cpagent"
+LOCAL_LIST = "LocalAuthListCtrlr"
 
 
 def _status_info(reason: str | None) -> dict[str, Any]:
@@ -263,7 +264,9 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
     async def on_send_local_list(self, payload: Payload) -> Payload:
         """D01: a Full list replaces the stored one; a Differential adds or replaces the
         entries with idTokenInfo and removes those without, and needs a version above the
-        current one. The list and its version change in one commit."""
+        current one. The list and its version change in one commit; a list naming one
+        token twice, or longer than LocalAuthListCtrlr.Entries' maxLimit, changes nothing
+        (Failed). Entries' Actual value follows the list's size."""
         if not self.adapter.values.bool("LocalAuthListCtrlr", "Enabled"):
             return {"status": "Failed", "statusInfo": _status_info("the local list is disabled")}
         store = self.adapter.store
@@ -289,11 +292,14 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
                 "status": "Failed",
                 "statusInfo": _status_info("a Full entry without idTokenInfo"),
             }
+        named = [row.id_tag.casefold() for row in added] + [t.casefold() for t in removed]
+        if len(set(named)) != len(named):
+            return {"status": "Failed", "statusInfo": _status_info("an idToken listed twice")}
         if update == "Differential":
             current, size = await store.run(store.local_list_state)
             if version <= (current if size else 0):
                 return {"status": "VersionMismatch"}
-        max_size = self.adapter.values.int("LocalAuthListCtrlr", "Entries") or 10000
+        max_size = self._local_list_capacity()
         if update == "Full":
             ok = await store.run(store.local_list_replace, version, added, max_size=max_size)
         else:
@@ -302,7 +308,14 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
             )
         if not ok:
             return {"status": "Failed", "statusInfo": _status_info("the list would be too long")}
+        _, size = await store.run(store.local_list_state)
+        self.adapter.values.set_runtime("LocalAuthListCtrlr", "Entries", str(size))
         return {"status": "Accepted"}
+
+    def _local_list_capacity(self) -> int | None:
+        """The most ids the local list holds: LocalAuthListCtrlr.Entries' maxLimit."""
+        (entries,) = self.model.report(selectors=[Selector(LOCAL_LIST, variable="Entries")])
+        return int(entries.max_limit) if entries.max_limit is not None else None
 
     # ------------------------------------------------------ E, F: transactions
 
