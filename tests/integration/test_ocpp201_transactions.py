@@ -13,6 +13,7 @@ agent's own record of the decision (a log line, a status) instead of for time to
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -449,7 +450,7 @@ async def test_e11_e13_a_refused_event_is_retried_then_kept_as_failed(
     tries = [m for m in csms.messages("TransactionEvent", since=mark) if m.payload["seqNo"] == 0]
     assert len(tries) == 3
     assert {m.unique_id for m in tries} == {first.unique_id}  # one message, sent 3 times
-    gaps = [b.at - a.at for a, b in zip(in_frames(csms, tries), in_frames(csms, tries)[1:])]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(in_frames(csms, tries))]
     assert all(g >= 0.9 for g in gaps), gaps
     assert state["connectors"][0]["transaction"] is not None  # the session goes on
 
