@@ -223,6 +223,22 @@ async def wait_count(agent: AgentProcess, text: str, count: int) -> None:
         await asyncio.sleep(0.05)
 
 
+async def test_c10_without_the_cache_nothing_is_kept_and_clear_cache_is_rejected(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms, tables(AuthCacheCtrlr={"Enabled": False}))
+    started = await plug_and_tag(agent, csms, "FORGOTTEN")
+    await agent.sim("unplug", "1")
+    await ended(csms, tx_id_of(started))
+    await idle(agent)
+    assert await csms.call("ClearCache", {}) == {"status": "Rejected"}
+    await go_offline(agent)
+    await agent.sim("plug", "1")
+    await agent.sim("tag", "FORGOTTEN")  # never cached: unknown offline
+    await agent.wait_log("card FORGOTTEN not authorized")
+    assert (await agent.status())["connectors"][0]["transaction"] is None
+
+
 async def test_c_a_card_the_csms_refuses_starts_nothing(
     agent_factory: AgentFactory, csms: LoopbackCsms
 ) -> None:
@@ -552,6 +568,32 @@ async def test_e_kill9_mid_session_ends_it_as_power_loss_with_every_event_delive
     assert again["seqNo"] == 0
 
 
+async def test_e_kill9_while_offline_loses_none_of_the_queued_events(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(
+        agent_factory, csms, tables(SampledDataCtrlr={"TxUpdatedInterval": 1})
+    )
+    started = await plug_and_tag(agent, csms, "DARK")
+    tx_id = tx_id_of(started)
+    await go_offline(agent)
+    # Periodic samples pile up in the store while the CSMS is out of reach.
+    await agent.wait_status(lambda s: s["queue"]["depth"] >= 3)
+    await agent.kill9()
+    mark = csms.mark()
+    await agent.start()  # a new process: its network is up
+    end = await ended(csms, tx_id, since=mark)
+    assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    events = csms.transaction_events(tx_id)
+    assert_contiguous(events)
+    offline = [e for e in events if e.get("offline")]
+    assert len(offline) >= 3
+    # The Ended event too: the restarted agent closes the session before it connects.
+    assert offline[-1] is events[-1]
+    assert {e["triggerReason"] for e in offline[:-1]} == {"MeterValuePeriodic"}
+    await idle(agent)
+
+
 # ------------------------------------------------------------ F: remote control
 
 
@@ -580,6 +622,9 @@ async def test_f01_f02_remote_start_with_and_without_an_evse_then_remote_stop(
     # The EVSE is occupied by that transaction: a second request for it is rejected.
     busy = {"idToken": token("OTHER", "Central"), "remoteStartId": 42, "evseId": 2}
     assert (await csms.call("RequestStartTransaction", busy))["status"] == "Rejected"
+
+    nowhere = {"idToken": token("OTHER", "Central"), "remoteStartId": 44, "evseId": 9}
+    assert (await csms.call("RequestStartTransaction", nowhere))["status"] == "Rejected"
 
     # F02 without evseId: the free EVSE takes it.
     anywhere = {"idToken": token("APP-TWO", "Central"), "remoteStartId": 43}
@@ -768,6 +813,8 @@ async def test_g03_g04_change_availability_scheduled_and_persisted(
     await agent.sim("plug", "1")
     await agent.sim("tag", "AFTER")
     await agent.wait_log("no connector is free for it")
+    request = {"idToken": token("APP", "Central"), "remoteStartId": 1}
+    assert (await csms.call("RequestStartTransaction", request))["status"] == "Rejected"
     mark = csms.mark()
     assert await csms.call("ChangeAvailability", {"operationalStatus": "Operative"}) == {
         "status": "Accepted"
