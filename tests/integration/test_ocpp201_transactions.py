@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from cpagent.testing import CallErrorReply, LoopbackCsms
+from cpagent.testing.csms import Received
 from tests.integration.conftest import AgentProcess
 
 AgentFactory = Callable[..., AgentProcess]
@@ -137,6 +141,23 @@ def assert_contiguous(events: list[Payload]) -> None:
     assert {e["eventType"] for e in events[1:-1]} <= {"Updated"}
 
 
+def once_each(csms: LoopbackCsms, tx_id: str) -> list[Payload]:
+    """The transaction's events in arrival order, each once: an event cut in flight by an
+    interruption (network down, kill -9) comes again, and must then be the same message
+    (same message id, same payload)."""
+    first: dict[int, Received] = {}
+    out = []
+    for m in csms.messages("TransactionEvent"):
+        if tx_id_of(m.payload) != tx_id:
+            continue
+        seen = first.setdefault(m.payload["seqNo"], m)
+        if seen is m:
+            out.append(m.payload)
+        else:
+            assert (m.unique_id, m.payload) == (seen.unique_id, seen.payload)
+    return out
+
+
 # ------------------------------------------------------------------ C: authorization
 
 
@@ -187,7 +208,7 @@ async def test_c_a_card_the_csms_accepts_is_cached_and_the_offline_rules_apply(
     mark = csms.mark()
     await go_online(agent, csms)
     late = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark)
-    assert csms.transaction_events(tx_id_of(late))[0]["idToken"] == token("NEWCOMER")
+    assert once_each(csms, tx_id_of(late))[0]["idToken"] == token("NEWCOMER")
     await idle(agent)
 
     # C12 LocalPreAuthorize: a cached card starts at once, without an Authorize.
@@ -270,7 +291,7 @@ async def test_c09_a_card_of_the_same_group_ends_the_session(
     assert end["triggerReason"] == "StopAuthorized"
     assert end["transactionInfo"]["stoppedReason"] == "Local"
     assert end["idToken"] == token("DRIVER-B")
-    assert_contiguous(csms.transaction_events(tx_id_of(started)))
+    assert_contiguous(once_each(csms, tx_id_of(started)))
 
 
 # ------------------------------------------------------------------- D: local list
@@ -332,7 +353,7 @@ async def test_d_local_list_full_then_differential_and_offline(
     mark = csms.mark()
     await go_online(agent, csms)
     end = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark)
-    events = csms.transaction_events(tx_id_of(end))
+    events = once_each(csms, tx_id_of(end))
     assert_contiguous(events)
     assert events[0]["idToken"] == token("LIST-C")
     assert all(e.get("offline") is True for e in events)
@@ -361,7 +382,7 @@ async def test_e04_e12_events_raised_offline_arrive_in_order_marked_offline(
         "TransactionEvent",
         lambda p: p["transactionInfo"].get("chargingState") == "Charging",
     )
-    online_count = len(csms.transaction_events(tx_id))
+    online_count = len(once_each(csms, tx_id))
     await go_offline(agent)
     await agent.sim("unplug", "1")
     await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
@@ -369,7 +390,7 @@ async def test_e04_e12_events_raised_offline_arrive_in_order_marked_offline(
     mark = csms.mark()
     await go_online(agent, csms)
     await ended(csms, tx_id, since=mark)
-    events = csms.transaction_events(tx_id)
+    events = once_each(csms, tx_id)
     assert_contiguous(events)
     assert all("offline" not in e for e in events[:online_count])
     assert [e.get("offline") for e in events[online_count:]] == [True] * (
@@ -390,7 +411,7 @@ async def test_e04_e12_events_raised_offline_arrive_in_order_marked_offline(
     offline_end = await csms.wait_for(
         "TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark
     )
-    second = csms.transaction_events(tx_id_of(offline_end))
+    second = once_each(csms, tx_id_of(offline_end))
     assert tx_id_of(offline_end) != tx_id
     assert_contiguous(second)
     assert all(e.get("offline") is True for e in second)
@@ -413,7 +434,7 @@ async def test_e05_a_started_event_answered_invalid_deauthorizes_the_session(
     end = await ended(csms, tx_id_of(started))
     assert end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
     assert end["triggerReason"] == "Deauthorized"
-    assert_contiguous(csms.transaction_events(tx_id_of(started)))
+    assert_contiguous(once_each(csms, tx_id_of(started)))
     state = await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
     assert state["connectors"][0]["contactor_closed"] is False
 
@@ -435,7 +456,7 @@ async def test_e05_an_offline_session_whose_token_the_csms_refuses_is_deauthoriz
     assert end["transactionInfo"]["stoppedReason"] == "DeAuthorized"
     assert end["triggerReason"] == "Deauthorized"
     assert "offline" not in end  # raised once the CSMS had answered
-    events = csms.transaction_events(tx_id_of(end))
+    events = once_each(csms, tx_id_of(end))
     assert_contiguous(events)
     assert events[0]["offline"] is True and events[0]["idToken"] == token("STRANGER")
     state = await agent.wait_status(lambda s: s["connectors"][0]["transaction"] is None)
@@ -547,7 +568,7 @@ async def test_e_kill9_mid_session_ends_it_as_power_loss_with_every_event_delive
     await agent.start()
     end = await ended(csms, tx_id, since=mark)
     assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
-    events = csms.transaction_events(tx_id)
+    events = once_each(csms, tx_id)
     # Each event arrived at least once (one cut in flight may come twice, by the same
     # message id); taken once per seqNo they are contiguous and in order.
     calls = [m for m in csms.messages("TransactionEvent") if tx_id_of(m.payload) == tx_id]
@@ -584,7 +605,7 @@ async def test_e_kill9_while_offline_loses_none_of_the_queued_events(
     await agent.start()  # a new process: its network is up
     end = await ended(csms, tx_id, since=mark)
     assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
-    events = csms.transaction_events(tx_id)
+    events = once_each(csms, tx_id)
     assert_contiguous(events)
     offline = [e for e in events if e.get("offline")]
     assert len(offline) >= 3
@@ -592,6 +613,69 @@ async def test_e_kill9_while_offline_loses_none_of_the_queued_events(
     assert offline[-1] is events[-1]
     assert {e["triggerReason"] for e in offline[:-1]} == {"MeterValuePeriodic"}
     await idle(agent)
+
+
+async def test_e_kill9_with_an_event_in_flight_resends_it_with_the_same_message_id(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(
+        agent_factory, csms, tables(SampledDataCtrlr={"TxUpdatedInterval": 1})
+    )
+    held: list[Received] = []
+    never = asyncio.Event()
+
+    async def hold_first_periodic(payload: Payload) -> Any:
+        if payload["triggerReason"] == "MeterValuePeriodic" and not held:
+            held.append(csms.messages("TransactionEvent")[-1])
+            await never.wait()  # no answer: the agent dies waiting for it
+        return csms.default_reply("TransactionEvent", payload, "2.0.1")
+
+    csms.responders["TransactionEvent"] = hold_first_periodic
+    started = await plug_and_tag(agent, csms, "INFLIGHT")
+    tx_id = tx_id_of(started)
+    await csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic")
+    await agent.kill9()
+    (cut,) = held
+    mark = csms.mark()
+    await agent.start()
+    end = await ended(csms, tx_id, since=mark)
+    assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    resent = csms.messages("TransactionEvent", since=mark)[0]
+    assert (resent.unique_id, resent.payload) == (cut.unique_id, cut.payload)
+    by_id = {
+        m.unique_id: m.payload["seqNo"]
+        for m in csms.messages("TransactionEvent")
+        if tx_id_of(m.payload) == tx_id
+    }
+    assert sorted(by_id.values()) == list(range(len(by_id)))  # one id per seqNo, no gap
+    await idle(agent)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_e_kill9_at_a_seeded_moment_of_a_session(
+    agent_factory: AgentFactory, csms: LoopbackCsms, seed: int
+) -> None:
+    rng = random.Random(seed)
+    agent = await started_agent(
+        agent_factory, csms, tables(SampledDataCtrlr={"TxUpdatedInterval": 1})
+    )
+
+    async def late(payload: Payload) -> Any:
+        await asyncio.sleep(rng.uniform(0, 0.3))  # so that the kill finds one in flight
+        return csms.default_reply("TransactionEvent", payload, "2.0.1")
+
+    csms.responders["TransactionEvent"] = late
+    started = await plug_and_tag(agent, csms, f"SEED-{seed}")
+    tx_id = tx_id_of(started)
+    if rng.random() < 0.5:
+        await go_offline(agent)
+    await asyncio.sleep(rng.uniform(0, 2.5))  # the seeded moment of the kill
+    await agent.kill9()
+    await agent.start()
+    end = await ended(csms, tx_id)
+    assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    await idle(agent)
+    assert_contiguous(once_each(csms, tx_id))
 
 
 # ------------------------------------------------------------ F: remote control
@@ -648,7 +732,7 @@ async def test_f01_f02_remote_start_with_and_without_an_evse_then_remote_stop(
     end = await ended(csms, tx_id, since=mark)
     assert end["transactionInfo"]["stoppedReason"] == "Remote"
     assert end["triggerReason"] == "RemoteStop"
-    assert_contiguous(csms.transaction_events(tx_id))
+    assert_contiguous(once_each(csms, tx_id))
     assert await csms.call("RequestStopTransaction", stop) == {"status": "Rejected"}
     state = await agent.wait_status(lambda s: s["connectors"][1]["transaction"] is None)
     assert state["connectors"][0]["transaction"]["id_tag"] == "APP-TWO"
@@ -666,7 +750,7 @@ async def test_f05_unlock_connector(agent_factory: AgentFactory, csms: LoopbackC
     assert answer == {"status": "OngoingAuthorizedTransaction"}
     state = await agent.status()
     assert state["connectors"][0]["transaction"] is not None  # F05.FR.02: not ended
-    assert [e["eventType"] for e in csms.transaction_events(tx_id_of(started))][-1] != "Ended"
+    assert [e["eventType"] for e in once_each(csms, tx_id_of(started))][-1] != "Ended"
 
 
 async def test_f06_trigger_message(agent_factory: AgentFactory, csms: LoopbackCsms) -> None:
@@ -684,8 +768,8 @@ async def test_f06_trigger_message(agent_factory: AgentFactory, csms: LoopbackCs
     assert await csms.call("TriggerMessage", {"requestedMessage": "StatusNotification"}) == (
         accepted
     )
-    for evse in (1, 2):
-        await csms.wait_for("StatusNotification", lambda p, e=evse: p["evseId"] == e, since=mark)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 1, since=mark)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2, since=mark)
 
     mark = csms.mark()
     assert await csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"}) == accepted
@@ -805,7 +889,7 @@ async def test_g03_g04_change_availability_scheduled_and_persisted(
     await agent.start()
     await evse_status(1, "Unavailable", mark)
     await evse_status(2, "Unavailable", mark)
-    firsts = {}
+    firsts: dict[int, str] = {}
     for p in csms.payloads("StatusNotification", since=mark):
         firsts.setdefault(p["evseId"], p["connectorStatus"])
     assert firsts == {1: "Unavailable", 2: "Unavailable"}
@@ -884,7 +968,7 @@ async def test_j01_j02_aligned_values_in_and_out_of_a_transaction_per_phase(
         "L2",
         "L3",
     ]
-    assert_contiguous(csms.transaction_events(tx_id))
+    assert_contiguous(once_each(csms, tx_id))
 
 
 async def test_f01_a_rejected_remote_start_leaves_no_mark_on_a_later_card_session(
@@ -930,7 +1014,7 @@ async def test_f01_remote_start_with_the_ev_already_plugged_starts_at_once(
     assert await csms.call("RequestStopTransaction", stop) == {"status": "Accepted"}
     end = await ended(csms, tx_id_of(started), since=mark)
     assert end["transactionInfo"]["chargingState"] == "EVConnected"
-    assert_contiguous(csms.transaction_events(tx_id_of(started)))
+    assert_contiguous(once_each(csms, tx_id_of(started)))
 
 
 async def test_j_aligned_send_during_idle_keeps_aligned_values_out_of_transactions(
@@ -955,6 +1039,6 @@ async def test_j_aligned_send_during_idle_keeps_aligned_values_out_of_transactio
             lambda p: tx_id_of(p) == tx_id and p["triggerReason"] == "MeterValuePeriodic",
             since=csms.mark() if n else mark,
         )
-    triggers = [e["triggerReason"] for e in csms.transaction_events(tx_id)]
+    triggers = [e["triggerReason"] for e in once_each(csms, tx_id)]
     assert "MeterValueClock" not in triggers
     assert [p for p in csms.payloads("MeterValues", since=mark)] == []
