@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import random
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -1042,3 +1043,35 @@ async def test_j_aligned_send_during_idle_keeps_aligned_values_out_of_transactio
     triggers = [e["triggerReason"] for e in once_each(csms, tx_id)]
     assert "MeterValueClock" not in triggers
     assert [p for p in csms.payloads("MeterValues", since=mark)] == []
+
+
+async def test_j02_the_ended_event_keeps_readings_every_tx_ended_interval(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(
+        agent_factory,
+        csms,
+        tables(SampledDataCtrlr={"TxUpdatedInterval": 1, "TxEndedInterval": 2}),
+    )
+    started = await plug_and_tag(agent, csms, "KEPT")
+    tx_id = tx_id_of(started)
+    for _ in range(5):
+        await csms.wait_for(
+            "TransactionEvent",
+            lambda p: tx_id_of(p) == tx_id and p["triggerReason"] == "MeterValuePeriodic",
+            since=csms.mark(),
+        )
+    await agent.sim("unplug", "1")
+    end = await ended(csms, tx_id)
+    contexts = [mv["sampledValue"][0]["context"] for mv in end["meterValue"]]
+    periodic = [
+        datetime.fromisoformat(mv["timestamp"])
+        for mv in end["meterValue"]
+        if mv["sampledValue"][0]["context"] == "Sample.Periodic"
+    ]
+    assert contexts[-1] == "Transaction.End"
+    assert set(contexts[:-1]) == {"Sample.Periodic"}
+    updates = [e for e in once_each(csms, tx_id) if e["triggerReason"] == "MeterValuePeriodic"]
+    assert 2 <= len(periodic) <= len(updates) // 2 + 1, (len(periodic), len(updates))
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(periodic)]
+    assert all(g >= 1.4 for g in gaps), gaps

@@ -85,6 +85,13 @@ _TX_POINTS = {
 """The transaction start and stop points the adapter implements (TxCtrlr, E01-E10)."""
 
 
+_ENDED_INTERVALS = {"Sample.Periodic": "SampledDataCtrlr", "Sample.Clock": "AlignedDataCtrlr"}
+"""Whose TxEndedInterval paces the readings of each context kept for the Ended event."""
+KEEP_SLACK_S = 0.5
+"""A reading this much early for its TxEndedInterval still counts: readings come at their
+own cadence, and one a little early must not push the next kept one a whole period away."""
+
+
 @dataclass(frozen=True)
 class RemoteStart:
     """An accepted RequestStartTransaction waiting for its session (F01, F02)."""
@@ -134,6 +141,7 @@ class V201Adapter:
         self._sent_status: dict[int, str] = {}
         self._charging_state: dict[int, str] = {}  # local id -> the last chargingState sent
         self._transactions: dict[int, tuple[str, int]] = {}  # local id -> (id, next seqNo)
+        self._kept_at: dict[tuple[int, str], float] = {}  # (local id, context) -> monotonic
         self._remote_starts: dict[str, RemoteStart] = {}  # by idToken, until its session starts
         self.persist_variables: Callable[[], Awaitable[None]] | None = None
         self.variable_listeners: list[Callable[[], None]] = []
@@ -275,6 +283,8 @@ class V201Adapter:
             )
         )
         self._charging_state.pop(event.local_id, None)
+        for context in _ENDED_INTERVALS:
+            self._kept_at.pop((event.local_id, context), None)
         self._queued(row)
 
     def _ended_charging_state(self, connector_id: int) -> str:
@@ -319,8 +329,10 @@ class V201Adapter:
                 self.delivery.append(Outgoing("MeterValues", payload))
             return
         values = messages.meter_value(sample.timestamp, sample.values)
-        kept = messages.meter_value(sample.timestamp, sample.stop_values)
         context = sample.values[0].context if sample.values else "Sample.Periodic"
+        kept = self._kept(
+            local_id, context, messages.meter_value(sample.timestamp, sample.stop_values)
+        )
         if context == "Sample.Clock" and self.values.bool("AlignedDataCtrlr", "SendDuringIdle"):
             values = None  # aligned values go only while no transaction runs; kept still
         known = self._transactions.get(local_id)
@@ -349,6 +361,27 @@ class V201Adapter:
             )
         )
         self._queued(row)
+
+    def _kept(
+        self, local_id: int, context: str, value: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The reading to keep for the Ended event (J02): a periodic one every
+        SampledDataCtrlr.TxEndedInterval, an aligned one every
+        AlignedDataCtrlr.TxEndedInterval seconds, as readings come; none while that
+        interval is 0 (the Ended event then carries the values at its end only, as the
+        Started event carried those at the start), nor a triggered one."""
+        component = _ENDED_INTERVALS.get(context)
+        if value is None or component is None:
+            return None
+        interval = self.values.int(component, "TxEndedInterval")
+        if interval <= 0:
+            return None
+        now = time.monotonic()
+        last = self._kept_at.get((local_id, context))
+        if last is not None and now - last < interval - KEEP_SLACK_S:
+            return None
+        self._kept_at[(local_id, context)] = now
+        return value
 
     async def _transaction_id(self, local_id: int) -> str:
         tx = await self.store.run(self.store.get_transaction, local_id)
