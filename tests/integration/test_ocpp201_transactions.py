@@ -1075,3 +1075,33 @@ async def test_j02_the_ended_event_keeps_readings_every_tx_ended_interval(
     assert 2 <= len(periodic) <= len(updates) // 2 + 1, (len(periodic), len(updates))
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(periodic)]
     assert all(g >= 1.4 for g in gaps), gaps
+
+
+async def test_j02_started_and_ended_carry_their_own_measurands(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    sampled = {
+        "TxUpdatedInterval": 0,
+        "TxStartedMeasurands": "Energy.Active.Import.Register,Voltage",
+        "TxEndedMeasurands": "Energy.Active.Import.Register,Power.Active.Import",
+    }
+    agent = await started_agent(agent_factory, csms, tables(SampledDataCtrlr=sampled))
+    started = await plug_and_tag(agent, csms, "MEASURED")
+    (begin,) = started["meterValue"]
+    assert {v["context"] for v in begin["sampledValue"]} == {"Transaction.Begin"}
+    assert sorted(v.get("measurand", "") for v in begin["sampledValue"]) == [
+        "Energy.Active.Import.Register",
+        "Voltage",
+        "Voltage",
+        "Voltage",
+    ]
+    await csms.wait_for(
+        "TransactionEvent", lambda p: p["transactionInfo"].get("chargingState") == "Charging"
+    )
+    await agent.sim("unplug", "1")
+    (end_value,) = (await ended(csms, tx_id_of(started)))["meterValue"]
+    assert {v["context"] for v in end_value["sampledValue"]} == {"Transaction.End"}
+    assert {v.get("measurand") for v in end_value["sampledValue"]} == {
+        "Energy.Active.Import.Register",
+        "Power.Active.Import",
+    }

@@ -1136,9 +1136,10 @@ class Station:
             self._refresh(c)
             return
         timestamp = iso(self._now())
-        begin = self._values(
-            c, self.settings.stop_txn_sampled_measurands, reading, "Transaction.Begin"
-        )
+        measurands = self.settings.begin_measurands
+        if measurands is None:
+            measurands = self.settings.stop_txn_sampled_measurands
+        begin = self._values(c, measurands, reading, "Transaction.Begin")
         meter_start = round(reading.energy_wh)
         try:
             local_id = await self.output.transaction_started(
