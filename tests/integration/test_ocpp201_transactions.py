@@ -522,6 +522,12 @@ async def test_e14_transaction_status_while_events_wait_for_an_answer(
     agent = await started_agent(agent_factory, csms)
     started = await plug_and_tag(agent, csms, "QUEUED")
     tx_id = tx_id_of(started)
+    # The charging-state events follow the Started one; once charging, nothing more comes
+    # (no periodic values), so an empty queue stays empty.
+    await csms.wait_for(
+        "TransactionEvent", lambda p: p["transactionInfo"].get("chargingState") == "Charging"
+    )
+    await agent.wait_status(lambda s: s["queue"]["depth"] == 0)
     assert await csms.call("GetTransactionStatus", {"transactionId": tx_id}) == {
         "messagesInQueue": False,
         "ongoingIndicator": True,
