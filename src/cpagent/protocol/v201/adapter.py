@@ -321,7 +321,7 @@ class V201Adapter:
         """Readings outside a transaction go in MeterValues (J01), a transaction's in a
         TransactionEvent Updated (J02), except aligned ones while
         AlignedDataCtrlr.SendDuringIdle; the values TxEndedMeasurands asks for are kept
-        for the Ended event either way."""
+        for the Ended event at its TxEndedInterval (:meth:`_kept`), sent or not."""
         local_id = sample.tx_local_id
         if local_id is None:
             payload = messages.meter_values(sample, sample.connector_id)
