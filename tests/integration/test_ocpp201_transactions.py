@@ -745,6 +745,23 @@ async def test_f01_f02_remote_start_with_and_without_an_evse_then_remote_stop(
     assert state["connectors"][0]["transaction"]["id_tag"] == "APP-TWO"
 
 
+async def test_f01_a_no_authorization_remote_start_is_not_put_to_the_csms(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms)
+    free = {"idToken": {"idToken": "", "type": "NoAuthorization"}, "remoteStartId": 9}
+    mark = csms.mark()
+    assert await csms.call("RequestStartTransaction", free) == {"status": "Accepted"}
+    await agent.sim("plug", "1")
+    started = await csms.wait_for(
+        "TransactionEvent", lambda p: p["eventType"] == "Started", since=mark
+    )
+    assert started["idToken"] == {"idToken": "", "type": "NoAuthorization"}
+    assert started["triggerReason"] == "RemoteStart"
+    assert started["transactionInfo"]["remoteStartId"] == 9
+    assert csms.payloads("Authorize", since=mark) == []
+
+
 async def test_f05_unlock_connector(agent_factory: AgentFactory, csms: LoopbackCsms) -> None:
     agent = await started_agent(agent_factory, csms)
     # The simulated lock always releases (hal/sim.py SimLock).

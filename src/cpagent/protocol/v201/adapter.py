@@ -40,6 +40,7 @@ from cpagent.protocol.v201.settings import Variables
 from cpagent.security.events import ROUTINE_EVENTS, SecurityEvent, SecurityEventType, SecurityLog
 from cpagent.station.model import (
     AuthDecision,
+    AuthStatus,
     MeterSample,
     StatusChanged,
     StopReason,
@@ -483,6 +484,11 @@ class V201Adapter:
     # ------------------------------------------------------------------- authorizer
 
     async def authorize(self, id_tag: str) -> AuthDecision:
+        """The station's question about a token. A remote start's NoAuthorization token
+        (free charging, an empty idToken) is not put to the CSMS: it asked for it."""
+        remote = self._remote_start(id_tag)
+        if remote is not None and remote.token_type == "NoAuthorization":
+            return AuthDecision(AuthStatus.ACCEPTED)
         decision = await self.authorization.authorize(id_tag)
         if not decision.accepted:
             # A remote start whose token is refused is dropped by the station.
