@@ -778,7 +778,8 @@ async def test_f05_unlock_connector(agent_factory: AgentFactory, csms: LoopbackC
 
 
 async def test_f06_trigger_message(agent_factory: AgentFactory, csms: LoopbackCsms) -> None:
-    agent = await started_agent(agent_factory, csms, connectors=2)
+    aligned = {"Interval": 0, "Measurands": "Energy.Active.Import.Register,Voltage"}
+    agent = await started_agent(agent_factory, csms, tables(AlignedDataCtrlr=aligned), connectors=2)
     await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
     accepted = {"status": "Accepted"}
 
@@ -806,13 +807,21 @@ async def test_f06_trigger_message(agent_factory: AgentFactory, csms: LoopbackCs
     assert values["evseId"] == 1
     (sample,) = values["meterValue"]
     assert {v.get("context") for v in sample["sampledValue"]} == {"Trigger"}
+    assert measurands(sample) == {"Energy.Active.Import.Register", "Voltage"}
     assert [m["evseId"] for m in csms.payloads("MeterValues", since=mark)] == [1]
+
+    # No transaction runs: a TransactionEvent is refused, for one EVSE or all.
+    for where in ({"evse": {"id": 1}}, {}):
+        event = {"requestedMessage": "TransactionEvent", **where}
+        assert (await csms.call("TriggerMessage", event))["status"] == "Rejected"
 
     nowhere = {"requestedMessage": "StatusNotification", "evse": {"id": 7}}
     assert (await csms.call("TriggerMessage", nowhere))["status"] == "Rejected"
 
     started = await plug_and_tag(agent, csms, "TRIGGERED")
     mark = csms.mark()
+    elsewhere = {"requestedMessage": "TransactionEvent", "evse": {"id": 2}}
+    assert (await csms.call("TriggerMessage", elsewhere))["status"] == "Rejected"
     event = {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
     assert await csms.call("TriggerMessage", event) == accepted
     update = await csms.wait_for(
@@ -820,7 +829,27 @@ async def test_f06_trigger_message(agent_factory: AgentFactory, csms: LoopbackCs
     )
     assert update["eventType"] == "Updated"
     assert tx_id_of(update) == tx_id_of(started)
-    assert update["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+    (sample,) = update["meterValue"]
+    assert {v["context"] for v in sample["sampledValue"]} == {"Trigger"}
+    assert measurands(sample) == {"Energy.Active.Import.Register", "Power.Active.Import"}
+
+    # MeterValues during the transaction: still a MeterValues message, not an event.
+    mark = csms.mark()
+    assert await csms.call("TriggerMessage", meter) == accepted
+    values = await csms.wait_for("MeterValues", since=mark)
+    (sample,) = values["meterValue"]
+    assert values["evseId"] == 1
+    assert measurands(sample) == {"Energy.Active.Import.Register", "Voltage"}
+    triggered = [
+        p for p in csms.payloads("TransactionEvent", since=mark) if p["triggerReason"] == "Trigger"
+    ]
+    assert triggered == []
+
+
+def measurands(meter_value: Payload) -> set[str]:
+    return {
+        v.get("measurand", "Energy.Active.Import.Register") for v in meter_value["sampledValue"]
+    }
 
 
 # ------------------------------------------------------------------ G: availability

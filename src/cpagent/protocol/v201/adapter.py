@@ -683,6 +683,24 @@ class V201Adapter:
             self._sent_status.pop(cid, None)
             self.station.resend_status(cid)
 
+    def transactions_running(self, evse_id: int | None) -> bool:
+        """Whether a transaction runs on ``evse_id`` (on any EVSE when None)."""
+        if self.station is None:
+            return False
+        ids = [evse_id] if evse_id is not None else list(self.station.connectors)
+        for cid in ids:
+            tx = self.station.connectors[cid].transaction
+            if tx is not None and tx.local_id in self._charging_state:
+                return True
+        return False
+
+    async def trigger_meter_values(self, evse_id: int | None) -> None:
+        """MeterValues of one EVSE (or each) with AlignedDataCtrlr.Measurands, context
+        Trigger, sent whether or not a transaction runs (F06)."""
+        if self.station is not None:
+            measurands = self.values.list("AlignedDataCtrlr", "Measurands")
+            await self.station.sample_now(evse_id, measurands)
+
     async def trigger_transaction_events(self, evse_id: int | None) -> None:
         """TransactionEvent Updated, triggerReason Trigger, of each running transaction (of
         one EVSE, or all), with the meter values of the moment."""

@@ -381,7 +381,9 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
 
     @on(Action.trigger_message)
     async def on_trigger_message(self, payload: Payload) -> Payload:
-        """F06: the requested message is sent after the answer."""
+        """F06: the requested message is sent after the answer. MeterValues is a reading of
+        AlignedDataCtrlr.Measurands in a MeterValues message, whether or not a transaction
+        runs; TransactionEvent is Rejected where no transaction runs."""
         message = payload["requestedMessage"]
         evse = payload.get("evse") or {}
         evse_id = evse.get("id")
@@ -397,8 +399,13 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
         elif message == "StatusNotification":
             self._after(lambda: self.adapter.trigger_status(evse_id))
         elif message == "MeterValues":
-            self._after(lambda: self.station.sample_now(evse_id))
+            self._after(lambda: self.adapter.trigger_meter_values(evse_id))
         elif message == "TransactionEvent":
+            if not self.adapter.transactions_running(evse_id):
+                return {
+                    "status": "Rejected",
+                    "statusInfo": _status_info("no transaction is running there"),
+                }
             self._after(lambda: self.adapter.trigger_transaction_events(evse_id))
         elif message in ("FirmwareStatusNotification", "LogStatusNotification"):
             self._after(lambda: self.adapter.trigger_idle_status(message))
