@@ -440,6 +440,30 @@ async def test_e05_a_started_event_answered_invalid_deauthorizes_the_session(
     assert state["connectors"][0]["contactor_closed"] is False
 
 
+async def test_e05_without_stop_on_invalid_id_the_session_stays_but_energy_stops(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    tx = {"StopTxOnInvalidId": False, "MaxEnergyOnInvalidId": 0}
+    agent = await started_agent(agent_factory, csms, tables(TxCtrlr=tx))
+
+    def transaction_event(payload: Payload) -> Any:
+        if payload["eventType"] == "Started":
+            return {"idTokenInfo": {"status": "Invalid"}}
+        return csms.default_reply("TransactionEvent", payload)
+
+    csms.responders["TransactionEvent"] = transaction_event
+    started = await plug_and_tag(agent, csms, "CAPPED")
+    tx_id = tx_id_of(started)
+    suspended = await csms.wait_for(
+        "TransactionEvent",
+        lambda p: p["transactionInfo"].get("chargingState") == "SuspendedEVSE",
+    )
+    assert tx_id_of(suspended) == tx_id and suspended["eventType"] == "Updated"
+    state = await agent.wait_status(lambda s: s["connectors"][0]["contactor_closed"] is False)
+    assert state["connectors"][0]["transaction"] is not None
+    assert [e["eventType"] for e in once_each(csms, tx_id)][-1] == "Updated"
+
+
 async def test_e05_an_offline_session_whose_token_the_csms_refuses_is_deauthorized(
     agent_factory: AgentFactory, csms: LoopbackCsms
 ) -> None:
