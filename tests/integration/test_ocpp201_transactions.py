@@ -983,6 +983,25 @@ async def test_g03_g04_change_availability_scheduled_and_persisted(
     await evse_status(2, "Available", mark)
 
 
+async def test_g04_an_inoperative_evse_stays_so_after_a_restart(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    agent = await started_agent(agent_factory, csms, connectors=2)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
+    one = {"operationalStatus": "Inoperative", "evse": {"id": 2}}
+    assert await csms.call("ChangeAvailability", one) == {"status": "Accepted"}
+    await csms.wait_for("StatusNotification", lambda p: p["connectorStatus"] == "Unavailable")
+    assert await agent.stop() == 0
+    mark = csms.mark()
+    await agent.start()
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 1, since=mark)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2, since=mark)
+    firsts: dict[int, str] = {}
+    for p in csms.payloads("StatusNotification", since=mark):
+        firsts.setdefault(p["evseId"], p["connectorStatus"])
+    assert firsts == {1: "Available", 2: "Unavailable"}
+
+
 # ------------------------------------------------------------------ J: meter values
 
 
