@@ -253,6 +253,9 @@ class StationSettings:
     aligned_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
     stop_txn_sampled_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
     stop_txn_aligned_measurands: tuple[str, ...] = ()
+    begin_measurands: tuple[str, ...] | None = None
+    """The Transaction.Begin values of a new session (2.0.1 TxStartedMeasurands); None:
+    those of ``stop_txn_sampled_measurands`` (1.6 reports them in StopTransaction)."""
     stop_on_ev_side_disconnect: bool = True
     unlock_on_ev_side_disconnect: bool = True
     authorize_remote_tx_requests: bool = False

@@ -761,8 +761,12 @@ class Station:
             if c.status is not None:
                 self.output.status_changed(self._status_event(c))
 
-    async def sample_now(self, connector_id: int | None) -> None:
-        """Report the current meter values (TriggerMessage MeterValues)."""
+    async def sample_now(
+        self, connector_id: int | None, measurands: tuple[str, ...] | None = None
+    ) -> None:
+        """Report the current meter values (TriggerMessage MeterValues): the sampled
+        measurands, as part of a running session. With ``measurands``, those, as a reading
+        of the connector apart from any session (OCPP 2.0.1 sends them in MeterValues)."""
         ids = [connector_id] if connector_id else list(self.connectors)
         async with self._lock:
             for cid in ids:
@@ -770,9 +774,16 @@ class Station:
                 reading = await self._read_meter(c)
                 if reading is None:
                     continue
-                await self._record_sample(
-                    self._sample(c, reading, "Trigger", self.settings.sampled_measurands)
-                )
+                if measurands is None:
+                    sample = self._sample(c, reading, "Trigger", self.settings.sampled_measurands)
+                else:
+                    sample = MeterSample(
+                        cid,
+                        now_iso(),
+                        round(reading.energy_wh),
+                        self._values(c, measurands, reading, "Trigger"),
+                    )
+                await self._record_sample(sample)
 
     # ----------------------------------------------------------------- reactions
 
@@ -1136,9 +1147,10 @@ class Station:
             self._refresh(c)
             return
         timestamp = iso(self._now())
-        begin = self._values(
-            c, self.settings.stop_txn_sampled_measurands, reading, "Transaction.Begin"
-        )
+        measurands = self.settings.begin_measurands
+        if measurands is None:
+            measurands = self.settings.stop_txn_sampled_measurands
+        begin = self._values(c, measurands, reading, "Transaction.Begin")
         meter_start = round(reading.energy_wh)
         try:
             local_id = await self.output.transaction_started(

@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ocpp.exceptions import OCPPError
@@ -39,6 +40,7 @@ from cpagent.protocol.v201.settings import Variables
 from cpagent.security.events import ROUTINE_EVENTS, SecurityEvent, SecurityEventType, SecurityLog
 from cpagent.station.model import (
     AuthDecision,
+    AuthStatus,
     MeterSample,
     StatusChanged,
     StopReason,
@@ -85,6 +87,25 @@ _TX_POINTS = {
     "TxStopPoint": frozenset({"EVConnected", "Authorized"}),
 }
 """The transaction start and stop points the adapter implements (TxCtrlr, E01-E10)."""
+
+
+_ENDED_INTERVALS = {"Sample.Periodic": "SampledDataCtrlr", "Sample.Clock": "AlignedDataCtrlr"}
+"""Whose TxEndedInterval paces the readings of each context kept for the Ended event."""
+KEEP_SLACK_S = 0.5
+"""A reading this much early for its TxEndedInterval still counts: readings come at their
+own cadence, and one a little early must not push the next kept one a whole period away."""
+
+
+@dataclass(frozen=True)
+class RemoteStart:
+    """An accepted RequestStartTransaction waiting for its session (F01, F02)."""
+
+    remote_start_id: int
+    token_type: str
+    until: float | None
+    """When (monotonic) the station has given up waiting for the EV: after
+    TxCtrlr.EVConnectionTimeOut; None when it waits without limit."""
+
 
 _SAMPLE_TRIGGERS = {
     "Sample.Periodic": "MeterValuePeriodic",
@@ -151,8 +172,8 @@ class V201Adapter:
         self._sent_status: dict[int, str] = {}
         self._charging_state: dict[int, str] = {}  # local id -> the last chargingState sent
         self._transactions: dict[int, tuple[str, int]] = {}  # local id -> (id, next seqNo)
-        self._last_kept: dict[tuple[int, str], float] = {}  # (local id, component) -> when
-        self._remote_starts: dict[str, tuple[int, str]] = {}  # token -> (remoteStartId, type)
+        self._kept_at: dict[tuple[int, str], float] = {}  # (local id, context) -> monotonic
+        self._remote_starts: dict[str, RemoteStart] = {}  # by idToken, until its session starts
         self.network: NetworkProfiles | None = None
         self.persist_variables: Callable[[], Awaitable[None]] | None = None
         self.variable_listeners: list[Callable[[], None]] = []
@@ -212,8 +233,8 @@ class V201Adapter:
 
     async def transaction_started(self, event: TransactionStarted) -> int:
         transaction_id = str(uuid.uuid4())
-        remote = self._remote_starts.pop(event.id_tag, None)
-        token = messages.id_token(event.id_tag, remote[1] if remote else "ISO14443")
+        remote = self._remote_start(event.id_tag, pop=True)
+        token = messages.id_token(event.id_tag, remote.token_type if remote else "ISO14443")
         offline = not self._connection_ready
         begin = messages.meter_value(event.timestamp, event.begin_values)
 
@@ -227,7 +248,7 @@ class V201Adapter:
                 evse_id=event.connector_id,
                 connector_id=CONNECTOR_ID,
                 charging_state="EVConnected",
-                remote_start_id=remote[0] if remote else None,
+                remote_start_id=remote.remote_start_id if remote else None,
                 id_token=token,
                 meter_values=[begin],
                 offline=offline,
@@ -243,7 +264,6 @@ class V201Adapter:
                 started_at=event.timestamp,
                 reservation_id=event.reservation_id,
                 message=make,
-                data=begin,
                 protocol=PROTOCOL,
                 ocpp_transaction_id=transaction_id,
             )
@@ -279,8 +299,8 @@ class V201Adapter:
             )
         )
         self._charging_state.pop(event.local_id, None)
-        for key in [k for k in self._last_kept if k[0] == event.local_id]:
-            del self._last_kept[key]
+        for context in _ENDED_INTERVALS:
+            self._kept_at.pop((event.local_id, context), None)
         self._queued(row)
 
     def _ended_charging_state(self, connector_id: int) -> str:
@@ -314,6 +334,10 @@ class V201Adapter:
         self._queued(row)
 
     async def meter_values(self, sample: MeterSample) -> None:
+        """Readings outside a transaction go in MeterValues (J01), a transaction's in a
+        TransactionEvent Updated (J02), except aligned ones while
+        AlignedDataCtrlr.SendDuringIdle; the values TxEndedMeasurands asks for are kept
+        for the Ended event at its TxEndedInterval (:meth:`_kept`), sent or not."""
         local_id = sample.tx_local_id
         if local_id is None:
             payload = messages.meter_values(sample, sample.connector_id)
@@ -322,7 +346,11 @@ class V201Adapter:
             return
         values = messages.meter_value(sample.timestamp, sample.values)
         context = sample.values[0].context if sample.values else "Sample.Periodic"
-        kept = self._kept_for_ended(local_id, context, sample)
+        kept = self._kept(
+            local_id, context, messages.meter_value(sample.timestamp, sample.stop_values)
+        )
+        if context == "Sample.Clock" and self.values.bool("AlignedDataCtrlr", "SendDuringIdle"):
+            values = None  # aligned values go only while no transaction runs; kept still
         known = self._transactions.get(local_id)
         tx_id = known[0] if known else await self._transaction_id(local_id)
         offline = not self._connection_ready
@@ -350,23 +378,26 @@ class V201Adapter:
         )
         self._queued(row)
 
-    def _kept_for_ended(
-        self, local_id: int, context: str, sample: MeterSample
+    def _kept(
+        self, local_id: int, context: str, value: dict[str, Any] | None
     ) -> dict[str, Any] | None:
-        """The sample's TxEndedMeasurands values, kept for the Ended event when
-        ``TxEndedInterval`` (of SampledDataCtrlr, or AlignedDataCtrlr for clock-aligned
-        samples) has passed since the last kept; with 0, the Ended event carries only the
-        values of the transaction's start and end (Part 2, SampledDataCtrlr)."""
-        component = "AlignedDataCtrlr" if context == "Sample.Clock" else "SampledDataCtrlr"
+        """The reading to keep for the Ended event (J02): a periodic one every
+        SampledDataCtrlr.TxEndedInterval, an aligned one every
+        AlignedDataCtrlr.TxEndedInterval seconds, as readings come; none while that
+        interval is 0 (the Ended event then carries the values at its end only, as the
+        Started event carried those at the start), nor a triggered one."""
+        component = _ENDED_INTERVALS.get(context)
+        if value is None or component is None:
+            return None
         interval = self.values.int(component, "TxEndedInterval")
-        if interval <= 0 or not sample.stop_values:
+        if interval <= 0:
             return None
         now = time.monotonic()
-        key = (local_id, component)
-        if now - self._last_kept.get(key, float("-inf")) < interval - 0.5:  # a tick's slack
+        last = self._kept_at.get((local_id, context))
+        if last is not None and now - last < interval - KEEP_SLACK_S:
             return None
-        self._last_kept[key] = now
-        return messages.meter_value(sample.timestamp, sample.stop_values)
+        self._kept_at[(local_id, context)] = now
+        return value
 
     async def _transaction_id(self, local_id: int) -> str:
         tx = await self.store.run(self.store.get_transaction, local_id)
@@ -463,8 +494,22 @@ class V201Adapter:
 
     def remote_start_expected(self, id_token: str, remote_start_id: int, token_type: str) -> None:
         """RequestStartTransaction accepted: the session the station starts for ``id_token``
-        carries ``remote_start_id`` (F01, F02)."""
-        self._remote_starts[id_token] = (remote_start_id, token_type)
+        carries ``remote_start_id`` and the request's token type (F01, F02), if it starts
+        while the station still waits for the EV (TxCtrlr.EVConnectionTimeOut)."""
+        timeout = self.values.int("TxCtrlr", "EVConnectionTimeOut")
+        until = time.monotonic() + timeout if timeout > 0 else None
+        self._remote_starts[id_token] = RemoteStart(remote_start_id, token_type, until)
+
+    def _remote_start(self, id_token: str, *, pop: bool = False) -> RemoteStart | None:
+        """The remote start waiting for ``id_token``'s session; one the station gave up on
+        (the EV never came) is forgotten, so a later card session is not taken for it."""
+        remote = self._remote_starts.get(id_token)
+        if remote is None:
+            return None
+        expired = remote.until is not None and time.monotonic() > remote.until
+        if pop or expired:
+            del self._remote_starts[id_token]
+        return None if expired else remote
 
     def transaction_of(self, transaction_id: str) -> int | None:
         """The local id of the running session the CSMS knows as ``transaction_id``."""
@@ -480,13 +525,24 @@ class V201Adapter:
     # ------------------------------------------------------------------- authorizer
 
     async def authorize(self, id_tag: str) -> AuthDecision:
-        return await self.authorization.authorize(id_tag)
+        """The station's question about a token. A remote start's NoAuthorization token
+        (free charging, an empty idToken) is not put to the CSMS: it asked for it."""
+        remote = self._remote_start(id_tag)
+        if remote is not None and remote.token_type == "NoAuthorization":
+            return AuthDecision(AuthStatus.ACCEPTED)
+        decision = await self.authorization.authorize(id_tag)
+        if not decision.accepted:
+            # A remote start whose token is refused is dropped by the station.
+            self._remote_starts.pop(id_tag, None)
+        return decision
 
     async def _ask(self, id_token: str) -> dict[str, Any] | None:
         cp = self.cp
         if cp is None or not self._connection_ready:
             return None
-        result = await cp.call_payload("Authorize", {"idToken": messages.id_token(id_token)})
+        remote = self._remote_start(id_token)
+        kind = remote.token_type if remote is not None else "ISO14443"
+        result = await cp.call_payload("Authorize", {"idToken": messages.id_token(id_token, kind)})
         info: dict[str, Any] = result["idTokenInfo"]
         return info
 
@@ -667,6 +723,24 @@ class V201Adapter:
         for cid in [evse_id] if evse_id is not None else list(self.station.connectors):
             self._sent_status.pop(cid, None)
             self.station.resend_status(cid)
+
+    def transactions_running(self, evse_id: int | None) -> bool:
+        """Whether a transaction runs on ``evse_id`` (on any EVSE when None)."""
+        if self.station is None:
+            return False
+        ids = [evse_id] if evse_id is not None else list(self.station.connectors)
+        for cid in ids:
+            tx = self.station.connectors[cid].transaction
+            if tx is not None and tx.local_id in self._charging_state:
+                return True
+        return False
+
+    async def trigger_meter_values(self, evse_id: int | None) -> None:
+        """MeterValues of one EVSE (or each) with AlignedDataCtrlr.Measurands, context
+        Trigger, sent whether or not a transaction runs (F06)."""
+        if self.station is not None:
+            measurands = self.values.list("AlignedDataCtrlr", "Measurands")
+            await self.station.sample_now(evse_id, measurands)
 
     async def trigger_transaction_events(self, evse_id: int | None) -> None:
         """TransactionEvent Updated, triggerReason Trigger, of each running transaction (of

@@ -53,6 +53,7 @@ Payload = dict[str, Any]
 Handler = Callable[[Payload], Awaitable[Payload]]
 
 VENDOR_ID = "cpagent"
+LOCAL_LIST = "LocalAuthListCtrlr"
 
 
 def _status_info(reason: str | None) -> dict[str, Any]:
@@ -301,7 +302,9 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
     async def on_send_local_list(self, payload: Payload) -> Payload:
         """D01: a Full list replaces the stored one; a Differential adds or replaces the
         entries with idTokenInfo and removes those without, and needs a version above the
-        current one. The list and its version change in one commit."""
+        current one. The list and its version change in one commit; a list naming one
+        token twice, or longer than LocalAuthListCtrlr.Entries' maxLimit, changes nothing
+        (Failed). Entries' Actual value follows the list's size."""
         if not self.adapter.values.bool("LocalAuthListCtrlr", "Enabled"):
             return {"status": "Failed", "statusInfo": _status_info("the local list is disabled")}
         store = self.adapter.store
@@ -327,11 +330,14 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
                 "status": "Failed",
                 "statusInfo": _status_info("a Full entry without idTokenInfo"),
             }
+        named = [row.id_tag.casefold() for row in added] + [t.casefold() for t in removed]
+        if len(set(named)) != len(named):
+            return {"status": "Failed", "statusInfo": _status_info("an idToken listed twice")}
         if update == "Differential":
             current, size = await store.run(store.local_list_state)
             if version <= (current if size else 0):
                 return {"status": "VersionMismatch"}
-        max_size = self.adapter.values.int("LocalAuthListCtrlr", "Entries") or 10000
+        max_size = self._local_list_capacity()
         if update == "Full":
             ok = await store.run(store.local_list_replace, version, added, max_size=max_size)
         else:
@@ -340,7 +346,14 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
             )
         if not ok:
             return {"status": "Failed", "statusInfo": _status_info("the list would be too long")}
+        _, size = await store.run(store.local_list_state)
+        self.adapter.values.set_runtime("LocalAuthListCtrlr", "Entries", str(size))
         return {"status": "Accepted"}
+
+    def _local_list_capacity(self) -> int | None:
+        """The most ids the local list holds: LocalAuthListCtrlr.Entries' maxLimit."""
+        (entries,) = self.model.report(selectors=[Selector(LOCAL_LIST, variable="Entries")])
+        return int(entries.max_limit) if entries.max_limit is not None else None
 
     # ------------------------------------------------------ E, F: transactions
 
@@ -359,11 +372,13 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
         evse_id = payload.get("evseId")
         if evse_id is not None and evse_id not in self.station.connectors:
             return {"status": "Rejected", "statusInfo": _status_info("no such EVSE")}
+        if not await self.station.remote_start(token["idToken"], evse_id):
+            return {"status": "Rejected"}
+        # Before anything else runs: the station begins the session (and its Authorize)
+        # in a task of its own, after this answer.
         self.adapter.remote_start_expected(
             token["idToken"], payload["remoteStartId"], token["type"]
         )
-        if not await self.station.remote_start(token["idToken"], evse_id):
-            return {"status": "Rejected"}
         return {"status": "Accepted"}
 
     @on(Action.request_stop_transaction)
@@ -404,7 +419,9 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
 
     @on(Action.trigger_message)
     async def on_trigger_message(self, payload: Payload) -> Payload:
-        """F06: the requested message is sent after the answer."""
+        """F06: the requested message is sent after the answer. MeterValues is a reading of
+        AlignedDataCtrlr.Measurands in a MeterValues message, whether or not a transaction
+        runs; TransactionEvent is Rejected where no transaction runs."""
         message = payload["requestedMessage"]
         evse = payload.get("evse") or {}
         evse_id = evse.get("id")
@@ -420,8 +437,13 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
         elif message == "StatusNotification":
             self._after(lambda: self.adapter.trigger_status(evse_id))
         elif message == "MeterValues":
-            self._after(lambda: self.station.sample_now(evse_id))
+            self._after(lambda: self.adapter.trigger_meter_values(evse_id))
         elif message == "TransactionEvent":
+            if not self.adapter.transactions_running(evse_id):
+                return {
+                    "status": "Rejected",
+                    "statusInfo": _status_info("no transaction is running there"),
+                }
             self._after(lambda: self.adapter.trigger_transaction_events(evse_id))
         elif message in ("FirmwareStatusNotification", "LogStatusNotification"):
             self._after(lambda: self.adapter.trigger_idle_status(message))

@@ -54,6 +54,7 @@ def settings_from_model(values: Variables, settings: StationSettings) -> None:
     settings.meter_value_sample_interval_s = values.int("SampledDataCtrlr", "TxUpdatedInterval")
     settings.sampled_measurands = values.list("SampledDataCtrlr", "TxUpdatedMeasurands")
     settings.stop_txn_sampled_measurands = values.list("SampledDataCtrlr", "TxEndedMeasurands")
+    settings.begin_measurands = values.list("SampledDataCtrlr", "TxStartedMeasurands")
     settings.clock_aligned_interval_s = values.int("AlignedDataCtrlr", "Interval")
     settings.aligned_measurands = values.list("AlignedDataCtrlr", "Measurands")
     settings.stop_txn_aligned_measurands = values.list("AlignedDataCtrlr", "TxEndedMeasurands")

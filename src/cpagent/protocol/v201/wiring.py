@@ -39,6 +39,8 @@ def wire(config: Config, store: Store, hw: Hardware, request_reset: ResetRequest
     for warning in warnings:
         log.warning("device model: %s", warning)
     values = Variables(model)
+    _, listed = store.local_list_state()
+    values.set_runtime("LocalAuthListCtrlr", "Entries", str(listed))
     settings = StationSettings()
     settings_from_model(values, settings)
     adapter = V201Adapter(config, store, values, request_reset=request_reset)
