@@ -216,6 +216,10 @@ async def test_pending_boot_is_retried_and_the_csms_may_configure_and_trigger_me
     assert written["attributeStatus"] == "Accepted"
     assert await get_value(csms, "OCPPCommCtrlr", "OfflineThreshold") == "120"
     assert set(calls_since(csms, 0)) == {"BootNotification"}
+    # No transaction starts before the CSMS accepts the station (TxBeforeAcceptedEnabled).
+    await agent.sim("tag", "EARLY-CARD")
+    await agent.wait_log("id token EARLY-CARD refused: the CSMS has not accepted the station")
+    assert (await agent.status())["connectors"][0]["transaction"] is None
     # A report the CSMS asks for comes while Pending: the CSMS may wait for it to accept.
     mark = csms.mark()
     report = {"requestId": 5, "reportBase": "SummaryInventory"}

@@ -526,10 +526,18 @@ class V201Adapter:
 
     async def authorize(self, id_tag: str) -> AuthDecision:
         """The station's question about a token. A remote start's NoAuthorization token
-        (free charging, an empty idToken) is not put to the CSMS: it asked for it."""
+        (free charging, an empty idToken) is not put to the CSMS: it asked for it. While the
+        CSMS answers the boot Pending or Rejected, no card starts a transaction unless
+        TxCtrlr.TxBeforeAcceptedEnabled."""
         remote = self._remote_start(id_tag)
         if remote is not None and remote.token_type == "NoAuthorization":
             return AuthDecision(AuthStatus.ACCEPTED)
+        if self.registration in ("Pending", "Rejected") and not self.values.bool(
+            "TxCtrlr", "TxBeforeAcceptedEnabled"
+        ):
+            # B02/B03: no transaction before the CSMS accepted the station, unless allowed.
+            log.info("id token %s refused: the CSMS has not accepted the station", id_tag)
+            return AuthDecision(AuthStatus.INVALID)
         decision = await self.authorization.authorize(id_tag)
         if not decision.accepted:
             # A remote start whose token is refused is dropped by the station.
