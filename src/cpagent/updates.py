@@ -324,6 +324,10 @@ class DiagnosticsUploader:
             await asyncio.to_thread(archive.unlink, missing_ok=True)
 
     async def _status(self, req: DiagnosticsRequest, status: str) -> None:
+        if status != "Uploading":
+            # Its outcome is reported: a GetLog from now on cancels nothing (the task only
+            # removes its archive still), and a triggered LogStatusNotification says Idle.
+            self._request_id = None
         if req.request_id is None:
             await self.sink.diagnostics_status(status)
         else:
