@@ -199,18 +199,17 @@ class Agent:
                 else SecurityEventType.STARTUP_OF_THE_DEVICE
             )
             certificates = self._certificate_store(wiring)
-            if self.config.csms.ocpp_version == "1.6":
-                firmware = self.firmware = FirmwareUpdater(
-                    AgentFirmwarePorts(self.config, self.store, adapter, certificates=certificates),
-                    station,
-                    download_dir=self.config.storage.data_dir / FIRMWARE_DIR,
-                    current_version=self.config.charge_point.firmware_version,
-                )
-                adapter.firmware = firmware
-                await firmware.start(load_job(self.store))
-                adapter.diagnostics = self.diagnostics = DiagnosticsUploader(
-                    self.config, self.store, adapter, security_log=adapter.security_log
-                )
+            firmware = self.firmware = FirmwareUpdater(
+                AgentFirmwarePorts(self.config, self.store, adapter, certificates=certificates),
+                station,
+                download_dir=self.config.storage.data_dir / FIRMWARE_DIR,
+                current_version=self.config.charge_point.firmware_version,
+            )
+            adapter.firmware = firmware
+            await firmware.start(load_job(self.store))
+            adapter.diagnostics = self.diagnostics = DiagnosticsUploader(
+                self.config, self.store, adapter, security_log=adapter.security_log
+            )
             control = ControlServer(self.config.control.socket, self._control)
             await control.start()
             security = adapter.security = self._connection_security(wiring, certificates)

@@ -67,8 +67,10 @@ class StatusSink(Protocol):
     async def firmware_status(
         self, status: str, request_id: int | None = None, detail: str | None = None
     ) -> None:
-        """Queue a firmware status: with ``request_id`` a SignedFirmwareStatusNotification
-        (a SignedUpdateFirmware job), without it a FirmwareStatusNotification."""
+        """Queue a firmware status: in OCPP 1.6 with ``request_id`` a
+        SignedFirmwareStatusNotification (a SignedUpdateFirmware job), without it a
+        FirmwareStatusNotification; in OCPP 2.0.1 a FirmwareStatusNotification carrying the
+        UpdateFirmware's ``request_id``."""
 
     async def diagnostics_status(self, status: str) -> None: ...
 
@@ -198,7 +200,7 @@ class AgentFirmwarePorts:
         self, status: FirmwareStatus, job: FirmwareJob, detail: str | None = None
     ) -> None:
         log.info("firmware: %s (%s)", status, redact_url(job.location))
-        if job.signed:
+        if job.request_id is not None or job.signed:
             await self.sink.firmware_status(str(status), job.request_id, detail)
         else:  # the argument left out, not None: sinks from before signed firmware still fit
             await self.sink.firmware_status(str(status))
@@ -322,6 +324,10 @@ class DiagnosticsUploader:
             await asyncio.to_thread(archive.unlink, missing_ok=True)
 
     async def _status(self, req: DiagnosticsRequest, status: str) -> None:
+        if status != "Uploading":
+            # Its outcome is reported: a GetLog from now on cancels nothing (the task only
+            # removes its archive still), and a triggered LogStatusNotification says Idle.
+            self._request_id = None
         if req.request_id is None:
             await self.sink.diagnostics_status(status)
         else:

@@ -479,6 +479,7 @@ async def test_a_write_only_value_is_never_read_back_or_logged(
     )
     assert [r["attributeStatus"] for r in results] == ["Rejected", "Accepted"]
     assert "fewer than 16" in results[0]["attributeStatusInfo"]["additionalInfo"]
+    await csms.wait_connections(2)  # A01: it reconnects with the new password at once
     (read,) = await get_variables(csms, item("SecurityCtrlr", "BasicAuthPassword"))
     assert read["attributeStatus"] == "Rejected" and "attributeValue" not in read
     mark = csms.mark()

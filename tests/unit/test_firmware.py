@@ -175,6 +175,69 @@ async def test_the_retrieve_date_is_waited_for_on_the_wall_clock() -> None:
     assert world.reports[0] is S.DOWNLOADING
 
 
+async def test_an_unsigned_job_with_a_request_id_reports_its_schedule() -> None:
+    """OCPP 2.0.1's UpdateFirmware without signature: DownloadScheduled while its retrieve
+    date is ahead (FirmwareStatusNotification has the status), then the unsigned steps."""
+    world = FakeWorld()
+    updater = make(world)
+    await updater.accept(job(retrieve_at=NOW + 150, request_id=7))
+    assert updater.status is S.DOWNLOAD_SCHEDULED
+    await updater.begin()
+    await world.finished()
+    assert world.reports == [
+        S.DOWNLOAD_SCHEDULED,
+        S.DOWNLOADING,
+        S.DOWNLOADED,
+        S.INSTALLING,
+        S.INSTALLED,
+    ]
+
+
+async def test_the_install_date_is_waited_for_before_the_station_is_held() -> None:
+    """OCPP 2.0.1's installDateTime: once downloaded, InstallScheduled, and the station is
+    held for installing only when the date has come."""
+    world = FakeWorld()
+    updater = make(world)
+    await updater.request(job(request_id=7, install_at=NOW + 300))
+    await world.finished()
+    assert world.reports == [
+        S.DOWNLOADING,
+        S.DOWNLOADED,
+        S.INSTALL_SCHEDULED,
+        S.INSTALLING,
+        S.INSTALLED,
+    ]
+    assert sum(world.sleeps) == pytest.approx(300)
+    assert world.calls.index("hold") > world.calls.index("download http://fw.example/fw.deb")
+
+
+async def test_the_status_says_install_scheduled_while_waiting_for_the_date() -> None:
+    world = FakeWorld()
+    gate, waiting = asyncio.Event(), asyncio.Event()
+
+    async def sleep(seconds: float) -> None:  # only the wait for the install date sleeps
+        waiting.set()
+        await gate.wait()
+        world.now += seconds
+
+    updater = FirmwareUpdater(
+        world,
+        world,
+        download_dir=Path("/data/firmware"),
+        current_version="1.0.0",
+        clock=world.clock,
+        sleep=sleep,
+    )
+    await updater.request(job(request_id=7, install_at=NOW + 30))
+    await asyncio.wait_for(waiting.wait(), WAIT_S)
+    assert world.reports[-1] is S.INSTALL_SCHEDULED
+    assert updater.status is S.INSTALL_SCHEDULED
+    assert "hold" not in world.calls
+    gate.set()
+    await world.finished()
+    assert updater.status is S.IDLE
+
+
 async def test_downloads_are_retried_then_given_up() -> None:
     world = FakeWorld(download_failures=10)
     updater = make(world)
@@ -421,13 +484,18 @@ def agent_ports(
     return ports, sink
 
 
-async def test_signed_jobs_are_reported_with_their_request_id(tmp_path: Path) -> None:
+async def test_jobs_with_a_request_id_are_reported_with_it(tmp_path: Path) -> None:
+    """Signed jobs (1.6 SignedUpdateFirmware) and every 2.0.1 UpdateFirmware, signed or
+    not, carry a request id; a 1.6 UpdateFirmware has none, and its sink is called without
+    the argument."""
     ports, sink = agent_ports(tmp_path, None)
     await ports.report(S.DOWNLOADING, signed_job(request_id=42))
-    await ports.report(S.DOWNLOADING, job(request_id=7))  # not signed: no requestId
+    await ports.report(S.DOWNLOADING, job(request_id=7))  # unsigned, OCPP 2.0.1
+    await ports.report(S.DOWNLOADING, job())  # unsigned, OCPP 1.6
     await ports.report(S.INVALID_SIGNATURE, signed_job(request_id=42), "InvalidSignature: bad")
     assert sink.calls == [
         ("Downloading", 42, None),
+        ("Downloading", 7, None),
         ("Downloading",),
         ("InvalidSignature", 42, "InvalidSignature: bad"),
     ]

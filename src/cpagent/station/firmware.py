@@ -13,7 +13,9 @@ The steps, each reported through the ``report`` port as a :class:`FirmwareStatus
     SignatureVerified) --> (wait until no session runs; connectors Unavailable)
     --> Installing --> Installed
 
-A signed job whose retrieve date is still ahead is first reported DownloadScheduled.
+A job with a ``request_id`` (a signed 1.6 job, every 2.0.1 job) whose retrieve date is still
+ahead is first reported DownloadScheduled; one whose ``install_at`` (2.0.1's installDateTime)
+is still ahead once its file is ready is reported InstallScheduled and waits for it.
 A job ends short of Installed at the step that failed: DownloadFailed after Downloading,
 InvalidSignature after Downloaded (a signed job only), InstallationFailed after Installing.
 
@@ -61,6 +63,7 @@ class FirmwareStatus(enum.StrEnum):
     DOWNLOAD_FAILED = "DownloadFailed"
     SIGNATURE_VERIFIED = "SignatureVerified"
     INVALID_SIGNATURE = "InvalidSignature"
+    INSTALL_SCHEDULED = "InstallScheduled"
     INSTALLING = "Installing"
     INSTALLED = "Installed"
     INSTALLATION_FAILED = "InstallationFailed"
@@ -89,7 +92,9 @@ class FirmwareJob:
 
     A SignedUpdateFirmware job also has its ``request_id``, the ``signing_certificate`` (PEM,
     the leaf first, then intermediates) and the ``signature`` (base64) of the file; JSON
-    persisted before these fields existed loads as an unsigned job.
+    persisted before these fields existed loads as an unsigned job. An OCPP 2.0.1 job has
+    its ``request_id`` signed or not, and may have ``install_at`` (a Unix time): the file
+    is not installed before then.
     """
 
     location: str
@@ -102,6 +107,7 @@ class FirmwareJob:
     request_id: int | None = None
     signing_certificate: str | None = field(default=None, repr=False)
     signature: str | None = field(default=None, repr=False)
+    install_at: float | None = None
 
     @property
     def signed(self) -> bool:
@@ -177,6 +183,8 @@ class FirmwareUpdater:
         """The current job's file passed the signature check in this run (not persisted)."""
         self._final: FirmwareStatus | None = None
         """The status a job ended with, while it is being reported."""
+        self._install_waiting = False
+        """The current job's file is ready and waits for its install date."""
 
     @property
     def status(self) -> FirmwareStatus:
@@ -189,7 +197,10 @@ class FirmwareUpdater:
         if self.job is None:
             return FirmwareStatus.IDLE
         if self.job.phase is Phase.SCHEDULED:
-            return FirmwareStatus.DOWNLOAD_SCHEDULED if self.job.signed else FirmwareStatus.IDLE
+            scheduled = self.job.request_id is not None
+            return FirmwareStatus.DOWNLOAD_SCHEDULED if scheduled else FirmwareStatus.IDLE
+        if self.job.phase is Phase.DOWNLOADED and self._install_waiting:
+            return FirmwareStatus.INSTALL_SCHEDULED
         if self.job.phase is Phase.DOWNLOADED and self._verified:
             return FirmwareStatus.SIGNATURE_VERIFIED
         return {
@@ -271,8 +282,8 @@ class FirmwareUpdater:
     async def _run(self, job: FirmwareJob) -> None:
         try:
             if job.phase is Phase.SCHEDULED:
-                if job.signed and job.retrieve_at > self._clock():
-                    # Only SignedFirmwareStatusNotification has this status.
+                if job.request_id is not None and job.retrieve_at > self._clock():
+                    # 1.6's FirmwareStatusNotification (no request id) lacks this status.
                     await self.ports.report(FirmwareStatus.DOWNLOAD_SCHEDULED, job)
                 await self._wait_until(job.retrieve_at)
                 job = await self._download(job)
@@ -342,6 +353,13 @@ class FirmwareUpdater:
     async def _install(self, job: FirmwareJob) -> None:
         assert job.file is not None
         path = Path(job.file)
+        if job.install_at is not None and job.install_at > self._clock():
+            self._install_waiting = True
+            try:
+                await self.ports.report(FirmwareStatus.INSTALL_SCHEDULED, job)
+                await self._wait_until(job.install_at)
+            finally:
+                self._install_waiting = False
         log.info("firmware: waiting for running sessions to end before installing")
         await self.station.hold_for_maintenance()
         try:

@@ -53,8 +53,12 @@ from cpagent.timers import Changes, wait_due
 from cpagent.timeutil import now_iso
 
 if TYPE_CHECKING:
+    from cpagent.protocol.v201.certificate_renewal import Renewals
     from cpagent.protocol.v201.network_profiles import NetworkProfiles
+    from cpagent.security.connection import ConnectionSecurity
+    from cpagent.station.firmware import FirmwareUpdater
     from cpagent.station.station import Station
+    from cpagent.updates import DiagnosticsUploader
 
 log = logging.getLogger(__name__)
 
@@ -632,6 +636,7 @@ class V201Adapter:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.delivery.run(cp), name="ocpp-sender")
                 tg.create_task(self._heartbeat_loop(cp), name="ocpp-heartbeat")
+                tg.create_task(self.certificate_check_loop(cp), name="certificate-check")
         finally:
             self.cp = None
             self.connected_since = None
@@ -762,11 +767,12 @@ class V201Adapter:
                 await self.station.sample_now(cid)
 
     async def trigger_idle_status(self, action: str) -> None:
-        """FirmwareStatusNotification or LogStatusNotification while nothing runs: Idle."""
+        """FirmwareStatusNotification or LogStatusNotification as things stand: the
+        update's or upload's status with its requestId, Idle when none runs."""
         payload = (
-            messages.firmware_status("Idle")
+            self.current_firmware_status()
             if action == "FirmwareStatusNotification"
-            else messages.log_status("Idle")
+            else self.current_log_status()
         )
         self.send_triggered(action, payload)
 
@@ -860,3 +866,73 @@ class V201Adapter:
                         }
                     )
         return {"transactions": transactions}
+
+    # ------------------------------------------ A, L, N01: security, firmware, logs
+    # Set by the agent before the session starts.
+
+    security: ConnectionSecurity | None = None
+    firmware: FirmwareUpdater | None = None
+    diagnostics: DiagnosticsUploader | None = None
+
+    async def firmware_status(
+        self, status: str, request_id: int | None = None, detail: str | None = None
+    ) -> None:
+        """Queue a FirmwareStatusNotification durably (L01, L02): an update is reported at
+        every step, also across an outage or the restart an installer causes. An installed
+        firmware and a signature that does not verify are security events too."""
+        await self._queue_durably(
+            "FirmwareStatusNotification", messages.firmware_status(status, request_id)
+        )
+        if status == "Installed":
+            await self.security_event(SecurityEventType.FIRMWARE_UPDATED)
+        elif status == "InvalidSignature":
+            await self.security_event(SecurityEventType.INVALID_FIRMWARE_SIGNATURE, detail)
+
+    async def log_status(self, status: str, request_id: int) -> None:
+        """Queue a LogStatusNotification (N01) durably, like the firmware statuses."""
+        await self._queue_durably("LogStatusNotification", messages.log_status(status, request_id))
+
+    async def diagnostics_status(self, status: str) -> None:
+        """1.6's GetDiagnostics has no 2.0.1 counterpart: every upload here is a GetLog."""
+        log.debug("diagnostics status %s (no 2.0.1 message)", status)
+
+    def current_firmware_status(self) -> dict[str, Any]:
+        """FirmwareStatusNotification as things stand (F06): the update's status and
+        requestId, Idle without one when none runs."""
+        firmware = self.firmware
+        job = firmware.job if firmware is not None else None
+        if firmware is None or job is None:
+            return messages.firmware_status("Idle")
+        return messages.firmware_status(str(firmware.status), job.request_id)
+
+    def current_log_status(self) -> dict[str, Any]:
+        """LogStatusNotification as things stand (F06): Uploading with the GetLog's
+        requestId, Idle without one when none runs."""
+        diagnostics = self.diagnostics
+        request_id = diagnostics.request_id if diagnostics is not None else None
+        if request_id is None:
+            return messages.log_status("Idle")
+        return messages.log_status("Uploading", request_id)
+
+    async def sign_certificate(self) -> None:
+        """SignCertificate for a new charging station certificate (A02, TriggerMessage),
+        repeated while no CertificateSigned comes."""
+        cp = self.cp
+        if cp is not None:
+            self.renewals().start(cp)
+
+    def renewals(self) -> Renewals:
+        """The certificate renewal in progress (made on first use)."""
+        from cpagent.protocol.v201.certificate_renewal import Renewals
+
+        if self._renewals is None:
+            self._renewals = Renewals(self)
+        return self._renewals
+
+    _renewals: Renewals | None = None
+
+    async def certificate_check_loop(self, cp: Caller) -> None:
+        """The daily certificate check of a connection (A03)."""
+        from cpagent.protocol.v201 import certificate_renewal
+
+        await certificate_renewal.check_loop(self, cp)

@@ -36,7 +36,9 @@ from cpagent.protocol.v201.device_model import (
     Selector,
     SetStatus,
 )
+from cpagent.protocol.v201.firmware_handlers import FirmwareHandlers
 from cpagent.protocol.v201.network_handlers import NetworkHandlers
+from cpagent.protocol.v201.security_handlers import SecurityHandlers
 from cpagent.station.model import StopReason
 from cpagent.store import AuthCacheRow
 from cpagent.systemd import journal_fields
@@ -70,7 +72,13 @@ def _variable(data: Payload) -> VariableRef:
     return VariableRef(data["name"], data.get("instance"))
 
 
-class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
+class ChargePoint(
+    NetworkHandlers,
+    SecurityHandlers,
+    FirmwareHandlers,
+    RpcEndpoint,
+    OcppChargePoint,  # type: ignore[misc]
+):
     def __init__(
         self,
         cp_id: str,
@@ -447,6 +455,8 @@ class ChargePoint(NetworkHandlers, RpcEndpoint, OcppChargePoint):  # type: ignor
             self._after(lambda: self.adapter.trigger_transaction_events(evse_id))
         elif message in ("FirmwareStatusNotification", "LogStatusNotification"):
             self._after(lambda: self.adapter.trigger_idle_status(message))
+        elif message == "SignChargingStationCertificate":
+            self._after(self.adapter.sign_certificate)
         else:
             return {"status": "NotImplemented"}
         return {"status": "Accepted"}

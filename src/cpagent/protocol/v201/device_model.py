@@ -485,6 +485,22 @@ class DeviceModel:
             raise LookupError(f"no {unknown} {full_key(component, variable)}")
         return entry.values[Attribute.ACTUAL]
 
+    def withdraw_secret(self, component: ComponentRef, variable: VariableRef) -> None:
+        """Take back a WriteOnly value the CSMS set (a BasicAuthPassword that could not
+        connect, when there was none before): the variable has no value again and
+        :meth:`changed` no longer lists it.
+
+        Raises:
+            LookupError: no such variable, or one that is not WriteOnly.
+        """
+        entry, unknown = self._resolve(component, variable)
+        if entry is None:
+            raise LookupError(f"no {unknown} {full_key(component, variable)}")
+        if entry.spec.mutability is not Mutability.WRITE_ONLY:
+            raise LookupError(f"{full_key(component, variable)} is not WriteOnly")
+        entry.values[Attribute.ACTUAL] = None
+        self._changed.pop((entry.component, entry.variable), None)
+
     # -- reports --------------------------------------------------------------------------
 
     def _record(self, entry: _Entry) -> ReportRecord:

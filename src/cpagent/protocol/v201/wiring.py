@@ -4,6 +4,13 @@ The device model is built from the catalogue, the ``[ocpp201]`` tables and then 
 the CSMS set before (they win). Security settings map onto the 1.6 names the shared
 connection code asks for: SecurityCtrlr.SecurityProfile, and SecurityCtrlr.BasicAuthPassword
 (else ``[csms] password``) as the basic-auth key.
+
+A BasicAuthPassword the CSMS sets (A01) is persisted with the other values, then put on
+trial as 1.6 puts a new AuthorizationKey: once the SetVariables answer is sent the station
+reconnects with it, and if it cannot connect with it the previous password comes back, in
+the device model and in the store (none when there was none: ``[csms] password`` again).
+The password is never logged; the trial keeps the previous one in the store's state, as
+1.6 does.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ from cpagent.config import Config
 from cpagent.hal.base import Hardware
 from cpagent.protocol.v201 import network_profiles, redaction
 from cpagent.protocol.v201.adapter import V201Adapter
+from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.charge_point import ChargePoint
 from cpagent.protocol.v201.device_model import DeviceModel
 from cpagent.protocol.v201.network_profiles import NetworkProfiles
-from cpagent.protocol.v201.persistence import from_store, to_store
+from cpagent.protocol.v201.persistence import from_store, store_key, to_store
 from cpagent.protocol.v201.settings import Variables, settings_from_model
 from cpagent.protocol.wiring import ResetRequest, Wiring
 from cpagent.station.model import StationSettings
@@ -86,8 +94,49 @@ def wire(config: Config, store: Store, hw: Hardware, request_reset: ResetRequest
             return password.encode().hex() if password else None
         return None
 
+    password_ref = (ComponentRef("SecurityCtrlr"), VariableRef("BasicAuthPassword"))
+    password_row = store_key("SecurityCtrlr", "BasicAuthPassword")
+    seen = {"password": values.text("SecurityCtrlr", "BasicAuthPassword")}
+
+    def password_changed() -> None:
+        """A01: a new BasicAuthPassword is tried once the answer that set it is sent."""
+        current = values.text("SecurityCtrlr", "BasicAuthPassword")
+        previous = seen["password"]
+        if current == previous:
+            return
+        seen["password"] = current
+        security = adapter.security
+        if security is None:
+            return
+        previous_key = previous.encode().hex() if previous is not None else None
+
+        async def trial() -> None:
+            security.changing("AuthorizationKey", previous_key)
+
+        cp = adapter.cp
+        if isinstance(cp, ChargePoint):
+            cp.after_answer(trial)
+        else:
+            security.changing("AuthorizationKey", previous_key)
+
+    listeners.append(password_changed)
+
     def restore(name: str, previous: str | None) -> None:
-        log.warning("%s could not be restored to %r in OCPP 2.0.1", name, previous)
+        """Put back the BasicAuthPassword in force before the one that could not connect
+        (``previous``: its hex, None for none), in the model and the store."""
+        if name != "AuthorizationKey":
+            log.warning("%s cannot be restored in OCPP 2.0.1", name)
+            return
+        if previous is None:
+            model.withdraw_secret(*password_ref)
+            store.delete_device_variable(password_row)
+            persisted.pop(password_row, None)
+        else:
+            text = bytes.fromhex(previous).decode()
+            model.set(*password_ref, text)
+            store.set_device_variable(password_row, text)
+            persisted[password_row] = text
+        seen["password"] = values.text("SecurityCtrlr", "BasicAuthPassword")
 
     def charge_point(connection: Any, response_timeout: float) -> ChargePoint:
         return ChargePoint(
