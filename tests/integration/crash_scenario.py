@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cpagent.store import Store, TransactionRow
+from cpagent.store import OutboxRow, Store, TransactionRow
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.csms import Received
 from tests.integration import ledger201
@@ -65,7 +65,7 @@ OCPP16 = {
     "AllowOfflineTxForUnknownId": True,
     "TransactionMessageRetryInterval": 1,
 }
-OCPP201 = {
+OCPP201: dict[str, dict[str, Any]] = {
     "SampledDataCtrlr": {"TxUpdatedInterval": 1},
     "AuthCtrlr": {"OfflineTxForUnknownIdEnabled": True},
     "OCPPCommCtrlr": {"MessageAttemptInterval:TransactionEvent": 1},
@@ -507,7 +507,7 @@ def store_problems(data_dir: Path, report: LedgerReport) -> list[str]:
     return problems
 
 
-def _load_store(data_dir: Path) -> tuple[list[Any], int, list[TransactionRow]]:
+def _load_store(data_dir: Path) -> tuple[list[OutboxRow], int, list[TransactionRow]]:
     """The store's queued rows, dead-letter count and every transaction, oldest first."""
     store = Store(data_dir)
     store.open()
@@ -579,8 +579,14 @@ def store_problems_201(data_dir: Path, report: ledger201.LedgerReport) -> list[t
             continue
         begin = _reading(session.started, "Transaction.Begin")
         end = _reading(session.ended, "Transaction.End")
-        mine = (tx.started_at, tx.meter_start_wh, tx.meter_stop_wh, tx.stop_reason, tx.seq_no)
-        theirs = (
+        mine: tuple[Any, ...] = (
+            tx.started_at,
+            tx.meter_start_wh,
+            tx.meter_stop_wh,
+            tx.stop_reason,
+            tx.seq_no,
+        )
+        theirs: tuple[Any, ...] = (
             session.start.payload["timestamp"],
             None if begin is None else round(begin),
             None if end is None else round(end),
