@@ -50,7 +50,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/smart_charging.py
 
 soak: $(STAMP)
-	$(BIN)/python benchmarks/crash_soak.py --iterations 200
+	$(BIN)/python benchmarks/crash_soak.py --ocpp 1.6 --iterations 200
+	$(BIN)/python benchmarks/crash_soak.py --ocpp 2.0.1 --iterations 200
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache $(INTEROP201)/node_modules

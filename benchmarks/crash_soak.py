@@ -8,7 +8,11 @@ an outage, under the same unique id), lost and reordered (both must be 0), wall 
 Exit status 1 if any iteration found a problem or could not finish; the data_dir and agent
 log of such an iteration are kept and their path printed.
 
-    python benchmarks/crash_soak.py [--iterations 200] [--seed-base 1000]
+    python benchmarks/crash_soak.py [--ocpp 1.6|2.0.1] [--iterations 200] [--seed-base 1000]
+
+``--ocpp`` picks the OCPP version the agent speaks (default 1.6); in 2.0.1 the transaction
+messages are TransactionEvents and the ledger also checks that seqNo is contiguous per
+transaction (``tests/integration/ledger201.py``).
 """
 
 from __future__ import annotations
@@ -34,16 +38,17 @@ from tests.integration.ledger import LOST, REORDERED
 from cpagent.testing import LoopbackCsms
 
 
-async def one_iteration(seed: int) -> crash_scenario.IterationResult | str:
+async def one_iteration(seed: int, version: str) -> crash_scenario.IterationResult | str:
     """The iteration's result, or why it could not finish."""
     workdir = Path(tempfile.mkdtemp(prefix="cpa-soak-", dir="/tmp"))
     agent: AgentProcess | None = None
     ok = False
     try:
         async with LoopbackCsms() as csms:
-            agent = AgentProcess(workdir, csms.url, **crash_scenario.agent_options(f"SOAK{seed}"))
+            options = crash_scenario.agent_options(f"SOAK{seed}", version)
+            agent = AgentProcess(workdir, csms.url, **options)
             try:
-                result = await crash_scenario.run_iteration(seed, csms, agent)
+                result = await crash_scenario.run_iteration(seed, csms, agent, version)
             except (AssertionError, TimeoutError) as err:
                 where = traceback.extract_tb(err.__traceback__)[-3:]
                 stack = " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(where))
@@ -65,14 +70,14 @@ async def one_iteration(seed: int) -> crash_scenario.IterationResult | str:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def soak(iterations: int, seed_base: int) -> int:
+async def soak(iterations: int, seed_base: int, version: str = crash_scenario.V16) -> int:
     totals: collections.Counter[str] = collections.Counter()
     reasons: collections.Counter[str] = collections.Counter()
     failures: list[str] = []
     slowest = 0.0
     began = time.monotonic()
     for seed in range(seed_base, seed_base + iterations):
-        outcome = await one_iteration(seed)
+        outcome = await one_iteration(seed, version)
         if isinstance(outcome, str):
             failures.append(outcome)
             print(outcome, flush=True)
@@ -93,6 +98,8 @@ async def soak(iterations: int, seed_base: int) -> int:
     kinds = {k.removeprefix("problem:"): v for k, v in totals.items() if k.startswith("problem:")}
     lost, reordered = kinds.pop(LOST, 0), kinds.pop(REORDERED, 0)
     print()
+    if version != crash_scenario.V16:
+        print(f"OCPP version         {version}")
     print(f"iterations           {iterations} ({'FAILURES' if failures else 'all clean'})")
     print(f"sessions             {totals['sessions']}  stop reasons {dict(reasons)}")
     print(f"transaction messages {totals['messages']} ({totals['received']} received)")
@@ -117,8 +124,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--seed-base", type=int, default=1, help="first seed (default 1)")
+    parser.add_argument(
+        "--ocpp",
+        choices=crash_scenario.VERSIONS,
+        default=crash_scenario.V16,
+        help="the OCPP version the agent speaks (default 1.6)",
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(soak(args.iterations, args.seed_base)))
+    sys.exit(asyncio.run(soak(args.iterations, args.seed_base, args.ocpp)))
 
 
 if __name__ == "__main__":

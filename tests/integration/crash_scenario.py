@@ -1,19 +1,24 @@
 """The seeded kill -9 scenario, shared by ``test_fault_injection.py`` and
 ``benchmarks/crash_soak.py`` so both run exactly the same thing.
 
-One iteration, for one seed: start a simulated agent on a fresh data_dir, play a random but
-plausible sequence of steps (plug, card, let MeterValues flow with MeterValueSampleInterval=1,
-stop by card or unplug, network down/up, short pauses) against a CSMS that answers
-transaction messages at once or a little late (so that the kill finds one in flight more
-often), ``kill -9`` it after a random step, possibly after a random short delay, restart it
-on the same data_dir, charge once more (always, or when no session got through before the
+One iteration, for one seed and OCPP version ("1.6" or "2.0.1"): start a simulated agent on
+a fresh data_dir, play a random but plausible sequence of steps (plug, card, let meter values
+flow every second, stop by card or unplug, network down/up, short pauses) against a CSMS that
+answers transaction messages at once or a little late (so that the kill finds one in flight
+more often), ``kill -9`` it after a random step, possibly after a random short delay, restart
+it on the same data_dir, charge once more (always, or when no session got through before the
 kill), let everything drain, stop it with SIGTERM and check:
 
-- the ledger of what the CSMS received (:mod:`tests.integration.ledger`), with one re-send
+- the ledger of what the CSMS received (1.6: :mod:`tests.integration.ledger`; 2.0.1:
+  :mod:`tests.integration.ledger201`, seqNo contiguous per transaction), with one re-send
   allowed per interruption (the kill, each network outage);
 - the session open at the kill ends with PowerLoss, stamped after the kill; no other does;
 - the agent's store agrees: nothing left queued or set aside as failed, no session left open,
-  and every session in the store is one the CSMS saw, with the same id, readings and reason.
+  and every session in the store is one the CSMS saw, with the same id, readings and reason
+  (2.0.1: and as many events as the store numbered).
+
+The plan of a seed is the same in both versions; 1.6's meter values are MeterValues
+(MeterValueSampleInterval=1), 2.0.1's TransactionEvent Updated (TxUpdatedInterval=1).
 
 Everything random comes from ``random.Random(seed)``; the only sleeps are the injected
 pauses, kill delay and answer latency, bounded and seeded. (Which messages exist still
@@ -34,11 +39,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cpagent.store import Store
+from cpagent.store import OutboxRow, Store, TransactionRow
 from cpagent.testing import LoopbackCsms
+from cpagent.testing.csms import Received
+from tests.integration import ledger201
 from tests.integration.conftest import AgentProcess
 from tests.integration.ledger import (
     LOST,
+    METER,
     METER_VALUES,
     START,
     STOP,
@@ -57,13 +65,26 @@ OCPP16 = {
     "AllowOfflineTxForUnknownId": True,
     "TransactionMessageRetryInterval": 1,
 }
+OCPP201: dict[str, dict[str, Any]] = {
+    "SampledDataCtrlr": {"TxUpdatedInterval": 1},
+    "AuthCtrlr": {"OfflineTxForUnknownIdEnabled": True},
+    "OCPPCommCtrlr": {"MessageAttemptInterval:TransactionEvent": 1},
+}
+"""The 2.0.1 counterparts of :data:`OCPP16` (device-model values by component)."""
+V16, V201 = "1.6", "2.0.1"
+VERSIONS = (V16, V201)
+TRANSACTION_EVENT = "TransactionEvent"
 STOP_STEPS = ("stop-tag", "unplug")
 SCHEMA = "schema"
 SCENARIO = "scenario"
 
 
-def agent_options(cp_id: str) -> dict[str, Any]:
-    """The AgentProcess keyword arguments the scenario expects."""
+def agent_options(cp_id: str, version: str = V16) -> dict[str, Any]:
+    """The AgentProcess keyword arguments the scenario expects for OCPP ``version``."""
+    if version == V201:
+        return {"cp_id": cp_id, "ocpp201": {k: dict(v) for k, v in OCPP201.items()}}
+    if version != V16:
+        raise ValueError(f"OCPP version must be one of {VERSIONS}, not {version!r}")
     return {"cp_id": cp_id, "ocpp16": dict(OCPP16)}
 
 
@@ -203,6 +224,7 @@ class Driver:
 
     agent: AgentProcess
     csms: LoopbackCsms
+    version: str = V16
     online: bool = True
     outages: int = 0
     plugged: bool = False
@@ -245,10 +267,22 @@ class Driver:
         self.online, self.plugged, self.card, self.session_tag = True, False, None, None
 
     async def meter_values(self, count: int) -> None:
-        """Let ``count`` transaction MeterValues be made (online: arrive at the CSMS)."""
+        """Let ``count`` transaction meter values be made (online: arrive at the CSMS; 1.6
+        MeterValues, 2.0.1 TransactionEvent Updated with triggerReason MeterValuePeriodic)."""
         agent = self.agent
         state = await wait_status(agent, lambda s: transaction(s) is not None, "session started")
-        if self.online:
+        if self.online and self.version == V201:
+            for _ in range(count):
+                mark = self.csms.mark()
+                await self.csms.wait_for(
+                    TRANSACTION_EVENT,
+                    lambda p: (
+                        p["eventType"] == "Updated" and p["triggerReason"] == "MeterValuePeriodic"
+                    ),
+                    since=mark,
+                    timeout=WAIT_S,
+                )
+        elif self.online:
             for _ in range(count):
                 mark = self.csms.mark()
                 await self.csms.wait_for(
@@ -274,10 +308,14 @@ class Driver:
         )
 
 
+Report = LedgerReport | ledger201.LedgerReport
+"""A ledger report of either version (same shape, same problem kinds)."""
+
+
 @dataclass
 class IterationResult:
     plan: Plan
-    report: LedgerReport
+    report: Report
     seconds: float
     outages: int
     powerloss_expected: bool
@@ -308,25 +346,47 @@ def slow_answer(
     return respond
 
 
-async def booted(csms: LoopbackCsms, since: int) -> None:
-    """Wait until the agent reported the connector after an accepted boot."""
+async def booted(csms: LoopbackCsms, since: int, version: str = V16) -> None:
+    """Wait until the agent reported the connector (2.0.1: its EVSE) after an accepted boot."""
+    if version == V201:
+        await csms.wait_for("StatusNotification", lambda p: p["evseId"] == CONNECTOR, since=since)
+        return
     await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == CONNECTOR, since=since)
 
 
-async def run_iteration(seed: int, csms: LoopbackCsms, agent: AgentProcess) -> IterationResult:
-    """Play the plan for ``seed`` against ``agent`` (configured with :func:`agent_options`,
-    not started) and the CSMS, and check the outcome. Problems are in the result's report;
-    a step that cannot complete (the agent stops responding) raises AssertionError."""
+def any_session_seen(csms: LoopbackCsms, cp_id: str, version: str) -> bool:
+    """Whether the CSMS has seen a session start (1.6 StartTransaction, 2.0.1 Started)."""
+    if version == V201:
+        return any(
+            r.cp_id == cp_id
+            and r.action == TRANSACTION_EVENT
+            and r.payload.get("eventType") == "Started"
+            for r in csms.received
+        )
+    return any(r.cp_id == cp_id and r.action == START for r in csms.received)
+
+
+async def run_iteration(
+    seed: int, csms: LoopbackCsms, agent: AgentProcess, version: str = V16
+) -> IterationResult:
+    """Play the plan for ``seed`` against ``agent`` (configured with :func:`agent_options`
+    for ``version``, not started) and the CSMS, and check the outcome. Problems are in the
+    result's report; a step that cannot complete (the agent stops responding) raises
+    AssertionError."""
     plan = make_plan(seed)
     began = time.monotonic()
-    ids = TransactionIds(csms, slow_answer(csms, START, plan.answer_delay)).install()
-    for action in (METER_VALUES, STOP):
-        csms.responders[action] = slow_answer(csms, action, plan.answer_delay)
-    driver = Driver(agent, csms)
+    ids: TransactionIds | None = None
+    if version == V201:
+        csms.responders[TRANSACTION_EVENT] = slow_answer(csms, TRANSACTION_EVENT, plan.answer_delay)
+    else:
+        ids = TransactionIds(csms, slow_answer(csms, START, plan.answer_delay)).install()
+        for action in (METER_VALUES, STOP):
+            csms.responders[action] = slow_answer(csms, action, plan.answer_delay)
+    driver = Driver(agent, csms, version)
 
     mark = csms.mark()
     await agent.start()
-    await booted(csms, mark)
+    await booted(csms, mark, version)
     for name, arg in plan.steps[: plan.kill_after]:
         await driver.step(name, arg)
     # PowerLoss is certain when the steps opened a session, it has started and nothing was
@@ -342,37 +402,50 @@ async def run_iteration(seed: int, csms: LoopbackCsms, agent: AgentProcess) -> I
     mark = csms.mark()
     await agent.start()
     driver.restarted()
-    await booted(csms, mark)
+    await booted(csms, mark, version)
     await driver.drained()
-    seen = any(r.cp_id == agent.cp_id and r.action == START for r in csms.received)
-    if plan.finish_always or not seen:
+    if plan.finish_always or not any_session_seen(csms, agent.cp_id, version):
         for name, arg in plan.finish:
             await driver.step(name, arg)
         await driver.drained()
     code = await agent.stop()
 
-    report = analyse_ledger(
-        csms.received,
-        ids.assigned,
-        cp_id=agent.cp_id,
-        max_copies=2 + driver.outages,
-        max_duplicates=1 + driver.outages,
-        stop_reasons={"Local", "EVDisconnected", "PowerLoss"},
-    )
+    report: Report
+    if ids is None:
+        report = ledger201.analyse_ledger(
+            csms.received,
+            cp_id=agent.cp_id,
+            max_copies=2 + driver.outages,
+            max_duplicates=1 + driver.outages,
+            stop_reasons={"Local", "EVDisconnected", "PowerLoss"},
+        )
+    else:
+        report = analyse_ledger(
+            csms.received,
+            ids.assigned,
+            cp_id=agent.cp_id,
+            max_copies=2 + driver.outages,
+            max_duplicates=1 + driver.outages,
+            stop_reasons={"Local", "EVDisconnected", "PowerLoss"},
+        )
     cp = agent.cp_id
     if code != 0:
         report.problem(SCENARIO, cp, f"agent exited with {code} on SIGTERM")
     for error in csms.schema_errors:
         report.problem(SCHEMA, cp, error)
     check_powerloss(report, cp, killed_at, powerloss_expected)
-    for problem in await asyncio.to_thread(store_problems, agent.data_dir, report):
-        report.problem(LOST, cp, problem)
+    if isinstance(report, LedgerReport):
+        for problem in await asyncio.to_thread(store_problems, agent.data_dir, report):
+            report.problem(LOST, cp, problem)
+    else:
+        for kind, text in await asyncio.to_thread(store_problems_201, agent.data_dir, report):
+            report.problem(kind, cp, text)
     return IterationResult(
         plan, report, time.monotonic() - began, driver.outages, powerloss_expected
     )
 
 
-def check_powerloss(report: LedgerReport, cp_id: str, killed_at: datetime, expected: bool) -> None:
+def check_powerloss(report: Report, cp_id: str, killed_at: datetime, expected: bool) -> None:
     """One kill: at most one PowerLoss, stamped after the kill, for a session begun before."""
     lost = [s for s in report.sessions if s.reason == "PowerLoss"]
     if len(lost) > 1 or (expected and not lost):
@@ -399,18 +472,7 @@ def check_powerloss(report: LedgerReport, cp_id: str, killed_at: datetime, expec
 def store_problems(data_dir: Path, report: LedgerReport) -> list[str]:
     """What the stopped agent's store says was created but the ledger does not show."""
     problems: list[str] = []
-    store = Store(data_dir)
-    store.open()
-    try:
-        pending = store.pending()
-        failed = store.failed_count()
-        transactions = []
-        local_id = 1
-        while (tx := store.get_transaction(local_id)) is not None:
-            transactions.append(tx)
-            local_id += 1
-    finally:
-        store.close()
+    pending, failed, transactions = _load_store(data_dir)
     if pending:
         problems.append(
             f"{len(pending)} message(s) still queued in the store: "
@@ -442,4 +504,113 @@ def store_problems(data_dir: Path, report: LedgerReport) -> list[str]:
             )
     for session in by_id.values():
         problems.append(f"the store does not know {session.describe()}")
+    return problems
+
+
+def _load_store(data_dir: Path) -> tuple[list[OutboxRow], int, list[TransactionRow]]:
+    """The store's queued rows, dead-letter count and every transaction, oldest first."""
+    store = Store(data_dir)
+    store.open()
+    try:
+        pending = store.pending()
+        failed = store.failed_count()
+        transactions = []
+        local_id = 1
+        while (tx := store.get_transaction(local_id)) is not None:
+            transactions.append(tx)
+            local_id += 1
+    finally:
+        store.close()
+    return pending, failed, transactions
+
+
+def _reading(event: Received | None, context: str) -> float | None:
+    """The register reading of ``context`` in a TransactionEvent, if it has one."""
+    if event is None:
+        return None
+    for mv in event.payload.get("meterValue", []):
+        for sv in mv.get("sampledValue", []):
+            if sv.get("context") == context:
+                found = ledger201.energy_readings({"sampledValue": [sv]})
+                if found:
+                    return found[0]
+    return None
+
+
+def store_problems_201(data_dir: Path, report: ledger201.LedgerReport) -> list[tuple[str, str]]:
+    """2.0.1: what the stopped agent's store says that the ledger does not show, as (problem
+    kind, text). Nothing may be queued or failed, no transaction open, and each store
+    transaction must be one the CSMS saw under its id, with the same start time, meter start
+    and stop (the register readings of contexts Transaction.Begin and Transaction.End),
+    stopped reason, and as many events as the store numbered (its ``seq_no`` is the next
+    event's seqNo). An Ended event without the closing reading is a METER problem: the
+    message arrived, but the CSMS cannot bill up to the reading the store closed at."""
+    pending, failed, transactions = _load_store(data_dir)
+    problems: list[tuple[str, str]] = []
+    if pending:
+        problems.append(
+            (
+                LOST,
+                f"{len(pending)} message(s) still queued in the store: "
+                + ", ".join(f"{row.action} {row.message_id}" for row in pending[:5]),
+            )
+        )
+    if failed:
+        problems.append((LOST, f"{failed} message(s) set aside as failed in the store"))
+    by_id = {s.transaction_id: s for s in report.sessions}
+    for tx in transactions:
+        if tx.open:
+            problems.append(
+                (
+                    LOST,
+                    f"the store's transaction {tx.local_id} ({tx.ocpp_transaction_id})"
+                    " is still open",
+                )
+            )
+        session = by_id.pop(tx.ocpp_transaction_id or "", None)
+        if session is None:
+            problems.append(
+                (
+                    LOST,
+                    f"the store's transaction {tx.local_id} ({tx.ocpp_transaction_id},"
+                    f" {tx.id_tag}, started {tx.started_at}) is not in the ledger",
+                )
+            )
+            continue
+        begin = _reading(session.started, "Transaction.Begin")
+        end = _reading(session.ended, "Transaction.End")
+        mine: tuple[Any, ...] = (
+            tx.started_at,
+            tx.meter_start_wh,
+            tx.meter_stop_wh,
+            tx.stop_reason,
+            tx.seq_no,
+        )
+        theirs: tuple[Any, ...] = (
+            session.start.payload["timestamp"],
+            None if begin is None else round(begin),
+            None if end is None else round(end),
+            session.reason,
+            len(session.events),
+        )
+        if session.ended is not None and end is None and mine[3:] == theirs[3:]:
+            problems.append(
+                (
+                    METER,
+                    f"the Ended event #{session.ended.index} of {session.describe()}"
+                    f" ({session.reason}) has no {ledger201.ENERGY} reading of context"
+                    f" Transaction.End; the store closed it at {tx.meter_stop_wh} Wh",
+                )
+            )
+            mine, theirs = mine[:2], theirs[:2]
+        if mine != theirs:
+            problems.append(
+                (
+                    LOST,
+                    f"the store's transaction {tx.local_id} {mine} differs from what the CSMS"
+                    f" got {theirs} (start, meter start, meter stop, reason, events)",
+                )
+            )
+    for session in by_id.values():
+        problems.append((LOST, f"the store does not know {session.describe()}"))
     return problems

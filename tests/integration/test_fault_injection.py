@@ -5,7 +5,9 @@ Every test ends by checking what the CSMS received against the delivery guarante
 :mod:`tests.integration.ledger`: each transaction message exactly once (a re-send of the one
 in flight at an interruption, under the same unique id, excepted), in order, under the
 transactionId the CSMS gave, with a meter that never goes back, and one StopTransaction per
-session. The only sleeps are the injected faults (outage lengths, seeded kill points).
+session. The seeded kill -9 plans also run against a 2.0.1 agent, checked with
+:mod:`tests.integration.ledger201` (seqNo contiguous per transaction). The only sleeps are
+the injected faults (outage lengths, seeded kill points).
 """
 
 from __future__ import annotations
@@ -119,6 +121,20 @@ async def test_kill9_at_a_seeded_random_point(
     agent: AgentProcess = agent_factory(**crash_scenario.agent_options(f"CRASH{seed}"))
     result = await crash_scenario.run_iteration(seed, csms, agent)
     assert result.report.sessions, result.plan.describe()
+    result.report.assert_clean(result.plan.describe())
+
+
+@pytest.mark.parametrize("seed", range(1, CRASH_ITERATIONS + 1))
+async def test_kill9_at_a_seeded_random_point_ocpp201(
+    agent_factory: AgentFactory, csms: LoopbackCsms, seed: int
+) -> None:
+    """The same seeded plans against a 2.0.1 agent: its TransactionEvents arrive once each
+    (an in-flight re-send excepted), seqNo contiguous per transaction, and the store agrees."""
+    options = crash_scenario.agent_options(f"CRASH{seed}", crash_scenario.V201)
+    agent: AgentProcess = agent_factory(**options)
+    result = await crash_scenario.run_iteration(seed, csms, agent, crash_scenario.V201)
+    assert result.report.sessions, result.plan.describe()
+    assert csms.version(agent.cp_id) == "2.0.1"
     result.report.assert_clean(result.plan.describe())
 
 
