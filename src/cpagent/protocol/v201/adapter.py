@@ -42,6 +42,7 @@ from cpagent.station.model import (
     AuthDecision,
     AuthStatus,
     MeterSample,
+    SampledValue,
     StatusChanged,
     StopReason,
     TransactionStarted,
@@ -127,8 +128,15 @@ def ended_event(
     offline: bool,
 ) -> Callable[[int], tuple[str, dict[str, Any]]]:
     """The Ended TransactionEvent of a session, made from the seqNo the store gives it: the
-    meter values kept during the session (TxEndedMeasurands) and those of its end."""
+    meter values kept during the session (TxEndedMeasurands) and those of its end; a
+    session closed after a power loss has no reading of its end but the register it was
+    last known at, which the CSMS bills up to."""
     end = messages.meter_value(event.timestamp, event.end_values)
+    if end is None:  # no reading at the stop: a session closed after a power loss
+        register = SampledValue(
+            "Energy.Active.Import.Register", float(event.meter_stop_wh), "Wh", "Transaction.End"
+        )
+        end = messages.meter_value(event.timestamp, [register])
 
     def make(seq_no: int) -> tuple[str, dict[str, Any]]:
         return "TransactionEvent", messages.transaction_event(
