@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cpagent.store import OutboxRow, Store, TransactionRow
 from cpagent.testing import LoopbackCsms
@@ -52,6 +52,7 @@ from tests.integration.ledger import (
     STOP,
     STOP_REASON,
     LedgerReport,
+    Session,
     TransactionIds,
     analyse_ledger,
 )
@@ -308,7 +309,7 @@ class Driver:
         )
 
 
-Report = LedgerReport | ledger201.LedgerReport
+Report = LedgerReport[Session] | ledger201.LedgerReport
 """A ledger report of either version (same shape, same problem kinds)."""
 
 
@@ -434,11 +435,13 @@ async def run_iteration(
     for error in csms.schema_errors:
         report.problem(SCHEMA, cp, error)
     check_powerloss(report, cp, killed_at, powerloss_expected)
-    if isinstance(report, LedgerReport):
-        for problem in await asyncio.to_thread(store_problems, agent.data_dir, report):
+    if version == V16:
+        report16 = cast(LedgerReport[Session], report)
+        for problem in await asyncio.to_thread(store_problems, agent.data_dir, report16):
             report.problem(LOST, cp, problem)
     else:
-        for kind, text in await asyncio.to_thread(store_problems_201, agent.data_dir, report):
+        report201 = cast(ledger201.LedgerReport, report)
+        for kind, text in await asyncio.to_thread(store_problems_201, agent.data_dir, report201):
             report.problem(kind, cp, text)
     return IterationResult(
         plan, report, time.monotonic() - began, driver.outages, powerloss_expected
@@ -469,7 +472,7 @@ def check_powerloss(report: Report, cp_id: str, killed_at: datetime, expected: b
                 )
 
 
-def store_problems(data_dir: Path, report: LedgerReport) -> list[str]:
+def store_problems(data_dir: Path, report: LedgerReport[Session]) -> list[str]:
     """What the stopped agent's store says was created but the ledger does not show."""
     problems: list[str] = []
     pending, failed, transactions = _load_store(data_dir)

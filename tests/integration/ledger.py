@@ -36,7 +36,7 @@ import json
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.csms import Received
@@ -155,9 +155,25 @@ class Session:
         )
 
 
+class Ended(Protocol):
+    """What a report reads of a session: its charge point and how it ended."""
+
+    @property
+    def cp_id(self) -> str: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+
+S = TypeVar("S", bound=Ended)
+
+
 @dataclass
-class LedgerReport:
-    sessions: list[Session] = field(default_factory=list)
+class LedgerReport(Generic[S]):
+    """The outcome of a ledger check, for either OCPP version (``S``: 1.6's
+    :class:`Session`, 2.0.1's ``Transaction``)."""
+
+    sessions: list[S] = field(default_factory=list)
     messages: int = 0
     """Distinct transaction messages (by unique id)."""
     received: int = 0
@@ -204,7 +220,7 @@ class LedgerReport:
                 f" {self.summary()}\n{listing}{tail}"
             )
 
-    def merge(self, other: LedgerReport) -> None:
+    def merge(self, other: LedgerReport[S]) -> None:
         self.sessions += other.sessions
         self.messages += other.messages
         self.received += other.received
@@ -248,7 +264,7 @@ class _ChargePointLedger:
     def __init__(
         self,
         cp_id: str,
-        report: LedgerReport,
+        report: LedgerReport[Session],
         assigned: Mapping[str, Sequence[int]] | None,
         *,
         max_copies: int | None,
@@ -494,7 +510,7 @@ def analyse_ledger(
     stop_reasons: Collection[str] | None = STOP_REASONS,
     require_stopped: bool = True,
     check_transaction_data: bool = True,
-) -> LedgerReport:
+) -> LedgerReport[Session]:
     """Check the transaction messages among ``received`` (a LoopbackCsms's ``received``).
 
     ``assigned`` maps a StartTransaction's unique id to the transactionId(s) the CSMS
@@ -508,7 +524,7 @@ def analyse_ledger(
     ``require_stopped``: every session must have its StopTransaction.
     ``cp_id``: check only that charge point (default: every one, separately).
     """
-    report = LedgerReport()
+    report: LedgerReport[Session] = LedgerReport()
     ids = _normalise(assigned)
     streams: dict[str, list[Received]] = collections.defaultdict(list)
     for r in received:
@@ -539,7 +555,7 @@ def check_ledger(
     received: Iterable[Received],
     assigned: Mapping[str, int | Sequence[int]] | None = None,
     **options: Any,
-) -> LedgerReport:
+) -> LedgerReport[Session]:
     """:func:`analyse_ledger`, raising AssertionError listing every problem found."""
     report = analyse_ledger(received, assigned, **options)
     report.assert_clean()

@@ -33,9 +33,9 @@ Use::
     report = analyse_ledger(csms.received, cp_id="CP001")   # problems counted, not raised
     report = check_ledger(csms.received)                    # raises AssertionError if broken
 
-The report has the shape of :class:`tests.integration.ledger.LedgerReport` (its Problem, the
-same problem kinds, ``summary()``, ``assert_clean()``), with :class:`Transaction` for a
-session, so that the soak counts both versions the same way.
+The report is :class:`tests.integration.ledger.LedgerReport` (its Problem, the same problem
+kinds, ``summary()``, ``assert_clean()``), with :class:`Transaction` for a session, so that
+the soak counts both versions the same way.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from datetime import datetime
 from typing import Any
 
 from cpagent.testing.csms import Received
+from tests.integration import ledger
 from tests.integration.ledger import (
     DUPLICATE,
     LOST,
@@ -139,54 +140,7 @@ class Transaction:
         )
 
 
-@dataclass
-class LedgerReport:
-    sessions: list[Transaction] = field(default_factory=list)
-    messages: int = 0
-    """Distinct TransactionEvents (by message id)."""
-    received: int = 0
-    """TransactionEvent CALLs received, re-sends included."""
-    duplicates: list[Received] = field(default_factory=list)
-    """Re-sends: CALLs under a message id already received."""
-    problems: list[Problem] = field(default_factory=list)
-
-    def problem(self, kind: str, cp_id: str, text: str) -> None:
-        self.problems.append(Problem(kind, cp_id, text))
-
-    def count(self, kind: str) -> int:
-        return sum(1 for p in self.problems if p.kind == kind)
-
-    @property
-    def clean(self) -> bool:
-        return not self.problems
-
-    def stop_reasons(self) -> collections.Counter[str]:
-        return collections.Counter(s.reason for s in self.sessions if s.reason is not None)
-
-    def summary(self) -> dict[str, Any]:
-        """The figures a benchmark prints; ``lost`` and ``reordered`` count problems."""
-        return {
-            "charge_points": len({s.cp_id for s in self.sessions}),
-            "sessions": len(self.sessions),
-            "messages": self.messages,
-            "received": self.received,
-            "duplicates": len(self.duplicates),
-            "stop_reasons": dict(self.stop_reasons()),
-            "lost": self.count(LOST),
-            "reordered": self.count(REORDERED),
-            "problems": len(self.problems),
-        }
-
-    def assert_clean(self, context: str = "") -> None:
-        """Raise AssertionError listing every problem (after ``context``, if given)."""
-        if self.problems:
-            listing = "\n".join(f"  {p}" for p in self.problems[:50])
-            more = len(self.problems) - 50
-            tail = f"\n  ... and {more} more" if more > 0 else ""
-            raise AssertionError(
-                f"{context}{': ' if context else ''}ledger has {len(self.problems)} problem(s);"
-                f" {self.summary()}\n{listing}{tail}"
-            )
+LedgerReport = ledger.LedgerReport[Transaction]
 
 
 # --------------------------------------------------------------------------- the checker

@@ -9,10 +9,8 @@ feeds it one CALL at a time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,13 +20,13 @@ from ocpp.messages import MessageType
 
 from cpagent import __version__
 from cpagent.config import Config
-from cpagent.exc import StoreError
-from cpagent.protocol.delivery import Delivery, Outgoing
+from cpagent.protocol.delivery import Outgoing
+from cpagent.protocol.link import CsmsLink
 from cpagent.protocol.rpc import ConnectionLost
 from cpagent.protocol.v16 import cistring, messages, schemas
 from cpagent.protocol.v16.config_keys import ConfigurationKeys
 from cpagent.security.connection import CERTS_DIR
-from cpagent.security.events import ROUTINE_EVENTS, SecurityEvent, SecurityEventType, SecurityLog
+from cpagent.security.events import SecurityEventType
 from cpagent.station.model import (
     AuthDecision,
     AuthStatus,
@@ -44,7 +42,6 @@ from cpagent.station.smart_charging import (
 )
 from cpagent.store import AuthCacheRow, Message, OutboxRow, Store, TransactionRow
 from cpagent.systemd import journal_fields
-from cpagent.timers import Changes, wait_due
 from cpagent.timeutil import expired, iso, now_iso, utcnow
 
 if TYPE_CHECKING:
@@ -98,8 +95,11 @@ def settings_from_keys(keys: ConfigurationKeys, settings: StationSettings) -> No
     )
 
 
-class V16Adapter:
+class V16Adapter(CsmsLink):
     """Implements the station's output and authorizer ports for OCPP 1.6."""
+
+    PROTOCOL = PROTOCOL
+    cp: ChargePoint | None
 
     def __init__(
         self,
@@ -110,8 +110,7 @@ class V16Adapter:
         meter_type: str,
         request_reset: Callable[[str], Coroutine[Any, Any, None]],
     ) -> None:
-        self.config = config
-        self.store = store
+        super().__init__(config, store, self)
         self.keys = keys
         self.meter_type = meter_type
         self.request_reset = request_reset
@@ -119,37 +118,18 @@ class V16Adapter:
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
         self.security: ConnectionSecurity | None = None
-        self.security_log: SecurityLog | None = None
-        self._event_tasks: set[asyncio.Task[None]] = set()
-        self.cp: ChargePoint | None = None
-        self.registration: str | None = None
-        self._accepted = asyncio.Event()
-        self.connected_since: str | None = None
-        self.delivery = Delivery(store, self, response_timeout=config.csms.response_timeout_s)
         self._connection_ready = False
-        self._interval_changes = Changes()
         self._transaction_ids: dict[int, int] = {}  # local id -> CSMS transactionId
         keys.subscribe(self._key_changed)
 
     def _key_changed(self, name: str, _value: str) -> None:
         if name == "HeartbeatInterval":
-            self._interval_changes.notify()
+            self.heartbeat_changes.notify()
         elif name == "TransactionMessageRetryInterval":
             self.delivery.wake.notify()
 
     def attach(self, station: Station) -> None:
         self.station = station
-
-    async def load_queue(self) -> None:
-        await self.delivery.load(PROTOCOL)
-
-    @property
-    def queue_depth(self) -> int:
-        return self.delivery.depth
-
-    @property
-    def failed_count(self) -> int:
-        return self.delivery.failed_count
 
     def _append(self, item: Outgoing) -> None:
         self.delivery.append(item)
@@ -485,6 +465,12 @@ class V16Adapter:
             meter_type=self.meter_type,
         )
 
+    def heartbeat_interval(self) -> int:
+        return self.keys.get_int("HeartbeatInterval")
+
+    def set_heartbeat_interval(self, seconds: int) -> None:
+        self.keys.set_runtime("HeartbeatInterval", str(seconds))
+
     async def serve(self, cp: ChargePoint, established: Callable[[], None] = lambda: None) -> None:
         """Drive one connection: boot until accepted, then statuses, queue and heartbeats.
 
@@ -509,66 +495,6 @@ class V16Adapter:
             self.connected_since = None
             self._connection_ready = False
             self.delivery.drop_volatile()
-
-    @property
-    def registered(self) -> bool:
-        """Whether the CSMS accepted a BootNotification since the agent started."""
-        return self._accepted.is_set()
-
-    @property
-    def accepted(self) -> bool:
-        """Whether the CSMS's last answer to a BootNotification was Accepted. While it is
-        not (Pending, Rejected, none yet), remote starts and stops are refused: OCPP 1.6
-        §4.2 does not allow them in the pending state."""
-        return self.registration == "Accepted"
-
-    async def _boot(self, cp: ChargePoint) -> None:
-        """BootNotification until the CSMS accepts one (or one a TriggerMessage asked for),
-        on this connection (OCPP 1.6 §4.2). After Pending or Rejected the next one waits the
-        answer's interval, after a CALLERROR or no answer ``[csms] boot_retry_s``: the
-        connection is kept, since reconnecting would not change the CSMS's answer and
-        would flood it with connections."""
-        while not self.registered:
-            try:
-                result = await cp.call_payload("BootNotification", self.boot_payload())
-            except (OCPPError, TimeoutError) as err:
-                retry = self.config.csms.boot_retry_s
-                log.warning(
-                    "BootNotification failed (%s); retrying in %d s",
-                    err,
-                    retry,
-                    extra=journal_fields(action="BootNotification"),
-                )
-            else:
-                retry = self.boot_answered(result)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(retry):
-                    await self._accepted.wait()
-
-    def boot_answered(self, result: dict[str, Any]) -> int:
-        """Take the CSMS's answer to a BootNotification, the agent's own or a triggered one.
-        Returns the seconds to wait before the next one if it was not accepted: the
-        answer's interval, or ``[csms] boot_retry_s`` when it gives none."""
-        self.registration = result["status"]
-        interval = int(result.get("interval", 0))
-        if result["status"] == "Accepted":
-            if interval > 0:
-                self.keys.set_runtime("HeartbeatInterval", str(interval))
-            log.info(
-                "BootNotification accepted; heartbeat every %s s",
-                self.keys.get("HeartbeatInterval"),
-                extra=journal_fields(action="BootNotification"),
-            )
-            self._accepted.set()
-            return 0
-        retry = interval if interval > 0 else self.config.csms.boot_retry_s
-        log.warning(
-            "BootNotification %s; retrying in %d s",
-            result["status"],
-            retry,
-            extra=journal_fields(action="BootNotification"),
-        )
-        return retry
 
     async def _certificate_check_loop(self, cp: ChargePoint) -> None:
         """Daily while connected: warn of installed certificates near their end and, on
@@ -596,25 +522,6 @@ class V16Adapter:
         ):
             log.info("asking the CSMS for a new charge point certificate")
             await cp.sign_certificate()
-
-    async def _heartbeat_loop(self, cp: ChargePoint) -> None:
-        """Heartbeat when nothing else was sent for HeartbeatInterval seconds; a changed
-        interval takes effect at once."""
-
-        def left() -> float | None:
-            interval = self.keys.get_int("HeartbeatInterval")
-            return self.delivery.last_sent + interval - time.monotonic() if interval > 0 else None
-
-        while True:
-            await wait_due(left, self._interval_changes)
-            await self.send_heartbeat(cp)
-
-    async def send_heartbeat(self, cp: ChargePoint) -> None:
-        self.delivery.last_sent = time.monotonic()
-        try:
-            await cp.call_payload("Heartbeat", {})
-        except (OCPPError, TimeoutError) as err:
-            log.warning("Heartbeat failed: %s", err, extra=journal_fields(action="Heartbeat"))
 
     # ------------------------------------------------------ delivery policy (1.6)
 
@@ -647,10 +554,6 @@ class V16Adapter:
             item, "its StartTransaction was refused, so it has no transactionId"
         )
         return None
-
-    def accept_late_answer(self, unique_id: str, payload: dict[str, Any]) -> bool:
-        """A CALLRESULT for a message that timed out and waits for its next attempt."""
-        return self.delivery.accept_late_answer(unique_id, payload)
 
     async def delivered(self, item: Outgoing, result: dict[str, Any]) -> None:
         row = item.row
@@ -703,10 +606,6 @@ class V16Adapter:
             ),
         )
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait until every queued message is delivered (before a reset or a shutdown)."""
-        return await self.delivery.drain(self.cp is not None, timeout)
-
     async def firmware_status(
         self, status: str, request_id: int | None = None, detail: str | None = None
     ) -> None:
@@ -731,54 +630,6 @@ class V16Adapter:
             "LogStatusNotification", {"status": status, "requestId": request_id}
         )
 
-    def hold_calls(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """See :meth:`Delivery.hold_calls`."""
-        return self.delivery.hold_calls()
-
-    async def security_event(self, kind: SecurityEventType, tech_info: str | None = None) -> None:
-        """Record a security event: in the security log, and durably for the CSMS
-        (SecurityEventNotification), like transaction messages."""
-        event = SecurityEvent(kind, now_iso(), tech_info)
-        log.log(
-            logging.INFO if kind in ROUTINE_EVENTS else logging.WARNING,
-            "security event %s%s",
-            kind,
-            f": {tech_info}" if tech_info else "",
-            extra=journal_fields(action="SecurityEventNotification"),
-        )
-        if self.security_log is not None:
-            try:
-                await asyncio.to_thread(self.security_log.append, event)
-            except OSError as err:
-                log.error("security event %s not written to the security log: %s", kind, err)
-        try:
-            await self._queue_durably("SecurityEventNotification", event.payload())
-        except StoreError as err:
-            log.error("security event %s not queued for the CSMS: %s", kind, err)
-
-    def report_security_event(self, kind: SecurityEventType, tech_info: str | None) -> None:
-        """:meth:`security_event` for code that cannot wait (a connection attempt failing)."""
-        task = asyncio.create_task(self.security_event(kind, tech_info), name="security-event")
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
-
     async def diagnostics_status(self, status: str) -> None:
         """Queue a DiagnosticsStatusNotification durably, like the firmware statuses."""
         await self._queue_durably("DiagnosticsStatusNotification", {"status": status})
-
-    async def _queue_durably(self, action: str, payload: dict[str, Any]) -> None:
-        """Queue a message in the store (sent in order, kept until the CSMS answers)."""
-        row = await self.store.run(self.store.enqueue, action, payload)
-        self._append(Outgoing(row.action, row.payload, row))
-
-    def send_triggered(self, action: str, payload: dict[str, Any]) -> None:
-        """Queue a volatile message (TriggerMessage answers) behind what is already queued."""
-        self._append(Outgoing(action, payload))
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "url": f"{self.config.csms.url}/{self.config.charge_point.id}",
-            "connected": self.cp is not None,
-            "connected_since": self.connected_since,
-            "registration": self.registration,
-        }

@@ -31,13 +31,14 @@ from ocpp.messages import MessageType
 from cpagent import __version__
 from cpagent.config import Config
 from cpagent.exc import StoreError
-from cpagent.protocol.delivery import Caller, Delivery, Outgoing
+from cpagent.protocol.delivery import Caller, Outgoing
+from cpagent.protocol.link import CsmsLink
 from cpagent.protocol.v201 import messages, schemas
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.authorization import Authorization
 from cpagent.protocol.v201.device_model import SetResult, SetStatus
 from cpagent.protocol.v201.settings import Variables
-from cpagent.security.events import ROUTINE_EVENTS, SecurityEvent, SecurityEventType, SecurityLog
+from cpagent.security.events import SecurityEvent, SecurityEventType
 from cpagent.station.model import (
     AuthDecision,
     AuthStatus,
@@ -49,8 +50,6 @@ from cpagent.station.model import (
     TransactionStopped,
 )
 from cpagent.store import OutboxRow, Store
-from cpagent.systemd import journal_fields
-from cpagent.timers import Changes, wait_due
 from cpagent.timeutil import now_iso
 
 if TYPE_CHECKING:
@@ -155,8 +154,10 @@ def ended_event(
     return make
 
 
-class V201Adapter:
+class V201Adapter(CsmsLink):
     """Implements the station's output and authorizer ports for OCPP 2.0.1."""
+
+    PROTOCOL = PROTOCOL
 
     def __init__(
         self,
@@ -166,20 +167,12 @@ class V201Adapter:
         *,
         request_reset: Callable[[str], Coroutine[Any, Any, None]],
     ) -> None:
-        self.config = config
-        self.store = store
+        super().__init__(config, store, self)
         self.values = values
         self.request_reset = request_reset
         self.station: Station | None = None
-        self.security_log: SecurityLog | None = None
-        self.cp: Caller | None = None
-        self.registration: str | None = None
         self.boot_reason = "PowerUp"
-        self.connected_since: str | None = None
-        self.delivery = Delivery(store, self, response_timeout=config.csms.response_timeout_s)
         self.authorization = Authorization(store, values, self._ask)
-        self.heartbeat_changes = Changes()
-        self._accepted = asyncio.Event()
         self._connection_ready = False
         self._sent_status: dict[int, str] = {}
         self._charging_state: dict[int, str] = {}  # local id -> the last chargingState sent
@@ -197,17 +190,6 @@ class V201Adapter:
 
     def attach(self, station: Station) -> None:
         self.station = station
-
-    async def load_queue(self) -> None:
-        await self.delivery.load(PROTOCOL)
-
-    @property
-    def queue_depth(self) -> int:
-        return self.delivery.depth
-
-    @property
-    def failed_count(self) -> int:
-        return self.delivery.failed_count
 
     # -------------------------------------------------------- ordered transaction writes
 
@@ -597,16 +579,6 @@ class V201Adapter:
         if self.station is not None:
             self.station.id_token_answered(row.tx_local_id, decision)
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait until every queued message is delivered (before a reset or a shutdown)."""
-        return await self.delivery.drain(self.cp is not None, timeout)
-
-    def hold_calls(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return self.delivery.hold_calls()
-
-    def accept_late_answer(self, unique_id: str, payload: dict[str, Any]) -> bool:
-        return self.delivery.accept_late_answer(unique_id, payload)
-
     # ------------------------------------------------------------ connection life
 
     def boot_payload(self) -> dict[str, Any]:
@@ -619,14 +591,14 @@ class V201Adapter:
             reason=self.boot_reason,
         )
 
-    @property
-    def registered(self) -> bool:
-        """Whether the CSMS accepted a BootNotification since the agent started."""
-        return self._accepted.is_set()
+    def heartbeat_interval(self) -> int:
+        return self.values.int("OCPPCommCtrlr", "HeartbeatInterval")
 
-    @property
-    def accepted(self) -> bool:
-        return self.registration == "Accepted"
+    def set_heartbeat_interval(self, seconds: int) -> None:
+        self.values.set_runtime("OCPPCommCtrlr", "HeartbeatInterval", str(seconds))
+
+    def security_event_payload(self, event: SecurityEvent) -> dict[str, Any]:
+        return messages.security_event(str(event.type), event.timestamp, event.tech_info)
 
     async def serve(self, cp: Caller, established: Callable[[], None] = lambda: None) -> None:
         """Drive one connection: boot until accepted (B01-B03), then statuses (G01), the
@@ -650,74 +622,6 @@ class V201Adapter:
             self.connected_since = None
             self._connection_ready = False
             self.delivery.drop_volatile()
-
-    async def _boot(self, cp: Caller) -> None:
-        """BootNotification until the CSMS accepts one, on this connection. After Pending
-        or Rejected the next waits the answer's interval (B02, B03), after a CALLERROR or
-        no answer ``[csms] boot_retry_s``."""
-        while not self.registered:
-            try:
-                result = await cp.call_payload("BootNotification", self.boot_payload())
-            except (OCPPError, TimeoutError) as err:
-                retry = self.config.csms.boot_retry_s
-                log.warning(
-                    "BootNotification failed (%s); retrying in %d s",
-                    err,
-                    retry,
-                    extra=journal_fields(action="BootNotification"),
-                )
-            else:
-                retry = self.boot_answered(result)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(retry):
-                    await self._accepted.wait()
-
-    def boot_answered(self, result: dict[str, Any]) -> int:
-        """Take a BootNotification answer; the seconds until the next one if not Accepted."""
-        self.registration = result["status"]
-        interval = int(result.get("interval", 0))
-        if result["status"] == "Accepted":
-            if interval > 0:
-                self.values.set_runtime("OCPPCommCtrlr", "HeartbeatInterval", str(interval))
-                self.heartbeat_changes.notify()
-            log.info(
-                "BootNotification accepted; heartbeat every %s s",
-                self.values.text("OCPPCommCtrlr", "HeartbeatInterval"),
-                extra=journal_fields(action="BootNotification"),
-            )
-            self._accepted.set()
-            return 0
-        retry = interval if interval > 0 else self.config.csms.boot_retry_s
-        log.warning(
-            "BootNotification %s; retrying in %d s",
-            result["status"],
-            retry,
-            extra=journal_fields(action="BootNotification"),
-        )
-        return retry
-
-    async def _heartbeat_loop(self, cp: Caller) -> None:
-        """Heartbeat when nothing else was sent for HeartbeatInterval seconds (G02)."""
-
-        def left() -> float | None:
-            interval = self.values.int("OCPPCommCtrlr", "HeartbeatInterval")
-            return self.delivery.last_sent + interval - time.monotonic() if interval > 0 else None
-
-        while True:
-            await wait_due(left, self.heartbeat_changes)
-            await self.send_heartbeat(cp)
-
-    async def send_heartbeat(self, cp: Caller) -> None:
-        self.delivery.last_sent = time.monotonic()
-        try:
-            await cp.call_payload("Heartbeat", {})
-        except (OCPPError, TimeoutError) as err:
-            log.warning("Heartbeat failed: %s", err, extra=journal_fields(action="Heartbeat"))
-
-    def send_triggered(self, action: str, payload: dict[str, Any]) -> None:
-        """Queue a volatile message (TriggerMessage answers, report parts) behind what is
-        already queued."""
-        self.delivery.append(Outgoing(action, payload))
 
     # ------------------------------------------------------- F06: TriggerMessage
 
@@ -815,46 +719,7 @@ class V201Adapter:
 
     # ------------------------------------------------------------ security events
 
-    async def security_event(self, kind: SecurityEventType, tech_info: str | None = None) -> None:
-        """Record a security event in the security log and durably for the CSMS (A04)."""
-        event = SecurityEvent(kind, now_iso(), tech_info)
-        log.log(
-            logging.INFO if kind in ROUTINE_EVENTS else logging.WARNING,
-            "security event %s%s",
-            kind,
-            f": {tech_info}" if tech_info else "",
-            extra=journal_fields(action="SecurityEventNotification"),
-        )
-        if self.security_log is not None:
-            try:
-                await asyncio.to_thread(self.security_log.append, event)
-            except OSError as err:
-                log.error("security event %s not written to the security log: %s", kind, err)
-        payload = messages.security_event(str(kind), event.timestamp, tech_info)
-        try:
-            await self._queue_durably("SecurityEventNotification", payload)
-        except StoreError as err:
-            log.error("security event %s not queued for the CSMS: %s", kind, err)
-
-    def report_security_event(self, kind: SecurityEventType, tech_info: str | None) -> None:
-        """:meth:`security_event` for code that cannot wait (a connection attempt failing)."""
-        task = asyncio.ensure_future(self.security_event(kind, tech_info))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _queue_durably(self, action: str, payload: dict[str, Any]) -> None:
-        row = await self.store.run(self.store.enqueue, action, payload, protocol=PROTOCOL)
-        self.delivery.append(Outgoing(row.action, row.payload, row))
-
     # ------------------------------------------------------------------- status
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "url": f"{self.config.csms.url}/{self.config.charge_point.id}",
-            "connected": self.cp is not None,
-            "connected_since": self.connected_since,
-            "registration": self.registration,
-        }
 
     def protocol_status(self) -> dict[str, Any]:
         """The 2.0.1 state for ``cpagent status``: each running transaction with its id and
