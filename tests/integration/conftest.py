@@ -24,6 +24,7 @@ import pytest
 
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.csms import WAIT_S
+from cpagent.testing.pki import TestCa
 
 CPAGENT = str(Path(sys.executable).parent / "cpagent")
 
@@ -199,6 +200,24 @@ class AgentProcess:
         while text not in self.log(path):
             assert asyncio.get_running_loop().time() < deadline, f"never logged: {text}"
             await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def ca() -> TestCa:
+    """A certificate authority for the CSMS's and the charge point's certificates."""
+    return TestCa.create("Test CSMS Root")
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[LoopbackCsms]]:
+    """CSMSs (TLS ones) a test starts; stopped at the end, and none may have seen a message
+    that breaks the schemas of its OCPP version."""
+    servers: list[LoopbackCsms] = []
+    yield servers
+    for server in servers:
+        await server.stop()
+    for server in servers:
+        assert server.schema_errors == [], server.schema_errors
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,23 +45,6 @@ CENTRAL = "CentralSystemRootCertificate"
 MANUFACTURER = "ManufacturerRootCertificate"
 EVENT = "SecurityEventNotification"
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-
-
-@pytest.fixture(scope="module")
-def ca() -> TestCa:
-    return TestCa.create("Test CSMS Root")
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[LoopbackCsms]]:
-    """TLS CSMSs a test starts; stopped at the end, and none may have seen a message that
-    breaks the OCPP 1.6 schemas."""
-    servers: list[LoopbackCsms] = []
-    yield servers
-    for server in servers:
-        await server.stop()
-    for server in servers:
-        assert server.schema_errors == [], server.schema_errors
 
 
 # -------------------------------------------------------------------------- helpers

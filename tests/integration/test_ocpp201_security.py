@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -40,23 +39,6 @@ MANUFACTURER_ROOT = "ManufacturerRootCertificate"
 EVENT = "SecurityEventNotification"
 PASSWORD = "factory-password-0001"  # [csms] password: 16 to 40 characters
 NEW_PASSWORD = "csms-set-password-0002"
-
-
-@pytest.fixture(scope="module")
-def ca() -> TestCa:
-    return TestCa.create("Test CSMS Root")
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[LoopbackCsms]]:
-    """TLS CSMSs a test starts; stopped at the end, and none may have seen a message that
-    breaks the OCPP 2.0.1 schemas."""
-    servers: list[LoopbackCsms] = []
-    yield servers
-    for server in servers:
-        await server.stop()
-    for server in servers:
-        assert server.schema_errors == [], server.schema_errors
 
 
 # -------------------------------------------------------------------------- helpers

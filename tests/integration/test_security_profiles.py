@@ -11,7 +11,7 @@ import socketserver
 import ssl
 import threading
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,26 +30,12 @@ KEY = b"s3cret-pa55word!".hex()  # an AuthorizationKey the CSMS sets: 16 bytes, 
 CP_ID = "CP001"
 
 
-@pytest.fixture(scope="module")
-def ca() -> TestCa:
-    return TestCa.create("Test CSMS Root")
-
-
 def tls_csms(
     workdir: Path, server: Issued, *, client_ca: TestCa | None = None, **kw: Any
 ) -> LoopbackCsms:
     cert, key = server.write(workdir, "csms")
     context = server_tls_context(cert, key, client_roots_pem=client_ca.pem() if client_ca else None)
     return LoopbackCsms(ssl_context=context, **kw)
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[LoopbackCsms]]:
-    """CSMSs a test starts; stopped at the end."""
-    servers: list[LoopbackCsms] = []
-    yield servers
-    for server in servers:
-        await server.stop()
 
 
 def secured_agent(

@@ -24,13 +24,10 @@ from tests.integration.conftest import AgentProcess, run_cli
 from tests.integration.test_certificates import (
     renewed_over_the_wire,
     serial_presented,
-    started,
     up,
 )
 from tests.integration.test_csms_requests import cli_config
 from tests.integration.test_security_profiles import CP_ID, reconnected, tls_csms
-
-__all__ = ["started"]  # the fixture, imported to be used here
 
 AgentFactory = Callable[..., AgentProcess]
 FACTORY_LABEL = "factory-identity"
@@ -44,11 +41,6 @@ def token(soft_token: SoftToken) -> SoftToken:
     if not provider_installed() or not openssl_supports_token_keys():
         pytest.skip("pkcs11-provider is not installed, or OpenSSL is older than 3.0.7")
     return soft_token
-
-
-@pytest.fixture(scope="module")
-def ca() -> TestCa:
-    return TestCa.create("Test CSMS Root")
 
 
 def token_agent(
