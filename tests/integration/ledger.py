@@ -258,7 +258,42 @@ def _parse_time(text: Any) -> datetime | None:
         return None
 
 
-class _ChargePointLedger:
+class Stream(Generic[S]):
+    """One charge point's stream of transaction messages, and the check every version makes
+    of it first: a message under a unique id already received is a re-send, allowed only as
+    the same message, right after its first copy, at most ``max_copies`` times."""
+
+    def __init__(self, cp_id: str, report: LedgerReport[S], max_copies: int | None) -> None:
+        self.cp_id = cp_id
+        self.report = report
+        self.max_copies = max_copies
+        self.first: dict[str, Received] = {}
+        self.copies: collections.Counter[str] = collections.Counter()
+        self.last_new: str | None = None
+
+    def problem(self, kind: str, text: str) -> None:
+        self.report.problem(kind, self.cp_id, text)
+
+    def resent(self, received: Received) -> bool:
+        """Count ``received``; True (and its problems noted) when it is a re-send."""
+        self.report.received += 1
+        uid = received.unique_id
+        first = self.first.get(uid)
+        if first is None:
+            return False
+        self.copies[uid] += 1
+        self.report.duplicates.append(received)
+        what = f"{received.action} {uid} (#{received.index}, first #{first.index})"
+        if first.action != received.action or first.payload != received.payload:
+            self.problem(DUPLICATE, f"unique id reused for a different message: {what}")
+        elif uid != self.last_new:
+            self.problem(REORDERED, f"re-sent after newer messages: {what}")
+        elif self.max_copies is not None and self.copies[uid] + 1 > self.max_copies:
+            self.problem(DUPLICATE, f"sent {self.copies[uid] + 1} times: {what}")
+        return True
+
+
+class _ChargePointLedger(Stream[Session]):
     """The checks for one charge point's stream of CALLs."""
 
     def __init__(
@@ -271,42 +306,23 @@ class _ChargePointLedger:
         stop_reasons: Collection[str] | None,
         check_transaction_data: bool,
     ) -> None:
-        self.cp_id = cp_id
-        self.report = report
+        super().__init__(cp_id, report, max_copies)
         self.assigned = assigned
-        self.max_copies = max_copies
         self.stop_reasons = stop_reasons
         self.check_transaction_data = check_transaction_data
-        self.first: dict[str, Received] = {}
-        self.copies: collections.Counter[str] = collections.Counter()
         self.by_content: dict[tuple[str, str], Received] = {}
-        self.last_new: str | None = None
         self.sessions: list[Session] = []
         self.by_transaction_id: dict[int, Session] = {}
         self.open: dict[int, Session] = {}
         self.last_time: dict[int, tuple[datetime, str]] = {}
         self.last_meter: dict[int, tuple[float, str]] = {}
 
-    def problem(self, kind: str, text: str) -> None:
-        self.report.problem(kind, self.cp_id, text)
-
     # -- the stream
 
     def feed(self, received: Received) -> None:
-        self.report.received += 1
-        uid = received.unique_id
-        first = self.first.get(uid)
-        if first is not None:
-            self.copies[uid] += 1
-            self.report.duplicates.append(received)
-            what = f"{received.action} {uid} (#{received.index}, first #{first.index})"
-            if first.action != received.action or first.payload != received.payload:
-                self.problem(DUPLICATE, f"unique id reused for a different message: {what}")
-            elif uid != self.last_new:
-                self.problem(REORDERED, f"re-sent after newer messages: {what}")
-            elif self.max_copies is not None and self.copies[uid] + 1 > self.max_copies:
-                self.problem(DUPLICATE, f"sent {self.copies[uid] + 1} times: {what}")
+        if self.resent(received):
             return
+        uid = received.unique_id
         content = (received.action, json.dumps(received.payload, sort_keys=True))
         earlier = self.by_content.get(content)
         if earlier is not None:

@@ -175,7 +175,7 @@ def _parse_time(text: Any) -> datetime | None:
         return None
 
 
-class _ChargePointLedger:
+class _ChargePointLedger(ledger.Stream[Transaction]):
     """The checks for one charge point's stream of TransactionEvents."""
 
     def __init__(
@@ -186,13 +186,8 @@ class _ChargePointLedger:
         max_copies: int | None,
         stop_reasons: Collection[str] | None,
     ) -> None:
-        self.cp_id = cp_id
-        self.report = report
-        self.max_copies = max_copies
+        super().__init__(cp_id, report, max_copies)
         self.stop_reasons = stop_reasons
-        self.first: dict[str, Received] = {}
-        self.copies: collections.Counter[str] = collections.Counter()
-        self.last_new: str | None = None
         self.transactions: dict[str, Transaction] = {}
         self.by_seq_no: dict[tuple[str, int], Received] = {}
         self.open: dict[int, Transaction] = {}
@@ -200,26 +195,12 @@ class _ChargePointLedger:
         self.last_evse_time: dict[int, tuple[datetime, str]] = {}
         self.readings: dict[int, list[tuple[datetime, float, str]]] = collections.defaultdict(list)
 
-    def problem(self, kind: str, text: str) -> None:
-        self.report.problem(kind, self.cp_id, text)
-
     # -- the stream
 
     def feed(self, received: Received) -> None:
-        self.report.received += 1
-        uid = received.unique_id
-        first = self.first.get(uid)
-        if first is not None:
-            self.copies[uid] += 1
-            self.report.duplicates.append(received)
-            what = f"{received.action} {uid} (#{received.index}, first #{first.index})"
-            if first.action != received.action or first.payload != received.payload:
-                self.problem(DUPLICATE, f"message id reused for a different message: {what}")
-            elif uid != self.last_new:
-                self.problem(REORDERED, f"re-sent after newer messages: {what}")
-            elif self.max_copies is not None and self.copies[uid] + 1 > self.max_copies:
-                self.problem(DUPLICATE, f"sent {self.copies[uid] + 1} times: {what}")
+        if self.resent(received):
             return
+        uid = received.unique_id
         p = received.payload
         what = f"TransactionEvent #{received.index}"
         info = p.get("transactionInfo")
