@@ -40,7 +40,7 @@ from cryptography.x509.verification import (
 )
 
 from cpagent.exc import CpagentError
-from cpagent.security.pki import chain_verifier, describe
+from cpagent.security.pki import CertificateStore, CertificateUse, chain_verifier, describe
 
 __all__ = [
     "CHUNK_BYTES",
@@ -67,6 +67,14 @@ class FirmwareSignatureError(CpagentError):
     def __init__(self, status: SignatureStatus, message: str) -> None:
         super().__init__(message)
         self.status: SignatureStatus = status
+
+
+def verify_with_manufacturer_roots(
+    store: CertificateStore, pem: str, now: datetime
+) -> x509.Certificate:
+    """:func:`verify_signing_certificate` against the ManufacturerRootCertificates installed
+    in ``store``; blocking (it reads them)."""
+    return verify_signing_certificate(pem, store.roots(CertificateUse.MANUFACTURER_ROOT), now)
 
 
 def verify_signing_certificate(

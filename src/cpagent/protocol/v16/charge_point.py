@@ -522,18 +522,17 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
     ) -> call_result.SignedUpdateFirmware:
         from cpagent.security.firmware_signature import (
             FirmwareSignatureError,
-            verify_signing_certificate,
+            verify_with_manufacturer_roots,
         )
-        from cpagent.security.pki import CertificateUse
 
         updater = self.adapter.firmware
         assert updater is not None  # set before the session starts
-        roots = await asyncio.to_thread(
-            self._certificates().roots, CertificateUse.MANUFACTURER_ROOT
-        )
         try:
             await asyncio.to_thread(
-                verify_signing_certificate, firmware["signing_certificate"], roots, utcnow()
+                verify_with_manufacturer_roots,
+                self._certificates(),
+                firmware["signing_certificate"],
+                utcnow(),
             )
         except FirmwareSignatureError as err:
             log.warning("SignedUpdateFirmware %d refused: %s", request_id, err)

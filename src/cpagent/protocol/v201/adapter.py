@@ -38,6 +38,7 @@ from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.authorization import Authorization
 from cpagent.protocol.v201.device_model import SetResult, SetStatus
 from cpagent.protocol.v201.settings import Variables
+from cpagent.protocol.v201.tx_points import TxPoint, TxPointsRejected, parse_tx_points
 from cpagent.security.events import SecurityEvent, SecurityEventType
 from cpagent.station.model import (
     AuthDecision,
@@ -87,8 +88,8 @@ _TRIGGERS = {
 """The triggerReason of the Ended event for each way a session ends (E06-E08, F03, B11)."""
 
 _TX_POINTS = {
-    "TxStartPoint": frozenset({"PowerPathClosed"}),
-    "TxStopPoint": frozenset({"EVConnected", "Authorized"}),
+    "TxStartPoint": frozenset({TxPoint.POWER_PATH_CLOSED}),
+    "TxStopPoint": frozenset({TxPoint.EV_CONNECTED, TxPoint.AUTHORIZED}),
 }
 """The transaction start and stop points the adapter implements (TxCtrlr, E01-E10)."""
 
@@ -701,7 +702,10 @@ class V201Adapter(CsmsLink):
             return None if why is None else SetResult(SetStatus.REJECTED, why)
         if component.name != "TxCtrlr" or variable.name not in _TX_POINTS:
             return None
-        wanted = frozenset(item.strip() for item in value.split(",") if item.strip())
+        try:
+            wanted = parse_tx_points(value)
+        except TxPointsRejected:
+            return None  # not a MemberList of points at all: the device model refuses it
         if wanted == _TX_POINTS[variable.name]:
             return None
         supported = ",".join(sorted(_TX_POINTS[variable.name]))

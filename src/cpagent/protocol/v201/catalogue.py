@@ -84,6 +84,8 @@ from ocpp.v201.enums import (
     TxCtrlrVariableName as TxV,
 )
 
+from cpagent.protocol.v201.tx_points import TxPoint
+
 
 class DataType(enum.StrEnum):
     """VariableCharacteristics.dataType (DataEnumType)."""
@@ -180,14 +182,7 @@ KNOWN: Final[Mapping[str, frozenset[str]]] = _known_names()
 MEASURANDS: Final[tuple[str, ...]] = tuple(str(m.value) for m in MeasurandEnumType)
 
 #: TxStartPoint / TxStopPoint members (Part 2, TxCtrlr; E01-E10).
-TX_POINTS: Final[tuple[str, ...]] = (
-    "ParkingBayOccupancy",
-    "EVConnected",
-    "Authorized",
-    "DataSigned",
-    "PowerPathClosed",
-    "EnergyTransfer",
-)
+TX_POINTS: Final[tuple[str, ...]] = tuple(str(point) for point in TxPoint)
 
 #: AvailabilityState options of ChargingStation, EVSE and Connector.
 AVAILABILITY_STATES: Final[tuple[str, ...]] = (

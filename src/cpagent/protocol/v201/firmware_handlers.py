@@ -117,17 +117,14 @@ class FirmwareHandlers:
         None when it verifies up to an installed ManufacturerRootCertificate."""
         from cpagent.security.firmware_signature import (
             FirmwareSignatureError,
-            verify_signing_certificate,
+            verify_with_manufacturer_roots,
         )
-        from cpagent.security.pki import CertificateUse
 
         security = self.adapter.security
         assert security is not None  # set before the session starts
-        roots = await asyncio.to_thread(
-            security.certificates().roots, CertificateUse.MANUFACTURER_ROOT
-        )
         try:
-            await asyncio.to_thread(verify_signing_certificate, certificate, roots, utcnow())
+            store = security.certificates()
+            await asyncio.to_thread(verify_with_manufacturer_roots, store, certificate, utcnow())
         except FirmwareSignatureError as err:
             log.warning("UpdateFirmware %d refused: %s", request_id, err)
             await self.adapter.security_event(
