@@ -218,10 +218,13 @@ class V201Adapter(CsmsLink):
             held[row.protocol] = held.get(row.protocol, 0) + 1
             return
         if row.tx_local_id is not None and row.action == "TransactionEvent":
-            self._transactions[row.tx_local_id] = (
-                row.payload["transactionInfo"]["transactionId"],
-                row.payload["seqNo"] + 1,
-            )
+            if row.payload["eventType"] == "Ended":  # forgotten: months of sessions add up
+                self._transactions.pop(row.tx_local_id, None)
+            else:
+                self._transactions[row.tx_local_id] = (
+                    row.payload["transactionInfo"]["transactionId"],
+                    row.payload["seqNo"] + 1,
+                )
         self.delivery.append(Outgoing(row.action, row.payload, row))
 
     # ---------------------------------------------------------------- station output
