@@ -999,13 +999,21 @@ class Store:
                 return None
             return self._queue_with(conn, local_id, message)
 
-    def queue_transaction_message(self, local_id: int, message: Message) -> OutboxRow:
+    def queue_transaction_message(
+        self, local_id: int, message: Message, *, id_tag: str | None = None
+    ) -> OutboxRow:
         """Queue ``message`` for an open transaction (an OCPP 2.0.1 TransactionEvent
-        Updated that is no meter reading: a charging state, an id token). An unknown or
-        stopped transaction raises StoreError and changes nothing."""
+        Updated that is no meter reading: a charging state, an id token), and with
+        ``id_tag`` record the token that authorized a transaction begun without one, in
+        the same commit. An unknown or stopped transaction raises StoreError and changes
+        nothing."""
         with self._write() as conn:
             if not _load_transaction(conn, local_id).open:
                 raise StoreError(f"transaction {local_id} is already stopped")
+            if id_tag is not None:
+                conn.execute(
+                    "UPDATE transactions SET id_tag = ? WHERE local_id = ?", (id_tag, local_id)
+                )
             return self._queue_with(conn, local_id, message)
 
     def transaction_data(self, local_id: int) -> list[dict[str, Any]]:

@@ -38,6 +38,8 @@ from cpagent.station.model import (
     StationSettings,
     StatusChanged,
     StopReason,
+    TransactionAuthorized,
+    TransactionDeauthorized,
     TransactionStarted,
     TransactionStopped,
 )
@@ -77,6 +79,12 @@ class FakeOutput:
         return next(self._local_ids)
 
     async def transaction_stopped(self, event: TransactionStopped) -> None:
+        self._record(event)
+
+    async def transaction_authorized(self, event: TransactionAuthorized) -> None:
+        self._record(event)
+
+    async def transaction_deauthorized(self, event: TransactionDeauthorized) -> None:
         self._record(event)
 
     async def meter_values(self, sample: MeterSample) -> None:

@@ -40,6 +40,34 @@ class StopReason(enum.StrEnum):
     REMOTE = "Remote"
     SOFT_RESET = "SoftReset"
     UNLOCK_COMMAND = "UnlockCommand"
+    STOPPED_BY_EV = "StoppedByEV"
+    """The EV stopped drawing energy (a transaction that ends with the energy transfer)."""
+    TIMEOUT = "Timeout"
+    """No EV was connected in time to a transaction begun by the authorization."""
+
+
+class TxPoint(enum.StrEnum):
+    """A fact of a connector that can begin or end a transaction (OCPP 2.0.1 names them
+    TxStartPoint / TxStopPoint members; OCPP 1.6's rules are a fixed choice of them).
+
+    A transaction begins when a start point becomes true and ends when a stop point that
+    was true during it becomes false. PowerPathClosed stands for "authorized and the EV
+    connected": the moment the station closes the contactor.
+    """
+
+    PARKING_BAY_OCCUPANCY = "ParkingBayOccupancy"
+    EV_CONNECTED = "EVConnected"
+    AUTHORIZED = "Authorized"
+    DATA_SIGNED = "DataSigned"
+    POWER_PATH_CLOSED = "PowerPathClosed"
+    ENERGY_TRANSFER = "EnergyTransfer"
+
+
+#: The points the station has facts for: it has no parking bay sensor and signs no meter
+#: data, so transactions cannot begin or end by those.
+SUPPORTED_TX_POINTS = frozenset(
+    {TxPoint.EV_CONNECTED, TxPoint.AUTHORIZED, TxPoint.POWER_PATH_CLOSED, TxPoint.ENERGY_TRANSFER}
+)
 
 
 class AuthStatus(enum.StrEnum):
@@ -125,11 +153,37 @@ class MeterSample:
 @dataclass(frozen=True)
 class TransactionStarted:
     connector_id: int
-    id_tag: str
+    id_tag: str | None
+    """None for a transaction begun before any authorization (by the EV connecting)."""
     meter_start_wh: int
     timestamp: str
     begin_values: tuple[SampledValue, ...] = ()
     reservation_id: int | None = None
+    trigger: TxPoint = TxPoint.POWER_PATH_CLOSED
+    """The start point that began it."""
+
+
+@dataclass(frozen=True)
+class TransactionAuthorized:
+    """A transaction begun without authorization got one (a card, a remote start)."""
+
+    local_id: int
+    connector_id: int
+    id_tag: str
+    timestamp: str
+    reservation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TransactionDeauthorized:
+    """The authorization of a transaction ended while the transaction goes on: Authorized
+    is not one of its stop points. Energy stops; the transaction ends at a stop point."""
+
+    local_id: int
+    connector_id: int
+    reason: StopReason
+    timestamp: str
+    id_tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,13 +210,32 @@ class StatusChanged:
 @dataclass
 class ActiveTransaction:
     local_id: int
-    id_tag: str
+    id_tag: str | None
     meter_start_wh: int
     started_at: str
     transaction_id: int | None = None
     parent_id_tag: str | None = None
     suspended: bool = False  # energy withheld on purpose (the CSMS refused the id tag)
     energy_cap_wh: float | None = None  # register value at which to withhold energy
+    authorized: bool = True
+    """Whether an authorization lets energy flow: False before the first one (a transaction
+    begun by the EV connecting) and after it ended (its stop points go on)."""
+    ev_seen: bool = True
+    """Whether an EV has been connected during it (False: begun by a card, EV awaited)."""
+    closed_seen: bool = False
+    """Whether the contactor has been closed during it (PowerPathClosed as a stop point)."""
+    drawn_seen: bool = False
+    """Whether the EV has drawn energy during it (EnergyTransfer as a stop point)."""
+
+
+@dataclass(frozen=True)
+class ArmedSession:
+    """An authorized EV supplied while no transaction runs yet: the transaction begins when
+    the EV draws energy (EnergyTransfer as the only start point that can still rise)."""
+
+    id_tag: str
+    parent_id_tag: str | None
+    reservation_id: int | None
 
 
 @dataclass
@@ -190,6 +263,7 @@ class ConnectorState:
     contactor_closed: bool = False
     faults: dict[str, Fault] = field(default_factory=dict)
     transaction: ActiveTransaction | None = None
+    armed: ArmedSession | None = None
     authorized_id_tag: str | None = None
     authorized_parent_id_tag: str | None = None
     finishing: bool = False
@@ -216,6 +290,12 @@ class StationOutput(Protocol):
         """Persist the start and queue its message; return the local transaction id."""
 
     async def transaction_stopped(self, event: TransactionStopped) -> None: ...
+
+    async def transaction_authorized(self, event: TransactionAuthorized) -> None:
+        """Persist the token of a transaction begun without one and queue its message."""
+
+    async def transaction_deauthorized(self, event: TransactionDeauthorized) -> None:
+        """Queue the message of an authorization ended while its transaction goes on."""
 
     async def meter_values(self, sample: MeterSample) -> None: ...
 
@@ -257,9 +337,23 @@ class StationSettings:
     """The Transaction.Begin values of a new session (2.0.1 TxStartedMeasurands); None:
     those of ``stop_txn_sampled_measurands`` (1.6 reports them in StopTransaction)."""
     stop_on_ev_side_disconnect: bool = True
+    """1.6: an EV unplugged ends its transaction. 2.0.1: it ends the authorization (which
+    ends the transaction when Authorized is a stop point)."""
+    tx_start_points: frozenset[TxPoint] = frozenset({TxPoint.POWER_PATH_CLOSED})
+    tx_stop_points: frozenset[TxPoint] | None = None
+    """None: OCPP 1.6's rule, Authorized, and EVConnected while
+    ``stop_on_ev_side_disconnect``."""
     unlock_on_ev_side_disconnect: bool = True
     authorize_remote_tx_requests: bool = False
     stop_on_invalid_id: bool = True
     max_energy_on_invalid_wh: int = 0
     reserve_connector_zero_supported: bool = False
     smart_charging: SmartChargingLimits = field(default_factory=SmartChargingLimits)
+
+    def stop_points(self) -> frozenset[TxPoint]:
+        """The stop points in force (see ``tx_stop_points``)."""
+        if self.tx_stop_points is not None:
+            return self.tx_stop_points
+        if self.stop_on_ev_side_disconnect:
+            return frozenset({TxPoint.AUTHORIZED, TxPoint.EV_CONNECTED})
+        return frozenset({TxPoint.AUTHORIZED})

@@ -50,6 +50,7 @@ from cpagent.hal.base import (
 from cpagent.station.metering import sample_values
 from cpagent.station.model import (
     ActiveTransaction,
+    ArmedSession,
     AuthDecision,
     Authorizer,
     AuthStatus,
@@ -65,8 +66,11 @@ from cpagent.station.model import (
     StationSettings,
     StatusChanged,
     StopReason,
+    TransactionAuthorized,
+    TransactionDeauthorized,
     TransactionStarted,
     TransactionStopped,
+    TxPoint,
 )
 from cpagent.station.pacing import Pacer
 from cpagent.station.smart_charging import (
@@ -102,6 +106,21 @@ RemoteProfile = tuple[str, ChargingProfile]
 BOUNDARY_MARGIN_S = 0.005
 """Waits for a profile period boundary end this much after it, so the wall clock read on
 waking is past the boundary even if the timer (monotonic) fires a hair early."""
+
+
+#: Which start point names a transaction when several become true together.
+_START_ORDER = (
+    TxPoint.AUTHORIZED,
+    TxPoint.EV_CONNECTED,
+    TxPoint.PARKING_BAY_OCCUPANCY,
+    TxPoint.POWER_PATH_CLOSED,
+    TxPoint.ENERGY_TRANSFER,
+    TxPoint.DATA_SIGNED,
+)
+#: What becomes true when a card (or a remote start) authorizes an EV already connected,
+#: and when an EV is connected for an authorization that waits: the contactor closes then.
+_AUTHORIZED = frozenset({TxPoint.AUTHORIZED, TxPoint.POWER_PATH_CLOSED})
+_EV_CONNECTED = frozenset({TxPoint.EV_CONNECTED, TxPoint.POWER_PATH_CLOSED})
 
 
 def _next_multiple(t: float, interval: int) -> float:
@@ -165,6 +184,8 @@ class Station:
         # The TxProfile a remote start brought, with its id tag, until its session starts.
         self._remote_profiles: dict[int, RemoteProfile] = {}
         self._samplers: dict[int, asyncio.Task[None]] = {}
+        # Transactions begun by a card, ended if no EV is connected in time.
+        self._connect_timeouts: dict[int, asyncio.TimerHandle] = {}
         self._changes: asyncio.Queue[int] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = {cid: asyncio.Event() for cid in self.connectors}
@@ -268,6 +289,8 @@ class Station:
             await asyncio.gather(*self._tasks, *self._samplers.values(), return_exceptions=True)
             for _, handle in self._auth_expiry.values():
                 handle.cancel()
+            for handle in self._connect_timeouts.values():
+                handle.cancel()
 
     def settings_changed(self) -> None:
         """The settings changed: a new interval (ClockAlignedDataInterval,
@@ -297,8 +320,11 @@ class Station:
         async with self._lock:
             for c in self.connectors.values():
                 tx = c.transaction
-                if tx is not None and tx.id_tag == id_tag:
-                    await self._stop(c, StopReason.LOCAL, id_tag)
+                if tx is not None and tx.authorized and tx.id_tag == id_tag:
+                    await self._end_authorization(c, StopReason.LOCAL, id_tag)
+                    return
+                if c.armed is not None and c.armed.id_tag == id_tag:
+                    await self._disarm(c, "ended by its card")
                     return
         # Counted as a session about to begin until the lock is held again, so a restart
         # waiting for an idle charger cannot slip in between.
@@ -324,8 +350,8 @@ class Station:
         if decision.parent_id_tag:
             for c in self.connectors.values():
                 tx = c.transaction
-                if tx is not None and tx.parent_id_tag == decision.parent_id_tag:
-                    await self._stop(c, StopReason.LOCAL, id_tag)
+                if tx is not None and tx.authorized and tx.parent_id_tag == decision.parent_id_tag:
+                    await self._end_authorization(c, StopReason.LOCAL, id_tag)
                     return
         if not decision.accepted:
             log.info("card %s not authorized: %s", id_tag, decision.status)
@@ -338,16 +364,25 @@ class Station:
             (c for c in self.connectors.values() if self._admits(c, id_tag, parent)),
             key=lambda c: c.reservation is None,
         )
+        waiting = [c for c in usable if self._awaits_authorization(c)]
+        if waiting:
+            # A transaction begun by the EV connecting: the card authorizes it, one with
+            # the EV still there first.
+            c = min(waiting, key=lambda o: not self._plugged[o.connector_id])
+            await self._authorize_transaction(c, id_tag, decision)
+            return
         for c in usable:
             if self._free(c) and self._plugged[c.connector_id]:
                 if c.status is ConnectorStatus.RESERVED:
                     # §4.9 G2: the reservation's identity presented makes it Preparing.
                     self._authorize(c, id_tag, implicit=False, parent_id_tag=parent)
-                await self._start(c, id_tag, decision)
+                await self._start(c, id_tag, decision, rising=_AUTHORIZED)
                 return
         for c in usable:
             if self._free(c) and c.authorized_id_tag is None:
                 self._authorize(c, id_tag, implicit=True, parent_id_tag=parent)
+                if TxPoint.AUTHORIZED in self.settings.tx_start_points:
+                    await self._start(c, id_tag, decision, rising=_AUTHORIZED)
                 return
         log.info("card %s authorized but no connector is free for it", id_tag)
 
@@ -369,7 +404,7 @@ class Station:
             self._expire_reservations()
             if connector_id is not None:
                 c = self.connectors.get(connector_id)
-                if c is None or not self._free(c):
+                if c is None or not self._startable(c):
                     return False
                 verdict = self._remote_verdict(c, id_tag)
                 if verdict is None:
@@ -382,7 +417,7 @@ class Station:
             else:
                 options: list[tuple[ConnectorState, Literal["yes", "ask"]]] = []
                 for o in self.connectors.values():
-                    v = self._remote_verdict(o, id_tag) if self._free(o) else None
+                    v = self._remote_verdict(o, id_tag) if self._startable(o) else None
                     if v is not None:
                         options.append((o, v))
                 if not options:
@@ -447,15 +482,20 @@ class Station:
                 self._refresh(c)
                 return
             c.authorized_parent_id_tag = decision.parent_id_tag
-            if self._plugged[c.connector_id] and c.transaction is None:
-                await self._start(c, id_tag, decision)
+            if self._awaits_authorization(c):
+                await self._authorize_transaction(c, id_tag, decision)
+            elif c.transaction is None and (
+                self._plugged[c.connector_id] or TxPoint.AUTHORIZED in self.settings.tx_start_points
+            ):
+                await self._start(c, id_tag, decision, rising=_AUTHORIZED)
 
     async def remote_stop(self, transaction_id: int) -> bool:
         for c in self.connectors.values():
             tx = c.transaction
             if tx is not None and tx.transaction_id == transaction_id:
                 self._spawn(
-                    self._locked_stop(c, StopReason.REMOTE), f"remote-stop-{c.connector_id}"
+                    self._locked_end_authorization(c, StopReason.REMOTE),
+                    f"remote-stop-{c.connector_id}",
                 )
                 return True
         return False
@@ -465,12 +505,17 @@ class Station:
         return self._plugged.get(connector_id, False)
 
     def stop_transaction(self, local_id: int, reason: StopReason) -> bool:
-        """End the running session ``local_id`` (a remote stop by the station's own id);
-        False when no connector runs it."""
+        """End the running session ``local_id`` (a remote stop by the station's own id):
+        its authorization, for a Remote or DeAuthorized ``reason`` (the transaction then
+        ends as its stop points say), else the transaction. False when no connector runs
+        it."""
         for c in self.connectors.values():
             tx = c.transaction
             if tx is not None and tx.local_id == local_id:
-                self._spawn(self._locked_stop(c, reason), f"stop-{c.connector_id}")
+                if reason in (StopReason.REMOTE, StopReason.DE_AUTHORIZED):
+                    self._spawn(self._locked_end_authorization(c, reason), f"stop-{c.connector_id}")
+                else:
+                    self._spawn(self._locked_stop(c, reason), f"stop-{c.connector_id}")
                 return True
         return False
 
@@ -478,9 +523,14 @@ class Station:
         async with self._lock:
             await self._stop(c, reason)
 
+    async def _locked_end_authorization(self, c: ConnectorState, reason: StopReason) -> None:
+        async with self._lock:
+            await self._end_authorization(c, reason)
+
     async def stop_all(self, reason: StopReason) -> None:
         async with self._lock:
             for c in self.connectors.values():
+                await self._disarm(c, str(reason))
                 await self._stop(c, reason)
 
     async def unlock(self, connector_id: int) -> str:
@@ -490,6 +540,7 @@ class Station:
             return "NotSupported"
         hw = self.hardware.connectors[connector_id]
         async with self._lock:
+            await self._disarm(c, "unlock command")
             await self._stop(c, StopReason.UNLOCK_COMMAND)
             if hw.lock is None:
                 return "NotSupported"
@@ -748,7 +799,9 @@ class Station:
                 extra=_fields(c),
             )
             if self.settings.stop_on_invalid_id:
-                self._spawn(self._locked_stop(c, StopReason.DE_AUTHORIZED), "deauthorize")
+                self._spawn(
+                    self._locked_end_authorization(c, StopReason.DE_AUTHORIZED), "deauthorize"
+                )
             else:
                 tx.energy_cap_wh = tx.meter_start_wh + self.settings.max_energy_on_invalid_wh
                 self._wake[c.connector_id].set()
@@ -905,8 +958,15 @@ class Station:
         if state is PilotState.A and was_plugged:
             self._plugged[cid] = False
             c.finishing = False
-            if c.transaction is not None and self.settings.stop_on_ev_side_disconnect:
-                await self._stop(c, StopReason.EV_DISCONNECTED)
+            await self._disarm(c, "EV unplugged")
+            if c.transaction is not None:
+                if TxPoint.EV_CONNECTED in self.settings.stop_points():
+                    await self._stop(c, StopReason.EV_DISCONNECTED)
+                elif (
+                    self.settings.stop_on_ev_side_disconnect
+                    and self.settings.tx_stop_points is not None
+                ):
+                    await self._end_authorization(c, StopReason.EV_DISCONNECTED)
             lock = self.hardware.connectors[cid].lock
             if (
                 lock is not None
@@ -925,10 +985,16 @@ class Station:
         elif state.plugged and not was_plugged:
             self._plugged[cid] = True
             self._expire_reservations()
-            taken = self._take_authorization(c)
-            if taken is not None and self._free(c):
-                id_tag, parent, remote = taken
-                await self._start(c, id_tag, AuthDecision(AuthStatus.ACCEPTED, parent), remote)
+            if c.transaction is not None:  # begun by a card, or going on after an unplug
+                c.transaction.ev_seen = True
+                self._cancel_connect_timeout(c)
+            elif (taken := self._take_authorization(c)) is not None:
+                if self._free(c):
+                    id_tag, parent, remote = taken
+                    decision = AuthDecision(AuthStatus.ACCEPTED, parent)
+                    await self._start(c, id_tag, decision, remote, rising=_EV_CONNECTED)
+            elif self._free(c) and TxPoint.EV_CONNECTED in self.settings.tx_start_points:
+                await self._record_start(c, None, TxPoint.EV_CONNECTED)
         tx = c.transaction
         cap = tx.energy_cap_wh if tx is not None else None
         if tx is not None and cap is not None and not tx.suspended and c.energy_wh >= cap:
@@ -987,7 +1053,49 @@ class Station:
             await self._offer(c, allowed)
         elif "relay" in c.faults:
             await self._energize(c, allowed if c.offered_a >= MIN_CURRENT_A else 0.0)
+        await self._follow_supply(c)
         self._refresh(c)
+
+    async def _follow_supply(self, c: ConnectorState) -> None:
+        """Begin the transaction of an armed session once the EV draws energy, and end a
+        transaction whose power path or energy transfer, being stop points, stopped."""
+        drawing = self._drawing(c)
+        armed = c.armed
+        if armed is not None and drawing:
+            c.armed = None
+            await self._record_start(
+                c,
+                armed.id_tag,
+                TxPoint.ENERGY_TRANSFER,
+                parent_id_tag=armed.parent_id_tag,
+                reservation_id=armed.reservation_id,
+                profile=self._remote_profile_for(c, armed.id_tag),
+            )
+            return
+        tx = c.transaction
+        if tx is None:
+            return
+        tx.closed_seen = tx.closed_seen or c.contactor_closed
+        tx.drawn_seen = tx.drawn_seen or drawing
+        stops = self.settings.stop_points()
+        plugged = self._plugged[c.connector_id]
+        if TxPoint.POWER_PATH_CLOSED in stops and tx.closed_seen and not c.contactor_closed:
+            await self._stop(c, StopReason.OTHER if plugged else StopReason.EV_DISCONNECTED)
+        elif TxPoint.ENERGY_TRANSFER in stops and tx.drawn_seen and not drawing:
+            if not plugged:
+                reason = StopReason.EV_DISCONNECTED
+            elif c.contactor_closed and c.offered_a >= MIN_CURRENT_A:
+                reason = StopReason.STOPPED_BY_EV  # the offer stands: the EV stopped drawing
+            else:
+                reason = StopReason.OTHER
+            await self._stop(c, reason)
+
+    @staticmethod
+    def _drawing(c: ConnectorState) -> bool:
+        """Whether energy may be flowing: the EV asks for it (pilot C or D), the contactor
+        is closed and a current it may draw is offered. The meter is not asked: a moment's
+        reading cannot tell a rise."""
+        return c.pilot in ("C", "D") and c.contactor_closed and c.offered_a >= MIN_CURRENT_A
 
     async def _observe(self, c: ConnectorState) -> None:
         hw = self.hardware.connectors[c.connector_id]
@@ -1035,6 +1143,7 @@ class Station:
     def _free(self, c: ConnectorState) -> bool:
         return (
             c.transaction is None
+            and c.armed is None
             and c.operative
             and not c.maintenance
             and not c.faults
@@ -1106,15 +1215,27 @@ class Station:
                 return (*taken, None)
         return None
 
+    def _rising_start(self, rising: frozenset[TxPoint]) -> TxPoint | None:
+        """The start point, of those that just became true, that begins a transaction."""
+        for point in _START_ORDER:
+            if point in rising and point in self.settings.tx_start_points:
+                return point
+        return None
+
     async def _start(
         self,
         c: ConnectorState,
         id_tag: str,
         decision: AuthDecision,
         remote: RemoteProfile | None = None,
+        *,
+        rising: frozenset[TxPoint],
     ) -> None:
-        """Start a session for ``id_tag``. The TxProfile its remote start brought (``remote``,
-        or the one waiting on the connector) is installed for it; another id tag's is not."""
+        """Start a session for ``id_tag``, ``rising`` being the start points that just
+        became true: a transaction begins, or, when only EnergyTransfer can begin one, the
+        EV is supplied and the transaction begins as it draws (an armed session). The
+        TxProfile its remote start brought (``remote``, or the one waiting on the
+        connector) is installed for it; another id tag's is not."""
         waiting = self._clear_authorization(c) or remote
         profile = waiting[1] if waiting is not None and waiting[0] == id_tag else None
         if self._closing:
@@ -1126,6 +1247,17 @@ class Station:
             )
             self._refresh(c)
             return
+        point = self._rising_start(rising)
+        if point is None and TxPoint.ENERGY_TRANSFER not in self.settings.tx_start_points:
+            log.info(
+                "connector %d: %s authorized; no transaction start point became true, so "
+                "none starts until the EV is connected again",
+                c.connector_id,
+                id_tag,
+                extra=_fields(c),
+            )
+            self._authorize(c, id_tag, implicit=False, parent_id_tag=decision.parent_id_tag)
+            return
         allowed, reservation = self._claim(c, id_tag, decision.parent_id_tag)
         if not allowed:
             log.info(
@@ -1136,6 +1268,57 @@ class Station:
             )
             self._refresh(c)
             return
+        if point is not None:
+            await self._record_start(
+                c,
+                id_tag,
+                point,
+                parent_id_tag=decision.parent_id_tag,
+                reservation=reservation,
+                profile=profile,
+            )
+            return
+        c.armed = ArmedSession(
+            id_tag, decision.parent_id_tag, reservation.reservation_id if reservation else None
+        )
+        if profile is not None:
+            self._remote_profiles[c.connector_id] = (id_tag, profile)
+        if reservation is not None:
+            self._end_reservation(reservation, f"used by {id_tag}")
+            await self._persist_reservations()
+        log.info(
+            "connector %d: supplying %s; the transaction begins when the EV draws energy",
+            c.connector_id,
+            id_tag,
+            extra=_fields(c),
+        )
+        await self._supply(c)
+        self._refresh(c)
+
+    def _remote_profile_for(self, c: ConnectorState, id_tag: str) -> ChargingProfile | None:
+        """The TxProfile a remote start of ``id_tag`` left waiting on ``c``, taken."""
+        waiting = self._remote_profiles.get(c.connector_id)
+        if waiting is None or waiting[0] != id_tag:
+            return None
+        del self._remote_profiles[c.connector_id]
+        return waiting[1]
+
+    async def _record_start(
+        self,
+        c: ConnectorState,
+        id_tag: str | None,
+        point: TxPoint,
+        *,
+        parent_id_tag: str | None = None,
+        reservation: Reservation | None = None,
+        reservation_id: int | None = None,
+        profile: ChargingProfile | None = None,
+    ) -> None:
+        """Begin a transaction on ``c`` because ``point`` became true: for ``id_tag``, or
+        for no one yet (the EV connected first; energy waits for an authorization). It
+        uses up ``reservation``; ``reservation_id`` names one an armed session used."""
+        if reservation is not None:
+            reservation_id = reservation.reservation_id
         reading = await self._read_meter(c)
         if reading is None:
             log.error(
@@ -1144,6 +1327,7 @@ class Station:
                 id_tag,
                 extra=_fields(c),
             )
+            await self._supply(c)
             self._refresh(c)
             return
         timestamp = iso(self._now())
@@ -1160,7 +1344,8 @@ class Station:
                     meter_start,
                     timestamp,
                     begin,
-                    reservation_id=reservation.reservation_id if reservation else None,
+                    reservation_id=reservation_id,
+                    trigger=point,
                 )
             )
         except StoreError as err:
@@ -1171,22 +1356,27 @@ class Station:
                 err,
                 extra=_fields(c),
             )
+            await self._supply(c)
             self._refresh(c)
             return
+        plugged = self._plugged[c.connector_id]
         c.transaction = ActiveTransaction(
             local_id,
             id_tag,
             meter_start,
             timestamp,
-            parent_id_tag=decision.parent_id_tag,
+            parent_id_tag=parent_id_tag,
+            authorized=id_tag is not None,
+            ev_seen=plugged,
         )
         c.finishing = False
         log.info(
-            "connector %d: session %d started for %s at %d Wh",
+            "connector %d: session %d started for %s at %d Wh (%s)",
             c.connector_id,
             local_id,
-            id_tag,
+            id_tag or "no one yet",
             meter_start,
+            point,
             extra=_fields(c),
         )
         if reservation is not None:
@@ -1202,6 +1392,18 @@ class Station:
                 extra=_fields(c),
             )
         self._profiles_changed()
+        await self._supply(c)
+        if not plugged:
+            self._arm_connect_timeout(c, local_id)
+        self._samplers[c.connector_id] = asyncio.create_task(
+            self._sampler(c, local_id), name=f"sampler-{c.connector_id}"
+        )
+        self._wake[c.connector_id].set()
+        self._refresh(c)
+
+    async def _supply(self, c: ConnectorState) -> None:
+        """Switch the supply to what :meth:`_supply_target` allows now, on the phases it
+        wants (off, with a fault, while the phase switch refuses them)."""
         amps, phases = self._supply_target(c)
         switch = self.hardware.connectors[c.connector_id].phase_switch
         if (
@@ -1212,11 +1414,171 @@ class Station:
         ):
             amps = 0.0  # not on the wrong phases: the connector is Faulted until it works
         await self._energize(c, amps)
-        self._samplers[c.connector_id] = asyncio.create_task(
-            self._sampler(c, local_id), name=f"sampler-{c.connector_id}"
+
+    def _awaits_authorization(self, c: ConnectorState) -> bool:
+        """Whether ``c`` runs a transaction that a card or a remote start may authorize:
+        one begun by the EV connecting, or one whose authorization ended."""
+        tx = c.transaction
+        return (
+            tx is not None
+            and not tx.authorized
+            and c.operative
+            and not c.maintenance
+            and c.pending_inoperative is None
         )
-        self._wake[c.connector_id].set()
+
+    def _startable(self, c: ConnectorState) -> bool:
+        """Whether a remote start may use ``c``: free, or awaiting an authorization."""
+        return self._free(c) or self._awaits_authorization(c)
+
+    async def _authorize_transaction(
+        self, c: ConnectorState, id_tag: str, decision: AuthDecision
+    ) -> None:
+        """Authorize the transaction running on ``c`` without one: energy may flow."""
+        tx = c.transaction
+        assert tx is not None
+        waiting = self._clear_authorization(c)
+        profile = waiting[1] if waiting is not None and waiting[0] == id_tag else None
+        allowed, reservation = self._claim(c, id_tag, decision.parent_id_tag)
+        if not allowed:
+            log.info(
+                "connector %d: reserved; %s does not authorize session %d",
+                c.connector_id,
+                id_tag,
+                tx.local_id,
+                extra=_fields(c),
+            )
+            self._refresh(c)
+            return
+        try:
+            await self.output.transaction_authorized(
+                TransactionAuthorized(
+                    tx.local_id,
+                    c.connector_id,
+                    id_tag,
+                    now_iso(),
+                    reservation.reservation_id if reservation else None,
+                )
+            )
+        except StoreError as err:
+            log.error(
+                "connector %d: cannot record %s authorizing session %d (%s)",
+                c.connector_id,
+                id_tag,
+                tx.local_id,
+                err,
+                extra=_fields(c),
+            )
+            self._refresh(c)
+            return
+        tx.id_tag, tx.parent_id_tag, tx.authorized = id_tag, decision.parent_id_tag, True
+        log.info(
+            "connector %d: session %d authorized for %s",
+            c.connector_id,
+            tx.local_id,
+            id_tag,
+            extra=_fields(c),
+        )
+        if reservation is not None:
+            self._end_reservation(reservation, f"used by session {tx.local_id}")
+            await self._persist_reservations()
+        if profile is not None:
+            self._profiles = self._profiles.install(c.connector_id, profile)
+            await self._persist_profiles()
+        self._profiles_changed()
+        await self._supply(c)
         self._refresh(c)
+
+    async def _end_authorization(
+        self, c: ConnectorState, reason: StopReason, id_tag: str | None = None
+    ) -> None:
+        """The authorization of the transaction on ``c`` ends (its card again, a remote
+        stop, the CSMS refusing the token, the EV unplugged with StopTxOnEVSideDisconnect).
+
+        The transaction ends with it when Authorized is a stop point, or when stopping the
+        supply ends it (PowerPathClosed or EnergyTransfer as a stop point), or when the
+        CSMS asks to stop one that was never authorized. Otherwise energy stops and the
+        transaction goes on until one of its stop points becomes false.
+        """
+        tx = c.transaction
+        if tx is None:
+            return
+        stops = self.settings.stop_points()
+        if (
+            (tx.authorized and TxPoint.AUTHORIZED in stops)
+            or (not tx.authorized and reason is StopReason.REMOTE)
+            or (TxPoint.POWER_PATH_CLOSED in stops and c.contactor_closed)
+            or (TxPoint.ENERGY_TRANSFER in stops and self._drawing(c))
+        ):
+            await self._stop(c, reason, id_tag)
+            return
+        if not tx.authorized:
+            return
+        tx.authorized = False
+        await self._energize(c, 0.0)
+        try:
+            await self.output.transaction_deauthorized(
+                TransactionDeauthorized(tx.local_id, c.connector_id, reason, now_iso(), id_tag)
+            )
+        except StoreError as err:
+            log.error(
+                "connector %d: cannot record the end of authorization of session %d (%s)",
+                c.connector_id,
+                tx.local_id,
+                err,
+                extra=_fields(c),
+            )
+        log.info(
+            "connector %d: session %d no longer authorized (%s); it ends at a stop point",
+            c.connector_id,
+            tx.local_id,
+            reason,
+            extra=_fields(c),
+        )
+        self._refresh(c)
+
+    async def _disarm(self, c: ConnectorState, why: str) -> None:
+        """End an armed session (no transaction began: the EV drew nothing)."""
+        armed = c.armed
+        if armed is None:
+            return
+        c.armed = None
+        self._remote_profile_for(c, armed.id_tag)
+        log.info(
+            "connector %d: supply for %s ended before the EV drew energy (%s)",
+            c.connector_id,
+            armed.id_tag,
+            why,
+            extra=_fields(c),
+        )
+        await self._energize(c, 0.0)
+        self._refresh(c)
+
+    def _arm_connect_timeout(self, c: ConnectorState, local_id: int) -> None:
+        """A transaction begun by the authorization ends (Timeout) if no EV is connected
+        within ConnectionTimeOut (2.0.1: EVConnectionTimeOut, E03)."""
+        self._cancel_connect_timeout(c)
+        timeout = max(1, self.settings.connection_timeout_s)
+        self._connect_timeouts[c.connector_id] = asyncio.get_running_loop().call_later(
+            timeout, self._connect_timed_out, c, local_id
+        )
+
+    def _cancel_connect_timeout(self, c: ConnectorState) -> None:
+        handle = self._connect_timeouts.pop(c.connector_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _connect_timed_out(self, c: ConnectorState, local_id: int) -> None:
+        self._connect_timeouts.pop(c.connector_id, None)
+        tx = c.transaction
+        if tx is not None and tx.local_id == local_id and not tx.ev_seen:
+            log.info(
+                "connector %d: no EV connected in time for session %d",
+                c.connector_id,
+                local_id,
+                extra=_fields(c),
+            )
+            self._spawn(self._locked_stop(c, StopReason.TIMEOUT), f"timeout-{c.connector_id}")
 
     async def _stop(self, c: ConnectorState, reason: StopReason, id_tag: str | None = None) -> None:
         tx = c.transaction
@@ -1225,6 +1587,7 @@ class Station:
         sampler = self._samplers.pop(c.connector_id, None)
         if sampler is not None:
             sampler.cancel()
+        self._cancel_connect_timeout(c)
         await self._energize(c, 0.0)
         reading = await self._read_meter(c)
         meter_stop = round(reading.energy_wh) if reading else round(c.energy_wh)
@@ -1352,7 +1715,9 @@ class Station:
         connector with a phase switch). Updates ``c.limit_a``."""
         hw = self.hardware.connectors[c.connector_id]
         tx = c.transaction
-        if tx is None or tx.suspended:
+        if (tx is None and c.armed is None) or not self._plugged[c.connector_id]:
+            return 0.0, hw.phases
+        if tx is not None and (tx.suspended or not tx.authorized):
             return 0.0, hw.phases
         limit = limit_at(self._profiles, c.connector_id, self._now(), **self._profile_context(c))
         c.limit_a = None if limit is None else limit.current_a
@@ -1438,6 +1803,7 @@ class Station:
             c.operative = operative
             if not operative:
                 self._clear_authorization(c)
+                await self._disarm(c, "made inoperative")
             await self._record_availability(c.connector_id, operative)
         self._refresh(c)
 
@@ -1756,6 +2122,7 @@ class Station:
             c.connector_id
             for c in self.connectors.values()
             if c.transaction is not None
+            or c.armed is not None
             or c.authorized_id_tag is not None
             or (self._authorizing and self._free(c))
         ]

@@ -30,6 +30,8 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
             if c.offered_a < 6.0:
                 return ConnectorStatus.SUSPENDED_EVSE, "NoError"
             return ConnectorStatus.SUSPENDED_EV, "NoError"
+        if not c.transaction.ev_seen:  # begun by a card, the EV awaited
+            return ConnectorStatus.PREPARING, "NoError"
         return ConnectorStatus.FINISHING, "NoError"
     if not c.operative or c.maintenance or c.pilot == "F":
         return ConnectorStatus.UNAVAILABLE, "NoError"

@@ -20,6 +20,7 @@ from ocpp.messages import MessageType
 
 from cpagent import __version__
 from cpagent.config import Config
+from cpagent.exc import StoreError
 from cpagent.protocol.delivery import Outgoing
 from cpagent.protocol.link import CsmsLink
 from cpagent.protocol.rpc import ConnectionLost
@@ -33,6 +34,8 @@ from cpagent.station.model import (
     MeterSample,
     StationSettings,
     StatusChanged,
+    TransactionAuthorized,
+    TransactionDeauthorized,
     TransactionStarted,
     TransactionStopped,
 )
@@ -137,6 +140,8 @@ class V16Adapter(CsmsLink):
     # ---------------------------------------------------------- station output
 
     async def transaction_started(self, event: TransactionStarted) -> int:
+        # 1.6 transactions begin at PowerPathClosed: always with their id tag.
+        assert event.id_tag is not None
         payload = messages.start_transaction(event)
         tx, row = await self.store.run(
             self.store.start_transaction,
@@ -155,6 +160,14 @@ class V16Adapter(CsmsLink):
         assert row is not None
         self._append(Outgoing(row.action, row.payload, row))
         return tx.local_id
+
+    async def transaction_authorized(self, event: TransactionAuthorized) -> None:
+        """Never asked in 1.6: its transactions begin authorized (no TxStartPoint)."""
+        raise StoreError("OCPP 1.6 has no transaction begun before its authorization")
+
+    async def transaction_deauthorized(self, event: TransactionDeauthorized) -> None:
+        """Never asked in 1.6: Authorized is always a stop point there."""
+        raise StoreError("OCPP 1.6 ends a transaction with its authorization")
 
     async def transaction_stopped(self, event: TransactionStopped) -> None:
         tx = await self.store.run(self.store.get_transaction, event.local_id)

@@ -3,10 +3,11 @@
 The adapter outlives connections. It implements the station's output and authorizer
 ports in 2.0.1 words, on the same store and delivery pipeline as 1.6:
 
-* A station session is one 2.0.1 transaction (TxCtrlr TxStartPoint PowerPathClosed,
-  TxStopPoint EVConnected,Authorized: the factory values). Its id is made here, a UUID,
-  unique across restarts and reinstalls. Each TransactionEvent is numbered (seqNo) and
-  written to the outbox in one commit with the transaction's record, before it is sent;
+* The station begins and ends transactions at the points TxCtrlr's TxStartPoint and
+  TxStopPoint name (E01-E10); this adapter gives each a 2.0.1 transaction id, a UUID,
+  unique across restarts and reinstalls, and says in each event what triggered it. Each
+  TransactionEvent is numbered (seqNo) and written to the outbox in one commit with the
+  transaction's record, before it is sent;
   events are written in the order they happened, whichever path raised them.
 * StatusNotification goes per EVSE (connector 1) when its 2.0.1 status changes; the
   station-wide status of 1.6's connector 0 has no 2.0.1 message.
@@ -38,7 +39,7 @@ from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.authorization import Authorization
 from cpagent.protocol.v201.device_model import SetResult, SetStatus
 from cpagent.protocol.v201.settings import Variables
-from cpagent.protocol.v201.tx_points import TxPoint, TxPointsRejected, parse_tx_points
+from cpagent.protocol.v201.tx_points import TxPointsRejected, parse_tx_points
 from cpagent.security.events import SecurityEvent, SecurityEventType
 from cpagent.station.model import (
     AuthDecision,
@@ -47,8 +48,11 @@ from cpagent.station.model import (
     SampledValue,
     StatusChanged,
     StopReason,
+    TransactionAuthorized,
+    TransactionDeauthorized,
     TransactionStarted,
     TransactionStopped,
+    TxPoint,
 )
 from cpagent.store import OutboxRow, Store
 from cpagent.timeutil import now_iso
@@ -84,14 +88,22 @@ _TRIGGERS = {
     StopReason.REMOTE: "RemoteStop",
     StopReason.SOFT_RESET: "ResetCommand",
     StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.STOPPED_BY_EV: "ChargingStateChanged",
+    StopReason.TIMEOUT: "EVConnectTimeout",
 }
-"""The triggerReason of the Ended event for each way a session ends (E06-E08, F03, B11)."""
+"""The triggerReason of the Ended event for each way a session ends (E03, E06-E08, F03,
+B11), and of the Updated event of an authorization that ends while its transaction goes
+on (EVDisconnected: the cable unplugged with StopTxOnEVSideDisconnect)."""
 
-_TX_POINTS = {
-    "TxStartPoint": frozenset({TxPoint.POWER_PATH_CLOSED}),
-    "TxStopPoint": frozenset({TxPoint.EV_CONNECTED, TxPoint.AUTHORIZED}),
+_START_TRIGGERS = {
+    TxPoint.AUTHORIZED: "Authorized",
+    TxPoint.EV_CONNECTED: "CablePluggedIn",
+    TxPoint.POWER_PATH_CLOSED: "Authorized",
+    TxPoint.ENERGY_TRANSFER: "ChargingStateChanged",
 }
-"""The transaction start and stop points the adapter implements (TxCtrlr, E01-E10)."""
+"""The triggerReason of the Started event by the start point that began it (E01-E03).
+PowerPathClosed closes the contactor on the authorization that completes the session, and
+is named by it, as it always was here (RemoteStart for a RequestStartTransaction)."""
 
 
 _ENDED_INTERVALS = {"Sample.Periodic": "SampledDataCtrlr", "Sample.Clock": "AlignedDataCtrlr"}
@@ -231,21 +243,27 @@ class V201Adapter(CsmsLink):
 
     async def transaction_started(self, event: TransactionStarted) -> int:
         transaction_id = str(uuid.uuid4())
-        remote = self._remote_start(event.id_tag, pop=True)
-        token = messages.id_token(event.id_tag, remote.token_type if remote else "ISO14443")
+        remote = token = None
+        if event.id_tag is not None:
+            remote = self._remote_start(event.id_tag, pop=True)
+            token = messages.id_token(event.id_tag, remote.token_type if remote else "ISO14443")
         offline = not self._connection_ready
         begin = messages.meter_value(event.timestamp, event.begin_values)
+        trigger = _START_TRIGGERS[event.trigger]
+        if remote is not None and trigger == "Authorized":
+            trigger = "RemoteStart"
+        charging_state = self._current_charging_state(event.connector_id)
 
         def make(seq_no: int) -> tuple[str, dict[str, Any]]:
             return "TransactionEvent", messages.transaction_event(
                 event_type="Started",
                 timestamp=event.timestamp,
-                trigger_reason="RemoteStart" if remote else "Authorized",
+                trigger_reason=trigger,
                 seq_no=seq_no,
                 transaction_id=transaction_id,
                 evse_id=event.connector_id,
                 connector_id=CONNECTOR_ID,
-                charging_state="EVConnected",
+                charging_state=charging_state,
                 remote_start_id=remote.remote_start_id if remote else None,
                 id_token=token,
                 meter_values=[begin],
@@ -257,7 +275,7 @@ class V201Adapter(CsmsLink):
             lambda: self.store.run(
                 self.store.start_transaction,
                 connector_id=event.connector_id,
-                id_tag=event.id_tag,
+                id_tag=event.id_tag or "",
                 meter_start_wh=event.meter_start_wh,
                 started_at=event.timestamp,
                 reservation_id=event.reservation_id,
@@ -266,9 +284,81 @@ class V201Adapter(CsmsLink):
                 ocpp_transaction_id=transaction_id,
             )
         )
-        self._charging_state[tx.local_id] = "EVConnected"
+        self._charging_state[tx.local_id] = charging_state
         self._queued(row)
         return tx.local_id
+
+    def _current_charging_state(self, connector_id: int) -> str:
+        """The chargingState of an EVSE as the station last reported it: EVConnected for a
+        new transaction whose status is not out yet, Idle without an EV."""
+        station = self.station
+        if station is None:
+            return "EVConnected"
+        status = station.connectors[connector_id].status
+        plugged = station.plugged(connector_id)
+        state = messages.charging_state(status, plugged=plugged) if status else None
+        if state is None or state == "Idle":
+            return "EVConnected" if plugged else "Idle"
+        return state
+
+    async def transaction_authorized(self, event: TransactionAuthorized) -> None:
+        """A transaction begun before its authorization got one (E02: the EV connected
+        first): an Updated event, triggerReason Authorized (RemoteStart with the request's
+        remoteStartId), carrying the idToken; the store keeps the token with it."""
+        remote = self._remote_start(event.id_tag, pop=True)
+        token = messages.id_token(event.id_tag, remote.token_type if remote else "ISO14443")
+        offline = not self._connection_ready
+
+        async def write() -> OutboxRow:
+            tx_id = await self._known_transaction_id(event.local_id)
+
+            def make(seq_no: int) -> tuple[str, dict[str, Any]]:
+                return "TransactionEvent", messages.transaction_event(
+                    event_type="Updated",
+                    timestamp=event.timestamp,
+                    trigger_reason="RemoteStart" if remote else "Authorized",
+                    seq_no=seq_no,
+                    transaction_id=tx_id,
+                    remote_start_id=remote.remote_start_id if remote else None,
+                    id_token=token,
+                    offline=offline,
+                    reservation_id=event.reservation_id,
+                )
+
+            return await self.store.run(
+                self.store.queue_transaction_message, event.local_id, make, id_tag=event.id_tag
+            )
+
+        self._queued(await self._serial(write))
+
+    async def transaction_deauthorized(self, event: TransactionDeauthorized) -> None:
+        """The authorization of a transaction ended and TxStopPoint lets it go on (E06):
+        an Updated event with the triggerReason of the cause (StopAuthorized, RemoteStop,
+        Deauthorized, EVCommunicationLost) and the token that ended it, if any."""
+        offline = not self._connection_ready
+        token = messages.id_token(event.id_tag) if event.id_tag else None
+
+        async def write() -> OutboxRow:
+            tx_id = await self._known_transaction_id(event.local_id)
+
+            def make(seq_no: int) -> tuple[str, dict[str, Any]]:
+                return "TransactionEvent", messages.transaction_event(
+                    event_type="Updated",
+                    timestamp=event.timestamp,
+                    trigger_reason=_TRIGGERS[event.reason],
+                    seq_no=seq_no,
+                    transaction_id=tx_id,
+                    id_token=token,
+                    offline=offline,
+                )
+
+            return await self.store.run(self.store.queue_transaction_message, event.local_id, make)
+
+        self._queued(await self._serial(write))
+
+    async def _known_transaction_id(self, local_id: int) -> str:
+        known = self._transactions.get(local_id)
+        return known[0] if known else await self._transaction_id(local_id)
 
     async def transaction_stopped(self, event: TransactionStopped) -> None:
         tx = await self.store.run(self.store.get_transaction, event.local_id)
@@ -349,8 +439,7 @@ class V201Adapter(CsmsLink):
         )
         if context == "Sample.Clock" and self.values.bool("AlignedDataCtrlr", "SendDuringIdle"):
             values = None  # aligned values go only while no transaction runs; kept still
-        known = self._transactions.get(local_id)
-        tx_id = known[0] if known else await self._transaction_id(local_id)
+        tx_id = await self._known_transaction_id(local_id)
         offline = not self._connection_ready
 
         def make(seq_no: int) -> tuple[str, dict[str, Any]]:
@@ -458,8 +547,7 @@ class V201Adapter(CsmsLink):
         offline = not self._connection_ready
 
         async def write() -> OutboxRow | None:
-            known = self._transactions.get(local_id)
-            tx_id = known[0] if known else await self._transaction_id(local_id)
+            tx_id = await self._known_transaction_id(local_id)
 
             def make(seq_no: int) -> tuple[str, dict[str, Any]]:
                 return "TransactionEvent", messages.transaction_event(
@@ -698,21 +786,19 @@ class V201Adapter(CsmsLink):
         self, component: ComponentRef, variable: VariableRef, value: str
     ) -> SetResult | None:
         """A SetVariables the device model would take but the agent cannot act on, refused:
-        transactions start at PowerPathClosed and end when the EV leaves or authorization
-        ends (the factory TxStartPoint and TxStopPoint); other points are not implemented."""
+        an empty TxStartPoint or TxStopPoint (no transaction would ever begin, or end)."""
         if variable.name == "NetworkConfigurationPriority" and self.network is not None:
             why = self.network.priority_refusal(value)
             return None if why is None else SetResult(SetStatus.REJECTED, why)
-        if component.name != "TxCtrlr" or variable.name not in _TX_POINTS:
+        if component.name != "TxCtrlr" or variable.name not in ("TxStartPoint", "TxStopPoint"):
             return None
         try:
             wanted = parse_tx_points(value)
         except TxPointsRejected:
             return None  # not a MemberList of points at all: the device model refuses it
-        if wanted == _TX_POINTS[variable.name]:
+        if wanted:
             return None
-        supported = ",".join(sorted(_TX_POINTS[variable.name]))
-        return SetResult(SetStatus.REJECTED, f"cpagent supports {variable.name} {supported} only")
+        return SetResult(SetStatus.REJECTED, f"{variable.name} needs at least one point")
 
     async def variables_changed(self) -> None:
         """The CSMS set variables: persist them (they win over the config after a restart)

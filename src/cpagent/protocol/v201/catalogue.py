@@ -84,7 +84,7 @@ from ocpp.v201.enums import (
     TxCtrlrVariableName as TxV,
 )
 
-from cpagent.protocol.v201.tx_points import TxPoint
+from cpagent.station.model import SUPPORTED_TX_POINTS, TxPoint
 
 
 class DataType(enum.StrEnum):
@@ -181,8 +181,11 @@ KNOWN: Final[Mapping[str, frozenset[str]]] = _known_names()
 #: The measurands a MemberList of SampledDataCtrlr / AlignedDataCtrlr may name.
 MEASURANDS: Final[tuple[str, ...]] = tuple(str(m.value) for m in MeasurandEnumType)
 
-#: TxStartPoint / TxStopPoint members (Part 2, TxCtrlr; E01-E10).
-TX_POINTS: Final[tuple[str, ...]] = tuple(str(point) for point in TxPoint)
+#: TxStartPoint / TxStopPoint members (Part 2, TxCtrlr; E01-E10) the station has facts for:
+#: no parking bay sensor, no signed meter data.
+TX_POINTS: Final[tuple[str, ...]] = tuple(
+    str(point) for point in TxPoint if point in SUPPORTED_TX_POINTS
+)
 
 #: AvailabilityState options of ChargingStation, EVSE and Connector.
 AVAILABILITY_STATES: Final[tuple[str, ...]] = (

@@ -387,7 +387,15 @@ class ChargePoint(
         self.adapter.remote_start_expected(
             token["idToken"], payload["remoteStartId"], token["type"]
         )
-        return {"status": "Accepted"}
+        answer: Payload = {"status": "Accepted"}
+        for c in self.station.connectors.values():
+            # F02 (the answer's transactionId): a transaction already begun (the EV first,
+            # TxStartPoint EVConnected) is named in the answer; the request authorizes it.
+            if c.transaction is not None and c.authorized_id_tag == token["idToken"]:
+                transaction_id = self.adapter.transaction_id(c.transaction.local_id)
+                if transaction_id is not None:
+                    answer["transactionId"] = transaction_id
+        return answer
 
     @on(Action.request_stop_transaction)
     async def on_request_stop_transaction(self, payload: Payload) -> Payload:

@@ -301,6 +301,8 @@ _STOPPED_REASON: Final[dict[StopReason, ReasonEnumType]] = {
     StopReason.REMOTE: ReasonEnumType.remote,
     StopReason.SOFT_RESET: ReasonEnumType.immediate_reset,
     StopReason.UNLOCK_COMMAND: ReasonEnumType.remote,
+    StopReason.STOPPED_BY_EV: ReasonEnumType.stopped_by_ev,
+    StopReason.TIMEOUT: ReasonEnumType.timeout,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.device_model import DeviceModel
+from cpagent.protocol.v201.tx_points import parse_tx_points
 from cpagent.protocol.v201.values import Secret
 from cpagent.station.model import StationSettings
 
@@ -49,6 +50,8 @@ def settings_from_model(values: Variables, settings: StationSettings) -> None:
     SampledDataCtrlr, AlignedDataCtrlr, AuthCtrlr)."""
     settings.connection_timeout_s = values.int("TxCtrlr", "EVConnectionTimeOut")
     settings.stop_on_ev_side_disconnect = values.bool("TxCtrlr", "StopTxOnEVSideDisconnect", True)
+    settings.tx_start_points = parse_tx_points(values.text("TxCtrlr", "TxStartPoint") or "")
+    settings.tx_stop_points = parse_tx_points(values.text("TxCtrlr", "TxStopPoint") or "")
     settings.stop_on_invalid_id = values.bool("TxCtrlr", "StopTxOnInvalidId", True)
     settings.max_energy_on_invalid_wh = values.int("TxCtrlr", "MaxEnergyOnInvalidId")
     settings.meter_value_sample_interval_s = values.int("SampledDataCtrlr", "TxUpdatedInterval")
