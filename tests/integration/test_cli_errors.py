@@ -125,8 +125,8 @@ async def test_check_config_shows_the_201_values_and_warns_about_unimplemented_b
         ),
         pytest.param(
             {"TxCtrlr": {"TxStartPoint": "Plugged"}},
-            "ocpp201.TxCtrlr.TxStartPoint: Plugged not among ParkingBayOccupancy,EVConnected,"
-            "Authorized,DataSigned,PowerPathClosed,EnergyTransfer",
+            "ocpp201.TxCtrlr.TxStartPoint: Plugged not among EVConnected,Authorized,"
+            "PowerPathClosed,EnergyTransfer",
             id="values-list",
         ),
         pytest.param(

@@ -369,7 +369,8 @@ async def test_set_variables_accepts_refuses_and_says_why(
     agent_factory: AgentFactory, csms: LoopbackCsms
 ) -> None:
     """B05: ReadOnly, a value outside the variable's characteristics and a TxStartPoint
-    the agent does not implement are Rejected with statusInfo; what is Accepted reads back."""
+    the station has no facts for (no signed meter data) are Rejected with statusInfo; what
+    is Accepted reads back."""
     await started_agent(agent_factory, csms)
     results = await set_variables(
         csms,
@@ -379,7 +380,7 @@ async def test_set_variables_accepts_refuses_and_says_why(
         item("OCPPCommCtrlr", "HeartbeatInterval", value="0"),
         item("OCPPCommCtrlr", "HeartbeatInterval", value="often"),
         item("AuthCacheCtrlr", "Policy", value="RANDOM"),
-        item("TxCtrlr", "TxStartPoint", value="EVConnected"),
+        item("TxCtrlr", "TxStartPoint", value="DataSigned"),
         item("TxCtrlr", "TxStartPoint", value="PowerPathClosed"),
         item("NoSuchCtrlr", "Enabled", value="true"),
         item("AuthCtrlr", "NoSuchVariable", value="true"),
@@ -402,7 +403,7 @@ async def test_set_variables_accepts_refuses_and_says_why(
         info = rejected["attributeStatusInfo"]
         assert info["reasonCode"] and info["additionalInfo"], rejected
     assert "ReadOnly" in results[2]["attributeStatusInfo"]["additionalInfo"]
-    assert "PowerPathClosed" in results[6]["attributeStatusInfo"]["additionalInfo"]
+    assert "DataSigned not among" in results[6]["attributeStatusInfo"]["additionalInfo"]
     now = await get_variables(
         csms,
         item("OCPPCommCtrlr", "OfflineThreshold"),

@@ -379,6 +379,8 @@ STOPPED_REASON = {
     StopReason.REMOTE: "Remote",
     StopReason.SOFT_RESET: "ImmediateReset",
     StopReason.UNLOCK_COMMAND: "Remote",
+    StopReason.STOPPED_BY_EV: "StoppedByEV",
+    StopReason.TIMEOUT: "Timeout",
 }
 
 

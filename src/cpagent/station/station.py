@@ -1371,12 +1371,12 @@ class Station:
         )
         c.finishing = False
         log.info(
-            "connector %d: session %d started for %s at %d Wh (%s)",
+            "connector %d: session %d started for %s at %d Wh%s",
             c.connector_id,
             local_id,
             id_tag or "no one yet",
             meter_start,
-            point,
+            "" if point is TxPoint.POWER_PATH_CLOSED else f" ({point})",
             extra=_fields(c),
         )
         if reservation is not None:

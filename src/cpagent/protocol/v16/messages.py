@@ -9,6 +9,7 @@ from cpagent.station.model import (
     MeterSample,
     SampledValue,
     StatusChanged,
+    StopReason,
     TransactionStarted,
     TransactionStopped,
 )
@@ -78,14 +79,19 @@ def start_transaction(ev: TransactionStarted) -> dict[str, Any]:
     return payload
 
 
+_NOT_IN_16 = frozenset({StopReason.STOPPED_BY_EV, StopReason.TIMEOUT})
+
+
 def stop_transaction(ev: TransactionStopped, data: list[dict[str, Any]]) -> dict[str, Any]:
     """StopTransaction without ``transactionId``: it is filled in when the message is sent,
     because the CSMS may not have assigned it yet. ``data`` holds the MeterValues kept during
-    the session (Transaction.Begin, StopTxnSampledData, StopTxnAlignedData)."""
+    the session (Transaction.Begin, StopTxnSampledData, StopTxnAlignedData). A reason 1.6
+    has no word for (a 2.0.1 transaction point's) is Other."""
+    reason = ev.reason if ev.reason not in _NOT_IN_16 else StopReason.OTHER
     payload: dict[str, Any] = {
         "meterStop": ev.meter_stop_wh,
         "timestamp": ev.timestamp,
-        "reason": str(ev.reason),
+        "reason": str(reason),
     }
     if ev.id_tag:
         payload["idTag"] = ev.id_tag

@@ -252,7 +252,11 @@ class V201Adapter(CsmsLink):
         trigger = _START_TRIGGERS[event.trigger]
         if remote is not None and trigger == "Authorized":
             trigger = "RemoteStart"
-        charging_state = self._current_charging_state(event.connector_id)
+        charging_state = (
+            "Charging"  # begun by the EV drawing energy
+            if event.trigger is TxPoint.ENERGY_TRANSFER
+            else self._current_charging_state(event.connector_id)
+        )
 
         def make(seq_no: int) -> tuple[str, dict[str, Any]]:
             return "TransactionEvent", messages.transaction_event(
