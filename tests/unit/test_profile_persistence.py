@@ -73,7 +73,7 @@ EVERY_KIND = ProfileSet(
             0,
             id=3,
             stack_level=1,
-            purpose=Purpose.CHARGE_POINT_MAX,
+            purpose=Purpose.STATION_MAX,
             kind=Kind.RECURRING,
             recurrency=Recurrency.DAILY,
             valid_from=T0 - timedelta(days=1),

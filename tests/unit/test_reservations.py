@@ -107,7 +107,7 @@ class ReservationRig(Rig):
 
     def started(self, since: int = 0) -> list[tuple[int, str, int | None]]:
         return [
-            (e.connector_id, e.id_tag, e.reservation_id)
+            (e.connector_id, e.id_token, e.reservation_id)
             for e in self.out.of(TransactionStarted, since)
         ]
 
@@ -180,7 +180,7 @@ def _reservation(parent: str | None = None) -> Reservation:
         pytest.param(ConnectorState(1, reservation=_reservation()), "Reserved", id="reserved"),
         pytest.param(ConnectorState(1, reserved_for_any=True), "Reserved", id="kept for conn 0"),
         pytest.param(
-            ConnectorState(1, reservation=_reservation(), authorized_id_tag="R"),
+            ConnectorState(1, reservation=_reservation(), authorized_token="R"),
             "Preparing",
             id="reserved card shown",
         ),
@@ -188,7 +188,7 @@ def _reservation(parent: str | None = None) -> Reservation:
             ConnectorState(1, reservation=_reservation(), pilot="B"), "Reserved", id="plugged"
         ),
         pytest.param(
-            ConnectorState(1, reservation=_reservation(), pilot="B", authorized_id_tag="R"),
+            ConnectorState(1, reservation=_reservation(), pilot="B", authorized_token="R"),
             "Preparing",
             id="plugged, reserved card shown",
         ),
@@ -372,7 +372,7 @@ async def test_the_reserved_card_shown_before_the_cable(rig: ReservationRig) -> 
     mark = rig.out.mark()
     rig.hw.present_card("R")  # goes to its reserved connector, not to the first free one
     await rig.out.wait_status(2, ConnectorStatus.PREPARING, since=mark)
-    assert rig.station.connectors[2].authorized_id_tag == "R"
+    assert rig.station.connectors[2].authorized_token == "R"
     rig.hw.plug(2)
     await rig.out.wait_status(2, ConnectorStatus.CHARGING, since=mark)
     assert rig.started(mark) == [(2, "R", 9)]
@@ -389,8 +389,8 @@ async def test_another_card_is_refused_there_but_may_use_another_connector(
     # Not started on the plugged, reserved connector: offered the free one instead.
     await rig.out.wait_status(2, ConnectorStatus.PREPARING, since=mark)
     assert rig.station.connectors[1].transaction is None
-    assert rig.station.connectors[1].authorized_id_tag is None
-    assert rig.station.connectors[2].authorized_id_tag == "OTHER"
+    assert rig.station.connectors[1].authorized_token is None
+    assert rig.station.connectors[2].authorized_token == "OTHER"
     rig.hw.plug(2)
     await rig.out.wait_status(2, ConnectorStatus.CHARGING, since=mark)
     assert rig.started(mark) == [(2, "OTHER", None)]
@@ -414,7 +414,7 @@ async def test_another_card_gets_nothing_when_only_the_reserved_connector_is_fre
     await rig.auth.wait_asked("ANOTHER")
     await rig.settled()
     assert rig.started() == []
-    assert rig.station.connectors[1].authorized_id_tag is None
+    assert rig.station.connectors[1].authorized_token is None
     assert rig.out.statuses(1, mark) == []  # Reserved throughout
 
 
@@ -484,10 +484,10 @@ async def test_remote_start_honors_the_reservation(rig: ReservationRig) -> None:
     assert await rig.station.remote_start("OTHER", 2) is False
     # Without a connector, another id tag is given the free one ...
     assert await rig.station.remote_start("OTHER", None) is True
-    assert rig.station.connectors[1].authorized_id_tag == "OTHER"
+    assert rig.station.connectors[1].authorized_token == "OTHER"
     # ... and the reserved id tag its reserved one, though another is listed first.
     assert await rig.station.remote_start("R", None) is True
-    assert rig.station.connectors[2].authorized_id_tag == "R"
+    assert rig.station.connectors[2].authorized_token == "R"
     mark = rig.out.mark()
     rig.hw.plug(2)
     await rig.out.wait_status(2, ConnectorStatus.CHARGING, since=mark)

@@ -373,9 +373,9 @@ def check(
         (prof(1, sched((0, 16, 0))), 1, RejectReason.BAD_PHASES),
         (prof(1, sched((0, 16, 4))), 1, RejectReason.BAD_PHASES),
         (
-            prof(1, OK_SCHEDULE, purpose=Purpose.CHARGE_POINT_MAX),
+            prof(1, OK_SCHEDULE, purpose=Purpose.STATION_MAX),
             1,
-            RejectReason.CHARGE_POINT_MAX_NOT_ON_0,
+            RejectReason.STATION_MAX_NOT_ON_0,
         ),
         (prof(1, OK_SCHEDULE, purpose=Purpose.TX), 0, RejectReason.TX_PROFILE_ON_0),
         (prof(1, OK_SCHEDULE, purpose=Purpose.TX, tx=8), 1, RejectReason.WRONG_TRANSACTION),
@@ -425,7 +425,7 @@ def test_remote_start_profile_must_be_a_tx_profile_without_transaction_id() -> N
 
 
 def test_accepted_profiles() -> None:
-    assert check(prof(1, OK_SCHEDULE, purpose=Purpose.CHARGE_POINT_MAX), 0) is None
+    assert check(prof(1, OK_SCHEDULE, purpose=Purpose.STATION_MAX), 0) is None
     assert check(prof(1, OK_SCHEDULE), 0, running=False) is None
     assert check(prof(1, OK_SCHEDULE, level=5), 2, running=False) is None
     recurring = prof(1, OK_SCHEDULE, kind=Kind.RECURRING, recurrency=Recurrency.WEEKLY)
@@ -480,7 +480,7 @@ def test_install_does_not_mutate() -> None:
 
 
 CLEAR_SET = pset(
-    (0, prof(1, OK_SCHEDULE, level=0, purpose=Purpose.CHARGE_POINT_MAX)),
+    (0, prof(1, OK_SCHEDULE, level=0, purpose=Purpose.STATION_MAX)),
     (0, prof(2, OK_SCHEDULE, level=0)),
     (0, prof(3, OK_SCHEDULE, level=1)),
     (1, prof(4, OK_SCHEDULE, level=1)),
@@ -519,7 +519,7 @@ def test_clear_criteria(criteria: dict[str, Any], left: list[int]) -> None:
         {"connector_id": 3},
         {"connector_id": 2, "stack_level": 1},
         {"connector_id": 0, "purpose": Purpose.TX},
-        {"purpose": Purpose.CHARGE_POINT_MAX, "stack_level": 1},
+        {"purpose": Purpose.STATION_MAX, "stack_level": 1},
     ],
 )
 def test_clear_without_a_match_is_unknown(criteria: dict[str, Any]) -> None:
@@ -711,7 +711,7 @@ def test_connector_tx_default_beats_connector_0_at_equal_level_only() -> None:
 
 
 def test_charge_point_max_caps_but_never_raises() -> None:
-    cap = prof(9, sched((0, 16), (H, 40), start=T0), purpose=Purpose.CHARGE_POINT_MAX, level=3)
+    cap = prof(9, sched((0, 16), (H, 40), start=T0), purpose=Purpose.STATION_MAX, level=3)
     profiles = pset(
         (0, cap),
         (1, prof(1, sched((0, 32), (2 * H, 10), start=T0))),
@@ -731,7 +731,7 @@ def test_charge_point_max_caps_but_never_raises() -> None:
 
 
 def test_composite_for_connector_0_is_the_charge_point_max_profile() -> None:
-    cap = prof(9, sched((0, 16), (H, 40), start=T0), purpose=Purpose.CHARGE_POINT_MAX)
+    cap = prof(9, sched((0, 16), (H, 40), start=T0), purpose=Purpose.STATION_MAX)
     profiles = pset((0, cap), (0, prof(2, sched((0, 6)))))
     composite = composite_schedule(
         profiles, 0, T0, 2 * H, "A", tx_start=None, transaction_id=None, max_current_a=63
@@ -762,14 +762,14 @@ def test_watts_and_amps_with_phases() -> None:
 def test_mixed_units_compare_as_current_per_phase() -> None:
     # 16 A on one phase is 3.68 kW: well within an 11 kW charger cap.
     profiles = pset(
-        (0, prof(9, sched((0, 11000), unit="W"), purpose=Purpose.CHARGE_POINT_MAX)),
+        (0, prof(9, sched((0, 11000), unit="W"), purpose=Purpose.STATION_MAX)),
         (1, prof(1, sched((0, 16, 1)))),
     )
     limit = limit_at(profiles, 1, T0, tx_start=None, transaction_id=None, voltage_v=V)
     assert limit == Limit(16.0, 1, V)
     # On three phases the 11 kW cap binds: 11000 / (230 * 3) A.
     three = pset(
-        (0, prof(9, sched((0, 11000), unit="W"), purpose=Purpose.CHARGE_POINT_MAX)),
+        (0, prof(9, sched((0, 11000), unit="W"), purpose=Purpose.STATION_MAX)),
         (1, prof(1, sched((0, 16)))),
     )
     assert amps(three, T0) == pytest.approx(15.942, abs=1e-3)
@@ -943,7 +943,7 @@ def profiles_(draw: st.DrawFn, *, pid: int, phases: bool = True) -> tuple[int, C
     purpose = draw(_PURPOSES)
     kind = draw(_KINDS)
     connector_id = {
-        Purpose.CHARGE_POINT_MAX: 0,
+        Purpose.STATION_MAX: 0,
         Purpose.TX: 1,
         Purpose.TX_DEFAULT: draw(_CONNECTORS),
     }[purpose]

@@ -270,7 +270,7 @@ STATUS_TABLE: list[tuple[str, ConnectorState, ConnectorStatus, str]] = [
     ("idle", _state(), ConnectorStatus.AVAILABLE, "NoError"),
     ("plugged", _state(pilot="B"), ConnectorStatus.PREPARING, "NoError"),
     ("plugged, EV asks", _state(pilot="C"), ConnectorStatus.PREPARING, "NoError"),
-    ("card shown first", _state(authorized_id_tag="T"), ConnectorStatus.PREPARING, "NoError"),
+    ("card shown first", _state(authorized_token="T"), ConnectorStatus.PREPARING, "NoError"),
     ("charging", _state(transaction=_tx(), **CHARGING), ConnectorStatus.CHARGING, "NoError"),
     (
         "charging, ventilation",
@@ -453,7 +453,7 @@ async def test_plug_then_card_starts_a_session(rig: Rig) -> None:
 
     rig.hw.present_card("TAG-1")
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert (started.connector_id, started.id_tag, started.meter_start_wh) == (1, "TAG-1", 1234)
+    assert (started.connector_id, started.id_token, started.meter_start_wh) == (1, "TAG-1", 1234)
     assert started.timestamp.endswith("Z")
     assert [(v.measurand, v.value, v.context) for v in started.begin_values] == [
         ("Energy.Active.Import.Register", 1234, "Transaction.Begin")
@@ -464,7 +464,7 @@ async def test_plug_then_card_starts_a_session(rig: Rig) -> None:
     assert rig.hw.pilot(1).offered_current == MAX_A
     assert rig.hw.snapshot()["connectors"]["1"]["ev_state"] == "C"  # type: ignore[index]
     tx = rig.station.connectors[1].transaction
-    assert tx is not None and (tx.local_id, tx.id_tag, tx.meter_start_wh) == (1, "TAG-1", 1234)
+    assert tx is not None and (tx.local_id, tx.id_token, tx.meter_start_wh) == (1, "TAG-1", 1234)
     assert rig.out.statuses(1, mark) == [("Preparing", "NoError"), ("Charging", "NoError")]
 
 
@@ -472,10 +472,10 @@ async def test_card_then_plug_starts_a_session(rig: Rig) -> None:
     mark = rig.out.mark()
     rig.hw.present_card("TAG-1")
     await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
-    assert rig.station.connectors[1].authorized_id_tag == "TAG-1"
+    assert rig.station.connectors[1].authorized_token == "TAG-1"
     rig.hw.plug(1)
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert started.id_tag == "TAG-1"
+    assert started.id_token == "TAG-1"
     await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
 
 
@@ -488,10 +488,10 @@ async def test_card_shown_first_goes_to_whichever_connector_is_plugged(
     await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
     rig.hw.plug(2)
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert (started.connector_id, started.id_tag) == (2, "TAG-1")
+    assert (started.connector_id, started.id_token) == (2, "TAG-1")
     await rig.out.wait_status(2, ConnectorStatus.CHARGING, since=mark)
     await rig.out.wait_status(1, ConnectorStatus.AVAILABLE, since=mark)
-    assert rig.station.connectors[1].authorized_id_tag is None
+    assert rig.station.connectors[1].authorized_token is None
     assert rig.hw.contactor(1).closed is False and rig.hw.contactor(2).closed is True
 
 
@@ -503,7 +503,7 @@ async def test_rejected_card_starts_nothing(rig: Rig) -> None:
     rig.hw.present_card("BAD")
     rig.hw.present_card("GOOD")  # read after BAD: once it starts, BAD has been dealt with
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert started.id_tag == "GOOD"
+    assert started.id_token == "GOOD"
     assert rig.auth.asked == ["BAD", "GOOD"]
     assert len(rig.out.of(TransactionStarted)) == 1
 
@@ -515,7 +515,7 @@ async def test_same_card_again_stops_with_reason_local(rig: Rig) -> None:
     rig.hw.present_card("TAG-1")
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
     assert stopped.local_id == local_id and stopped.connector_id == 1
-    assert stopped.reason is StopReason.LOCAL and stopped.id_tag == "TAG-1"
+    assert stopped.reason is StopReason.LOCAL and stopped.id_token == "TAG-1"
     assert stopped.meter_stop_wh == round(1234.4 + POWER_W * 60 / 3600)
     assert [(v.context, v.value) for v in stopped.end_values] == [
         ("Transaction.End", stopped.meter_stop_wh)
@@ -541,7 +541,7 @@ async def test_a_card_of_the_same_group_stops_the_session(rig: Rig) -> None:
     mark = rig.out.mark()
     rig.hw.present_card("B")
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
-    assert (stopped.local_id, stopped.reason, stopped.id_tag) == (local_id, StopReason.LOCAL, "B")
+    assert (stopped.local_id, stopped.reason, stopped.id_token) == (local_id, StopReason.LOCAL, "B")
     await rig.out.wait_status(1, ConnectorStatus.FINISHING, since=mark)
 
 
@@ -551,7 +551,7 @@ async def test_unplug_stops_with_ev_disconnected(rig: Rig) -> None:
     mark = rig.out.mark()
     rig.hw.unplug(1)
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
-    assert stopped.reason is StopReason.EV_DISCONNECTED and stopped.id_tag is None
+    assert stopped.reason is StopReason.EV_DISCONNECTED and stopped.id_token is None
     assert stopped.meter_stop_wh >= 1234
     await rig.out.wait_status(1, ConnectorStatus.AVAILABLE, since=mark)
     assert rig.hw.contactor(1).closed is False
@@ -592,7 +592,7 @@ async def test_remote_start_on_a_plugged_connector(rig: Rig) -> None:
     await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
     assert await rig.station.remote_start("REMOTE-1", 1) is True
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert started.id_tag == "REMOTE-1" and started.connector_id == 1
+    assert started.id_token == "REMOTE-1" and started.connector_id == 1
     await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
     assert rig.auth.asked == []  # AuthorizeRemoteTxRequests is off
     assert await rig.station.remote_start("OTHER", 1) is False  # busy
@@ -605,7 +605,7 @@ async def test_remote_start_waits_for_the_plug(rig: Rig) -> None:
     assert not rig.out.of(TransactionStarted, mark)
     rig.hw.plug(1)
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert started.id_tag == "REMOTE-1"
+    assert started.id_token == "REMOTE-1"
 
 
 async def test_remote_start_is_authorized_when_configured(rig: Rig) -> None:
@@ -617,7 +617,7 @@ async def test_remote_start_is_authorized_when_configured(rig: Rig) -> None:
     assert await rig.station.remote_start("BAD", 1) is True
     assert await rig.station.remote_start("GOOD", 1) is True
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert started.id_tag == "GOOD"
+    assert started.id_token == "GOOD"
     assert "BAD" in rig.auth.asked and "GOOD" in rig.auth.asked
 
 
@@ -641,7 +641,11 @@ async def test_remote_stop(rig: Rig) -> None:
     mark = rig.out.mark()
     assert await rig.station.remote_stop(77) is True
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
-    assert (stopped.local_id, stopped.reason, stopped.id_tag) == (local_id, StopReason.REMOTE, None)
+    assert (stopped.local_id, stopped.reason, stopped.id_token) == (
+        local_id,
+        StopReason.REMOTE,
+        None,
+    )
     await rig.out.wait_status(1, ConnectorStatus.FINISHING, since=mark)
     assert rig.hw.contactor(1).closed is False
 
@@ -695,7 +699,7 @@ async def test_change_availability_idle_is_accepted(rig: Rig) -> None:
     rig.hw.present_card("TAG-1")
     await rig.auth.wait_asked("TAG-1")
     assert await rig.station.remote_start("R", 1) is False
-    assert rig.station.connectors[1].authorized_id_tag is None
+    assert rig.station.connectors[1].authorized_token is None
     assert await rig.station.change_availability(1, True) == "Accepted"
     await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
     assert Availability(1, True) in rig.out.events[mark:]
@@ -806,7 +810,7 @@ async def test_welded_relay_faults_with_power_switch_failure(rig: Rig) -> None:
     # Nothing new starts on a faulted connector.
     rig.hw.present_card("TAG-2")
     await rig.auth.wait_asked("TAG-2")
-    assert rig.station.connectors[1].authorized_id_tag is None
+    assert rig.station.connectors[1].authorized_token is None
     assert await rig.station.remote_start("R", 1) is False
 
     # Once the relay opens again the connector recovers.

@@ -373,7 +373,7 @@ async def test_a_tx_profile_for_a_transaction_id_needs_the_csms_to_have_given_it
         pytest.param(1, lambda: profile(1, TX), RejectReason.NO_TRANSACTION, id="tx-no-session"),
         pytest.param(0, lambda: profile(1, TX), RejectReason.TX_PROFILE_ON_0, id="tx-on-0"),
         pytest.param(
-            1, lambda: profile(1, CP_MAX), RejectReason.CHARGE_POINT_MAX_NOT_ON_0, id="max-on-1"
+            1, lambda: profile(1, CP_MAX), RejectReason.STATION_MAX_NOT_ON_0, id="max-on-1"
         ),
         pytest.param(3, lambda: profile(1), RejectReason.UNKNOWN_CONNECTOR, id="no-connector"),
         pytest.param(
@@ -669,7 +669,7 @@ CLEAR_SET = [
         pytest.param({"profile_id": 1}, [(0, 2), (0, 3)], 14.0, id="id"),
         # errata 3.26: with an id, the other criteria are ignored
         pytest.param(
-            {"profile_id": 1, "connector_id": 0, "purpose": Purpose.CHARGE_POINT_MAX},
+            {"profile_id": 1, "connector_id": 0, "purpose": Purpose.STATION_MAX},
             [(0, 2), (0, 3)],
             14.0,
             id="id-and-more",
@@ -678,7 +678,7 @@ CLEAR_SET = [
         pytest.param({"purpose": Purpose.TX_DEFAULT}, [(0, 3)], 20.0, id="purpose"),
         pytest.param({"stack_level": 2}, [(0, 2), (0, 3)], 14.0, id="stack-level"),
         pytest.param(
-            {"connector_id": 0, "stack_level": 0, "purpose": Purpose.CHARGE_POINT_MAX},
+            {"connector_id": 0, "stack_level": 0, "purpose": Purpose.STATION_MAX},
             [(0, 2), (1, 1)],
             None,
             id="all-three",
@@ -714,7 +714,7 @@ async def test_clear_charging_profile(
     [
         pytest.param({"profile_id": 9}, id="id"),
         pytest.param({"connector_id": 2}, id="connector"),
-        pytest.param({"connector_id": 1, "purpose": Purpose.CHARGE_POINT_MAX}, id="combination"),
+        pytest.param({"connector_id": 1, "purpose": Purpose.STATION_MAX}, id="combination"),
         pytest.param({"stack_level": 5}, id="stack-level"),
     ],
 )
@@ -824,7 +824,7 @@ async def test_a_remote_start_with_an_invalid_profile_is_refused(
 ) -> None:
     mark = rig.out.mark()
     assert await rig.station.remote_start("REMOTE", 1, make()) is False
-    assert rig.station.connectors[1].authorized_id_tag is None
+    assert rig.station.connectors[1].authorized_token is None
     assert rig.out.events[mark:] == []
     # Nothing waits for the plug.
     rig.hw.plug(1)
@@ -850,7 +850,7 @@ async def test_a_remote_start_s_profile_does_not_limit_another_id_tag_s_session(
     await auth.wait_asked("LOCAL")
     await rig.settled()
     tx = rig.station.connectors[1].transaction
-    if tx is not None and tx.id_tag == "LOCAL":  # the card took the connector
+    if tx is not None and tx.id_token == "LOCAL":  # the card took the connector
         assert rig.offered() == MAX_A
         assert len(rig.station.charging_profiles) == 0
 

@@ -57,7 +57,7 @@ async def test_ev_connected_starts_a_transaction_that_a_card_then_authorizes(
     mark = rig.out.mark()
     rig.hw.plug(1)
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert (started.id_tag, started.trigger, started.meter_start_wh) == (None, EV, 500)
+    assert (started.id_token, started.trigger, started.meter_start_wh) == (None, EV, 500)
     await rig.out.wait_status(1, ConnectorStatus.SUSPENDED_EVSE, since=mark)
     assert not supplying(rig)
     tx = rig.station.connectors[1].transaction
@@ -65,14 +65,14 @@ async def test_ev_connected_starts_a_transaction_that_a_card_then_authorizes(
 
     rig.hw.present_card("TAG-1")
     authorized = await rig.out.wait_for(TransactionAuthorized, since=mark)
-    assert (authorized.local_id, authorized.id_tag) == (started_local_id(rig), "TAG-1")
+    assert (authorized.local_id, authorized.id_token) == (started_local_id(rig), "TAG-1")
     await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
     assert supplying(rig)
     assert len(rig.out.of(TransactionStarted, mark)) == 1
 
     rig.hw.present_card("TAG-1")
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
-    assert (stopped.reason, stopped.id_tag) == (StopReason.LOCAL, "TAG-1")
+    assert (stopped.reason, stopped.id_token) == (StopReason.LOCAL, "TAG-1")
     assert not supplying(rig)
 
 
@@ -105,7 +105,7 @@ async def test_remote_start_authorizes_the_transaction_the_ev_began(
     await rig.out.wait_for(TransactionStarted, since=mark)
     assert await rig.station.remote_start("APP-7", 1) is True
     authorized = await rig.out.wait_for(TransactionAuthorized, since=mark)
-    assert authorized.id_tag == "APP-7"
+    assert authorized.id_token == "APP-7"
     await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
 
 
@@ -128,7 +128,7 @@ async def test_authorized_starts_at_the_card_and_the_supply_waits_for_the_ev(
     mark = rig.out.mark()
     rig.hw.present_card("TAG-1")
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert (started.id_tag, started.trigger) == ("TAG-1", AUTH)
+    assert (started.id_token, started.trigger) == ("TAG-1", AUTH)
     await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
     assert not supplying(rig) and not rig.hw.contactor(1).closed
 
@@ -161,7 +161,7 @@ async def test_without_authorized_as_stop_point_the_card_only_ends_the_supply(
     mark = rig.out.mark()
     rig.hw.present_card("TAG-1")
     ended = await rig.out.wait_for(TransactionDeauthorized, since=mark)
-    assert (ended.local_id, ended.reason, ended.id_tag) == (local_id, StopReason.LOCAL, "TAG-1")
+    assert (ended.local_id, ended.reason, ended.id_token) == (local_id, StopReason.LOCAL, "TAG-1")
     await rig.out.wait_status(1, ConnectorStatus.SUSPENDED_EVSE, since=mark)
     assert not supplying(rig)
     assert rig.out.of(TransactionStopped, mark) == []
@@ -179,7 +179,7 @@ async def test_a_deauthorized_transaction_may_be_authorized_again(make_rig: RigF
     await rig.out.wait_for(TransactionDeauthorized, since=mark)
     rig.hw.present_card("TAG-2")
     again = await rig.out.wait_for(TransactionAuthorized, since=mark)
-    assert (again.local_id, again.id_tag) == (local_id, "TAG-2")
+    assert (again.local_id, again.id_token) == (local_id, "TAG-2")
     await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
 
 
@@ -223,7 +223,7 @@ async def test_energy_transfer_start_supplies_first_and_begins_when_the_ev_draws
 
     rig.hw.plug(1)  # back to automatic: the EV draws
     started = await rig.out.wait_for(TransactionStarted, since=mark)
-    assert (started.id_tag, started.trigger) == ("TAG-1", ENERGY)
+    assert (started.id_token, started.trigger) == ("TAG-1", ENERGY)
     await rig.out.wait_status(1, ConnectorStatus.CHARGING, since=mark)
 
 

@@ -525,7 +525,7 @@ def test_auth_decision_from_each_2_0_1_status(status: str) -> None:
     validate(MessageType.CallResult, "Authorize", {"idTokenInfo": dict(info)}, formats=True)
     decision = m.auth_decision(info)
     assert decision.status is AUTH[status]
-    assert decision.parent_id_tag == "FLEET-7"
+    assert decision.group_token == "FLEET-7"
     assert decision.accepted is (status == "Accepted")
 
 
@@ -533,7 +533,7 @@ def test_auth_decision_from_each_2_0_1_status(status: str) -> None:
 def test_each_station_auth_status_comes_from_its_own_name(status: AuthStatus) -> None:
     decision = m.auth_decision({"status": str(status)})
     assert decision.status is status
-    assert decision.parent_id_tag is None
+    assert decision.group_token is None
 
 
 def test_an_unknown_status_is_invalid() -> None:

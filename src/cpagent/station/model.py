@@ -1,9 +1,19 @@
 """The charger as a domain model: statuses, events, and the ports the station talks through.
 
-Nothing here knows OCPP message shapes. Names follow OCPP 1.6 where the
-concepts coincide (connector statuses, error codes, stop reasons, measurands)
-because those names are shared with OCPP 2.0.1 and with the people reading
-the status output.
+Nothing here knows OCPP message shapes or versions; each protocol adapter translates:
+
+* Connector statuses are the station's own states (what the EV, the supply and the
+  connector do), shown by ``cpagent status`` and the display. 1.6 sends them as they are;
+  2.0.1 sends each as a connector status plus a charging state (two small tables in its
+  messages module): its statuses are coarser, so this finer set serves both.
+* Id tokens (``id_token``, ``group_token``): what a card or a remote start identifies; the
+  adapters add the wire's field names and, in 2.0.1, the token's type.
+* Transactions begin and end at :class:`TxPoint` s: 2.0.1 lets the CSMS choose them, 1.6
+  is one fixed choice (:meth:`StationSettings.stop_points`). The events
+  (:class:`TransactionStarted`, ``Authorized``, ``Deauthorized``, ``Stopped``) and
+  :class:`StopReason` cover both versions; a reason one version has no word for becomes
+  Other there.
+* Error codes and measurands use the names both versions share.
 """
 
 from __future__ import annotations
@@ -81,7 +91,7 @@ class AuthStatus(enum.StrEnum):
 @dataclass(frozen=True)
 class AuthDecision:
     status: AuthStatus
-    parent_id_tag: str | None = None
+    group_token: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -100,7 +110,7 @@ class ReservationOutcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Reservation:
-    """A connector held for one id tag (or its group, ``parent_id_tag``) until ``expiry``.
+    """A connector held for one id tag (or its group, ``group_token``) until ``expiry``.
 
     ``connector_id`` 0 reserves the charger: any one connector is kept free for it.
     ``expiry`` is an aware UTC datetime.
@@ -108,17 +118,17 @@ class Reservation:
 
     reservation_id: int
     connector_id: int
-    id_tag: str
-    parent_id_tag: str | None
+    id_token: str
+    group_token: str | None
     expiry: datetime
 
-    def admits(self, id_tag: str, parent_id_tag: str | None) -> bool:
-        """Whether ``id_tag`` (in group ``parent_id_tag``) may use this reservation: it is the
+    def admits(self, id_token: str, group_token: str | None) -> bool:
+        """Whether ``id_token`` (in group ``group_token``) may use this reservation: it is the
         reserved id tag or the reserved group's own tag, or it belongs to the reserved group."""
-        if id_tag == self.id_tag:
+        if id_token == self.id_token:
             return True
-        group = self.parent_id_tag
-        return group is not None and group in (id_tag, parent_id_tag)
+        group = self.group_token
+        return group is not None and group in (id_token, group_token)
 
 
 @dataclass(frozen=True)
@@ -153,7 +163,7 @@ class MeterSample:
 @dataclass(frozen=True)
 class TransactionStarted:
     connector_id: int
-    id_tag: str | None
+    id_token: str | None
     """None for a transaction begun before any authorization (by the EV connecting)."""
     meter_start_wh: int
     timestamp: str
@@ -169,7 +179,7 @@ class TransactionAuthorized:
 
     local_id: int
     connector_id: int
-    id_tag: str
+    id_token: str
     timestamp: str
     reservation_id: int | None = None
 
@@ -183,7 +193,7 @@ class TransactionDeauthorized:
     connector_id: int
     reason: StopReason
     timestamp: str
-    id_tag: str | None = None
+    id_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +203,7 @@ class TransactionStopped:
     meter_stop_wh: int
     timestamp: str
     reason: StopReason
-    id_tag: str | None = None
+    id_token: str | None = None
     end_values: tuple[SampledValue, ...] = ()
 
 
@@ -210,11 +220,11 @@ class StatusChanged:
 @dataclass
 class ActiveTransaction:
     local_id: int
-    id_tag: str | None
+    id_token: str | None
     meter_start_wh: int
     started_at: str
     transaction_id: int | None = None
-    parent_id_tag: str | None = None
+    group_token: str | None = None
     suspended: bool = False  # energy withheld on purpose (the CSMS refused the id tag)
     energy_cap_wh: float | None = None  # register value at which to withhold energy
     authorized: bool = True
@@ -233,8 +243,8 @@ class ArmedSession:
     """An authorized EV supplied while no transaction runs yet: the transaction begins when
     the EV draws energy (EnergyTransfer as the only start point that can still rise)."""
 
-    id_tag: str
-    parent_id_tag: str | None
+    id_token: str
+    group_token: str | None
     reservation_id: int | None
 
 
@@ -264,8 +274,8 @@ class ConnectorState:
     faults: dict[str, Fault] = field(default_factory=dict)
     transaction: ActiveTransaction | None = None
     armed: ArmedSession | None = None
-    authorized_id_tag: str | None = None
-    authorized_parent_id_tag: str | None = None
+    authorized_token: str | None = None
+    authorized_group: str | None = None
     finishing: bool = False
     reservation: Reservation | None = None
     """A reservation of this very connector."""
@@ -305,7 +315,7 @@ class StationOutput(Protocol):
 
 
 class Authorizer(Protocol):
-    async def authorize(self, id_tag: str) -> AuthDecision: ...
+    async def authorize(self, id_token: str) -> AuthDecision: ...
 
 
 class ReservationStore(Protocol):

@@ -33,8 +33,8 @@ def reservations_to_json(reservations: list[Reservation]) -> str:
             {
                 "reservationId": r.reservation_id,
                 "connectorId": r.connector_id,
-                "idTag": r.id_tag,
-                "parentIdTag": r.parent_id_tag,
+                "idTag": r.id_token,
+                "parentIdTag": r.group_token,
                 "expiryDate": r.expiry.astimezone(UTC).isoformat(),
             }
             for r in reservations
@@ -62,8 +62,8 @@ def reservations_from_json(text: str | None) -> list[Reservation]:
             reservation = Reservation(
                 reservation_id=int(item["reservationId"]),
                 connector_id=int(item["connectorId"]),
-                id_tag=str(item["idTag"]),
-                parent_id_tag=None if parent is None else str(parent),
+                id_token=str(item["idTag"]),
+                group_token=None if parent is None else str(parent),
                 expiry=parse_iso(str(item["expiryDate"])),
             )
         except (AttributeError, KeyError, TypeError, ValueError):

@@ -128,7 +128,11 @@ _E = TypeVar("_E", bound=enum.StrEnum)
 
 
 class Purpose(enum.StrEnum):
-    CHARGE_POINT_MAX = "ChargePointMaxProfile"
+    """What a profile limits: the whole station, each new transaction by default, or one
+    transaction. The values are the stored form (saved profiles keep them), which are
+    OCPP 1.6's words; 2.0.1's ChargingStationMaxProfile is STATION_MAX."""
+
+    STATION_MAX = "ChargePointMaxProfile"
     TX_DEFAULT = "TxDefaultProfile"
     TX = "TxProfile"
 
@@ -452,7 +456,7 @@ class RejectReason(enum.StrEnum):
     NO_RECURRENCY = "Recurring profile without recurrencyKind"
     NEGATIVE_LIMIT = "negative limit"
     BAD_PHASES = "numberPhases not 1..3"
-    CHARGE_POINT_MAX_NOT_ON_0 = "ChargePointMaxProfile on a connector other than 0"
+    STATION_MAX_NOT_ON_0 = "ChargePointMaxProfile on a connector other than 0"
     TX_PROFILE_ON_0 = "TxProfile on connector 0"
     NO_TRANSACTION = "TxProfile without a transaction on the connector"
     WRONG_TRANSACTION = "TxProfile for another transaction than the connector's"
@@ -529,8 +533,8 @@ def validate_profile(
         return rejection
     if profile.kind is Kind.RECURRING and profile.recurrency is None:
         return Rejection(RejectReason.NO_RECURRENCY, f"profile {profile.id}")
-    if profile.purpose is Purpose.CHARGE_POINT_MAX and connector_id != 0:
-        return Rejection(RejectReason.CHARGE_POINT_MAX_NOT_ON_0, f"connector {connector_id}")
+    if profile.purpose is Purpose.STATION_MAX and connector_id != 0:
+        return Rejection(RejectReason.STATION_MAX_NOT_ON_0, f"connector {connector_id}")
     if remote_start and (profile.purpose is not Purpose.TX or profile.transaction_id is not None):
         return Rejection(
             RejectReason.NOT_TX_PROFILE,
@@ -739,7 +743,7 @@ def _relevant(profiles: ProfileSet, q: _Query) -> tuple[InstalledProfile, ...]:
 
     def relevant(e: InstalledProfile) -> bool:
         p = e.profile
-        if p.purpose is Purpose.CHARGE_POINT_MAX:
+        if p.purpose is Purpose.STATION_MAX:
             return e.connector_id == 0
         if q.connector_id == 0:
             return False
@@ -776,7 +780,7 @@ def _limit(entries: tuple[InstalledProfile, ...], when: datetime, q: _Query) -> 
     tx_level = _winner(entries, Purpose.TX, when, q) or _winner(
         entries, Purpose.TX_DEFAULT, when, q
     )
-    charger = _winner(entries, Purpose.CHARGE_POINT_MAX, when, q)
+    charger = _winner(entries, Purpose.STATION_MAX, when, q)
     constraints = [c for c in (tx_level, charger) if c is not None]
     if not constraints:
         return None

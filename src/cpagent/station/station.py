@@ -134,7 +134,7 @@ class UnfinishedTransaction:
 
     local_id: int
     connector_id: int
-    id_tag: str
+    id_token: str
     meter_start_wh: int
     last_meter_wh: int
 
@@ -300,8 +300,8 @@ class Station:
         for cid, (since, handle) in list(self._auth_expiry.items()):
             handle.cancel()
             c = self.connectors[cid]
-            if c.authorized_id_tag is not None:
-                self._arm_expiry(c, c.authorized_id_tag, since)
+            if c.authorized_token is not None:
+                self._arm_expiry(c, c.authorized_token, since)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -315,15 +315,15 @@ class Station:
 
     # ------------------------------------------------------------------ commands
 
-    async def present_tag(self, id_tag: str) -> None:
+    async def present_tag(self, id_token: str) -> None:
         """A card was shown: stop the session it started, or authorize a new one."""
         async with self._lock:
             for c in self.connectors.values():
                 tx = c.transaction
-                if tx is not None and tx.authorized and tx.id_tag == id_tag:
-                    await self._end_authorization(c, StopReason.LOCAL, id_tag)
+                if tx is not None and tx.authorized and tx.id_token == id_token:
+                    await self._end_authorization(c, StopReason.LOCAL, id_token)
                     return
-                if c.armed is not None and c.armed.id_tag == id_tag:
+                if c.armed is not None and c.armed.id_token == id_token:
                     await self._disarm(c, "ended by its card")
                     return
         # Counted as a session about to begin until the lock is held again, so a restart
@@ -332,36 +332,36 @@ class Station:
         counted = True
         self._note_activity()
         try:
-            decision = await self.authorizer.authorize(id_tag)
+            decision = await self.authorizer.authorize(id_token)
             async with self._lock:
                 self._authorizing -= 1
                 counted = False
-                await self._begin_for_card(id_tag, decision)
+                await self._begin_for_card(id_token, decision)
         finally:
             if counted:
                 self._authorizing -= 1
             self._note_activity()
 
-    async def _begin_for_card(self, id_tag: str, decision: AuthDecision) -> None:
+    async def _begin_for_card(self, id_token: str, decision: AuthDecision) -> None:
         """The rest of :meth:`present_tag`, under the lock, once the card is judged."""
         if self._closing:
-            log.info("card %s: no new session, the agent is restarting", id_tag)
+            log.info("card %s: no new session, the agent is restarting", id_token)
             return
-        if decision.parent_id_tag:
+        if decision.group_token:
             for c in self.connectors.values():
                 tx = c.transaction
-                if tx is not None and tx.authorized and tx.parent_id_tag == decision.parent_id_tag:
-                    await self._end_authorization(c, StopReason.LOCAL, id_tag)
+                if tx is not None and tx.authorized and tx.group_token == decision.group_token:
+                    await self._end_authorization(c, StopReason.LOCAL, id_token)
                     return
         if not decision.accepted:
-            log.info("card %s not authorized: %s", id_tag, decision.status)
+            log.info("card %s not authorized: %s", id_token, decision.status)
             return
         self._expire_reservations()
-        parent = decision.parent_id_tag
+        parent = decision.group_token
         # A connector reserved for this card comes first; one reserved for another
         # card is not offered at all.
         usable = sorted(
-            (c for c in self.connectors.values() if self._admits(c, id_tag, parent)),
+            (c for c in self.connectors.values() if self._admits(c, id_token, parent)),
             key=lambda c: c.reservation is None,
         )
         waiting = [c for c in usable if self._awaits_authorization(c)]
@@ -369,25 +369,25 @@ class Station:
             # A transaction begun by the EV connecting: the card authorizes it, one with
             # the EV still there first.
             c = min(waiting, key=lambda o: not self._plugged[o.connector_id])
-            await self._authorize_transaction(c, id_tag, decision)
+            await self._authorize_transaction(c, id_token, decision)
             return
         for c in usable:
             if self._free(c) and self._plugged[c.connector_id]:
                 if c.status is ConnectorStatus.RESERVED:
                     # §4.9 G2: the reservation's identity presented makes it Preparing.
-                    self._authorize(c, id_tag, implicit=False, parent_id_tag=parent)
-                await self._start(c, id_tag, decision, rising=_AUTHORIZED)
+                    self._authorize(c, id_token, implicit=False, group_token=parent)
+                await self._start(c, id_token, decision, rising=_AUTHORIZED)
                 return
         for c in usable:
-            if self._free(c) and c.authorized_id_tag is None:
-                self._authorize(c, id_tag, implicit=True, parent_id_tag=parent)
+            if self._free(c) and c.authorized_token is None:
+                self._authorize(c, id_token, implicit=True, group_token=parent)
                 if TxPoint.AUTHORIZED in self.settings.tx_start_points:
-                    await self._start(c, id_tag, decision, rising=_AUTHORIZED)
+                    await self._start(c, id_token, decision, rising=_AUTHORIZED)
                 return
-        log.info("card %s authorized but no connector is free for it", id_tag)
+        log.info("card %s authorized but no connector is free for it", id_token)
 
     async def remote_start(
-        self, id_tag: str, connector_id: int | None, profile: ChargingProfile | None = None
+        self, id_token: str, connector_id: int | None, profile: ChargingProfile | None = None
     ) -> bool:
         """Accept or refuse a remote start; the session itself begins after the answer.
 
@@ -399,25 +399,25 @@ class Station:
         """
         async with self._lock:
             if self._closing:
-                log.info("remote start of %s refused: the agent is restarting", id_tag)
+                log.info("remote start of %s refused: the agent is restarting", id_token)
                 return False
             self._expire_reservations()
             if connector_id is not None:
                 c = self.connectors.get(connector_id)
                 if c is None or not self._startable(c):
                     return False
-                verdict = self._remote_verdict(c, id_tag)
+                verdict = self._remote_verdict(c, id_token)
                 if verdict is None:
                     log.info(
                         "remote start of %s refused: connector %d is reserved",
-                        id_tag,
+                        id_token,
                         c.connector_id,
                     )
                     return False
             else:
                 options: list[tuple[ConnectorState, Literal["yes", "ask"]]] = []
                 for o in self.connectors.values():
-                    v = self._remote_verdict(o, id_tag) if self._startable(o) else None
+                    v = self._remote_verdict(o, id_token) if self._startable(o) else None
                     if v is not None:
                         options.append((o, v))
                 if not options:
@@ -437,57 +437,57 @@ class Station:
                 if rejection is not None:
                     log.info(
                         "remote start of %s refused: charging profile %d: %s",
-                        id_tag,
+                        id_token,
                         profile.id,
                         rejection,
                     )
                     return False
-            self._authorize(c, id_tag, implicit=False)
+            self._authorize(c, id_token, implicit=False)
             if profile is not None:
-                self._remote_profiles[c.connector_id] = (id_tag, profile)
+                self._remote_profiles[c.connector_id] = (id_token, profile)
             verify = verdict == "ask" or self.settings.authorize_remote_tx_requests
             if verify:
                 # Not started by a plug-in until the Authorize has answered.
                 self._unverified.add(c.connector_id)
-        self._spawn(self._remote_begin(c, id_tag, verify), f"remote-start-{c.connector_id}")
+        self._spawn(self._remote_begin(c, id_token, verify), f"remote-start-{c.connector_id}")
         return True
 
-    def _remote_verdict(self, c: ConnectorState, id_tag: str) -> Literal["yes", "ask"] | None:
-        """May a remote start of ``id_tag`` use ``c``: "yes", "ask" (only if its group,
+    def _remote_verdict(self, c: ConnectorState, id_token: str) -> Literal["yes", "ask"] | None:
+        """May a remote start of ``id_token`` use ``c``: "yes", "ask" (only if its group,
         unknown yet, is a reserved one) or None."""
-        if self._admits(c, id_tag, None):
+        if self._admits(c, id_token, None):
             return "yes"
         blocking = [c.reservation] if c.reservation is not None else self._zero_reservations()
-        if any(r.parent_id_tag is not None for r in blocking):
+        if any(r.group_token is not None for r in blocking):
             return "ask"
         return None
 
-    async def _remote_begin(self, c: ConnectorState, id_tag: str, verify: bool) -> None:
+    async def _remote_begin(self, c: ConnectorState, id_token: str, verify: bool) -> None:
         decision = AuthDecision(AuthStatus.ACCEPTED)
         if verify:
-            decision = await self.authorizer.authorize(id_tag)
+            decision = await self.authorizer.authorize(id_token)
         async with self._lock:
-            if c.authorized_id_tag != id_tag:
+            if c.authorized_token != id_token:
                 return
             self._unverified.discard(c.connector_id)
-            if not decision.accepted or not self._admits(c, id_tag, decision.parent_id_tag):
+            if not decision.accepted or not self._admits(c, id_token, decision.group_token):
                 log.info(
                     "connector %d: remote start of %s dropped (%s)",
                     c.connector_id,
-                    id_tag,
+                    id_token,
                     decision.status if not decision.accepted else "reserved for another id tag",
                     extra=_fields(c),
                 )
                 self._clear_authorization(c)
                 self._refresh(c)
                 return
-            c.authorized_parent_id_tag = decision.parent_id_tag
+            c.authorized_group = decision.group_token
             if self._awaits_authorization(c):
-                await self._authorize_transaction(c, id_tag, decision)
+                await self._authorize_transaction(c, id_token, decision)
             elif c.transaction is None and (
                 self._plugged[c.connector_id] or TxPoint.AUTHORIZED in self.settings.tx_start_points
             ):
-                await self._start(c, id_tag, decision, rising=_AUTHORIZED)
+                await self._start(c, id_token, decision, rising=_AUTHORIZED)
 
     async def remote_stop(self, transaction_id: int) -> bool:
         for c in self.connectors.values():
@@ -623,7 +623,7 @@ class Station:
                     "reservation %d of connector %d for %s: %s",
                     reservation.reservation_id,
                     reservation.connector_id,
-                    reservation.id_tag,
+                    reservation.id_token,
                     outcome,
                 )
                 return outcome
@@ -633,7 +633,7 @@ class Station:
                 reservation.reservation_id,
                 " replaced" if old is not None else "",
                 reservation.connector_id,
-                reservation.id_tag,
+                reservation.id_token,
                 iso(reservation.expiry),
                 extra=journal_fields(connector=reservation.connector_id),
             )
@@ -786,14 +786,14 @@ class Station:
             tx = c.transaction
             if tx is None or tx.local_id != local_id:
                 continue
-            if decision.parent_id_tag is not None:
-                tx.parent_id_tag = decision.parent_id_tag
+            if decision.group_token is not None:
+                tx.group_token = decision.group_token
             if decision.accepted:
                 return
             log.warning(
                 "connector %d: CSMS refused id tag %s of session %d (%s)",
                 c.connector_id,
-                tx.id_tag,
+                tx.id_token,
                 local_id,
                 decision.status,
                 extra=_fields(c),
@@ -990,9 +990,9 @@ class Station:
                 self._cancel_connect_timeout(c)
             elif (taken := self._take_authorization(c)) is not None:
                 if self._free(c):
-                    id_tag, parent, remote = taken
+                    id_token, parent, remote = taken
                     decision = AuthDecision(AuthStatus.ACCEPTED, parent)
-                    await self._start(c, id_tag, decision, remote, rising=_EV_CONNECTED)
+                    await self._start(c, id_token, decision, remote, rising=_EV_CONNECTED)
             elif self._free(c) and TxPoint.EV_CONNECTED in self.settings.tx_start_points:
                 await self._record_start(c, None, TxPoint.EV_CONNECTED)
         tx = c.transaction
@@ -1065,11 +1065,11 @@ class Station:
             c.armed = None
             await self._record_start(
                 c,
-                armed.id_tag,
+                armed.id_token,
                 TxPoint.ENERGY_TRANSFER,
-                parent_id_tag=armed.parent_id_tag,
+                group_token=armed.group_token,
                 reservation_id=armed.reservation_id,
-                profile=self._remote_profile_for(c, armed.id_tag),
+                profile=self._remote_profile_for(c, armed.id_token),
             )
             return
         tx = c.transaction
@@ -1151,29 +1151,29 @@ class Station:
         )
 
     def _authorize(
-        self, c: ConnectorState, id_tag: str, *, implicit: bool, parent_id_tag: str | None = None
+        self, c: ConnectorState, id_token: str, *, implicit: bool, group_token: str | None = None
     ) -> None:
         self._clear_authorization(c)
-        c.authorized_id_tag = id_tag
-        c.authorized_parent_id_tag = parent_id_tag
+        c.authorized_token = id_token
+        c.authorized_group = group_token
         self._implicit_auth[c.connector_id] = implicit
-        self._arm_expiry(c, id_tag, asyncio.get_running_loop().time())
+        self._arm_expiry(c, id_token, asyncio.get_running_loop().time())
         self._refresh(c)
 
-    def _arm_expiry(self, c: ConnectorState, id_tag: str, since: float) -> None:
-        """End the wait of ``id_tag`` on ``c`` ConnectionTimeOut seconds after ``since``."""
+    def _arm_expiry(self, c: ConnectorState, id_token: str, since: float) -> None:
+        """End the wait of ``id_token`` on ``c`` ConnectionTimeOut seconds after ``since``."""
         timeout = max(1, self.settings.connection_timeout_s)
         handle = asyncio.get_running_loop().call_at(
-            since + timeout, self._expire_authorization, c, id_tag
+            since + timeout, self._expire_authorization, c, id_token
         )
         self._auth_expiry[c.connector_id] = (since, handle)
 
-    def _expire_authorization(self, c: ConnectorState, id_tag: str) -> None:
-        if c.authorized_id_tag == id_tag and c.transaction is None:
+    def _expire_authorization(self, c: ConnectorState, id_token: str) -> None:
+        if c.authorized_token == id_token and c.transaction is None:
             log.info(
                 "connector %d: no EV connected in time for %s",
                 c.connector_id,
-                id_tag,
+                id_token,
                 extra=_fields(c),
             )
             self._clear_authorization(c)
@@ -1182,8 +1182,8 @@ class Station:
     def _clear_authorization(self, c: ConnectorState) -> RemoteProfile | None:
         """Forget the id tag waiting on ``c``; return the TxProfile its remote start
         brought, if any (for the session it starts)."""
-        c.authorized_id_tag = None
-        c.authorized_parent_id_tag = None
+        c.authorized_token = None
+        c.authorized_group = None
         self._unverified.discard(c.connector_id)
         expiry = self._auth_expiry.pop(c.connector_id, None)
         if expiry is not None:
@@ -1196,20 +1196,20 @@ class Station:
         """The id tag (its group, its remote start's TxProfile) waiting for this plug-in:
         this connector's, or one shown for any connector that may use this one (a
         reservation may keep it out)."""
-        if c.authorized_id_tag is not None:
+        if c.authorized_token is not None:
             if c.connector_id in self._unverified:
                 return None  # a remote start: it begins once its Authorize has answered
-            id_tag, parent = c.authorized_id_tag, c.authorized_parent_id_tag
-            return id_tag, parent, self._clear_authorization(c)
+            id_token, parent = c.authorized_token, c.authorized_group
+            return id_token, parent, self._clear_authorization(c)
         for o in self.connectors.values():
             if (
                 o is not c
-                and o.authorized_id_tag is not None
+                and o.authorized_token is not None
                 and self._implicit_auth.get(o.connector_id)
                 and not self._plugged[o.connector_id]
-                and self._admits(c, o.authorized_id_tag, o.authorized_parent_id_tag)
+                and self._admits(c, o.authorized_token, o.authorized_group)
             ):
-                taken = (o.authorized_id_tag, o.authorized_parent_id_tag)
+                taken = (o.authorized_token, o.authorized_group)
                 self._clear_authorization(o)
                 self._refresh(o)
                 return (*taken, None)
@@ -1225,24 +1225,24 @@ class Station:
     async def _start(
         self,
         c: ConnectorState,
-        id_tag: str,
+        id_token: str,
         decision: AuthDecision,
         remote: RemoteProfile | None = None,
         *,
         rising: frozenset[TxPoint],
     ) -> None:
-        """Start a session for ``id_tag``, ``rising`` being the start points that just
+        """Start a session for ``id_token``, ``rising`` being the start points that just
         became true: a transaction begins, or, when only EnergyTransfer can begin one, the
         EV is supplied and the transaction begins as it draws (an armed session). The
         TxProfile its remote start brought (``remote``, or the one waiting on the
         connector) is installed for it; another id tag's is not."""
         waiting = self._clear_authorization(c) or remote
-        profile = waiting[1] if waiting is not None and waiting[0] == id_tag else None
+        profile = waiting[1] if waiting is not None and waiting[0] == id_token else None
         if self._closing:
             log.info(
                 "connector %d: not starting a session for %s: the agent is restarting",
                 c.connector_id,
-                id_tag,
+                id_token,
                 extra=_fields(c),
             )
             self._refresh(c)
@@ -1253,17 +1253,17 @@ class Station:
                 "connector %d: %s authorized; no transaction start point became true, so "
                 "none starts until the EV is connected again",
                 c.connector_id,
-                id_tag,
+                id_token,
                 extra=_fields(c),
             )
-            self._authorize(c, id_tag, implicit=False, parent_id_tag=decision.parent_id_tag)
+            self._authorize(c, id_token, implicit=False, group_token=decision.group_token)
             return
-        allowed, reservation = self._claim(c, id_tag, decision.parent_id_tag)
+        allowed, reservation = self._claim(c, id_token, decision.group_token)
         if not allowed:
             log.info(
                 "connector %d: reserved; not starting a session for %s",
                 c.connector_id,
-                id_tag,
+                id_token,
                 extra=_fields(c),
             )
             self._refresh(c)
@@ -1271,34 +1271,34 @@ class Station:
         if point is not None:
             await self._record_start(
                 c,
-                id_tag,
+                id_token,
                 point,
-                parent_id_tag=decision.parent_id_tag,
+                group_token=decision.group_token,
                 reservation=reservation,
                 profile=profile,
             )
             return
         c.armed = ArmedSession(
-            id_tag, decision.parent_id_tag, reservation.reservation_id if reservation else None
+            id_token, decision.group_token, reservation.reservation_id if reservation else None
         )
         if profile is not None:
-            self._remote_profiles[c.connector_id] = (id_tag, profile)
+            self._remote_profiles[c.connector_id] = (id_token, profile)
         if reservation is not None:
-            self._end_reservation(reservation, f"used by {id_tag}")
+            self._end_reservation(reservation, f"used by {id_token}")
             await self._persist_reservations()
         log.info(
             "connector %d: supplying %s; the transaction begins when the EV draws energy",
             c.connector_id,
-            id_tag,
+            id_token,
             extra=_fields(c),
         )
         await self._supply(c)
         self._refresh(c)
 
-    def _remote_profile_for(self, c: ConnectorState, id_tag: str) -> ChargingProfile | None:
-        """The TxProfile a remote start of ``id_tag`` left waiting on ``c``, taken."""
+    def _remote_profile_for(self, c: ConnectorState, id_token: str) -> ChargingProfile | None:
+        """The TxProfile a remote start of ``id_token`` left waiting on ``c``, taken."""
         waiting = self._remote_profiles.get(c.connector_id)
-        if waiting is None or waiting[0] != id_tag:
+        if waiting is None or waiting[0] != id_token:
             return None
         del self._remote_profiles[c.connector_id]
         return waiting[1]
@@ -1306,15 +1306,15 @@ class Station:
     async def _record_start(
         self,
         c: ConnectorState,
-        id_tag: str | None,
+        id_token: str | None,
         point: TxPoint,
         *,
-        parent_id_tag: str | None = None,
+        group_token: str | None = None,
         reservation: Reservation | None = None,
         reservation_id: int | None = None,
         profile: ChargingProfile | None = None,
     ) -> None:
-        """Begin a transaction on ``c`` because ``point`` became true: for ``id_tag``, or
+        """Begin a transaction on ``c`` because ``point`` became true: for ``id_token``, or
         for no one yet (the EV connected first; energy waits for an authorization). It
         uses up ``reservation``; ``reservation_id`` names one an armed session used."""
         if reservation is not None:
@@ -1324,7 +1324,7 @@ class Station:
             log.error(
                 "connector %d: cannot start a session for %s: meter failed",
                 c.connector_id,
-                id_tag,
+                id_token,
                 extra=_fields(c),
             )
             await self._supply(c)
@@ -1340,7 +1340,7 @@ class Station:
             local_id = await self.output.transaction_started(
                 TransactionStarted(
                     c.connector_id,
-                    id_tag,
+                    id_token,
                     meter_start,
                     timestamp,
                     begin,
@@ -1352,7 +1352,7 @@ class Station:
             log.error(
                 "connector %d: cannot record the start of a session for %s (%s); not starting",
                 c.connector_id,
-                id_tag,
+                id_token,
                 err,
                 extra=_fields(c),
             )
@@ -1362,11 +1362,11 @@ class Station:
         plugged = self._plugged[c.connector_id]
         c.transaction = ActiveTransaction(
             local_id,
-            id_tag,
+            id_token,
             meter_start,
             timestamp,
-            parent_id_tag=parent_id_tag,
-            authorized=id_tag is not None,
+            group_token=group_token,
+            authorized=id_token is not None,
             ev_seen=plugged,
         )
         c.finishing = False
@@ -1374,7 +1374,7 @@ class Station:
             "connector %d: session %d started for %s at %d Wh%s",
             c.connector_id,
             local_id,
-            id_tag or "no one yet",
+            id_token or "no one yet",
             meter_start,
             "" if point is TxPoint.POWER_PATH_CLOSED else f" ({point})",
             extra=_fields(c),
@@ -1432,19 +1432,19 @@ class Station:
         return self._free(c) or self._awaits_authorization(c)
 
     async def _authorize_transaction(
-        self, c: ConnectorState, id_tag: str, decision: AuthDecision
+        self, c: ConnectorState, id_token: str, decision: AuthDecision
     ) -> None:
         """Authorize the transaction running on ``c`` without one: energy may flow."""
         tx = c.transaction
         assert tx is not None
         waiting = self._clear_authorization(c)
-        profile = waiting[1] if waiting is not None and waiting[0] == id_tag else None
-        allowed, reservation = self._claim(c, id_tag, decision.parent_id_tag)
+        profile = waiting[1] if waiting is not None and waiting[0] == id_token else None
+        allowed, reservation = self._claim(c, id_token, decision.group_token)
         if not allowed:
             log.info(
                 "connector %d: reserved; %s does not authorize session %d",
                 c.connector_id,
-                id_tag,
+                id_token,
                 tx.local_id,
                 extra=_fields(c),
             )
@@ -1455,7 +1455,7 @@ class Station:
                 TransactionAuthorized(
                     tx.local_id,
                     c.connector_id,
-                    id_tag,
+                    id_token,
                     now_iso(),
                     reservation.reservation_id if reservation else None,
                 )
@@ -1464,19 +1464,19 @@ class Station:
             log.error(
                 "connector %d: cannot record %s authorizing session %d (%s)",
                 c.connector_id,
-                id_tag,
+                id_token,
                 tx.local_id,
                 err,
                 extra=_fields(c),
             )
             self._refresh(c)
             return
-        tx.id_tag, tx.parent_id_tag, tx.authorized = id_tag, decision.parent_id_tag, True
+        tx.id_token, tx.group_token, tx.authorized = id_token, decision.group_token, True
         log.info(
             "connector %d: session %d authorized for %s",
             c.connector_id,
             tx.local_id,
-            id_tag,
+            id_token,
             extra=_fields(c),
         )
         if reservation is not None:
@@ -1490,7 +1490,7 @@ class Station:
         self._refresh(c)
 
     async def _end_authorization(
-        self, c: ConnectorState, reason: StopReason, id_tag: str | None = None
+        self, c: ConnectorState, reason: StopReason, id_token: str | None = None
     ) -> None:
         """The authorization of the transaction on ``c`` ends (its card again, a remote
         stop, the CSMS refusing the token, the EV unplugged with StopTxOnEVSideDisconnect).
@@ -1510,7 +1510,7 @@ class Station:
             or (TxPoint.POWER_PATH_CLOSED in stops and c.contactor_closed)
             or (TxPoint.ENERGY_TRANSFER in stops and self._drawing(c))
         ):
-            await self._stop(c, reason, id_tag)
+            await self._stop(c, reason, id_token)
             return
         if not tx.authorized:
             return
@@ -1518,7 +1518,7 @@ class Station:
         await self._energize(c, 0.0)
         try:
             await self.output.transaction_deauthorized(
-                TransactionDeauthorized(tx.local_id, c.connector_id, reason, now_iso(), id_tag)
+                TransactionDeauthorized(tx.local_id, c.connector_id, reason, now_iso(), id_token)
             )
         except StoreError as err:
             log.error(
@@ -1543,11 +1543,11 @@ class Station:
         if armed is None:
             return
         c.armed = None
-        self._remote_profile_for(c, armed.id_tag)
+        self._remote_profile_for(c, armed.id_token)
         log.info(
             "connector %d: supply for %s ended before the EV drew energy (%s)",
             c.connector_id,
-            armed.id_tag,
+            armed.id_token,
             why,
             extra=_fields(c),
         )
@@ -1580,7 +1580,9 @@ class Station:
             )
             self._spawn(self._locked_stop(c, StopReason.TIMEOUT), f"timeout-{c.connector_id}")
 
-    async def _stop(self, c: ConnectorState, reason: StopReason, id_tag: str | None = None) -> None:
+    async def _stop(
+        self, c: ConnectorState, reason: StopReason, id_token: str | None = None
+    ) -> None:
         tx = c.transaction
         if tx is None:
             return
@@ -1603,7 +1605,7 @@ class Station:
                 max(meter_stop, tx.meter_start_wh),
                 now_iso(),
                 reason,
-                id_tag,
+                id_token,
                 end,
             )
         )
@@ -1882,7 +1884,7 @@ class Station:
         return (
             self._free(c)
             and c.reservation is None
-            and c.authorized_id_tag is None
+            and c.authorized_token is None
             and c.pilot not in ("B", "C", "D")
         )
 
@@ -1890,9 +1892,9 @@ class Station:
         return sum(self._spare(o) for o in self.connectors.values() if o is not c)
 
     def _claim(
-        self, c: ConnectorState, id_tag: str, parent_id_tag: str | None
+        self, c: ConnectorState, id_token: str, group_token: str | None
     ) -> tuple[bool, Reservation | None]:
-        """Whether a session of ``id_tag`` (in group ``parent_id_tag``) may start on ``c`` as
+        """Whether a session of ``id_token`` (in group ``group_token``) may start on ``c`` as
         far as reservations go, and the reservation it would use up.
 
         A reservation of ``c`` admits only its id tag or group. Reservations of connector 0
@@ -1902,17 +1904,17 @@ class Station:
         """
         r = c.reservation
         if r is not None:
-            return (True, r) if r.admits(id_tag, parent_id_tag) else (False, None)
+            return (True, r) if r.admits(id_token, group_token) else (False, None)
         zero = self._zero_reservations()
         for z in zero:
-            if z.admits(id_tag, parent_id_tag):
+            if z.admits(id_token, group_token):
                 return True, z
         if zero and self._spare_besides(c) < len(zero):
             return False, None
         return True, None
 
-    def _admits(self, c: ConnectorState, id_tag: str, parent_id_tag: str | None) -> bool:
-        return self._claim(c, id_tag, parent_id_tag)[0]
+    def _admits(self, c: ConnectorState, id_token: str, group_token: str | None) -> bool:
+        return self._claim(c, id_token, group_token)[0]
 
     def _attach(self, r: Reservation) -> None:
         self._reservations[r.reservation_id] = r
@@ -1933,7 +1935,7 @@ class Station:
             "reservation %d of connector %d for %s ended: %s",
             r.reservation_id,
             r.connector_id,
-            r.id_tag,
+            r.id_token,
             why,
             extra=journal_fields(connector=r.connector_id),
         )
@@ -2123,7 +2125,7 @@ class Station:
             for c in self.connectors.values()
             if c.transaction is not None
             or c.armed is not None
-            or c.authorized_id_tag is not None
+            or c.authorized_token is not None
             or (self._authorizing and self._free(c))
         ]
 
@@ -2205,8 +2207,8 @@ class Station:
                     if c.reservation is None
                     else {
                         "id": c.reservation.reservation_id,
-                        "id_tag": c.reservation.id_tag,
-                        "parent_id_tag": c.reservation.parent_id_tag,
+                        "id_tag": c.reservation.id_token,
+                        "parent_id_tag": c.reservation.group_token,
                         "expiry": iso(c.reservation.expiry),
                     },
                     "reserved_for_any": c.reserved_for_any,
@@ -2215,7 +2217,7 @@ class Station:
                     else {
                         "id": tx.transaction_id,
                         "local_id": tx.local_id,
-                        "id_tag": tx.id_tag,
+                        "id_tag": tx.id_token,
                         "meter_start_wh": tx.meter_start_wh,
                         "started_at": tx.started_at,
                         "energy_wh": round(c.energy_wh - tx.meter_start_wh, 1),

@@ -38,10 +38,10 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
     if c.pilot in ("B", "C", "D"):
         if c.finishing:
             return ConnectorStatus.FINISHING, "NoError"
-        if c.reservation is not None and c.authorized_id_tag is None:
+        if c.reservation is not None and c.authorized_token is None:
             return ConnectorStatus.RESERVED, "NoError"
         return ConnectorStatus.PREPARING, "NoError"
-    if c.authorized_id_tag is not None:
+    if c.authorized_token is not None:
         return ConnectorStatus.PREPARING, "NoError"
     if c.reservation is not None or c.reserved_for_any:
         return ConnectorStatus.RESERVED, "NoError"

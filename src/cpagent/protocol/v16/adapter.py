@@ -141,12 +141,12 @@ class V16Adapter(CsmsLink):
 
     async def transaction_started(self, event: TransactionStarted) -> int:
         # 1.6 transactions begin at PowerPathClosed: always with their id tag.
-        assert event.id_tag is not None
+        assert event.id_token is not None
         payload = messages.start_transaction(event)
         tx, row = await self.store.run(
             self.store.start_transaction,
             connector_id=event.connector_id,
-            id_tag=event.id_tag,
+            id_tag=event.id_token,
             meter_start_wh=event.meter_start_wh,
             started_at=event.timestamp,
             reservation_id=event.reservation_id,
@@ -188,7 +188,7 @@ class V16Adapter(CsmsLink):
             meter_stop_wh=event.meter_stop_wh,
             stopped_at=event.timestamp,
             reason=str(event.reason),
-            stop_id_tag=event.id_tag,
+            stop_id_tag=event.id_token,
             message=message,
         )
         assert row is not None
@@ -344,7 +344,7 @@ class V16Adapter(CsmsLink):
         parent = info.get("parentIdTag")
         if parent is None:
             known = listed if listed is not None else await self._cached(id_tag)
-            parent = None if known is None else known.parent_id_tag
+            parent = None if known is None else known.group_token
         decision = AuthDecision(AuthStatus(info["status"]), parent)
         if listed is not None:
             if listed.accepted != decision.accepted:

@@ -351,8 +351,8 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
         reservation = Reservation(
             reservation_id=reservation_id,
             connector_id=connector_id,
-            id_tag=id_tag,
-            parent_id_tag=parent_id_tag,
+            id_token=id_tag,
+            group_token=parent_id_tag,
             expiry=parse_iso(expiry_date),  # checked by check_request
         )
         outcome = await self.station.reserve(reservation)

@@ -70,7 +70,7 @@ def status_notification(ev: StatusChanged) -> dict[str, Any]:
 def start_transaction(ev: TransactionStarted) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "connectorId": ev.connector_id,
-        "idTag": ev.id_tag,
+        "idTag": ev.id_token,
         "meterStart": ev.meter_start_wh,
         "timestamp": ev.timestamp,
     }
@@ -93,8 +93,8 @@ def stop_transaction(ev: TransactionStopped, data: list[dict[str, Any]]) -> dict
         "timestamp": ev.timestamp,
         "reason": str(reason),
     }
-    if ev.id_tag:
-        payload["idTag"] = ev.id_tag
+    if ev.id_token:
+        payload["idTag"] = ev.id_token
     data = [*data, meter_value(ev.timestamp, ev.end_values)] if ev.end_values else data
     if data:
         payload["transactionData"] = data

@@ -159,7 +159,7 @@ def ended_event(
             transaction_id=transaction_id,
             charging_state=charging_state,
             stopped_reason=messages.stopped_reason(event.reason),
-            id_token=messages.id_token(event.id_tag) if event.id_tag else None,
+            id_token=messages.id_token(event.id_token) if event.id_token else None,
             meter_values=[*data, end],
             offline=offline,
         )
@@ -244,9 +244,9 @@ class V201Adapter(CsmsLink):
     async def transaction_started(self, event: TransactionStarted) -> int:
         transaction_id = str(uuid.uuid4())
         remote = token = None
-        if event.id_tag is not None:
-            remote = self._remote_start(event.id_tag, pop=True)
-            token = messages.id_token(event.id_tag, remote.token_type if remote else "ISO14443")
+        if event.id_token is not None:
+            remote = self._remote_start(event.id_token, pop=True)
+            token = messages.id_token(event.id_token, remote.token_type if remote else "ISO14443")
         offline = not self._connection_ready
         begin = messages.meter_value(event.timestamp, event.begin_values)
         trigger = _START_TRIGGERS[event.trigger]
@@ -279,7 +279,7 @@ class V201Adapter(CsmsLink):
             lambda: self.store.run(
                 self.store.start_transaction,
                 connector_id=event.connector_id,
-                id_tag=event.id_tag or "",
+                id_tag=event.id_token or "",
                 meter_start_wh=event.meter_start_wh,
                 started_at=event.timestamp,
                 reservation_id=event.reservation_id,
@@ -309,8 +309,8 @@ class V201Adapter(CsmsLink):
         """A transaction begun before its authorization got one (E02: the EV connected
         first): an Updated event, triggerReason Authorized (RemoteStart with the request's
         remoteStartId), carrying the idToken; the store keeps the token with it."""
-        remote = self._remote_start(event.id_tag, pop=True)
-        token = messages.id_token(event.id_tag, remote.token_type if remote else "ISO14443")
+        remote = self._remote_start(event.id_token, pop=True)
+        token = messages.id_token(event.id_token, remote.token_type if remote else "ISO14443")
         offline = not self._connection_ready
 
         async def write() -> OutboxRow:
@@ -330,7 +330,7 @@ class V201Adapter(CsmsLink):
                 )
 
             return await self.store.run(
-                self.store.queue_transaction_message, event.local_id, make, id_tag=event.id_tag
+                self.store.queue_transaction_message, event.local_id, make, id_tag=event.id_token
             )
 
         self._queued(await self._serial(write))
@@ -340,7 +340,7 @@ class V201Adapter(CsmsLink):
         an Updated event with the triggerReason of the cause (StopAuthorized, RemoteStop,
         Deauthorized, EVCommunicationLost) and the token that ended it, if any."""
         offline = not self._connection_ready
-        token = messages.id_token(event.id_tag) if event.id_tag else None
+        token = messages.id_token(event.id_token) if event.id_token else None
 
         async def write() -> OutboxRow:
             tx_id = await self._known_transaction_id(event.local_id)
@@ -386,7 +386,7 @@ class V201Adapter(CsmsLink):
                 meter_stop_wh=event.meter_stop_wh,
                 stopped_at=event.timestamp,
                 reason=str(event.reason),
-                stop_id_tag=event.id_tag,
+                stop_id_tag=event.id_token,
                 message=make,
             )
         )
@@ -414,7 +414,7 @@ class V201Adapter(CsmsLink):
             meter_stop_wh=event.meter_stop_wh,
             stopped_at=event.timestamp,
             reason=str(event.reason),
-            stop_id_tag=event.id_tag,
+            stop_id_tag=event.id_token,
             message=("StopTransaction", payload),
         )
         log.warning(

@@ -108,7 +108,7 @@ class Authorization:
                 expiry = iso(datetime.now(UTC) + timedelta(seconds=life)) if life > 0 else None
             await self.store.run(
                 self.store.cache_put,
-                AuthCacheRow(id_token, str(found.status), expiry, found.parent_id_tag),
+                AuthCacheRow(id_token, str(found.status), expiry, found.group_token),
                 unless_listed=self.values.bool("LocalAuthListCtrlr", "Enabled"),
             )
         return found

@@ -330,7 +330,7 @@ class ChargePoint(
                     token,
                     str(decision.status),
                     info.get("cacheExpiryDateTime"),
-                    decision.parent_id_tag,
+                    decision.group_token,
                 )
             )
         if update == "Full" and removed:
@@ -391,7 +391,7 @@ class ChargePoint(
         for c in self.station.connectors.values():
             # F02 (the answer's transactionId): a transaction already begun (the EV first,
             # TxStartPoint EVConnected) is named in the answer; the request authorizes it.
-            if c.transaction is not None and c.authorized_id_tag == token["idToken"]:
+            if c.transaction is not None and c.authorized_token == token["idToken"]:
                 transaction_id = self.adapter.transaction_id(c.transaction.local_id)
                 if transaction_id is not None:
                     answer["transactionId"] = transaction_id
