@@ -58,7 +58,7 @@ async def test_ev_connected_starts_a_transaction_that_a_card_then_authorizes(
     rig.hw.plug(1)
     started = await rig.out.wait_for(TransactionStarted, since=mark)
     assert (started.id_token, started.trigger, started.meter_start_wh) == (None, EV, 500)
-    await rig.out.wait_status(1, ConnectorStatus.SUSPENDED_EVSE, since=mark)
+    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
     assert not supplying(rig)
     tx = rig.station.connectors[1].transaction
     assert tx is not None and not tx.authorized
@@ -162,7 +162,7 @@ async def test_without_authorized_as_stop_point_the_card_only_ends_the_supply(
     rig.hw.present_card("TAG-1")
     ended = await rig.out.wait_for(TransactionDeauthorized, since=mark)
     assert (ended.local_id, ended.reason, ended.id_token) == (local_id, StopReason.LOCAL, "TAG-1")
-    await rig.out.wait_status(1, ConnectorStatus.SUSPENDED_EVSE, since=mark)
+    await rig.out.wait_status(1, ConnectorStatus.FINISHING, since=mark)
     assert not supplying(rig)
     assert rig.out.of(TransactionStopped, mark) == []
 

@@ -22,6 +22,11 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
     if c.pilot == "E":
         return ConnectorStatus.FAULTED, "EVCommunicationError"
     if c.transaction is not None:
+        tx = c.transaction
+        if not tx.authorized and c.pilot in ("B", "C", "D"):
+            # No energy by design: awaiting its first authorization, or after it ended.
+            status = ConnectorStatus.PREPARING if tx.id_token is None else ConnectorStatus.FINISHING
+            return status, "NoError"
         if c.pilot in ("C", "D"):
             if c.contactor_closed and c.offered_a >= 6.0:
                 return ConnectorStatus.CHARGING, "NoError"
@@ -30,7 +35,7 @@ def derive_status(c: ConnectorState) -> tuple[ConnectorStatus, str]:
             if c.offered_a < 6.0:
                 return ConnectorStatus.SUSPENDED_EVSE, "NoError"
             return ConnectorStatus.SUSPENDED_EV, "NoError"
-        if not c.transaction.ev_seen:  # begun by a card, the EV awaited
+        if not tx.ev_seen:  # begun by a card, the EV awaited
             return ConnectorStatus.PREPARING, "NoError"
         return ConnectorStatus.FINISHING, "NoError"
     if not c.operative or c.maintenance or c.pilot == "F":
