@@ -216,4 +216,3 @@ async def test_set_variables_refuses_points_without_facts_and_empty_lists(
     results = answer["setVariableResult"]
     assert [r["attributeStatus"] for r in results] == ["Rejected", "Rejected", "Accepted"]
     assert "needs at least one point" in results[1]["attributeStatusInfo"]["additionalInfo"]
-
