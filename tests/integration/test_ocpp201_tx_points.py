@@ -216,3 +216,24 @@ async def test_set_variables_refuses_points_without_facts_and_empty_lists(
     results = answer["setVariableResult"]
     assert [r["attributeStatus"] for r in results] == ["Rejected", "Rejected", "Accepted"]
     assert "needs at least one point" in results[1]["attributeStatusInfo"]["additionalInfo"]
+
+
+async def test_kill9_during_a_transaction_the_ev_began_ends_it_as_power_loss(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """A transaction with no token yet is on disk like any other: after kill -9 it ends with
+    PowerLoss and no idToken, its events contiguous; the next plug-in is a new one."""
+    agent = await started_agent(agent_factory, csms, points("EVConnected"))
+    mark = csms.mark()
+    await agent.sim("plug", "1")
+    tx_id = tx_id_of(await next_event(csms, mark, eventType="Started"))
+    await agent.kill9()
+    mark = csms.mark()
+    await agent.start()
+    end = await ended(csms, tx_id, since=mark)
+    assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    assert "idToken" not in end
+    assert_contiguous(once_each(csms, tx_id))
+    await agent.sim("plug", "1")
+    again = await next_event(csms, mark, eventType="Started")
+    assert tx_id_of(again) != tx_id and again["triggerReason"] == "CablePluggedIn"

@@ -17,7 +17,7 @@ import pytest
 from cpagent.exc import ReaderFault, StoreFullError
 from cpagent.hal.base import CardReader
 from cpagent.hal.sim import SimHardware
-from cpagent.station import station as station_module
+from cpagent.station import timing
 from cpagent.station.model import (
     AuthDecision,
     AuthStatus,
@@ -562,7 +562,7 @@ async def test_a_reservation_that_ends_with_an_ev_plugged(
 ) -> None:
     """§4.9: a reservation that ends makes its connector Available (G1); the EV plugged
     meanwhile then makes it Preparing (A2), and any card may start a session there."""
-    monkeypatch.setattr(station_module, "RESERVATION_RECHECK_S", 0.01)
+    monkeypatch.setattr(timing, "RESERVATION_RECHECK_S", 0.01)
     rig = await make_rig(1)
     assert await rig.reserve(4, 1, "R") is ACCEPTED
     await plugged(rig)
@@ -596,7 +596,7 @@ async def test_a_reservation_expires_back_to_available(make_rig: RigFactory) -> 
 async def test_expiry_follows_a_step_of_the_wall_clock(
     make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(station_module, "RESERVATION_RECHECK_S", 0.01)
+    monkeypatch.setattr(timing, "RESERVATION_RECHECK_S", 0.01)
     rig = await make_rig(2)
     assert await rig.reserve(1, 1, valid_s=HOUR) is ACCEPTED
     assert await rig.reserve(2, 2, valid_s=2 * HOUR) is ACCEPTED
@@ -657,7 +657,7 @@ async def test_a_reservation_restored_on_an_unavailable_connector_ends(
 async def test_a_failed_save_is_retried(
     make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(station_module, "RESERVATION_RECHECK_S", 0.01)
+    monkeypatch.setattr(timing, "RESERVATION_RECHECK_S", 0.01)
     rig = await make_rig(1)
     assert rig.store is not None
     rig.store.failures = 2

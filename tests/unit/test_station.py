@@ -25,7 +25,7 @@ from cpagent.exc import (
 )
 from cpagent.hal.base import ConnectorLock, Contactor, MeterReading
 from cpagent.hal.sim import SimHardware
-from cpagent.station import station as station_module
+from cpagent.station import timing
 from cpagent.station.metering import sample_values
 from cpagent.station.model import (
     ActiveTransaction,
@@ -957,7 +957,7 @@ async def test_a_session_that_cannot_be_recorded_does_not_start(rig: Rig) -> Non
 async def test_the_end_of_a_session_is_retried_until_recorded(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(station_module, "RECORD_RETRY_S", 0.01)
+    monkeypatch.setattr(timing, "RECORD_RETRY_S", 0.01)
     local_id = await rig.start_session("TAG-1")
     real = rig.out.transaction_stopped
     failures = 3

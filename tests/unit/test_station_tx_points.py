@@ -290,3 +290,13 @@ def test_a_stop_reason_1_6_has_no_word_for_goes_out_as_other(reason: StopReason)
 
     event = TransactionStopped(3, 1, 1500, "2026-12-08T00:00:00Z", reason)
     assert messages16.stop_transaction(event, [])["reason"] == "Other"
+
+
+async def test_an_ev_found_connected_at_start_begins_a_transaction(make_rig: RigFactory) -> None:
+    rig = await make_rig(energy_wh=500.0, run=False)
+    rig.settings.tx_start_points = frozenset({EV})
+    rig.hw.plug(1)
+    await rig.run()
+    started = await rig.out.wait_for(TransactionStarted)
+    assert (started.id_token, started.trigger) == (None, EV)
+    assert not supplying(rig)

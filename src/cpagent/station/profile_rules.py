@@ -27,6 +27,7 @@ from typing import Any
 
 from cpagent.exc import StoreError
 from cpagent.hal.base import Hardware
+from cpagent.station import timing
 from cpagent.station.model import ConnectorState, ProfileStore, StationSettings
 from cpagent.station.reporting import log
 from cpagent.station.smart_charging import (
@@ -210,9 +211,6 @@ class ProfileRules:
         """Wake each charging connector at the instant its limit changes (a period
         boundary, a profile's validity starting or ending), and forget profiles that
         expired. The wall clock is re-read at least every RESERVATION_RECHECK_S."""
-        # Looked up at run time: the interval is tuned in the station module.
-        from cpagent.station import station as station_module
-
         while True:
             self._profiles_wake.clear()
             async with self._lock:
@@ -226,7 +224,7 @@ class ProfileRules:
                     (t for c in self.connectors.values() if (t := self._next_change(c, now))),
                     default=None,
                 )
-            delay = float(station_module.RESERVATION_RECHECK_S)
+            delay = float(timing.RESERVATION_RECHECK_S)
             if due is not None:
                 delay = min(delay, (due - now).total_seconds() + BOUNDARY_MARGIN_S)
             with contextlib.suppress(TimeoutError):

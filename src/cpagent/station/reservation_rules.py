@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cpagent.exc import StoreError
+from cpagent.station import timing
 from cpagent.station.model import (
     ConnectorState,
     ConnectorStatus,
@@ -296,16 +297,13 @@ class ReservationRules:
 
     async def _reservation_loop(self) -> None:
         """End reservations at their expiry and persist changes made outside a command."""
-        # Looked up at run time: the interval is tuned in the station module.
-        from cpagent.station import station as station_module
-
         wake = self._reservations_wake
         while True:
             wake.clear()
             async with self._lock:
                 self._expire_reservations()
                 await self._persist_reservations()
-            delay = station_module.RESERVATION_RECHECK_S
+            delay = timing.RESERVATION_RECHECK_S
             if self._reservations:
                 soonest = min(r.expiry for r in self._reservations.values())
                 delay = min(delay, max(0.0, (soonest - self._now()).total_seconds()))

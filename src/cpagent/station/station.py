@@ -20,9 +20,6 @@ points (:mod:`~cpagent.station.transactions`), meter readings
 commands the protocol adapters call and the reactions to the hardware. A part declares
 the attributes it uses and, for the type checker only, the methods of other parts it
 calls; at run time they are found through :class:`Station`'s method resolution order.
-
-The intervals below are tuned here (tests shorten them); the parts that wait on
-RECORD_RETRY_S and RESERVATION_RECHECK_S read them from this module at run time.
 """
 
 from __future__ import annotations
@@ -67,11 +64,6 @@ from cpagent.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 POLL_IDLE_S = 10.0
-RECORD_RETRY_S = 5.0
-RESERVATION_RECHECK_S = 60.0
-"""A wait for a reservation's expiry re-reads the wall clock at least this often (NTP may
-step it), and a reservation store that failed is tried again this often. Waits for a
-charging profile's next period do the same."""
 
 
 #: What becomes true when a card (or a remote start) authorizes an EV already connected,
@@ -162,7 +154,9 @@ class Station(ReservationRules, ProfileRules, Transactions, Supply, Readings, Re
         charging_profiles: ProfileSet | None = None,
     ) -> None:
         """Read the hardware, apply persisted availability, close what a crash left open and
-        restore the persisted ``reservations`` and ``charging_profiles`` that still hold."""
+        restore the persisted ``reservations`` and ``charging_profiles`` that still hold. An
+        EV found connected begins a transaction when EVConnected is a start point: no
+        transaction runs on its EVSE any more."""
         self.charger.operative = availability.get(0, True)
         for cid, c in self.connectors.items():
             c.operative = self.charger.operative and availability.get(cid, True)
@@ -177,6 +171,13 @@ class Station(ReservationRules, ProfileRules, Transactions, Supply, Readings, Re
                 self._plugged[c.connector_id] = PilotState(c.pilot).plugged
                 c.finishing = self._plugged[c.connector_id]
                 self._refresh(c)
+            for c in self.connectors.values():
+                if (
+                    self._plugged[c.connector_id]
+                    and self._free(c)
+                    and TxPoint.EV_CONNECTED in self.settings.tx_start_points
+                ):
+                    await self._record_start(c, None, TxPoint.EV_CONNECTED)
             self._refresh_charger()
             if self._reservations_dirty:
                 await self._persist_reservations()

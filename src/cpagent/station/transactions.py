@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from cpagent.exc import StoreError
 from cpagent.hal.base import MeterReading
+from cpagent.station import timing
 from cpagent.station.model import (
     ActiveTransaction,
     ArmedSession,
@@ -653,9 +654,6 @@ class Transactions:
 
     async def _record_stop(self, event: TransactionStopped) -> None:
         """A session's end is money: retry until it is recorded. The supply is already off."""
-        # Looked up at run time: the interval is tuned in the station module.
-        from cpagent.station import station as station_module
-
         failures = 0
         fields = journal_fields(connector=event.connector_id, local_transaction_id=event.local_id)
         while True:
@@ -667,11 +665,11 @@ class Transactions:
                         "session %d: cannot record its end (%s); retrying every %.0f s",
                         event.local_id,
                         err,
-                        station_module.RECORD_RETRY_S,
+                        timing.RECORD_RETRY_S,
                         extra=fields,
                     )
                 failures += 1
-                await asyncio.sleep(station_module.RECORD_RETRY_S)
+                await asyncio.sleep(timing.RECORD_RETRY_S)
                 continue
             if failures:
                 log.info(

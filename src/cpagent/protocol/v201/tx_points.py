@@ -12,7 +12,8 @@ as the station implements them, read from Part 2:
   at the card or RequestStartTransaction (E03: the EV is awaited EVConnectionTimeOut
   seconds, then the transaction ends with Timeout), PowerPathClosed when both are there
   and the contactor closes, EnergyTransfer when the EV first draws. We take the edge: a
-  start point that stays true after a transaction ended does not start another.
+  start point that stays true after a transaction ended does not start another; an EV
+  found connected at start-up (its transaction ended with the power loss) begins one.
 * **Stop** (E06.FR.01-E06.FR.07): a transaction ends when a stop point that was true
   during it becomes false: EVConnected at the unplug, Authorized when the card is shown
   again, RequestStopTransaction comes or the CSMS refuses the token, PowerPathClosed when
