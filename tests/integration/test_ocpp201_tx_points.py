@@ -234,6 +234,7 @@ async def test_kill9_during_a_transaction_the_ev_began_ends_it_as_power_loss(
     assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
     assert "idToken" not in end
     assert_contiguous(once_each(csms, tx_id))
+    mark = csms.mark()
     await agent.sim("plug", "1")
     again = await next_event(csms, mark, eventType="Started")
     assert tx_id_of(again) != tx_id and again["triggerReason"] == "CablePluggedIn"
