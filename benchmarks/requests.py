@@ -213,7 +213,7 @@ async def remote_start_16(csms: LoopbackCsms, clock: Clock, rounds: int) -> dict
         assert answer == {"status": "Accepted"}, answer
         start = await csms.wait_for_message("StartTransaction", since=mark)
         sent, _ = clock.sent("RemoteStartTransaction")
-        arrived = clock.called("StartTransaction", lambda p: p["idTag"] == tag)
+        arrived = clock.called("StartTransaction", lambda p, tag=tag: p["idTag"] == tag)
         if i >= 2:
             times.append((arrived - sent) * 1000)
         await csms.wait_for(
@@ -242,13 +242,13 @@ def station_variables() -> list[dict[str, Any]]:
             continue
         for variable in component.variables.values():
             if not variable.instances:
-                data.append({"component": {"name": component.name}, "variable": {"name": variable.name}})
+                data.append(
+                    {"component": {"name": component.name}, "variable": {"name": variable.name}}
+                )
     return data[:50]
 
 
-async def requests_201(
-    csms: LoopbackCsms, clock: Clock, args: Any
-) -> dict[str, dict[str, float]]:
+async def requests_201(csms: LoopbackCsms, clock: Clock, args: Any) -> dict[str, dict[str, float]]:
     many = station_variables()
 
     def all_of_them(reply: dict[str, Any]) -> None:

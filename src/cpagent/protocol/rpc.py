@@ -59,20 +59,23 @@ class _Unusual(Exception):
     no string): it goes the ``ocpp`` library's way instead."""
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=2048)
 def _snake_key(key: str) -> str:
-    """``key`` as the ``ocpp`` library names it for a handler (its rules, run once per key)."""
-    return next(iter(camel_to_snake_case({key: None})))
+    """``key`` as the ``ocpp`` library names it for a handler (its rules, run once per key;
+    2048 spellings are kept, more than the OCPP messages use)."""
+    spelt: str = next(iter(camel_to_snake_case({key: None})))
+    return spelt
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=2048)
 def _camel_key(key: str) -> str:
     """``key`` as the ``ocpp`` library puts it on the wire (its rules, run once per key)."""
-    return next(iter(snake_to_camel_case({key: None})))
+    spelt: str = next(iter(snake_to_camel_case({key: None})))
+    return spelt
 
 
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
+def _field_names(cls: Any) -> tuple[str, ...]:
     """The fields ``dataclasses.asdict`` reads of a dataclass."""
     return tuple(f.name for f in dataclasses.fields(cls))
 
@@ -92,6 +95,8 @@ def _wire(value: Any) -> Any:
     handler's answer (a ``call_result`` dataclass and the dicts, lists and dataclasses in
     it), in one pass: no deep copy, each key's spelling looked up. Raises :class:`_Unusual`
     for a tuple or a key that is no string, which that chain treats its own way."""
+    if isinstance(value, str | int | float):  # the leaves, most of a payload (enums too)
+        return value
     if isinstance(value, dict):
         result = {}
         for key, item in value.items():
@@ -104,9 +109,10 @@ def _wire(value: Any) -> Any:
         return [_wire(item) for item in value if item is not None]
     if isinstance(value, tuple):
         raise _Unusual
-    if hasattr(type(value), "__dataclass_fields__"):
+    cls: Any = type(value)
+    if hasattr(cls, "__dataclass_fields__"):
         result = {}
-        for name in _field_names(type(value)):
+        for name in _field_names(cls):
             item = getattr(value, name)
             if item is not None:
                 result[_camel_key(name)] = _wire(item)
@@ -169,8 +175,12 @@ class RpcEndpoint:
     async def _run_handler(self, handler: Any, payload: dict[str, Any]) -> dict[str, Any]:
         """Call the handler the way the ``ocpp`` library does: the payload's fields as
         snake_case keyword arguments, its answer (a ``call_result`` dataclass) back in
-        camelCase with None fields left out."""
+        camelCase with None fields left out. A handler may also answer with the payload as
+        it goes on the wire (a dict: camelCase keys, no None values), taken as it is; the
+        schema check that follows holds either to the same rules."""
         response = await handler(**_snake(payload))
+        if isinstance(response, dict):  # the answer as it goes on the wire
+            return response
         try:
             answer: dict[str, Any] = _wire(response)
         except _Unusual:
