@@ -64,7 +64,7 @@ def test_a_request_reaches_its_handler_as_the_library_names_its_fields() -> None
     assert _snake(payload) == camel_to_snake_case(payload)
 
 
-PROFILE = {
+PROFILE: dict[str, Any] = {
     "chargingProfileId": 1,
     "stackLevel": 0,
     "chargingProfilePurpose": "TxProfile",
@@ -78,9 +78,9 @@ PROFILE = {
 
 def with_limit(limit: float) -> dict[str, Any]:
     schedule = {
-        **PROFILE["chargingSchedule"],
+        "chargingRateUnit": "A",
         "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
-    }  # type: ignore[dict-item]
+    }
     return {"idTag": "T", "chargingProfile": {**PROFILE, "chargingSchedule": schedule}}
 
 
