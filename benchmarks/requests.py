@@ -5,7 +5,11 @@ on the CSMS side, from the moment a CALL frame is handed to the websocket to the
 agent's frame comes out of it (``LoopbackCsms.on_frame``: called with the encoded frame just
 before ``ws.send``, and with each received frame before the CSMS parses or validates it, so
 the CSMS's own schema checks are outside the figures). Calls run one at a time, each after
-the previous answer; everything the agent sends in between is answered as usual.
+the previous answer; everything the agent sends in between is answered as usual. What the
+LoopbackCsms adds inside the timed span (recording the frame, waking its waiters before
+``ws.send``) is small: a bare websockets server timing around ``send``/``recv`` measured
+0.32-0.35 ms for GetConfiguration of all keys where this script measured 0.35-0.39 ms,
+interleaved on the same machine.
 
 (a) Requests, ``--calls`` timed calls each after ``--warmup`` untimed ones; median and p99:
     1.6: GetConfiguration of all keys, of one key, ChangeConfiguration (accepted: written to
