@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/modbus_poll.py
 	$(BIN)/python benchmarks/firmware_download.py
 	$(BIN)/python benchmarks/smart_charging.py
+	$(BIN)/python benchmarks/requests.py
+	$(BIN)/python benchmarks/requests.py --ocpp 2.0.1
 
 soak: $(STAMP)
 	$(BIN)/python benchmarks/crash_soak.py --ocpp 1.6 --iterations 200

@@ -226,6 +226,8 @@ def _unusable(value: Any) -> tuple[list[str | int], str] | None:
         why = _unusable_leaf(value)
         return None if why is None else ([], why)
     for key, item in items:
+        if type(item) is str and item.isascii():  # most of a payload, checked in O(1)
+            continue
         found = _unusable(item)
         if found is not None:
             found[0].insert(0, key)

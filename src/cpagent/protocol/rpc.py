@@ -14,6 +14,8 @@ handler could not use (:meth:`RpcEndpoint._check_request`) and how its codes are
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -50,6 +52,72 @@ def _reason(error: OCPPError) -> str:
     """What a refusal is about, for the log: a schema error's cause names the field."""
     cause = error.details.get("cause") if isinstance(error.details, dict) else None
     return str(cause) if cause else str(error.description)
+
+
+class _Unusual(Exception):
+    """A handler's answer holds what :func:`_wire` does not convert (a tuple, a key that is
+    no string): it goes the ``ocpp`` library's way instead."""
+
+
+@functools.lru_cache(maxsize=2048)
+def _snake_key(key: str) -> str:
+    """``key`` as the ``ocpp`` library names it for a handler (its rules, run once per key;
+    2048 spellings are kept, more than the OCPP messages use)."""
+    spelt: str = next(iter(camel_to_snake_case({key: None})))
+    return spelt
+
+
+@functools.lru_cache(maxsize=2048)
+def _camel_key(key: str) -> str:
+    """``key`` as the ``ocpp`` library puts it on the wire (its rules, run once per key)."""
+    spelt: str = next(iter(snake_to_camel_case({key: None})))
+    return spelt
+
+
+@functools.cache
+def _field_names(cls: Any) -> tuple[str, ...]:
+    """The fields ``dataclasses.asdict`` reads of a dataclass."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _snake(value: Any) -> Any:
+    """What ``camel_to_snake_case`` makes of a request payload, with each key's spelling
+    looked up instead of worked out by regular expressions every time."""
+    if isinstance(value, dict):
+        return {_snake_key(k) if isinstance(k, str) else k: _snake(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snake(v) for v in value]
+    return value
+
+
+def _wire(value: Any) -> Any:
+    """What ``snake_to_camel_case(remove_nones(serialize_as_dict(value)))`` makes of a
+    handler's answer (a ``call_result`` dataclass and the dicts, lists and dataclasses in
+    it), in one pass: no deep copy, each key's spelling looked up. Raises :class:`_Unusual`
+    for a tuple or a key that is no string, which that chain treats its own way."""
+    if isinstance(value, str | int | float):  # the leaves, most of a payload (enums too)
+        return value
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            if item is not None:
+                if not isinstance(key, str):
+                    raise _Unusual
+                result[_camel_key(key)] = _wire(item)
+        return result
+    if isinstance(value, list):
+        return [_wire(item) for item in value if item is not None]
+    if isinstance(value, tuple):
+        raise _Unusual
+    cls: Any = type(value)
+    if hasattr(cls, "__dataclass_fields__"):
+        result = {}
+        for name in _field_names(cls):
+            item = getattr(value, name)
+            if item is not None:
+                result[_camel_key(name)] = _wire(item)
+        return result
+    return value
 
 
 def _fields(msg: Call) -> dict[str, Any]:
@@ -107,9 +175,16 @@ class RpcEndpoint:
     async def _run_handler(self, handler: Any, payload: dict[str, Any]) -> dict[str, Any]:
         """Call the handler the way the ``ocpp`` library does: the payload's fields as
         snake_case keyword arguments, its answer (a ``call_result`` dataclass) back in
-        camelCase with None fields left out."""
-        response = await handler(**camel_to_snake_case(payload))
-        answer: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
+        camelCase with None fields left out. A handler may also answer with the payload as
+        it goes on the wire (a dict: camelCase keys, no None values), taken as it is; the
+        schema check that follows holds either to the same rules."""
+        response = await handler(**_snake(payload))
+        if isinstance(response, dict):  # the answer as it goes on the wire
+            return response
+        try:
+            answer: dict[str, Any] = _wire(response)
+        except _Unusual:
+            answer = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
         return answer
 
     def _error_frame(self, unique_id: str, error: OCPPError) -> str:

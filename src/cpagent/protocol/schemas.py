@@ -5,7 +5,9 @@ library's generic validator), which is what lets a long offline queue drain at w
 thousand messages a second. Formats (date-time) are not enforced unless asked for, as the
 library does not enforce them: a CSMS answering ``currentTime`` without a zone is tolerated.
 Schemas whose decimals need exact arithmetic (``multipleOf``) go through the library's
-Decimal-aware validators, with precision enough for any finite float. The cause of an error
+Decimal-aware validators, with precision enough for any finite float, when the payload holds
+a number with a fraction (a RemoteStartTransaction without a charging profile holds none,
+and is judged by the compiled validator). The cause of an error
 names the field and (shortened) the value, never the whole payload.
 
 One :class:`SchemaSet` per OCPP version: each version names its errors by its own rules
@@ -50,6 +52,38 @@ def _cause(err: fastjsonschema.JsonSchemaValueException) -> str:
     return err.message
 
 
+def _divides_one(step: Any) -> bool:
+    """Whether every integer is a multiple of ``step`` (0.1, 0.5, 1, ...)."""
+    try:
+        return decimal.Decimal(1) % decimal.Decimal(str(step)) == 0
+    except (ArithmeticError, ValueError):
+        return False
+
+
+def _without_multiple_of(node: Any) -> Any:
+    """A schema without its ``multipleOf`` rules that every integer meets (0.1): what an
+    integer-only payload must meet besides."""
+    if isinstance(node, dict):
+        return {
+            k: _without_multiple_of(v)
+            for k, v in node.items()
+            if k != "multipleOf" or not _divides_one(v)
+        }
+    if isinstance(node, list):
+        return [_without_multiple_of(v) for v in node]
+    return node
+
+
+def _holds_fraction(value: Any) -> bool:
+    """Whether a payload holds a number that is no integer (a float, NaN and infinities
+    included)."""
+    if isinstance(value, dict):
+        return any(_holds_fraction(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_fraction(v) for v in value)
+    return not isinstance(value, int | str | bool) and value is not None
+
+
 class SchemaSet:
     """The schemas of one OCPP version: ``<Action>.json``/``<Action>Response.json`` (1.6) or
     ``<Action>Request.json``/``<Action>Response.json`` (2.0.1) in ``directory``."""
@@ -90,6 +124,8 @@ class SchemaSet:
         validator = self._compiled.get(key)
         if validator is None:
             schema = self.schema(message_type_id, action)
+            if (message_type_id, action) in self.decimal_schemas:
+                schema = _without_multiple_of(schema)
             validator = fastjsonschema.compile(schema, use_formats=formats, use_default=False)
             self._compiled[key] = validator
         return validator
@@ -112,8 +148,7 @@ class SchemaSet:
             if (kind, action) in self.decimal_schemas:
                 validator = get_validator(kind, action, self.version, parse_float=decimal.Decimal)
                 next(iter(validator.iter_errors({})), None)  # what jsonschema loads on first use
-            else:
-                self._validator(kind, action, False)
+            self._validator(kind, action, False)
             if kind == MessageType.Call:
                 self.date_time_fields(action)
             count += 1
@@ -167,6 +202,16 @@ class SchemaSet:
         CSMS.
         """
         if (message_type_id, action) in self.decimal_schemas:
+            # Without a fraction anywhere, every number is a multiple of 0.1: the compiled
+            # validator of the other rules decides. A payload with a fraction, and any it
+            # refuses (for the exact validator's error), is judged exactly.
+            if not _holds_fraction(payload):
+                try:
+                    self._validator(message_type_id, action, False)(payload)
+                except fastjsonschema.JsonSchemaValueException:
+                    pass
+                else:
+                    return
             self._validate_exactly(message_type_id, action, payload)
             return
         try:

@@ -184,9 +184,10 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
         return call_result.ChangeAvailability(status=status)
 
     @on(Action.get_configuration)
-    async def on_get_configuration(
-        self, key: list[str] | None = None
-    ) -> call_result.GetConfiguration:
+    async def on_get_configuration(self, key: list[str] | None = None) -> dict[str, Any]:
+        """The wire payload itself: this answer (every key, some 50 of them) is the largest
+        a CSMS asks for often, and a ``call_result`` dataclass would be converted key by
+        key."""
         keys = self.adapter.keys
         max_keys = keys.get_int("GetConfigurationMaxKeys")
         if key and len(key) > max_keys:
@@ -200,9 +201,12 @@ class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
             if value is not None:
                 entry["value"] = value[:500]
             known.append(entry)
-        return call_result.GetConfiguration(
-            configuration_key=known or None, unknown_key=unknown or None
-        )
+        answer: dict[str, Any] = {}
+        if known:
+            answer["configurationKey"] = known
+        if unknown:
+            answer["unknownKey"] = unknown
+        return answer
 
     @on(Action.change_configuration)
     async def on_change_configuration(

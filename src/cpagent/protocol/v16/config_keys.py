@@ -602,9 +602,12 @@ class ConfigurationKeys:
         None for a key without a value and always for a secret (write-only) key, which is
         still listed. Then the names that are no known key, as they were asked.
         """
+        if not names:
+            values = self._values
+            return [(s, None if s.secret else values.get(s.name)) for s in KEYS.values()], []
         known: dict[str, tuple[KeySpec, str | None]] = {}
         unknown: list[str] = []
-        for name in names or list(KEYS):
+        for name in names:
             spec = lookup(name)
             if spec is None:
                 unknown.append(name)

@@ -20,6 +20,7 @@ are cpagent's best reading and should be confirmed against the spec's CSV append
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -622,23 +623,26 @@ CATALOGUE: Final[Mapping[str, ComponentSpec]] = {c.name: c for c in _COMPONENTS}
 IMPLEMENTED: Final[frozenset[str]] = frozenset(c.name for c in _COMPONENTS if c.implemented)
 
 
+_FOLDED_COMPONENTS: Final[Mapping[str, str]] = {name.casefold(): name for name in KNOWN}
+
+
+@functools.cache
+def _folded_variables(component: str) -> Mapping[str, str]:
+    """The variable names of a known component by their case fold (no two fold alike)."""
+    names = set(KNOWN.get(component, ()))
+    spec = CATALOGUE.get(component)
+    if spec is not None:
+        names.update(spec.variables)
+    return {name.casefold(): name for name in names}
+
+
 def canonical_component(name: str) -> str | None:
     """The spec's spelling of a component name (names are case-insensitive), or None."""
-    folded = name.casefold()
-    for known in KNOWN:
-        if known.casefold() == folded:
-            return known
-    return None
+    return _FOLDED_COMPONENTS.get(name.casefold())
 
 
 def canonical_variable(component: str, name: str) -> str | None:
     """The spec's spelling of a variable of a known component, or None."""
-    folded = name.casefold()
-    names = set(KNOWN.get(component, frozenset()))
-    spec = CATALOGUE.get(component)
-    if spec is not None:
-        names.update(spec.variables)
-    for known in names:
-        if known.casefold() == folded:
-            return known
-    return None
+    if component not in KNOWN and component not in CATALOGUE:
+        return None
+    return _folded_variables(component).get(name.casefold())

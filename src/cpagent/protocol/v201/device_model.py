@@ -180,6 +180,12 @@ def _refs_for(spec: ComponentSpec, evse_count: int) -> list[ComponentRef]:
     ]
 
 
+_Resolved = tuple[_Entry | None, str | None]
+RESOLVED_KEPT = 4096
+"""Addresses :meth:`DeviceModel._resolve` remembers: every variable of a station, in more
+spellings than a CSMS uses."""
+
+
 def _unimplemented_spec(name: str) -> VariableSpec:
     return VariableSpec(name, DataType.STRING, Mutability.READ_ONLY, False, None)
 
@@ -195,6 +201,7 @@ class DeviceModel:
         self._entries: dict[tuple[ComponentRef, VariableRef], _Entry] = {}
         self._changed: dict[tuple[ComponentRef, VariableRef], Stored] = {}
         self._components: set[ComponentRef] = set()
+        self._resolved: dict[tuple[ComponentRef, VariableRef], _Resolved] = {}
         for component in CATALOGUE.values():
             for ref in _refs_for(component, evse_count):
                 for spec in component.variables.values():
@@ -210,6 +217,7 @@ class DeviceModel:
             values[Attribute.ACTUAL] = Secret(spec.default)
         self._entries[ref, var] = _Entry(ref, var, spec, component.implemented, values)
         self._components.add(ref)
+        self._resolved.clear()
 
     # -- building from the config -------------------------------------------------------
 
@@ -319,6 +327,7 @@ class DeviceModel:
         entry = _Entry(ref, var, spec, False, {Attribute.ACTUAL: stored})
         self._entries[ref, var] = entry
         self._components.add(ref)
+        self._resolved.clear()
         warnings.append(
             f"{where}: cpagent does not implement {ref.name}.{var.name}; "
             "value reported read-only and not acted on"
@@ -377,10 +386,21 @@ class DeviceModel:
 
     # -- lookups --------------------------------------------------------------------------
 
-    def _resolve(
-        self, component: ComponentRef, variable: VariableRef
-    ) -> tuple[_Entry | None, str | None]:
-        """The entry, or None with "component"/"variable" saying which part is unknown."""
+    def _resolve(self, component: ComponentRef, variable: VariableRef) -> _Resolved:
+        """The entry, or None with "component"/"variable" saying which part is unknown.
+
+        Remembered per address as asked (entries are only ever added, and that forgets
+        them): a CSMS reading the same variables again finds them without the name
+        folding. At most :data:`RESOLVED_KEPT` addresses are kept, whatever a CSMS asks."""
+        key = (component, variable)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._look_up(component, variable)
+            if len(self._resolved) < RESOLVED_KEPT:
+                self._resolved[key] = found
+        return found
+
+    def _look_up(self, component: ComponentRef, variable: VariableRef) -> _Resolved:
         name = canonical_component(component.name)
         if name is None:
             return None, "component"
