@@ -258,7 +258,7 @@ class Delivery:
         row = item.row
         if row is not None:
             await self.policy.delivered(item, result)
-            await self.store.run(self.store.remove, row.seq)
+            await self.store.remove_answered(row.seq)
         self.pending.popleft()
 
     async def drain(self, connected: bool, timeout: float) -> bool:
