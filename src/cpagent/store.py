@@ -486,9 +486,9 @@ class Store:
         self._quick_removals: int | None = None
         """Deletions :meth:`remove_answered` made on the caller's thread since the worker's
         last checkpoint; None while the next one must go through the worker."""
-        self._sync_relaxed = False
-        """True while the connection may not be at ``synchronous=FULL``: every write
-        restores it first."""
+        self._deleter: sqlite3.Connection | None = None
+        """The connection of :meth:`remove_answered` (``synchronous=NORMAL``, never
+        checkpointing), opened at its first use; every other access uses ``_conn``."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -534,6 +534,12 @@ class Store:
         """
         with self._mutex:
             executor, self._executor = self._executor, None
+            deleter, self._deleter = self._deleter, None
+            if deleter is not None:  # first: the last connection to close checkpoints
+                try:
+                    deleter.close()
+                except sqlite3.Error as exc:
+                    log.warning("closing %s: %s", self.path, exc)
             conn, self._conn = self._conn, None
             if conn is not None:
                 try:
@@ -770,9 +776,6 @@ class Store:
         then :class:`StoreFullError`, and the next write succeeds once space is back.
         """
         with self._read() as conn:
-            if self._sync_relaxed:
-                conn.execute("PRAGMA synchronous=FULL")
-                self._sync_relaxed = False
             # This commit may checkpoint the WAL, and the write after a checkpoint restarts
             # the WAL with a synced header: remove_answered leaves that to the worker.
             self._quick_removals = None
@@ -875,10 +878,11 @@ class Store:
         cannot wait for the disk, else in the worker. For the replay of a long queue: one
         deletion per message, each otherwise a synced commit and two thread switches.
 
-        How it differs from :meth:`remove`: the deletion is committed with
-        ``synchronous=NORMAL``, in the calling thread, without waiting for the worker. When
-        this returns the commit is in the WAL file, in the kernel's page cache, not
-        necessarily on the disk. Why that loses and reorders nothing:
+        How it differs from :meth:`remove`: the deletion is committed in the calling thread,
+        without waiting for the worker, on a second connection to the same database that
+        commits with ``synchronous=NORMAL`` (see :meth:`_open_deleter`). When this returns
+        the commit is in the WAL file, in the kernel's page cache, not necessarily on the
+        disk. Why that loses and reorders nothing:
 
         - Only answered messages are deleted this way (the caller's contract: after the
           CALLRESULT, and after the version's policy acted on it), so a deletion that does
@@ -894,14 +898,15 @@ class Store:
           most :data:`QUICK_REMOVALS_PER_CHECKPOINT` of them, since each checkpoint (below)
           syncs the WAL first.
         - Nothing written durably becomes less durable. Every other write still commits
-          with ``synchronous=FULL``, which syncs the whole WAL up to its own commit, earlier
-          quick deletions included; a queued message is therefore on disk before it can
-          be sent, as before. The WAL's frames carry chained checksums, so recovery after
-          a power cut stops at the first frame not fully written, after every synced one.
+          with ``synchronous=FULL`` on the main connection, which syncs the whole WAL up
+          to its own commit, earlier quick deletions included; a queued message is
+          therefore on disk before it can be sent, as before. The WAL's frames carry
+          chained checksums, so recovery after a power cut stops at the first frame not
+          fully written, after every synced one.
 
         The loop never waits on ``fsync`` for it: the deletion runs here only when the
-        connection is free (else the worker does it, ordered behind what it is doing) and
-        never checkpoints (``wal_autocheckpoint=0`` for that commit). The first write after
+        store is free (else the worker does it, ordered behind what it is doing) and never
+        checkpoints (``wal_autocheckpoint=0`` on that connection). The first write after
         a checkpoint restarts the WAL and syncs its header, so after any write by the
         worker (which may have checkpointed) and after every
         :data:`QUICK_REMOVALS_PER_CHECKPOINT` deletions here, the next deletion goes to the
@@ -917,35 +922,39 @@ class Store:
         if not self._mutex.acquire(blocking=False):
             return False
         try:
-            conn = self._conn
             done = self._quick_removals
-            if conn is None or done is None or done >= QUICK_REMOVALS_PER_CHECKPOINT:
+            if self._conn is None or done is None or done >= QUICK_REMOVALS_PER_CHECKPOINT:
                 return False
             self._quick_removals = None  # until this deletion is known to be complete
             try:
-                self._sync_relaxed = True
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        if conn.in_transaction:
-                            with contextlib.suppress(sqlite3.Error):
-                                conn.execute("ROLLBACK")
-                        raise
-                finally:
-                    conn.execute("PRAGMA synchronous=FULL")
-                    self._sync_relaxed = False
-                    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+                deleter = self._deleter or self._open_deleter()
+                deleter.execute("DELETE FROM outbox WHERE seq = ?", (seq,))  # autocommit
             except sqlite3.Error as exc:
                 raise _store_error(f"database {self.path}", exc) from exc
             self._quick_removals = done + 1
             return True
         finally:
             self._mutex.release()
+
+    def _open_deleter(self) -> sqlite3.Connection:
+        """The second connection, for deletions of answered messages only. It commits
+        with ``synchronous=NORMAL`` (written to the WAL, not synced) and never
+        checkpoints; ``_conn`` stays at ``synchronous=FULL`` for everything else. Both
+        are used under the store's lock, so their writes never overlap."""
+        conn = sqlite3.connect(
+            self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA cache_size=-256")  # KiB: it only walks to the queue head
+        except BaseException:
+            conn.close()
+            raise
+        self._deleter = conn
+        return conn
 
     def _remove_checkpointed(self, seq: int) -> None:
         """In the worker: checkpoint the WAL (syncing it first, so every quick deletion
