@@ -529,6 +529,17 @@ async def test_remove_answered_deletes_at_once_and_keeps_later_writes_synced(
     assert _rows_on_file(store.path) == [rows[3].seq, rows[4].seq, late.seq]
 
 
+async def test_remove_answered_then_close_leaves_one_checkpointed_file(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.open()
+    rows = [s.enqueue("MeterValues", {"n": n}) for n in range(3)]
+    for row in rows[:2]:
+        await s.remove_answered(row.seq)
+    s.close()
+    assert not s.path.with_name(s.path.name + "-wal").exists()
+    assert _rows_on_file(s.path) == [rows[2].seq]
+
+
 async def test_remove_answered_keeps_the_wal_bounded(store: Store) -> None:
     page_size = store._conn.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[union-attr]
     rows = [store.enqueue("MeterValues", {"n": n}) for n in range(1500)]
