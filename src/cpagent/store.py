@@ -486,6 +486,8 @@ class Store:
         self._quick_removals: int | None = None
         """Deletions :meth:`remove_answered` made on the caller's thread since the worker's
         last checkpoint; None while the next one must go through the worker."""
+        self._unsynced_removals = False
+        """Whether deletions by :meth:`remove_answered` may not be on the disk yet."""
         self._deleter: sqlite3.Connection | None = None
         """The connection of :meth:`remove_answered` (``synchronous=NORMAL``, never
         checkpointing), opened at its first use; every other access uses ``_conn``."""
@@ -782,7 +784,8 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
-                conn.execute("COMMIT")
+                conn.execute("COMMIT")  # synced: with it the whole WAL before it
+                self._unsynced_removals = False
             except BaseException:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -896,7 +899,8 @@ class Store:
           their order, under their message ids, which lets the CSMS recognise them
           (interface.md: delivered in order, nothing lost; a re-send keeps its id). At
           most :data:`QUICK_REMOVALS_PER_CHECKPOINT` of them, since each checkpoint (below)
-          syncs the WAL first.
+          syncs the WAL first, and none once the queue has run empty: the delivery then
+          calls :meth:`settle_answered`.
         - Nothing written durably becomes less durable. Every other write still commits
           with ``synchronous=FULL`` on the main connection, which syncs the whole WAL up
           to its own commit, earlier quick deletions included; a queued message is
@@ -916,6 +920,21 @@ class Store:
         if not self._remove_quickly(seq):
             await self.run(self._remove_checkpointed, seq)
 
+    async def settle_answered(self) -> None:
+        """Take the deletions :meth:`remove_answered` made without waiting to the disk (a
+        checkpoint in the worker, which syncs the WAL first); for when the queue has run
+        empty, so that a power cut long after a replay brings none of them back. Does
+        nothing when there are none."""
+        if self._unsynced_removals:
+            await self.run(self._checkpoint_answered)
+
+    def _checkpoint_answered(self) -> None:
+        with self._mutex, self._read() as conn:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._unsynced_removals = False
+            # The next write may restart the WAL, syncing its header: the worker's turn.
+            self._quick_removals = None
+
     def _remove_quickly(self, seq: int) -> bool:
         """The deletion of :meth:`remove_answered` without waiting; False when it cannot
         be done so and nothing was done."""
@@ -928,6 +947,7 @@ class Store:
             self._quick_removals = None  # until this deletion is known to be complete
             try:
                 deleter = self._deleter or self._open_deleter()
+                self._unsynced_removals = True
                 deleter.execute("DELETE FROM outbox WHERE seq = ?", (seq,))  # autocommit
             except sqlite3.Error as exc:
                 raise _store_error(f"database {self.path}", exc) from exc
@@ -962,11 +982,12 @@ class Store:
         if the checkpoint emptied it; quick deletions may follow."""
         with self._mutex:
             with self._read() as conn:
-                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.remove(seq)
-            # One connection, so nothing holds the checkpoint back; if something did, the
-            # next deletion comes here again.
-            self._quick_removals = 0 if busy == 0 else None
+            # Nothing else holds a read of the WAL (both connections work under the lock),
+            # so the WAL restarted here if it could; without a new checkpoint, which only
+            # a write by the worker may make, a quick deletion never restarts it.
+            self._quick_removals = 0
 
     def bump_attempts(self, seq: int) -> int:
         """Count one more send attempt and return the new count."""

@@ -540,6 +540,27 @@ async def test_remove_answered_then_close_leaves_one_checkpointed_file(tmp_path:
     assert _rows_on_file(s.path) == [rows[2].seq]
 
 
+def _rows_without_wal(db: Path, tmp_path: Path) -> list[int]:
+    """The outbox seqs in the database file alone, as checkpoints left it."""
+    alone = tmp_path / "alone.db"
+    alone.write_bytes(db.read_bytes())
+    return _rows_on_file(alone)
+
+
+async def test_settle_answered_checkpoints_the_quick_deletions(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [store.enqueue("MeterValues", {"n": n}) for n in range(5)]
+    for row in rows[:3]:  # the first by the worker (checkpointing first), then quickly
+        await store.remove_answered(row.seq)
+    seqs = [row.seq for row in rows]
+    assert _rows_without_wal(store.path, tmp_path) == seqs  # deletions only in the WAL
+    await store.settle_answered()
+    assert _rows_without_wal(store.path, tmp_path) == seqs[3:]
+    await store.remove_answered(rows[3].seq)  # after a checkpoint: the worker's turn again
+    assert store.pending() == [rows[4]]
+
+
 async def test_remove_answered_keeps_the_wal_bounded(store: Store) -> None:
     page_size = store._conn.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[union-attr]
     rows = [store.enqueue("MeterValues", {"n": n}) for n in range(1500)]

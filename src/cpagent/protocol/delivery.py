@@ -141,6 +141,7 @@ class Delivery:
         """Deliver the queue head first, one CALL at a time, for as long as ``cp`` lasts."""
         while True:
             if not self.pending:
+                await self.store.settle_answered()  # before anyone waiting for empty goes on
                 self.queue_empty.set()
                 self._changed.clear()
                 await self._changed.wait()
