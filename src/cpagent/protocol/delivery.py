@@ -141,7 +141,11 @@ class Delivery:
         """Deliver the queue head first, one CALL at a time, for as long as ``cp`` lasts."""
         while True:
             if not self.pending:
-                await self.store.settle_answered()  # before anyone waiting for empty goes on
+                # Answered messages deleted without a sync go to disk before anyone waiting
+                # for the empty queue goes on; something queued meanwhile is taken first.
+                await self.store.settle_answered()
+                if self.pending:
+                    continue
                 self.queue_empty.set()
                 self._changed.clear()
                 await self._changed.wait()
