@@ -4,7 +4,9 @@ Everything that must survive ``kill -9`` or a power cut lives here: the outgoing
 money-bearing OCPP messages, transactions, configuration keys (1.6) and device-model
 variables (2.0.1) set by the CSMS, small state (connector availability and the like), the
 authorization cache and the local authorization list. The database runs in WAL mode with
-``synchronous=FULL``, so a method that has returned has reached the disk.
+``synchronous=FULL``, so a method that has returned has reached the disk. The one exception
+is :meth:`Store.remove_answered`, the deletion of a message the CSMS has answered: see there
+why it need not wait for the disk.
 
 One connection serves the whole agent. The asyncio loop reaches it through :meth:`Store.run`,
 which executes a method in the store's single worker thread, so the loop never waits on
@@ -57,6 +59,13 @@ LOCK_NAME = "cpagent.lock"
 # SQLite keeps these next to the database in WAL mode; they belong to it and move with it.
 _COMPANION_SUFFIXES = ("-wal", "-shm")
 _LOCAL_LIST_VERSION_KEY = "local_list.version"
+WAL_AUTOCHECKPOINT = 1000
+"""Pages the WAL may grow to before a commit checkpoints it (SQLite's default, set
+explicitly so that :meth:`Store.remove_answered` can restore it)."""
+QUICK_REMOVALS_PER_CHECKPOINT = 200
+"""How many answered messages :meth:`Store.remove_answered` deletes on the caller's thread
+between two checkpoints in the worker: it bounds both the WAL's growth (a deletion adds a
+few pages) and how many answered messages a power cut can bring back."""
 
 
 @dataclass(frozen=True)
@@ -474,6 +483,14 @@ class Store:
         self._worker_ident: int | None = None
         self._mutex = threading.RLock()
         self.recovered_from: Path | None = None
+        self._quick_removals: int | None = None
+        """Deletions :meth:`remove_answered` made on the caller's thread since the worker's
+        last checkpoint; None while the next one must go through the worker."""
+        self._unsynced_removals = False
+        """Whether deletions by :meth:`remove_answered` may not be on the disk yet."""
+        self._deleter: sqlite3.Connection | None = None
+        """The connection of :meth:`remove_answered` (``synchronous=NORMAL``, never
+        checkpointing), opened at its first use; every other access uses ``_conn``."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -519,6 +536,12 @@ class Store:
         """
         with self._mutex:
             executor, self._executor = self._executor, None
+            deleter, self._deleter = self._deleter, None
+            if deleter is not None:  # first: the last connection to close checkpoints
+                try:
+                    deleter.close()
+                except sqlite3.Error as exc:
+                    log.warning("closing %s: %s", self.path, exc)
             conn, self._conn = self._conn, None
             if conn is not None:
                 try:
@@ -627,6 +650,7 @@ class Store:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         except sqlite3.Error as exc:
             conn.close()
             raise _store_error(f"cannot open database {self.path}", exc) from exc
@@ -754,10 +778,14 @@ class Store:
         then :class:`StoreFullError`, and the next write succeeds once space is back.
         """
         with self._read() as conn:
+            # This commit may checkpoint the WAL, and the write after a checkpoint restarts
+            # the WAL with a synced header: remove_answered leaves that to the worker.
+            self._quick_removals = None
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
-                conn.execute("COMMIT")
+                conn.execute("COMMIT")  # synced: with it the whole WAL before it
+                self._unsynced_removals = False
             except BaseException:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -847,6 +875,119 @@ class Store:
         """Drop a CALL once its CALLRESULT (or a final CALLERROR) arrived; unknown is a no-op."""
         with self._write() as conn:
             conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    async def remove_answered(self, seq: int) -> None:
+        """Drop a CALL the CSMS has answered, as :meth:`remove` does, on the loop when that
+        cannot wait for the disk, else in the worker. For the replay of a long queue: one
+        deletion per message, each otherwise a synced commit and two thread switches.
+
+        How it differs from :meth:`remove`: the deletion is committed in the calling thread,
+        without waiting for the worker, on a second connection to the same database that
+        commits with ``synchronous=NORMAL`` (see :meth:`_open_deleter`). When this returns
+        the commit is in the WAL file, in the kernel's page cache, not necessarily on the
+        disk. Why that loses and reorders nothing:
+
+        - Only answered messages are deleted this way (the caller's contract: after the
+          CALLRESULT, and after the version's policy acted on it), so a deletion that does
+          not survive can only bring back a message the CSMS already has.
+        - ``kill -9``: the commit is in the WAL file already, which the kernel keeps; the
+          process dying loses none of it. As before, only the one CALL in flight is sent
+          again.
+        - Power cut: deletions since the WAL was last synced may be undone. Those rows
+          come back exactly as stored (message id, payload, seq), and they are the oldest
+          rows, answered in seq order: after the restart they are sent again first, in
+          their order, under their message ids, which lets the CSMS recognise them
+          (interface.md: delivered in order, nothing lost; a re-send keeps its id). At
+          most :data:`QUICK_REMOVALS_PER_CHECKPOINT` of them, since each checkpoint (below)
+          syncs the WAL first, and none once the queue has run empty: the delivery then
+          calls :meth:`settle_answered`.
+        - Nothing written durably becomes less durable. Every other write still commits
+          with ``synchronous=FULL`` on the main connection, which syncs the whole WAL up
+          to its own commit, earlier quick deletions included; a queued message is
+          therefore on disk before it can be sent, as before. The WAL's frames carry
+          chained checksums, so recovery after a power cut stops at the first frame not
+          fully written, after every synced one.
+
+        The loop never waits on ``fsync`` for it: the deletion runs here only when the
+        store is free (else the worker does it, ordered behind what it is doing) and never
+        checkpoints (``wal_autocheckpoint=0`` on that connection). The first write after
+        a checkpoint restarts the WAL and syncs its header, so after any write by the
+        worker (which may have checkpointed) and after every
+        :data:`QUICK_REMOVALS_PER_CHECKPOINT` deletions here, the next deletion goes to the
+        worker, which checkpoints and then deletes with ``synchronous=FULL``. That bounds
+        the WAL as the automatic checkpoint does. An unknown ``seq`` is a no-op.
+        """
+        if not self._remove_quickly(seq):
+            await self.run(self._remove_checkpointed, seq)
+
+    async def settle_answered(self) -> None:
+        """Take the deletions :meth:`remove_answered` made without waiting to the disk (a
+        checkpoint in the worker, which syncs the WAL first); for when the queue has run
+        empty, so that a power cut long after a replay brings none of them back. Does
+        nothing when there are none."""
+        if self._unsynced_removals:
+            await self.run(self._checkpoint_answered)
+
+    def _checkpoint_answered(self) -> None:
+        with self._mutex, self._read() as conn:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._unsynced_removals = False
+            # The next write may restart the WAL, syncing its header: the worker's turn.
+            self._quick_removals = None
+
+    def _remove_quickly(self, seq: int) -> bool:
+        """The deletion of :meth:`remove_answered` without waiting; False when it cannot
+        be done so and nothing was done."""
+        if not self._mutex.acquire(blocking=False):
+            return False
+        try:
+            done = self._quick_removals
+            if self._conn is None or done is None or done >= QUICK_REMOVALS_PER_CHECKPOINT:
+                return False
+            self._quick_removals = None  # until this deletion is known to be complete
+            try:
+                deleter = self._deleter or self._open_deleter()
+                self._unsynced_removals = True
+                deleter.execute("DELETE FROM outbox WHERE seq = ?", (seq,))  # autocommit
+            except sqlite3.Error as exc:
+                raise _store_error(f"database {self.path}", exc) from exc
+            self._quick_removals = done + 1
+            return True
+        finally:
+            self._mutex.release()
+
+    def _open_deleter(self) -> sqlite3.Connection:
+        """The second connection, for deletions of answered messages only. It commits
+        with ``synchronous=NORMAL`` (written to the WAL, not synced) and never
+        checkpoints; ``_conn`` stays at ``synchronous=FULL`` for everything else. Both
+        are used under the store's lock, so their writes never overlap."""
+        conn = sqlite3.connect(
+            self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA cache_size=-256")  # KiB: it only walks to the queue head
+        except BaseException:
+            conn.close()
+            raise
+        self._deleter = conn
+        return conn
+
+    def _remove_checkpointed(self, seq: int) -> None:
+        """In the worker: checkpoint the WAL (syncing it first, so every quick deletion
+        before is on disk), then delete ``seq`` in a synced commit, which restarts the WAL
+        if the checkpoint emptied it; quick deletions may follow."""
+        with self._mutex:
+            with self._read() as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.remove(seq)
+            # Nothing else holds a read of the WAL (both connections work under the lock),
+            # so the WAL restarted here if it could; without a new checkpoint, which only
+            # a write by the worker may make, a quick deletion never restarts it.
+            self._quick_removals = 0
 
     def bump_attempts(self, seq: int) -> int:
         """Count one more send attempt and return the new count."""

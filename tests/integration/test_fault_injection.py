@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cpagent.store import Store
 from cpagent.testing import LoopbackCsms
 from cpagent.testing.csms import WAIT_S, Received
 from tests.integration import crash_scenario
@@ -350,6 +351,71 @@ async def test_restart_with_messages_queued_delivers_all_in_order(
     assert [r.action for r in delivered[:1]] == ["StartTransaction"]
     boot = next(r.index for r in csms.messages("BootNotification", since=mark))
     assert all(r.index > boot for r in delivered)
+
+
+def fill_offline_session(agent: AgentProcess, messages: int) -> None:
+    """Leave in the agent's data_dir one finished offline session of ``messages`` queued
+    transaction messages (StartTransaction, MeterValues 1.., StopTransaction), as an agent
+    that charged offline for long leaves it."""
+
+    def at(n: int) -> str:
+        return f"2026-01-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000Z"
+
+    store = Store(agent.data_dir)
+    store.open()
+    try:
+        start = {"connectorId": 1, "idTag": "LONG", "meterStart": 0, "timestamp": at(0)}
+        tx, _ = store.start_transaction(
+            connector_id=1,
+            id_tag="LONG",
+            meter_start_wh=0,
+            started_at=at(0),
+            message=("StartTransaction", start),
+        )
+        for n in range(1, messages - 1):
+            sample = {"value": str(n), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+            payload = {
+                "connectorId": 1,
+                "meterValue": [{"timestamp": at(n), "sampledValue": [sample]}],
+            }
+            store.enqueue("MeterValues", payload, tx_local_id=tx.local_id)
+        last = messages - 1
+        stop = {"meterStop": last, "timestamp": at(last), "reason": "Local"}
+        store.stop_transaction(
+            tx.local_id,
+            meter_stop_wh=last,
+            stopped_at=at(last),
+            reason="Local",
+            stop_id_tag=None,
+            message=("StopTransaction", stop),
+        )
+    finally:
+        store.close()
+
+
+async def test_kill9_in_the_middle_of_a_long_replay_resends_only_the_call_in_flight(
+    agent_factory: AgentFactory, csms: LoopbackCsms
+) -> None:
+    """Answered messages are deleted without a sync of their own (Store.remove_answered):
+    a kill -9 must still cost no more than the one CALL in flight sent again."""
+    agent: AgentProcess = agent_factory()
+    messages = 1500
+    await asyncio.to_thread(fill_offline_session, agent, messages)
+    ids = TransactionIds(csms).install()
+    await agent.start()
+    await csms.wait_for(
+        "MeterValues", lambda p: p["meterValue"][0]["sampledValue"][0]["value"] == "700"
+    )
+    await agent.kill9()
+    assert len(tx_messages(csms)) < messages  # killed while replaying
+    mark = csms.mark()
+    await agent.start()
+    await csms.wait_for("StopTransaction", since=mark)
+    await agent.wait_status(lambda s: s["queue"]["depth"] == 0 and s["csms"]["connected"])
+
+    report = check_ledger(csms.received, ids.assigned, max_duplicates=1, stop_reasons={"Local"})
+    assert report.messages == messages
+    assert len(report.duplicates) <= 1
 
 
 # ----------------------------------------------------------- a CSMS that goes silent

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cpagent.config import Config
+from cpagent.protocol.delivery import Outgoing
 from cpagent.protocol.v16.adapter import V16Adapter
 from cpagent.protocol.v16.charge_point import ChargePoint
 from cpagent.protocol.v16.config_keys import SUPPORTED_FEATURE_PROFILES, ConfigurationKeys
@@ -160,4 +161,68 @@ async def test_an_answer_that_comes_as_the_call_times_out_is_not_the_next_calls(
         async with asyncio.timeout(WAIT_S):
             assert await second == {}
     finally:
+        store.close()
+
+
+class AnsweringCsms:
+    """A connection that answers every CALL at once; as it answers the ``hold_at``-th, it
+    first gives the store's worker something to wait on (``busy``)."""
+
+    def __init__(self, store: Store, hold_at: int) -> None:
+        self.store = store
+        self.hold_at = hold_at
+        self.sent: list[str] = []
+        self.got: dict[str, asyncio.Event] = {}
+        self.busy = threading.Event()
+        self._holding: set[asyncio.Future[bool]] = set()
+
+    async def call_payload(self, action: str, payload: dict[str, Any], **_: Any) -> dict[str, Any]:
+        self.sent.append(action)
+        if len(self.sent) == self.hold_at:
+            self._holding.add(asyncio.ensure_future(self.store.run(self.busy.wait, WAIT_S)))
+        self.got.setdefault(action, asyncio.Event()).set()
+        return {}
+
+    async def close(self) -> None:
+        self.busy.set()
+        await asyncio.gather(*self._holding)
+
+
+async def test_a_message_queued_while_the_deletions_settle_is_sent(tmp_path: Path) -> None:
+    """When the queue runs empty the delivery waits for the store to take the answered
+    messages' deletions to disk; a message queued during that wait goes out, it is not left
+    until something else is queued."""
+    config = agent_config(tmp_path)
+    store = Store(config.storage.data_dir)
+    store.open()
+    csms = AnsweringCsms(store, hold_at=3)
+    settling = asyncio.Event()
+    settle = store.settle_answered
+
+    async def announced_settle() -> None:
+        settling.set()
+        await settle()
+
+    store.settle_answered = announced_settle  # type: ignore[method-assign]
+    try:
+        adapter = adapter_on(config, store)
+        event = {"type": "StartupOfTheDevice", "timestamp": "2025-01-01T00:00:00Z"}
+        for _ in range(3):  # the first deleted by the worker, the others at once
+            store.enqueue("SecurityEventNotification", event)
+        await adapter.load_queue()
+        sender = asyncio.create_task(adapter.delivery.run(csms))
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await settling.wait()  # the worker is held: the settling waits for it
+            adapter.delivery.append(Outgoing("Heartbeat", {}))
+            csms.busy.set()
+            async with asyncio.timeout(WAIT_S):
+                await csms.got.setdefault("Heartbeat", asyncio.Event()).wait()
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        assert csms.sent == ["SecurityEventNotification"] * 3 + ["Heartbeat"]
+        assert store.pending() == []
+    finally:
+        await csms.close()
         store.close()

@@ -21,6 +21,8 @@ import pytest
 from cpagent import store as store_module
 from cpagent.exc import AlreadyRunningError, StoreError, StoreFullError
 from cpagent.store import (
+    QUICK_REMOVALS_PER_CHECKPOINT,
+    WAL_AUTOCHECKPOINT,
     AuthCacheRow,
     DeviceVariableKey,
     OutboxRow,
@@ -498,6 +500,99 @@ def test_enqueue_pending_remove_bump_depth(store: Store) -> None:
     store.remove(c.seq)
     d = store.enqueue("MeterValues", {})
     assert d.seq > c.seq
+
+
+def _rows_on_file(db: Path) -> list[int]:
+    """The outbox seqs a second connection reads from the database file and its WAL."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in conn.execute("SELECT seq FROM outbox ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+async def test_remove_answered_deletes_at_once_and_keeps_later_writes_synced(
+    store: Store,
+) -> None:
+    rows = [store.enqueue("MeterValues", {"n": n}) for n in range(5)]
+    for row in rows[:3]:
+        await store.remove_answered(row.seq)
+        # In the file (the WAL) when it returns: a kill -9 now cannot bring it back.
+        assert row.seq not in _rows_on_file(store.path)
+    await store.remove_answered(rows[0].seq)  # already gone: no-op
+    assert [r.seq for r in store.pending()] == [r.seq for r in rows[3:]]
+    conn = store._conn
+    assert conn is not None
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL for every other write
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_AUTOCHECKPOINT
+    late = store.enqueue("MeterValues", {"n": 5})
+    assert _rows_on_file(store.path) == [rows[3].seq, rows[4].seq, late.seq]
+
+
+async def test_remove_answered_then_close_leaves_one_checkpointed_file(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.open()
+    rows = [s.enqueue("MeterValues", {"n": n}) for n in range(3)]
+    for row in rows[:2]:
+        await s.remove_answered(row.seq)
+    s.close()
+    assert not s.path.with_name(s.path.name + "-wal").exists()
+    assert _rows_on_file(s.path) == [rows[2].seq]
+
+
+def _rows_without_wal(db: Path, tmp_path: Path) -> list[int]:
+    """The outbox seqs in the database file alone, as checkpoints left it."""
+    alone = tmp_path / "alone.db"
+    alone.write_bytes(db.read_bytes())
+    return _rows_on_file(alone)
+
+
+async def test_settle_answered_checkpoints_the_quick_deletions(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [store.enqueue("MeterValues", {"n": n}) for n in range(5)]
+    for row in rows[:3]:  # the first by the worker (checkpointing first), then quickly
+        await store.remove_answered(row.seq)
+    seqs = [row.seq for row in rows]
+    assert _rows_without_wal(store.path, tmp_path) == seqs  # deletions only in the WAL
+    await store.settle_answered()
+    assert _rows_without_wal(store.path, tmp_path) == seqs[3:]
+    await store.remove_answered(rows[3].seq)  # after a checkpoint: the worker's turn again
+    assert store.pending() == [rows[4]]
+
+
+async def test_remove_answered_keeps_the_wal_bounded(store: Store) -> None:
+    page_size = store._conn.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[union-attr]
+    rows = [store.enqueue("MeterValues", {"n": n}) for n in range(1500)]
+    for row in rows:
+        await store.remove_answered(row.seq)
+    assert store.queue_depth() == 0
+    # Never checkpointing would leave a few pages per deletion (several thousand here).
+    wal = store.path.with_name(store.path.name + "-wal").stat().st_size
+    assert wal <= (WAL_AUTOCHECKPOINT + 8 * QUICK_REMOVALS_PER_CHECKPOINT) * (page_size + 24)
+
+
+async def test_remove_answered_waits_for_a_busy_connection_in_the_worker(store: Store) -> None:
+    row = store.enqueue("MeterValues", {})
+    await store.remove_answered(store.enqueue("MeterValues", {}).seq)  # the worker's turn
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._mutex:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert store._remove_quickly(row.seq) is False  # would wait: left to the worker
+        assert _rows_on_file(store.path) == [row.seq]
+    finally:
+        release.set()
+        holder.join(10)
+    await store.remove_answered(row.seq)
+    assert store.queue_depth() == 0
 
 
 def test_bump_attempts_unknown_seq_raises(store: Store) -> None:

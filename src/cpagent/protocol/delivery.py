@@ -141,6 +141,11 @@ class Delivery:
         """Deliver the queue head first, one CALL at a time, for as long as ``cp`` lasts."""
         while True:
             if not self.pending:
+                # Answered messages deleted without a sync go to disk before anyone waiting
+                # for the empty queue goes on; something queued meanwhile is taken first.
+                await self.store.settle_answered()
+                if self.pending:
+                    continue
                 self.queue_empty.set()
                 self._changed.clear()
                 await self._changed.wait()
@@ -258,7 +263,7 @@ class Delivery:
         row = item.row
         if row is not None:
             await self.policy.delivered(item, result)
-            await self.store.run(self.store.remove, row.seq)
+            await self.store.remove_answered(row.seq)
         self.pending.popleft()
 
     async def drain(self, connected: bool, timeout: float) -> bool:
