@@ -41,7 +41,7 @@ $(INTEROP201_STAMP): $(INTEROP201)/package.json $(INTEROP201)/package-lock.json
 	cd $(INTEROP201) && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
-# The issue 17 figures in one table beside their goals and the previous release's
+# The performance figures in one table beside their goals and the previous release's
 # (benchmarks/baseline.json); BENCH_ARGS e.g. "--quick", "--ocpp 2.0.1", "--save-baseline".
 # bench-all runs every benchmark script with its readable output, one after the other.
 BENCH_ARGS ?=

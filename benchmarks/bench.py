@@ -1,4 +1,4 @@
-"""All figures of issue 17 in one table, each beside its goal and the previous release's.
+"""The performance figures in one table, each beside its goal and the previous release's.
 
 Runs each benchmark script below once with ``--json`` (one subprocess each, so their imports
 do not mix and one script's failure does not stop the others), reads the JSON object on the
@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = measure(FIGURES, quick=args.quick, ocpp=args.ocpp, progress=True)
     previous, baseline = load_baseline(BASELINE, args.ocpp)
-    print(f"issue 17 figures, OCPP {args.ocpp}{', quick' if args.quick else ''}")
+    print(f"performance figures, OCPP {args.ocpp}{', quick' if args.quick else ''}")
     print(table(results, baseline, previous))
     if args.save_baseline:
         version = project_version()

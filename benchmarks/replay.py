@@ -9,7 +9,7 @@ queue drains once the CSMS is reachable.
     that charged offline leaves it; then ``cpagent run`` against the loopback CSMS (no frame
     hook, default answers). Timed from the BootNotification frame to the frame of the last
     queued message, both as the CSMS recorded them; prints messages/s (target >= 2,000 with
-    the CSMS validating every frame, issue 17).
+    the CSMS validating every frame).
     The delivered stream is checked with the ledger: every message once, in order.
 
     With ``--ocpp 2.0.1`` the session is one transaction's TransactionEvents (Started, M-2
