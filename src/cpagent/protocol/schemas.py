@@ -5,8 +5,9 @@ library's generic validator), which is what lets a long offline queue drain at w
 thousand messages a second. Formats (date-time) are not enforced unless asked for, as the
 library does not enforce them: a CSMS answering ``currentTime`` without a zone is tolerated.
 Schemas whose decimals need exact arithmetic (``multipleOf``) go through the library's
-Decimal-aware validators, with precision enough for any finite float. The cause of an error
-names the field and (shortened) the value, never the whole payload.
+Decimal-aware validators, with precision enough for any finite float; they (and with them
+jsonschema) are imported the first time such a payload is validated, not at start. The
+cause of an error names the field and (shortened) the value, never the whole payload.
 
 One :class:`SchemaSet` per OCPP version: each version names its errors by its own rules
 (OCPP-J 1.6 and 2.0.1 differ), given as ``error_for``.
@@ -23,7 +24,8 @@ from typing import Any
 
 import fastjsonschema
 from ocpp.exceptions import NotImplementedError, OCPPError
-from ocpp.messages import MessageType, get_validator
+
+from cpagent.protocol.ocppj import MessageType
 
 ErrorFor = Callable[[Any, dict[str, str]], OCPPError]
 """The OCPPError for a broken schema rule (``type``, ``required``, ...) with its details."""
@@ -110,7 +112,7 @@ class SchemaSet:
                 kind = MessageType.Call
                 action = name.removesuffix(self.request_suffix) if self.request_suffix else name
             if (kind, action) in self.decimal_schemas:
-                validator = get_validator(kind, action, self.version, parse_float=decimal.Decimal)
+                validator = self._exact_validator(kind, action)
                 next(iter(validator.iter_errors({})), None)  # what jsonschema loads on first use
             else:
                 self._validator(kind, action, False)
@@ -142,11 +144,15 @@ class SchemaSet:
         walk(schema, "", 0)
         return tuple(found)
 
+    def _exact_validator(self, message_type_id: int, action: str) -> Any:
+        """The library's jsonschema validator of the schema, its decimals read as Decimal."""
+        from ocpp.messages import get_validator  # imports jsonschema: only when needed
+
+        return get_validator(message_type_id, action, self.version, parse_float=decimal.Decimal)
+
     def _validate_exactly(self, message_type_id: int, action: str, payload: Any) -> None:
         """Validate with the payload's decimals as Decimal (``multipleOf`` 0.1 is exact)."""
-        validator = get_validator(
-            message_type_id, action, self.version, parse_float=decimal.Decimal
-        )
+        validator = self._exact_validator(message_type_id, action)
         try:
             exact = json.loads(json.dumps(payload, allow_nan=False), parse_float=decimal.Decimal)
         except ValueError as err:  # NaN or an infinity: no JSON number
