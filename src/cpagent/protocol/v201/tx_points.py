@@ -66,8 +66,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from ocpp.v201.enums import ReasonEnumType, TriggerReasonEnumType
-
+from cpagent.protocol.v201.enums import ReasonEnumType, TriggerReasonEnumType
 from cpagent.station.model import ConnectorState
 
 #: The lowest current (A) the control pilot may offer for charging (IEC 61851-1 duty cycle
