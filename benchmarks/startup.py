@@ -3,15 +3,25 @@
 Each run starts a fresh loopback CSMS in this process, writes a fresh config and data_dir
 under a temporary directory, spawns the venv's ``cpagent`` console script, and times the
 wall clock from just before the spawn to the moment the BootNotification frame arrives.
-The agent is then stopped with SIGTERM. Prints min/median/max; target <= 0.8 s.
+The agent is then stopped with SIGTERM. Prints min/median/max; goal (issue 17): a median
+<= 200 ms.
 
-    python benchmarks/startup.py [--runs N] [--ocpp 1.6|2.0.1]
+The figure is the one of an installed agent whose byte code is compiled (the Debian package
+compiles it at install): one warm-up run, not counted, comes first, which writes the byte
+code of every module the agent imports (where the install is writable, as a venv is) and
+brings the files into the page cache.
+
+    python benchmarks/startup.py [--runs N] [--ocpp 1.6|2.0.1] [--json]
+
+``--json`` adds one last line: {"startup_median_ms": ..., "startup_min_ms": ...,
+"startup_max_ms": ..., "runs": N}.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import statistics
 import tempfile
@@ -22,7 +32,7 @@ from benchconfig import CPAGENT, add_ocpp_option, write_config
 
 from cpagent.testing import Frame, LoopbackCsms
 
-TARGET_S = 0.8
+GOAL_MS = 200.0
 
 
 async def one_run(index: int, ocpp: str) -> float:
@@ -75,7 +85,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     add_ocpp_option(parser)
+    parser.add_argument("--json", action="store_true", help="end with one line of JSON figures")
     args = parser.parse_args()
+    await one_run(-1, args.ocpp)  # warm-up: byte code compiled, files in the page cache
     times: list[float] = []
     for i in range(args.runs):
         elapsed = await one_run(i, args.ocpp)
@@ -85,8 +97,17 @@ async def main() -> None:
     print(
         f"OCPP {args.ocpp} startup to BootNotification over {len(times)} runs: "
         f"min {min(times):.3f} s  median {median:.3f} s  max {max(times):.3f} s  "
-        f"(target <= {TARGET_S} s: {'met' if median <= TARGET_S else 'MISSED'} by the median)"
+        f"(goal <= {GOAL_MS:g} ms: {'met' if median * 1000 <= GOAL_MS else 'MISSED'} "
+        "by the median; after one warm-up run, byte code compiled)"
     )
+    if args.json:
+        figures = {
+            "startup_median_ms": round(median * 1000, 1),
+            "startup_min_ms": round(min(times) * 1000, 1),
+            "startup_max_ms": round(max(times) * 1000, 1),
+            "runs": len(times),
+        }
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

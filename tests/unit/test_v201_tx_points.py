@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ocpp.v201.enums import ReasonEnumType as R
-from ocpp.v201.enums import TriggerReasonEnumType as T
 
 from cpagent.protocol.v201.catalogue import TX_POINTS
+from cpagent.protocol.v201.enums import ReasonEnumType as R
+from cpagent.protocol.v201.enums import TriggerReasonEnumType as T
 from cpagent.protocol.v201.tx_points import (
     IDLE,
     Action,

@@ -6,9 +6,11 @@ library's ChargePoint (and with it jsonschema, referencing, attrs and rpds) and 
 ``call`` and ``call_result`` dataclasses, none of which the agent uses (see
 :mod:`cpagent.protocol.ocppj`). The enums file imports nothing but :mod:`enum`, so it is
 executed here as a module of its own, from the library's file and its byte code, as the
-importlib documentation's "importing a source file directly" does. Once ``ocpp.v201.enums``
-has been imported the ordinary way in this process, that module is the one used, so the
-classes are always the library's own.
+importlib documentation's "importing a source file directly" does, under a name of its own
+(``ocpp.v201`` stays unimported). Had ``ocpp.v201.enums`` been imported the ordinary way
+before, that module is the one used. Code that compares the agent's enum members by
+identity (``is``) takes them from here; by value (``==``, as StrEnum members are strings)
+they equal the library's either way.
 """
 
 from __future__ import annotations
