@@ -157,6 +157,15 @@ def test_a_simulated_agent_loads_no_generic_validator_and_no_hardware_driver(
     assert under(v201, *NEVER_ON_THE_AGENTS_PATH, *HARDWARE, "cpagent.protocol.v16") == []
 
 
+TRANSFERS = ("cpagent.transfer", "cpagent.diagnostics", "ftplib", "tarfile", "gzip")
+
+
+def test_file_transfers_load_when_a_file_is_moved(tmp_path: Path) -> None:
+    """The transfer and diagnostics code (and ftplib, tarfile, gzip) stay unloaded until a
+    firmware download or a log upload happens."""
+    assert under(loaded_after(_wired("1.6", "'ocpp16': {}", str(tmp_path / "a"))), *TRANSFERS) == []
+
+
 def test_hardware_tables_are_read_by_the_hardware_config_module(tmp_path: Path) -> None:
     """A sim config with hardware tables (being prepared for the hardware backend) still has
     them checked, so the hardware config module loads then, and the drivers do not."""
