@@ -160,6 +160,12 @@ def test_a_simulated_agent_loads_no_generic_validator_and_no_hardware_driver(
 TRANSFERS = ("cpagent.transfer", "cpagent.diagnostics", "ftplib", "tarfile", "gzip")
 
 
+def test_a_log_file_handler_loads_only_with_a_log_file() -> None:
+    """``logging.handlers`` (with pickle) comes in only when ``[logging] file`` is set."""
+    code = "from cpagent.runner import setup_logging\nsetup_logging('INFO')"
+    assert under(loaded_after(code), "logging.handlers", "pickle") == []
+
+
 def test_file_transfers_load_when_a_file_is_moved(tmp_path: Path) -> None:
     """The transfer and diagnostics code (and ftplib, tarfile, gzip) stay unloaded until a
     firmware download or a log upload happens."""
