@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-import ocpp.messages
 from websockets.asyncio.client import ClientConnection
 
 from cpagent import __version__
@@ -44,10 +43,6 @@ from cpagent.station.station import Station, UnfinishedTransaction
 from cpagent.store import Store
 from cpagent.systemd import FIELD_OCPP_ACTION, FIELD_OCPP_MESSAGE_ID, status_text
 from cpagent.updates import AgentFirmwarePorts, DiagnosticsUploader, load_job
-
-# Schema validation of one small OCPP payload takes well under a millisecond; doing it inline
-# keeps the agent on a single thread instead of the library's default thread pool.
-ocpp.messages.ASYNC_VALIDATION = False
 
 if TYPE_CHECKING:
     from cpagent.protocol.v16.adapter import V16Adapter

@@ -111,13 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cpagent.hal.hardware_config import device_warnings, wiring_warnings
 
             print(summary(config))
-            warnings = [
-                *config.warnings,
-                *security_warnings(config.security),
-                *wiring_warnings(config.hal.hardware),
-            ]
-            if config.hal.backend == "hardware":
-                warnings += device_warnings(config.hal.hardware)
+            warnings = [*config.warnings, *security_warnings(config.security)]
+            hardware = config.hal.hardware
+            if hardware is not None:
+                warnings += wiring_warnings(hardware)
+                if config.hal.backend == "hardware":
+                    warnings += device_warnings(hardware)
             for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
             return EXIT_OK

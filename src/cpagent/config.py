@@ -29,6 +29,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cpagent import __version__
 from cpagent.configcheck import (
@@ -42,9 +43,10 @@ from cpagent.configcheck import (
     text,
 )
 from cpagent.exc import ConfigError
-from cpagent.hal.hardware_config import HardwareConfig, parse_hardware
-from cpagent.hal.hardware_config import describe as describe_hardware
 from cpagent.protocol.tables import TABLES, VERSIONS, StationFacts, table_for_version
+
+if TYPE_CHECKING:
+    from cpagent.hal.hardware_config import HardwareConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -175,11 +177,18 @@ class SimSection:
     phase_switch: bool = False
 
 
+HARDWARE_TABLES = ("buses", "meter_maps", "connectors", "card_reader")
+"""The tables of ``[hal]`` that describe real devices (:mod:`cpagent.hal.hardware_config`)."""
+
+
 @dataclass(frozen=True)
 class HalSection:
+    """``hardware`` is None only with the sim backend and none of :data:`HARDWARE_TABLES`
+    in the file: a simulated charger then never loads the hardware modules."""
+
     backend: str
     sim: SimSection
-    hardware: HardwareConfig
+    hardware: HardwareConfig | None
 
 
 @dataclass(frozen=True)
@@ -434,7 +443,12 @@ def _sim(table: Table) -> SimSection | None:
 def _hal(table: Table, connectors: int | None) -> HalSection | None:
     backend = table.get("backend", _backend, "sim")
     sim = _sim(table.table("sim"))
-    hardware = parse_hardware(table, connectors, required=backend == "hardware")
+    hardware = None
+    if backend != "sim" or any(table.has(name) for name in HARDWARE_TABLES):
+        # Checked even for the simulator: a config being prepared for the hardware backend.
+        from cpagent.hal.hardware_config import parse_hardware
+
+        hardware = parse_hardware(table, connectors, required=backend == "hardware")
     table.done()
     if backend is None or sim is None:
         return None
@@ -444,7 +458,9 @@ def _hal(table: Table, connectors: int | None) -> HalSection | None:
 def _has_phase_switch(hal: HalSection) -> bool:
     if hal.backend == "sim":
         return hal.sim.phase_switch
-    return any(c.phase_switch is not None for c in hal.hardware.connectors)
+    return hal.hardware is not None and any(
+        c.phase_switch is not None for c in hal.hardware.connectors
+    )
 
 
 def _version_written(data: Mapping[str, object]) -> str | None:
@@ -628,6 +644,11 @@ def summary(config: Config) -> str:
     csms = config.csms
     auth = "basic auth" if csms.password is not None else "no password"
     plural = "s" if cp.connectors != 1 else ""
+    devices: list[str] = []
+    if config.hal.hardware is not None:
+        from cpagent.hal.hardware_config import describe
+
+        devices = describe(config.hal.hardware)
     lines = [
         f"config:         {config.source if config.source else '(not from a file)'}",
         f"charge point:   {cp.id} ({cp.vendor} {cp.model}, firmware {cp.firmware_version},"
@@ -637,7 +658,7 @@ def summary(config: Config) -> str:
         f"control socket: {config.control.socket}",
         f"restart wait:   {_restart_wait(config.control.restart_max_wait_s)}",
         f"hardware:       {config.hal.backend}",
-        *(f"  {line}" for line in describe_hardware(config.hal.hardware)),
+        *(f"  {line}" for line in devices),
         f"log level:      {config.logging.level}",
     ]
     if config.security.token is not None:

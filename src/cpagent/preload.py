@@ -139,10 +139,12 @@ def preload(ocpp_version: str = "1.6") -> Preloaded:
 
     result = Preloaded()
     result.modules = sum(1 for _ in walk("cpagent", result.failed))
+    # Before the libraries: the Decimal-exact validators bring jsonschema in, which the
+    # agent otherwise imports only when it first needs them.
+    result.schemas = schemas.preload()
     for package in installed_packages():
         library_failed: list[str] = []
         # Expected for parts made for other platforms (serial's Windows ports): DEBUG.
         result.library_modules += sum(1 for _ in walk(package, library_failed, logging.DEBUG))
         result.library_failed += len(library_failed)
-    result.schemas = schemas.preload()
     return result

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -45,12 +44,13 @@ def setup_logging(level: str, file: Path | None = None) -> None:
     escapes the control characters of what comes from outside (:mod:`cpagent.logescape`)."""
     handlers: list[logging.Handler] = [log_handler_for_stderr()]
     if file is not None:
+        # With pickle: 0.6 MB that a charger logging to stderr only does without.
+        from logging.handlers import RotatingFileHandler
+
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
             handlers.append(
-                logging.handlers.RotatingFileHandler(
-                    file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS
-                )
+                RotatingFileHandler(file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS)
             )
         except OSError as err:
             print(f"cpagent: cannot log to {file}: {err}; logging to stderr only", file=sys.stderr)

@@ -35,7 +35,6 @@ import functools
 import http.client
 import logging
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -46,11 +45,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar
-from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from cpagent import __version__
 from cpagent.exc import CpagentError
 from cpagent.fsutil import fsync_dir
+from cpagent.urlredact import redact_url
 
 __all__ = [
     "CHUNK_BYTES",
@@ -76,8 +76,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HTTP_TARGET_SAFE = "/%:@!$&'()*+,;=-._~?"
 """What stays as is in an HTTP request target: reserved characters and escapes; spaces,
 controls and non-ASCII characters are percent-encoded."""
-_SECRET_QUERY_KEY = re.compile(r"sig|token|pass|pwd|secret|key|credential|auth", re.IGNORECASE)
-_USERINFO_PASSWORD = re.compile(r"(//[^/?#@:]*:)[^/?#@]*@")
 
 TransferReason = Literal[
     "UnsupportedScheme",
@@ -135,32 +133,6 @@ class TransferError(CpagentError):
         super().__init__(f"{verb} {self.url}: {cause}")
         self.reason: TransferReason = reason
         self.status = status
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password and secret-looking query values replaced by ``***``.
-
-    ``ftp://user:pw@host/f`` becomes ``ftp://user:***@host/f``; query values whose key looks
-    like a credential (``sig``, ``token``, ``key``, ``X-Amz-Signature``...) are redacted too, as
-    pre-signed URLs carry one. Never raises: it is meant for log lines about bad URLs as well.
-    """
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        userinfo, at, hostport = netloc.rpartition("@")
-        if at and ":" in userinfo:
-            netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-        query = "&".join(_redact_query_item(item) for item in parts.query.split("&"))
-        return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
-    except ValueError:
-        return _USERINFO_PASSWORD.sub(r"\1***@", url)
-
-
-def _redact_query_item(item: str) -> str:
-    key, eq, _ = item.partition("=")
-    if eq and _SECRET_QUERY_KEY.search(key):
-        return f"{key}=***"
-    return item
 
 
 async def download(

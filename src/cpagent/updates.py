@@ -36,18 +36,15 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from cpagent.config import Config
-from cpagent.diagnostics import (
-    SECURITY_ARCHIVE_KIND,
-    archive_name,
-    build_archive,
-    build_security_archive,
-    journal_source,
-)
 from cpagent.security.connection import CertificateSource
 from cpagent.security.events import SecurityLog
 from cpagent.station.firmware import FirmwareError, FirmwareJob, FirmwareStatus
 from cpagent.store import Store
-from cpagent.transfer import TransferError, download, redact_url, upload
+from cpagent.urlredact import redact_url
+
+# cpagent.transfer and cpagent.diagnostics (with ftplib, http.client, tarfile, gzip) are
+# imported by the methods that move or build a file: a charger that is never asked to
+# update or upload does not hold them in memory.
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +116,8 @@ class AgentFirmwarePorts:
         self.certificates = certificates
 
     async def download(self, url: str, dest_dir: Path) -> Path:
+        from cpagent.transfer import TransferError, download
+
         await asyncio.to_thread(dest_dir.mkdir, parents=True, exist_ok=True)
         dest = dest_dir / file_name(url)
         try:
@@ -259,6 +258,8 @@ class DiagnosticsUploader:
                 "diagnostics: an upload is already running; ignoring %s", redact_url(req.location)
             )
             return None
+        from cpagent.diagnostics import SECURITY_ARCHIVE_KIND, archive_name
+
         now = datetime.now(UTC)
         self._pending = (req, now)
         kind = SECURITY_ARCHIVE_KIND if req.log_type == "SecurityLog" else "diagnostics"
@@ -285,6 +286,8 @@ class DiagnosticsUploader:
                 await task
 
     async def _run(self, req: DiagnosticsRequest, now: datetime) -> None:
+        from cpagent.transfer import TransferError, upload
+
         where = redact_url(req.location)
         await self._status(req, "Uploading")
         try:
@@ -334,6 +337,8 @@ class DiagnosticsUploader:
             await self.sink.log_status(_LOG_STATUS[status], req.request_id)
 
     async def _build(self, req: DiagnosticsRequest, now: datetime) -> Path:
+        from cpagent.diagnostics import build_archive, build_security_archive, journal_source
+
         config = self.config
         if req.log_type == "SecurityLog":
             security_log = self.security_log

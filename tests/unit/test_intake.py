@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult
 
+from cpagent.protocol.ocppj import Call, CallError, CallResult
 from cpagent.protocol.v16.intake import (
     MAX_DEPTH,
     MAX_FRAME_CHARS,

@@ -99,3 +99,87 @@ def test_each_agent_loads_only_the_adapter_it_runs(tmp_path: Path) -> None:
     assert "cpagent.protocol.v201.adapter" in modules_after(v201, "cpagent.protocol.v201")
     assert modules_after(v201, "cpagent.protocol.v16") == []
     assert modules_after(v201, "ocpp.v16") == []
+
+
+def loaded_after(code: str) -> set[str]:
+    """Every module a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def under(modules: set[str], *prefixes: str) -> list[str]:
+    """The ``modules`` that are one of ``prefixes`` or under one."""
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+NEVER_ON_THE_AGENTS_PATH = (
+    # The ocpp library's generic validator and what it brings: the agent validates with its
+    # compiled schemas; the library's ChargePoint and dataclasses are what import it.
+    "jsonschema",
+    "jsonschema_specifications",
+    "referencing",
+    "attr",
+    "attrs",
+    "rpds",
+    "ocpp.messages",
+    "ocpp.charge_point",
+    "ocpp.v16",
+    "ocpp.v201",
+)
+HARDWARE = (
+    "cpagent.hal.hardware",
+    "cpagent.hal.hardware_config",
+    "cpagent.hal.gpio",
+    "cpagent.hal.meter_maps",
+    "cpagent.hal.modbus",
+    "cpagent.hal.evse_board",
+    "cpagent.hal.card_reader",
+    "gpiozero",
+    "serial",
+    "pymodbus",
+)
+
+
+def test_a_simulated_agent_loads_no_generic_validator_and_no_hardware_driver(
+    tmp_path: Path,
+) -> None:
+    """What ``cpagent run`` loads for a simulated charger: neither jsonschema (nor the
+    ``ocpp`` modules that import it), nor the hardware backend and its config, nor the
+    other OCPP version."""
+    v16 = loaded_after(_wired("1.6", "'ocpp16': {}", str(tmp_path / "a")))
+    assert "cpagent.protocol.v16.charge_point" in v16
+    assert under(v16, *NEVER_ON_THE_AGENTS_PATH, *HARDWARE, "cpagent.protocol.v201") == []
+    v201 = loaded_after(_wired("2.0.1", "'ocpp201': {}", str(tmp_path / "b")))
+    assert "cpagent.protocol.v201.charge_point" in v201
+    assert under(v201, *NEVER_ON_THE_AGENTS_PATH, *HARDWARE, "cpagent.protocol.v16") == []
+
+
+TRANSFERS = ("cpagent.transfer", "cpagent.diagnostics", "ftplib", "tarfile", "gzip")
+
+
+def test_a_log_file_handler_loads_only_with_a_log_file() -> None:
+    """``logging.handlers`` (with pickle) comes in only when ``[logging] file`` is set."""
+    code = "from cpagent.runner import setup_logging\nsetup_logging('INFO')"
+    assert under(loaded_after(code), "logging.handlers", "pickle") == []
+
+
+def test_file_transfers_load_when_a_file_is_moved(tmp_path: Path) -> None:
+    """The transfer and diagnostics code (and ftplib, tarfile, gzip) stay unloaded until a
+    firmware download or a log upload happens."""
+    assert under(loaded_after(_wired("1.6", "'ocpp16': {}", str(tmp_path / "a"))), *TRANSFERS) == []
+
+
+def test_hardware_tables_are_read_by_the_hardware_config_module(tmp_path: Path) -> None:
+    """A sim config with hardware tables (being prepared for the hardware backend) still has
+    them checked, so the hardware config module loads then, and the drivers do not."""
+    table = "'hal': {'backend': 'sim', 'connectors': {}}"
+    loaded = loaded_after(_wired("1.6", table, str(tmp_path / "a")))
+    assert "cpagent.hal.hardware_config" in loaded
+    assert under(loaded, "cpagent.hal.hardware", "gpiozero", "serial", "pymodbus") == []
+
+
+def test_the_version_is_read_without_importlib_metadata() -> None:
+    assert under(loaded_after("import cpagent"), "importlib.metadata") == []

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from ocpp.v201 import enums
 
+from cpagent.protocol.v201 import enums
 from cpagent.protocol.v201.addressing import (
     AddressError,
     ComponentRef,

@@ -25,6 +25,7 @@ def build_hardware(config: Config) -> Hardware:
         )
     from cpagent.hal.hardware import RealHardware  # pulls in gpiozero and pyserial
 
+    assert config.hal.hardware is not None  # always parsed for backend = "hardware"
     return RealHardware(config.hal.hardware)
 
 
@@ -32,5 +33,6 @@ def meter_type(config: Config) -> str:
     """BootNotification meterType: the meter model(s) the charger reads."""
     if config.hal.backend == "sim":
         return "cpagent simulated meter"
+    assert config.hal.hardware is not None
     models = dict.fromkeys(c.meter.model for c in config.hal.hardware.connectors)
     return ", ".join(models)[:25]

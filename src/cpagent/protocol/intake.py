@@ -29,8 +29,8 @@ from ocpp.exceptions import (
     PropertyConstraintViolationError,
     ProtocolError,
 )
-from ocpp.messages import Call, CallError, CallResult, MessageType
 
+from cpagent.protocol.ocppj import Call, CallError, CallResult, MessageType
 from cpagent.protocol.schemas import json_path
 from cpagent.timeutil import parse_iso
 

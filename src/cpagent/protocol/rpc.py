@@ -1,14 +1,16 @@
 """OCPP-J over one websocket, shared by the 1.6 and 2.0.1 charge points.
 
-Built on the ``ocpp`` library's ChargePoint (its routing of actions to handlers), with the
-message intake replaced: every frame is bounded and read by :mod:`.intake`, a request is
-checked against its schema and then for what its handler could not use, and whatever is
-refused gets the CALLERROR its OCPP-J version wants instead of a log line; responses
-nobody waits for are dropped. One CALL of the charge point's is in flight at a time.
+Routes actions to handlers the way the ``ocpp`` library's ChargePoint does (its ``@on``
+decorator and route map), with the message intake replaced: every frame is bounded and read
+by :mod:`.intake`, a request is checked against its schema and then for what its handler
+could not use, and whatever is refused gets the CALLERROR its OCPP-J version wants instead
+of a log line; responses nobody waits for are dropped. One CALL of the charge point's is in
+flight at a time. The library's ChargePoint itself is not used: importing it imports
+jsonschema (see :mod:`.ocppj`).
 
-A version's charge point mixes :class:`RpcEndpoint` in before the library's ChargePoint of
-that version and says how its schemas validate (:meth:`RpcEndpoint._validate`), what a
-handler could not use (:meth:`RpcEndpoint._check_request`) and how its codes are named.
+A version's charge point subclasses :class:`RpcEndpoint` and says how its schemas validate
+(:meth:`RpcEndpoint._validate`), what a handler could not use
+(:meth:`RpcEndpoint._check_request`) and how its codes are named.
 """
 
 from __future__ import annotations
@@ -18,24 +20,28 @@ import dataclasses
 import functools
 import json
 import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ocpp.charge_point import (
-    camel_to_snake_case,
-    remove_nones,
-    serialize_as_dict,
-    snake_to_camel_case,
-)
 from ocpp.exceptions import (
     GenericError,
     InternalError,
     OCPPError,
     UnknownCallErrorCodeError,
 )
-from ocpp.messages import Call, CallError, CallResult, MessageType
+from ocpp.routing import create_route_map
 
 from cpagent.protocol.intake import FrameError, read_frame
+from cpagent.protocol.ocppj import (
+    Call,
+    CallError,
+    CallResult,
+    MessageType,
+    camel_to_snake_case,
+    remove_nones,
+    snake_to_camel_case,
+)
 from cpagent.systemd import journal_fields
 
 log = logging.getLogger(__name__)
@@ -91,9 +97,8 @@ def _snake(value: Any) -> Any:
 
 
 def _wire(value: Any) -> Any:
-    """What ``snake_to_camel_case(remove_nones(serialize_as_dict(value)))`` makes of a
-    handler's answer (a ``call_result`` dataclass and the dicts, lists and dataclasses in
-    it), in one pass: no deep copy, each key's spelling looked up. Raises :class:`_Unusual`
+    """What ``snake_to_camel_case(remove_nones(value))`` makes of a handler's answer (a
+    ``call_result`` answer and the dicts, lists and dataclasses in it), in one pass: no deep copy, each key's spelling looked up. Raises :class:`_Unusual`
     for a tuple or a key that is no string, which that chain treats its own way."""
     if isinstance(value, str | int | float):  # the leaves, most of a payload (enums too)
         return value
@@ -131,25 +136,34 @@ def _fields(msg: Call) -> dict[str, Any]:
 class RpcEndpoint:
     """The OCPP-J side of a charge point: answering CALLs, and one CALL of its own at a time.
 
-    Attributes the library's ChargePoint provides: ``route_map``, ``_send``,
-    ``_response_queue``, ``_call_lock``, ``_response_timeout``, ``_unique_id_generator``.
+    ``route_map`` holds the handlers a subclass marks with the library's ``@on(action)``,
+    as the library's ChargePoint builds it; :meth:`start` reads ``connection`` until it
+    closes.
     """
 
-    route_map: dict[str, dict[str, Any]]
-    _response_queue: asyncio.Queue[Any]
-    _call_lock: asyncio.Lock
-    _response_timeout: float
-    _unique_id_generator: Callable[[], Any]
-    _send: Callable[[str], Coroutine[Any, Any, None]]
-
     def __init__(self, cp_id: str, connection: Any, *, response_timeout: float) -> None:
-        super().__init__(cp_id, connection, response_timeout=response_timeout)  # type: ignore[call-arg]
+        self.id = cp_id
+        self._connection = connection
+        self._response_timeout = response_timeout
+        self.route_map: dict[str, dict[str, Any]] = create_route_map(self)
+        self._call_lock = asyncio.Lock()
+        self._response_queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._unique_id_generator: Callable[[], Any] = uuid.uuid4
         self._awaiting: str | None = None
         self._awaiting_action = ""
         self._on_result: Callable[[dict[str, Any]], None] | None = None
         self._closed = False
         self._deferred: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Take every frame from the connection, one after the other, until it closes
+        (the connection's ConnectionClosed ends it)."""
+        while True:
+            await self.route_message(await self._connection.recv())
+
+    async def _send(self, message: str) -> None:
+        await self._connection.send(message)
 
     # --------------------------------------------------------- what a version says
 
@@ -174,17 +188,18 @@ class RpcEndpoint:
 
     async def _run_handler(self, handler: Any, payload: dict[str, Any]) -> dict[str, Any]:
         """Call the handler the way the ``ocpp`` library does: the payload's fields as
-        snake_case keyword arguments, its answer (a ``call_result`` dataclass) back in
-        camelCase with None fields left out. A handler may also answer with the payload as
-        it goes on the wire (a dict: camelCase keys, no None values), taken as it is; the
-        schema check that follows holds either to the same rules."""
+        snake_case keyword arguments, its answer (snake_case fields, as the version's
+        ``call_result`` builds them) back in camelCase with None fields left out. A handler
+        may also answer with the payload as it goes on the wire (a plain dict: camelCase
+        keys, no None values), taken as it is; the schema check that follows holds either
+        to the same rules."""
         response = await handler(**_snake(payload))
-        if isinstance(response, dict):  # the answer as it goes on the wire
+        if type(response) is dict:  # the answer as it goes on the wire
             return response
         try:
             answer: dict[str, Any] = _wire(response)
         except _Unusual:
-            answer = snake_to_camel_case(remove_nones(serialize_as_dict(response)))
+            answer = snake_to_camel_case(remove_nones(response))
         return answer
 
     def _error_frame(self, unique_id: str, error: OCPPError) -> str:

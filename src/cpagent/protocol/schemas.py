@@ -7,8 +7,9 @@ library does not enforce them: a CSMS answering ``currentTime`` without a zone i
 Schemas whose decimals need exact arithmetic (``multipleOf``) go through the library's
 Decimal-aware validators, with precision enough for any finite float, when the payload holds
 a number with a fraction (a RemoteStartTransaction without a charging profile holds none,
-and is judged by the compiled validator). The cause of an error
-names the field and (shortened) the value, never the whole payload.
+and is judged by the compiled validator); they (and with them jsonschema) are imported the
+first time such a payload is validated, not at start. The cause of an error names the field
+and (shortened) the value, never the whole payload.
 
 One :class:`SchemaSet` per OCPP version: each version names its errors by its own rules
 (OCPP-J 1.6 and 2.0.1 differ), given as ``error_for``.
@@ -25,7 +26,8 @@ from typing import Any
 
 import fastjsonschema
 from ocpp.exceptions import NotImplementedError, OCPPError
-from ocpp.messages import MessageType, get_validator
+
+from cpagent.protocol.ocppj import MessageType
 
 ErrorFor = Callable[[Any, dict[str, str]], OCPPError]
 """The OCPPError for a broken schema rule (``type``, ``required``, ...) with its details."""
@@ -146,7 +148,7 @@ class SchemaSet:
                 kind = MessageType.Call
                 action = name.removesuffix(self.request_suffix) if self.request_suffix else name
             if (kind, action) in self.decimal_schemas:
-                validator = get_validator(kind, action, self.version, parse_float=decimal.Decimal)
+                validator = self._exact_validator(kind, action)
                 next(iter(validator.iter_errors({})), None)  # what jsonschema loads on first use
             self._validator(kind, action, False)
             if kind == MessageType.Call:
@@ -177,11 +179,15 @@ class SchemaSet:
         walk(schema, "", 0)
         return tuple(found)
 
+    def _exact_validator(self, message_type_id: int, action: str) -> Any:
+        """The library's jsonschema validator of the schema, its decimals read as Decimal."""
+        from ocpp.messages import get_validator  # imports jsonschema: only when needed
+
+        return get_validator(message_type_id, action, self.version, parse_float=decimal.Decimal)
+
     def _validate_exactly(self, message_type_id: int, action: str, payload: Any) -> None:
         """Validate with the payload's decimals as Decimal (``multipleOf`` 0.1 is exact)."""
-        validator = get_validator(
-            message_type_id, action, self.version, parse_float=decimal.Decimal
-        )
+        validator = self._exact_validator(message_type_id, action)
         try:
             exact = json.loads(json.dumps(payload, allow_nan=False), parse_float=decimal.Decimal)
         except ValueError as err:  # NaN or an infinity: no JSON number

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cpagent.exc import CpagentError
-from cpagent.transfer import redact_url
+from cpagent.urlredact import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import OCPPError
-from ocpp.messages import MessageType
 
 from cpagent import __version__
 from cpagent.config import Config
 from cpagent.exc import StoreError
 from cpagent.protocol.delivery import Outgoing
 from cpagent.protocol.link import CsmsLink
+from cpagent.protocol.ocppj import MessageType
 from cpagent.protocol.rpc import ConnectionLost
 from cpagent.protocol.v16 import cistring, messages, schemas
 from cpagent.protocol.v16.config_keys import ConfigurationKeys

@@ -1,6 +1,7 @@
 """OCPP 1.6J charge point: CSMS requests translated into station commands.
 
-Built on the ``ocpp`` library's ChargePoint (its routing of actions to handlers), with the
+On the shared OCPP-J endpoint (:mod:`cpagent.protocol.rpc`) with the ``ocpp`` library's
+routing of actions to handlers and its answers' field names (:mod:`.call_result`), with the
 message intake replaced: every frame is bounded and read by :mod:`.intake`, a request is
 checked against its schema and then for what its handler could not use, and whatever is
 refused gets the CALLERROR OCPP-J 1.6 wants instead of a log line; responses nobody waits
@@ -22,13 +23,11 @@ from ocpp.exceptions import (
 )
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
 from ocpp.routing import on
-from ocpp.v16 import ChargePoint as OcppChargePoint
-from ocpp.v16 import call_result
-from ocpp.v16.enums import Action
 
 from cpagent import __version__
 from cpagent.protocol.rpc import RpcEndpoint
-from cpagent.protocol.v16 import cistring, schemas
+from cpagent.protocol.v16 import call_result, cistring, schemas
+from cpagent.protocol.v16.actions import Action
 from cpagent.protocol.v16.adapter import LocalListEntry, V16Adapter
 from cpagent.protocol.v16.intake import check_request
 from cpagent.security.events import SecurityEventType
@@ -98,7 +97,7 @@ def _security_fields() -> dict[str, Any]:
     return journal_fields(action="SecurityEventNotification")
 
 
-class ChargePoint(RpcEndpoint, OcppChargePoint):  # type: ignore[misc]
+class ChargePoint(RpcEndpoint):
     def __init__(
         self,
         cp_id: str,

@@ -17,8 +17,8 @@ from ocpp.exceptions import (
     ProtocolError,
     TypeConstraintViolationError,
 )
-from ocpp.messages import MessageType
 
+from cpagent.protocol.ocppj import MessageType
 from cpagent.protocol.schemas import SchemaSet, json_path
 
 SCHEMA_DIR = Path(ocpp.__file__).parent / "v16" / "schemas"

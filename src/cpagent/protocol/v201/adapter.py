@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ocpp.exceptions import OCPPError
-from ocpp.messages import MessageType
 
 from cpagent import __version__
 from cpagent.config import Config
 from cpagent.exc import StoreError
 from cpagent.protocol.delivery import Caller, Outgoing
 from cpagent.protocol.link import CsmsLink
+from cpagent.protocol.ocppj import MessageType
 from cpagent.protocol.v201 import messages, schemas
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.authorization import Authorization

@@ -25,66 +25,65 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from ocpp.v201 import enums as _enums
-from ocpp.v201.enums import (
+from cpagent.protocol.v201 import enums as _enums
+from cpagent.protocol.v201.enums import (
     AlignedDataCtrlrVariableName as AlignedV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     AuthCacheCtrlrVariableName as AuthCacheV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     AuthCtrlrVariableName as AuthV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     ChargingStationVariableName as StationV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     ClockCtrlrVariableName as ClockV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     ConnectorVariableName as ConnectorV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     ControllerComponentName as Ctrlr,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     DeviceDataCtrlrInstanceName as DeviceDataI,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     DeviceDataCtrlrVariableName as DeviceDataV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     EVSEVariableName as EvseV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     LocalAuthListCtrlrVariableName as LocalListV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     MeasurandEnumType,
     PhysicalComponentName,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     OCPPCommCtrlrInstanceName as CommI,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     OCPPCommCtrlrVariableName as CommV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     ReservationCtrlrVariableName as ReservationV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     SampledDataCtrlrVariableName as SampledV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     SecurityCtrlrVariableName as SecurityV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     SmartChargingCtrlrVariableName as SmartV,
 )
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     TxCtrlrVariableName as TxV,
 )
-
 from cpagent.station.model import SUPPORTED_TX_POINTS, TxPoint
 
 

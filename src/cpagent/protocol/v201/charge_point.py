@@ -1,6 +1,6 @@
 """OCPP 2.0.1 charging station: CSMS requests translated into station commands.
 
-On the shared OCPP-J endpoint (:mod:`cpagent.protocol.rpc`) and the ``ocpp`` library's v201
+On the shared OCPP-J endpoint (:mod:`cpagent.protocol.rpc`) and the ``ocpp`` library's
 routing. Handlers take the request payload as it came (camelCase, valid by its schema and by
 :func:`cpagent.protocol.intake.check_request`) and return the response payload; the answer
 is checked against its schema before it is sent. A CALL without a handler is answered
@@ -21,8 +21,6 @@ from ocpp.exceptions import (
     ProtocolError,
 )
 from ocpp.routing import on
-from ocpp.v201 import ChargePoint as OcppChargePoint
-from ocpp.v201.enums import Action
 
 from cpagent.protocol import intake
 from cpagent.protocol.rpc import ConnectionLost, RpcEndpoint
@@ -36,6 +34,7 @@ from cpagent.protocol.v201.device_model import (
     Selector,
     SetStatus,
 )
+from cpagent.protocol.v201.enums import Action
 from cpagent.protocol.v201.firmware_handlers import FirmwareHandlers
 from cpagent.protocol.v201.network_handlers import NetworkHandlers
 from cpagent.protocol.v201.security_handlers import SecurityHandlers
@@ -77,7 +76,6 @@ class ChargePoint(
     SecurityHandlers,
     FirmwareHandlers,
     RpcEndpoint,
-    OcppChargePoint,  # type: ignore[misc]
 ):
     def __init__(
         self,

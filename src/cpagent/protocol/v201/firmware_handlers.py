@@ -26,14 +26,14 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import on
-from ocpp.v201.enums import Action
 
+from cpagent.protocol.v201.enums import Action
 from cpagent.security.events import SecurityEventType
 from cpagent.station.firmware import FirmwareJob
 from cpagent.systemd import journal_fields
 from cpagent.timeutil import parse_iso, utcnow
-from cpagent.transfer import redact_url
 from cpagent.updates import DiagnosticsRequest
+from cpagent.urlredact import redact_url
 
 if TYPE_CHECKING:
     from cpagent.protocol.v201.adapter import V201Adapter

@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ocpp.v201.enums import (
+from cpagent.protocol.v201.enums import (
     AuthorizationStatusEnumType,
     BootReasonEnumType,
     ChargingStateEnumType,
@@ -41,7 +41,6 @@ from ocpp.v201.enums import (
     TriggerReasonEnumType,
     UploadLogStatusEnumType,
 )
-
 from cpagent.station.model import (
     AuthDecision,
     AuthStatus,

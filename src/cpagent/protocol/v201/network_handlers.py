@@ -6,8 +6,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import on
-from ocpp.v201.enums import Action
 
+from cpagent.protocol.v201.enums import Action
 from cpagent.systemd import journal_fields
 
 if TYPE_CHECKING:

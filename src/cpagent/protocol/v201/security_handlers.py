@@ -30,8 +30,8 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import on
-from ocpp.v201.enums import Action
 
+from cpagent.protocol.v201.enums import Action
 from cpagent.security.events import SecurityEventType
 from cpagent.systemd import journal_fields
 from cpagent.timeutil import iso, utcnow
