@@ -98,8 +98,9 @@ def _snake(value: Any) -> Any:
 
 def _wire(value: Any) -> Any:
     """What ``snake_to_camel_case(remove_nones(value))`` makes of a handler's answer (a
-    ``call_result`` answer and the dicts, lists and dataclasses in it), in one pass: no deep copy, each key's spelling looked up. Raises :class:`_Unusual`
-    for a tuple or a key that is no string, which that chain treats its own way."""
+    ``call_result`` answer and the dicts, lists and dataclasses in it), in one pass: no deep
+    copy, each key's spelling looked up. Raises :class:`_Unusual` for a tuple or a key that
+    is no string, which that chain treats its own way."""
     if isinstance(value, str | int | float):  # the leaves, most of a payload (enums too)
         return value
     if isinstance(value, dict):
