@@ -3,7 +3,7 @@
 Each run starts a fresh loopback CSMS in this process, writes a fresh config and data_dir
 under a temporary directory, spawns the venv's ``cpagent`` console script, and times the
 wall clock from just before the spawn to the moment the BootNotification frame arrives.
-The agent is then stopped with SIGTERM. Prints min/median/max; goal (issue 17): a median
+The agent is then stopped with SIGTERM. Prints min/median/max; goal: a median
 <= 200 ms.
 
 The figure is the one of an installed agent whose byte code is compiled (the Debian package
