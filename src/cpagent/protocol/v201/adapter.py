@@ -310,53 +310,59 @@ class V201Adapter(CsmsLink):
         first): an Updated event, triggerReason Authorized (RemoteStart with the request's
         remoteStartId), carrying the idToken; the store keeps the token with it."""
         remote = self._remote_start(event.id_token, pop=True)
-        token = messages.id_token(event.id_token, remote.token_type if remote else "ISO14443")
-        offline = not self._connection_ready
-
-        async def write() -> OutboxRow:
-            tx_id = await self._known_transaction_id(event.local_id)
-
-            def make(seq_no: int) -> tuple[str, dict[str, Any]]:
-                return "TransactionEvent", messages.transaction_event(
-                    event_type="Updated",
-                    timestamp=event.timestamp,
-                    trigger_reason="RemoteStart" if remote else "Authorized",
-                    seq_no=seq_no,
-                    transaction_id=tx_id,
-                    remote_start_id=remote.remote_start_id if remote else None,
-                    id_token=token,
-                    offline=offline,
-                    reservation_id=event.reservation_id,
-                )
-
-            return await self.store.run(
-                self.store.queue_transaction_message, event.local_id, make, id_tag=event.id_token
-            )
-
-        self._queued(await self._serial(write))
+        await self._queue_updated(
+            event.local_id,
+            timestamp=event.timestamp,
+            trigger_reason="RemoteStart" if remote else "Authorized",
+            id_tag=event.id_token,
+            remote_start_id=remote.remote_start_id if remote else None,
+            id_token=messages.id_token(event.id_token, remote.token_type if remote else "ISO14443"),
+            reservation_id=event.reservation_id,
+        )
 
     async def transaction_deauthorized(self, event: TransactionDeauthorized) -> None:
         """The authorization of a transaction ended and TxStopPoint lets it go on (E06):
         an Updated event with the triggerReason of the cause (StopAuthorized, RemoteStop,
         Deauthorized, EVCommunicationLost) and the token that ended it, if any."""
+        await self._queue_updated(
+            event.local_id,
+            timestamp=event.timestamp,
+            trigger_reason=_TRIGGERS[event.reason],
+            id_token=messages.id_token(event.id_token) if event.id_token else None,
+        )
+
+    async def _queue_updated(
+        self,
+        local_id: int,
+        *,
+        timestamp: str,
+        trigger_reason: str,
+        id_tag: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """Queue a TransactionEvent Updated of a running transaction, numbered by the store
+        and written in the order events happened; ``fields`` are the event's others (see
+        :func:`messages.transaction_event`), and ``id_tag`` is kept with the transaction in
+        the same commit. StoreError when the transaction has ended."""
         offline = not self._connection_ready
-        token = messages.id_token(event.id_token) if event.id_token else None
 
         async def write() -> OutboxRow:
-            tx_id = await self._known_transaction_id(event.local_id)
+            tx_id = await self._known_transaction_id(local_id)
 
             def make(seq_no: int) -> tuple[str, dict[str, Any]]:
                 return "TransactionEvent", messages.transaction_event(
                     event_type="Updated",
-                    timestamp=event.timestamp,
-                    trigger_reason=_TRIGGERS[event.reason],
+                    timestamp=timestamp,
+                    trigger_reason=trigger_reason,
                     seq_no=seq_no,
                     transaction_id=tx_id,
-                    id_token=token,
                     offline=offline,
+                    **fields,
                 )
 
-            return await self.store.run(self.store.queue_transaction_message, event.local_id, make)
+            return await self.store.run(
+                self.store.queue_transaction_message, local_id, make, id_tag=id_tag
+            )
 
         self._queued(await self._serial(write))
 
@@ -548,29 +554,15 @@ class V201Adapter(CsmsLink):
 
     async def _charging_state_changed(self, local_id: int, state: str, timestamp: str) -> None:
         """TransactionEvent Updated, triggerReason ChargingStateChanged (E01-E15)."""
-        offline = not self._connection_ready
-
-        async def write() -> OutboxRow | None:
-            tx_id = await self._known_transaction_id(local_id)
-
-            def make(seq_no: int) -> tuple[str, dict[str, Any]]:
-                return "TransactionEvent", messages.transaction_event(
-                    event_type="Updated",
-                    timestamp=timestamp,
-                    trigger_reason="ChargingStateChanged",
-                    seq_no=seq_no,
-                    transaction_id=tx_id,
-                    charging_state=state,
-                    offline=offline,
-                )
-
-            try:
-                return await self.store.run(self.store.queue_transaction_message, local_id, make)
-            except StoreError as err:  # ended meanwhile: the Ended event says the rest
-                log.info("charging state %s of session %d not sent: %s", state, local_id, err)
-                return None
-
-        self._queued(await self._serial(write))
+        try:
+            await self._queue_updated(
+                local_id,
+                timestamp=timestamp,
+                trigger_reason="ChargingStateChanged",
+                charging_state=state,
+            )
+        except StoreError as err:  # ended meanwhile: the Ended event says the rest
+            log.info("charging state %s of session %d not sent: %s", state, local_id, err)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
