@@ -16,7 +16,6 @@ A version's charge point subclasses :class:`RpcEndpoint` and says how its schema
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import json
 import logging
@@ -80,12 +79,6 @@ def _camel_key(key: str) -> str:
     return spelt
 
 
-@functools.cache
-def _field_names(cls: Any) -> tuple[str, ...]:
-    """The fields ``dataclasses.asdict`` reads of a dataclass."""
-    return tuple(f.name for f in dataclasses.fields(cls))
-
-
 def _snake(value: Any) -> Any:
     """What ``camel_to_snake_case`` makes of a request payload, with each key's spelling
     looked up instead of worked out by regular expressions every time."""
@@ -98,7 +91,7 @@ def _snake(value: Any) -> Any:
 
 def _wire(value: Any) -> Any:
     """What ``snake_to_camel_case(remove_nones(value))`` makes of a handler's answer (a
-    ``call_result`` answer and the dicts, lists and dataclasses in it), in one pass: no deep
+    ``call_result`` answer, a dict, and the dicts and lists in it), in one pass: no deep
     copy, each key's spelling looked up. Raises :class:`_Unusual` for a tuple or a key that
     is no string, which that chain treats its own way."""
     if isinstance(value, str | int | float):  # the leaves, most of a payload (enums too)
@@ -115,14 +108,6 @@ def _wire(value: Any) -> Any:
         return [_wire(item) for item in value if item is not None]
     if isinstance(value, tuple):
         raise _Unusual
-    cls: Any = type(value)
-    if hasattr(cls, "__dataclass_fields__"):
-        result = {}
-        for name in _field_names(cls):
-            item = getattr(value, name)
-            if item is not None:
-                result[_camel_key(name)] = _wire(item)
-        return result
     return value
 
 
