@@ -44,6 +44,25 @@ async def settled(rig: Rig) -> None:
     await rig.out.wait_for(MeterSample, since=mark)
 
 
+async def ev_begins(rig: Rig) -> int:
+    """Plug an EV in and wait for the transaction it begins; the mark before it."""
+    mark = rig.out.mark()
+    rig.hw.plug(1)
+    await rig.out.wait_for(TransactionStarted, since=mark)
+    return mark
+
+
+async def armed(rig: Rig) -> int:
+    """An EV that asks for no energy yet, and TAG-1 accepted for it; the mark before it."""
+    mark = rig.out.mark()
+    rig.hw.force_ev_state(1, "B")
+    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
+    rig.hw.present_card("TAG-1")
+    await rig.auth.wait_asked("TAG-1")
+    await settled(rig)
+    return mark
+
+
 def supplying(rig: Rig, cid: int = 1) -> bool:
     return rig.hw.contactor(cid).closed and rig.hw.pilot(cid).offered_current > 0
 
@@ -86,9 +105,7 @@ async def test_ev_connected_transaction_ends_at_the_unplug_without_authorization
     make_rig: RigFactory,
 ) -> None:
     rig = await rig_with(make_rig, {EV}, {EV, AUTH})
-    mark = rig.out.mark()
-    rig.hw.plug(1)
-    await rig.out.wait_for(TransactionStarted, since=mark)
+    mark = await ev_begins(rig)
     rig.hw.unplug(1)
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
     assert stopped.reason is StopReason.EV_DISCONNECTED
@@ -100,9 +117,7 @@ async def test_remote_start_authorizes_the_transaction_the_ev_began(
     make_rig: RigFactory,
 ) -> None:
     rig = await rig_with(make_rig, {EV}, {EV, AUTH})
-    mark = rig.out.mark()
-    rig.hw.plug(1)
-    await rig.out.wait_for(TransactionStarted, since=mark)
+    mark = await ev_begins(rig)
     assert await rig.station.remote_start("APP-7", 1) is True
     authorized = await rig.out.wait_for(TransactionAuthorized, since=mark)
     assert authorized.id_token == "APP-7"
@@ -111,9 +126,7 @@ async def test_remote_start_authorizes_the_transaction_the_ev_began(
 
 async def test_a_remote_stop_ends_a_transaction_never_authorized(make_rig: RigFactory) -> None:
     rig = await rig_with(make_rig, {EV}, {EV, AUTH})
-    mark = rig.out.mark()
-    rig.hw.plug(1)
-    await rig.out.wait_for(TransactionStarted, since=mark)
+    mark = await ev_begins(rig)
     assert rig.station.stop_transaction(started_local_id(rig), StopReason.REMOTE) is True
     stopped = await rig.out.wait_for(TransactionStopped, since=mark)
     assert stopped.reason is StopReason.REMOTE
@@ -211,12 +224,7 @@ async def test_energy_transfer_start_supplies_first_and_begins_when_the_ev_draws
 ) -> None:
     """E01 S6: the EV is supplied once authorized; the transaction begins at the draw."""
     rig = await rig_with(make_rig, {ENERGY}, {EV, AUTH})
-    mark = rig.out.mark()
-    rig.hw.force_ev_state(1, "B")  # an EV that does not ask for energy yet
-    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
-    rig.hw.present_card("TAG-1")
-    await rig.auth.wait_asked("TAG-1")
-    await settled(rig)
+    mark = await armed(rig)
     assert supplying(rig)
     assert rig.out.of(TransactionStarted, mark) == []
     assert rig.station.busy_connectors() == [1]
@@ -231,12 +239,7 @@ async def test_an_armed_supply_ends_at_the_unplug_with_no_transaction(
     make_rig: RigFactory,
 ) -> None:
     rig = await rig_with(make_rig, {ENERGY}, {EV, AUTH})
-    mark = rig.out.mark()
-    rig.hw.force_ev_state(1, "B")
-    await rig.out.wait_status(1, ConnectorStatus.PREPARING, since=mark)
-    rig.hw.present_card("TAG-1")
-    await rig.auth.wait_asked("TAG-1")
-    await settled(rig)
+    mark = await armed(rig)
     rig.hw.unplug(1)
     await rig.out.wait_status(1, ConnectorStatus.AVAILABLE, since=mark)
     assert not rig.hw.contactor(1).closed

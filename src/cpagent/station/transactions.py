@@ -379,19 +379,7 @@ class Transactions:
             "" if point is TxPoint.POWER_PATH_CLOSED else f" ({point})",
             extra=_fields(c),
         )
-        if reservation is not None:
-            self._end_reservation(reservation, f"used by session {local_id}")
-            await self._persist_reservations()
-        if profile is not None:
-            self._profiles = self._profiles.install(c.connector_id, profile)
-            await self._persist_profiles()
-            log.info(
-                "connector %d: charging profile %d of the remote start installed",
-                c.connector_id,
-                profile.id,
-                extra=_fields(c),
-            )
-        self._profiles_changed()
+        await self._take_up(c, local_id, reservation, profile)
         await self._supply(c)
         if not plugged:
             self._arm_connect_timeout(c, local_id)
@@ -465,15 +453,32 @@ class Transactions:
             id_token,
             extra=_fields(c),
         )
+        await self._take_up(c, tx.local_id, reservation, profile)
+        await self._supply(c)
+        self._refresh(c)
+
+    async def _take_up(
+        self,
+        c: ConnectorState,
+        local_id: int,
+        reservation: Reservation | None,
+        profile: ChargingProfile | None,
+    ) -> None:
+        """What an authorized session ``local_id`` takes with it: the reservation it uses
+        up and the TxProfile its remote start brought, both persisted."""
         if reservation is not None:
-            self._end_reservation(reservation, f"used by session {tx.local_id}")
+            self._end_reservation(reservation, f"used by session {local_id}")
             await self._persist_reservations()
         if profile is not None:
             self._profiles = self._profiles.install(c.connector_id, profile)
             await self._persist_profiles()
+            log.info(
+                "connector %d: charging profile %d of the remote start installed",
+                c.connector_id,
+                profile.id,
+                extra=_fields(c),
+            )
         self._profiles_changed()
-        await self._supply(c)
-        self._refresh(c)
 
     async def _end_authorization(
         self, c: ConnectorState, reason: StopReason, id_token: str | None = None
