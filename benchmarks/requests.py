@@ -145,6 +145,40 @@ def expect(**fields: Any) -> Callable[[dict[str, Any]], None]:
     return check
 
 
+async def requests_both(
+    csms: LoopbackCsms, clock: Clock, data_transfer_status: str, common: dict[str, int]
+) -> dict[str, dict[str, float]]:
+    """The requests both versions answer alike: TriggerMessage Heartbeat (timed to the
+    answer, the Heartbeat awaited after it), DataTransfer (answered ``data_transfer_status``)
+    and GetLocalListVersion."""
+
+    async def heartbeat_answered(mark: int) -> None:
+        await csms.wait_for("Heartbeat", since=mark)
+
+    return {
+        "triggermessage_heartbeat": await time_request(
+            csms,
+            clock,
+            "TriggerMessage",
+            {"requestedMessage": "Heartbeat"},
+            check=expect(status="Accepted"),
+            settle=heartbeat_answered,
+            **common,
+        ),
+        "datatransfer": await time_request(
+            csms,
+            clock,
+            "DataTransfer",
+            {"vendorId": "cpagent", "messageId": "version"},
+            check=expect(status=data_transfer_status),
+            **common,
+        ),
+        "getlocallistversion": await time_request(
+            csms, clock, "GetLocalListVersion", {}, check=lambda r: None, **common
+        ),
+    }
+
+
 # ------------------------------------------------------------------------- 1.6
 
 
@@ -157,9 +191,6 @@ async def requests_16(csms: LoopbackCsms, clock: Clock, args: Any) -> dict[str, 
 
     def one_key(reply: dict[str, Any]) -> None:
         assert [k["key"] for k in reply["configurationKey"]] == ["HeartbeatInterval"], reply
-
-    async def heartbeat_answered(mark: int) -> None:
-        await csms.wait_for("Heartbeat", since=mark)
 
     common = {"calls": args.calls, "warmup": args.warmup}
     figures = {
@@ -182,26 +213,7 @@ async def requests_16(csms: LoopbackCsms, clock: Clock, args: Any) -> dict[str, 
             check=expect(status="Accepted"),
             **common,
         ),
-        "triggermessage_heartbeat": await time_request(
-            csms,
-            clock,
-            "TriggerMessage",
-            {"requestedMessage": "Heartbeat"},
-            check=expect(status="Accepted"),
-            settle=heartbeat_answered,
-            **common,
-        ),
-        "datatransfer": await time_request(
-            csms,
-            clock,
-            "DataTransfer",
-            {"vendorId": "cpagent", "messageId": "version"},
-            check=expect(status="Accepted"),
-            **common,
-        ),
-        "getlocallistversion": await time_request(
-            csms, clock, "GetLocalListVersion", {}, check=lambda r: None, **common
-        ),
+        **await requests_both(csms, clock, "Accepted", common),
     }
     print(f"    GetConfiguration of all keys answers {count} keys")
     return figures
@@ -266,9 +278,6 @@ async def requests_201(csms: LoopbackCsms, clock: Clock, args: Any) -> dict[str,
     def set_accepted(reply: dict[str, Any]) -> None:
         assert reply["setVariableResult"][0]["attributeStatus"] == "Accepted", reply
 
-    async def heartbeat_answered(mark: int) -> None:
-        await csms.wait_for("Heartbeat", since=mark)
-
     heartbeat = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
     common = {"calls": args.calls, "warmup": args.warmup}
     figures = {
@@ -294,26 +303,7 @@ async def requests_201(csms: LoopbackCsms, clock: Clock, args: Any) -> dict[str,
             check=set_accepted,
             **common,
         ),
-        "triggermessage_heartbeat": await time_request(
-            csms,
-            clock,
-            "TriggerMessage",
-            {"requestedMessage": "Heartbeat"},
-            check=expect(status="Accepted"),
-            settle=heartbeat_answered,
-            **common,
-        ),
-        "datatransfer": await time_request(
-            csms,
-            clock,
-            "DataTransfer",
-            {"vendorId": "cpagent", "messageId": "version"},
-            check=expect(status="UnknownMessageId"),
-            **common,
-        ),
-        "getlocallistversion": await time_request(
-            csms, clock, "GetLocalListVersion", {}, check=lambda r: None, **common
-        ),
+        **await requests_both(csms, clock, "UnknownMessageId", common),
     }
     print(f"    GetVariables of all asks for {len(many)} variables")
     return figures
