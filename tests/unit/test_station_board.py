@@ -125,6 +125,40 @@ async def test_polls_longer_than_the_interval_run_back_to_back_and_are_reported_
     ), overruns
 
 
+async def test_idle_connectors_are_polled_at_their_hardware_s_idle_interval(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle, a simulated connector (whose devices report each change) is polled every
+    60 s and one whose hardware says nothing every 10 s (the station's default); once the
+    contactor closes, at the connector's poll interval."""
+    asked: dict[str, list[float]] = {}
+    polled = asyncio.Event()
+    wait_s = Pacer.wait_s
+
+    def spy(self: Pacer, interval_s: float) -> float:
+        asked.setdefault(self.what, []).append(interval_s)
+        polled.set()
+        return wait_s(self, interval_s)
+
+    monkeypatch.setattr(Pacer, "wait_s", spy)
+    rig = await make_rig(2, run=False)
+    rig.hw.connectors[2].idle_poll_s = None
+    rig.hw.connectors[1].poll_interval_s = 2.5
+    await rig.run()
+    first, second = (f"connector {cid}: one poll of its meter and board" for cid in (1, 2))
+    async with asyncio.timeout(WAIT_S):
+        while first not in asked or second not in asked:
+            polled.clear()
+            await polled.wait()
+    assert asked == {first: [60.0], second: [10.0]}
+    await rig.start_session()
+    async with asyncio.timeout(WAIT_S):
+        while asked[first][-1] != 2.5:
+            polled.clear()
+            await polled.wait()
+    assert set(asked[second]) == {10.0}
+
+
 # --- a pilot that does not take the current ------------------------------------------------
 
 

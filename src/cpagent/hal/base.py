@@ -156,6 +156,12 @@ class ConnectorHardware:
     max_current_a: float = 32.0
     poll_interval_s: float = 1.0
     """How often the station reads this connector's meter and pilot while charging."""
+    idle_poll_s: float | None = None
+    """How often the station reads them while the connector supplies nothing: what the
+    backend does not report through :meth:`Hardware.notify` (a meter that stopped
+    answering) shows within this time. ``None``: the station's default (10 s). A backend
+    whose devices report every change may set it longer, since each poll wakes the
+    board's CPU."""
 
 
 ChangeListener = Callable[[int], None]

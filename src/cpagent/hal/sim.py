@@ -54,6 +54,10 @@ FREQUENCY_HZ = 50.0
 FAULT_DEVICES = ("meter", "relay", "pilot")
 PERSIST_STEP_WH = 1.0
 """A meter read writes the state file once the register moved this much since the last write."""
+IDLE_POLL_S = 60.0
+"""The station's idle poll of a simulated connector: its devices change only when driven
+(each change calls notify) or while they supply (polled at the charging rate), so a poll
+of an idle one is only a backstop, and fewer of them keep an idle agent's CPU low."""
 
 
 class _ConnectorModel:
@@ -402,6 +406,7 @@ class SimHardware(Hardware):
                 phase_switch=SimPhaseSwitch(model) if phase_switch else None,
                 phases=phases,
                 max_current_a=max_current_a,
+                idle_poll_s=IDLE_POLL_S,
             )
         self._reader = SimCardReader()
         super().__init__(connectors=hardware, card_reader=self._reader)

@@ -64,6 +64,7 @@ from cpagent.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 POLL_IDLE_S = 10.0
+"""How often a connector that supplies nothing is polled, unless its hardware says."""
 
 
 #: What becomes true when a card (or a remote start) authorizes an EV already connected,
@@ -573,7 +574,10 @@ class Station(ReservationRules, ProfileRules, Transactions, Supply, Readings, Re
         hw = self.hardware.connectors[c.connector_id]
         pacer = Pacer(f"connector {c.connector_id}: one poll of its meter and board")
         while True:
-            delay = hw.poll_interval_s if c.transaction is not None else POLL_IDLE_S
+            if c.transaction is not None or c.contactor_closed:
+                delay = hw.poll_interval_s
+            else:
+                delay = POLL_IDLE_S if hw.idle_poll_s is None else hw.idle_poll_s
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
             # that comes as the event is set, and this loop would then outlive shutdown.
             with contextlib.suppress(TimeoutError):
