@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -91,9 +92,20 @@ async def serve(config: Config, notifier: Notifier | None = None) -> bool:
     stop = False
     reexecuting = False
     agent: Agent | None = None
+    runs = 0
 
     def status() -> str | None:
         return agent.status_line() if agent is not None and agent.ready else None
+
+    def ready(a: Agent) -> None:
+        # What start-up built (modules, the catalogue, the agent's parts) lives as long as
+        # the agent: out of the collector's sight, full collections stay short and do not
+        # stall an answer to the CSMS. Unfrozen when the agent ends; the agent a reset
+        # replaced is collected before its successor is frozen.
+        if runs > 1:
+            gc.collect()
+        gc.freeze()
+        notifier.ready(a.status_line())
 
     background = [
         asyncio.create_task(notifier.run_watchdog(), name="systemd-watchdog"),
@@ -101,11 +113,12 @@ async def serve(config: Config, notifier: Notifier | None = None) -> bool:
     ]
     try:
         while True:
+            runs += 1
             agent = Agent(
                 config,
                 hardware=hardware,
                 network=network,
-                on_ready=lambda a: notifier.ready(a.status_line()),
+                on_ready=ready,
             )
 
             def on_signal(a: Agent = agent) -> None:
@@ -116,7 +129,10 @@ async def serve(config: Config, notifier: Notifier | None = None) -> bool:
 
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, on_signal)
-            result = await agent.run()
+            try:
+                result = await agent.run()
+            finally:
+                gc.unfreeze()
             if agent.reexec and not stop:
                 log.info("re-executing into the installed code (same process, id %d)", os.getpid())
                 notifier.status("restarting into the installed version")
