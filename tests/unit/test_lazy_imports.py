@@ -61,8 +61,8 @@ def _parse(version: str, table: str) -> str:
 
 def test_a_16_config_does_not_load_the_201_device_model() -> None:
     """Reading and summing up a 1.6 config (check-config, the agent's start) leaves the 2.0.1
-    device model, and the ocpp library's 2.0.1 enums it is built from, unloaded; a 2.0.1
-    config loads them, and a 2.0.1 config does not load the 1.6 key table."""
+    device model, and the ocpp library's 2.0.1 modules, unloaded; a 2.0.1 config loads the
+    device model, and a 2.0.1 config does not load the 1.6 key table."""
     ocpp16 = "'ocpp16': {'HeartbeatInterval': 60}"
     assert modules_after(_parse("1.6", ocpp16), "cpagent.protocol.v201") == []
     assert modules_after(_parse("1.6", ocpp16), "ocpp.v201") == []

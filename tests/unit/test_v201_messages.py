@@ -10,6 +10,7 @@ from typing import Any
 import ocpp
 import pytest
 from ocpp.messages import MessageType
+from ocpp.v201.enums import SecurityEventType as SecurityEvent201
 
 from cpagent.hal.base import MeterReading
 from cpagent.protocol.v16.config_keys import SUPPORTED_MEASURANDS
@@ -22,7 +23,6 @@ from cpagent.protocol.v201.enums import (
     StandardizedUnitsOfMeasureType,
     UploadLogStatusEnumType,
 )
-from cpagent.protocol.v201.enums import SecurityEventType as SecurityEvent201
 from cpagent.protocol.v201.schemas import validate
 from cpagent.security.events import SecurityEventType
 from cpagent.station.firmware import FirmwareStatus

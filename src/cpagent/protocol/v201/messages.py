@@ -359,7 +359,7 @@ def auth_decision(info: dict[str, Any]) -> AuthDecision:
     Invalid. ``groupIdToken.idToken`` becomes ``parent_id_tag`` (C09).
     """
     try:
-        status = _AUTH_STATUS[AuthorizationStatusEnumType(info.get("status"))]
+        status = _AUTH_STATUS[AuthorizationStatusEnumType(info.get("status", ""))]
     except ValueError:
         status = AuthStatus.INVALID
     group = info.get("groupIdToken")
