@@ -157,6 +157,16 @@ def test_a_simulated_agent_loads_no_generic_validator_and_no_hardware_driver(
     assert under(v201, *NEVER_ON_THE_AGENTS_PATH, *HARDWARE, "cpagent.protocol.v16") == []
 
 
+def test_a_201_agent_loads_its_report_and_renewal_code_when_first_used(tmp_path: Path) -> None:
+    """What the 2.0.1 agent needs only after its BootNotification (the NotifyReport parts of
+    GetBaseReport and GetReport, the certificate renewal) is not loaded by its start-up;
+    the integration tests that ask for reports and certificates load them."""
+    v201 = loaded_after(_wired("2.0.1", "'ocpp201': {}", str(tmp_path / "b")))
+    assert "cpagent.protocol.v201.charge_point" in v201
+    late = ("cpagent.protocol.v201.reports", "cpagent.protocol.v201.certificate_renewal")
+    assert under(v201, *late) == []
+
+
 TRANSFERS = ("cpagent.transfer", "cpagent.diagnostics", "ftplib", "tarfile", "gzip")
 
 
