@@ -10,6 +10,11 @@ from typing import Any
 import ocpp
 import pytest
 from ocpp.messages import MessageType
+from ocpp.v201.enums import (
+    MeasurandEnumType,
+    ReadingContextEnumType,
+    StandardizedUnitsOfMeasureType,
+)
 from ocpp.v201.enums import SecurityEventType as SecurityEvent201
 
 from cpagent.hal.base import MeterReading
@@ -18,9 +23,6 @@ from cpagent.protocol.v201 import messages as m
 from cpagent.protocol.v201.enums import (
     AuthorizationStatusEnumType,
     BootReasonEnumType,
-    MeasurandEnumType,
-    ReadingContextEnumType,
-    StandardizedUnitsOfMeasureType,
     UploadLogStatusEnumType,
 )
 from cpagent.protocol.v201.schemas import validate

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from cpagent.protocol.v201.enums import MeasurandEnumType
+from cpagent.protocol.v201 import enums
 from cpagent.protocol.v201.standard_names import KNOWN
 from cpagent.station.model import SUPPORTED_TX_POINTS, TxPoint
 
@@ -107,7 +107,7 @@ class ComponentSpec:
 
 
 #: The measurands a MemberList of SampledDataCtrlr / AlignedDataCtrlr may name.
-MEASURANDS: Final[tuple[str, ...]] = tuple(str(m) for m in MeasurandEnumType)
+MEASURANDS: Final[tuple[str, ...]] = enums.MEASURANDS
 
 #: TxStartPoint / TxStopPoint members (Part 2, TxCtrlr; E01-E10) the station has facts for:
 #: no parking bay sensor, no signed meter data.

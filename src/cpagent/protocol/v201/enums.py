@@ -5,10 +5,12 @@ Copies rather than the library's classes: importing ``ocpp.v201.enums`` runs the
 ``ocpp.v201`` package, which imports the library's ChargePoint (and with it jsonschema,
 referencing, attrs and rpds) and its 2.0.1 ``call`` and ``call_result`` dataclasses, none of
 which the agent uses (see :mod:`cpagent.protocol.ocppj`); and the library's file builds some
-180 enum classes, which costs a small board tens of milliseconds at every start for the 18
-the agent needs. The class statements are the library's, word for word; the unit tests check
-that each class here has the library's members, names and values in the same order, as
-they check the 1.6 :mod:`~cpagent.protocol.v16.actions`. The names of the standardized
+180 enum classes, which costs a small board tens of milliseconds at every start for the 13
+the agent needs. The class statements are the library's; the unit tests check that each
+class here has the library's members, names and values in the same order, as they check
+the 1.6 :mod:`~cpagent.protocol.v16.actions`. Five enums the agent only checks membership
+in (measurands, units, phases, reading contexts, locations) are tuples of the library's
+values, checked the same way. The names of the standardized
 components and variables are in :mod:`cpagent.protocol.v201.standard_names`.
 
 Code that compares the agent's enum members by identity (``is``) takes them from here; by
@@ -18,6 +20,7 @@ value (``==``, as StrEnum members are strings) they equal the library's.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 
 class Action(StrEnum):
@@ -215,87 +218,6 @@ class IdTokenEnumType(StrEnum):
     no_authorization = "NoAuthorization"
 
 
-class LocationEnumType(StrEnum):
-    """
-    Allowable values of the optional "location" field of a value element in
-    SampledValue.
-    """
-
-    body = "Body"
-    cable = "Cable"
-    ev = "EV"
-    inlet = "Inlet"
-    outlet = "Outlet"
-
-
-class MeasurandEnumType(StrEnum):
-    """
-    Allowable values of the optional "measurand" field of a Value element, as
-    used in MeterValues.req and StopTransaction.req messages. Default value of
-    "measurand" is always "Energy.Active.Import.Register"
-    """
-
-    current_export = "Current.Export"
-    current_import = "Current.Import"
-    current_offered = "Current.Offered"
-    energy_active_export_register = "Energy.Active.Export.Register"
-    energy_active_import_register = "Energy.Active.Import.Register"
-    energy_reactive_export_register = "Energy.Reactive.Export.Register"
-    energy_reactive_import_register = "Energy.Reactive.Import.Register"
-    energy_active_export_interval = "Energy.Active.Export.Interval"
-    energy_active_import_interval = "Energy.Active.Import.Interval"
-    energy_active_net = "Energy.Active.Net"
-    energy_reactive_export_interval = "Energy.Reactive.Export.Interval"
-    energy_reactive_import_interval = "Energy.Reactive.Import.Interval"
-    energy_reactive_net = "Energy.Reactive.Net"
-    energy_apparent_net = "Energy.Apparent.Net"
-    energy_apparent_import = "Energy.Apparent.Import"
-    energy_apparent_export = "Energy.Apparent.Export"
-    frequency = "Frequency"
-    power_active_export = "Power.Active.Export"
-    power_active_import = "Power.Active.Import"
-    power_factor = "Power.Factor"
-    power_offered = "Power.Offered"
-    power_reactive_export = "Power.Reactive.Export"
-    power_reactive_import = "Power.Reactive.Import"
-    soc = "SoC"
-    voltage = "Voltage"
-
-
-class PhaseEnumType(StrEnum):
-    """
-    Phase as used in SampledValue. Phase specifies how a measured value is to
-    be interpreted. Please note that not all values of Phase are applicable to
-    all Measurands.
-    """
-
-    l1 = "L1"
-    l2 = "L2"
-    l3 = "L3"
-    n = "N"
-    l1_n = "L1-N"
-    l2_n = "L2-N"
-    l3_n = "L3-N"
-    l1_l2 = "L1-L2"
-    l2_l3 = "L2-L3"
-    l3_l1 = "L3-L1"
-
-
-class ReadingContextEnumType(StrEnum):
-    """
-    Values of the context field of a value in SampledValue.
-    """
-
-    interruption_begin = "Interruption.Begin"
-    interruption_end = "Interruption.End"
-    other = "Other"
-    sample_clock = "Sample.Clock"
-    sample_periodic = "Sample.Periodic"
-    transaction_begin = "Transaction.Begin"
-    transaction_end = "Transaction.End"
-    trigger = "Trigger"
-
-
 class ReasonEnumType(StrEnum):
     """
     Reason for stopping a transaction in StopTransactionRequest
@@ -375,44 +297,106 @@ class UploadLogStatusEnumType(StrEnum):
     accepted_canceled = "AcceptedCanceled"
 
 
-class StandardizedUnitsOfMeasureType(StrEnum):
-    """
-    Allowable values of the optional "unit" field of a Value element, as used
-    in MeterValues.req and StopTransaction.req messages. Default value of
-    "unit" is always "Wh". Also used in component/variables -
-    specifically the unit in variableCharacteristics.
-    """
+# The value sets the agent only checks membership in, as tuples of the library's values in its
+# order: building them costs a start far less than enum classes with their 81 members.
 
-    asu = "ASU"
-    b = "B"
-    db = "dB"
-    dbm = "dBm"
-    deg = "Deg"
-    hz = "Hz"
-    lx = "lx"
-    m = "m"
-    ms2 = "ms2"
-    n = "N"
-    ohm = "Ohm"
-    kpa = "kPa"
-    percent = "Percent"
-    rh = "RH"
-    rpm = "RPM"
-    s = "s"
-    va = "VA"
-    kva = "kVA"
-    vah = "VAh"
-    kvah = "kVAh"
-    var = "var"
-    kvar = "kvar"
-    varh = "varh"
-    kvarh = "kvarh"
-    wh = "Wh"
-    kwh = "kWh"
-    w = "W"
-    kw = "kW"
-    a = "A"
-    v = "V"
-    celsius = "Celsius"
-    fahrenheit = "Fahrenheit"
-    k = "K"
+#: The values of the library's ``MeasurandEnumType``.
+MEASURANDS: Final[tuple[str, ...]] = (
+    "Current.Export",
+    "Current.Import",
+    "Current.Offered",
+    "Energy.Active.Export.Register",
+    "Energy.Active.Import.Register",
+    "Energy.Reactive.Export.Register",
+    "Energy.Reactive.Import.Register",
+    "Energy.Active.Export.Interval",
+    "Energy.Active.Import.Interval",
+    "Energy.Active.Net",
+    "Energy.Reactive.Export.Interval",
+    "Energy.Reactive.Import.Interval",
+    "Energy.Reactive.Net",
+    "Energy.Apparent.Net",
+    "Energy.Apparent.Import",
+    "Energy.Apparent.Export",
+    "Frequency",
+    "Power.Active.Export",
+    "Power.Active.Import",
+    "Power.Factor",
+    "Power.Offered",
+    "Power.Reactive.Export",
+    "Power.Reactive.Import",
+    "SoC",
+    "Voltage",
+)
+
+#: The values of the library's ``StandardizedUnitsOfMeasureType``.
+UNITS_OF_MEASURE: Final[tuple[str, ...]] = (
+    "ASU",
+    "B",
+    "dB",
+    "dBm",
+    "Deg",
+    "Hz",
+    "lx",
+    "m",
+    "ms2",
+    "N",
+    "Ohm",
+    "kPa",
+    "Percent",
+    "RH",
+    "RPM",
+    "s",
+    "VA",
+    "kVA",
+    "VAh",
+    "kVAh",
+    "var",
+    "kvar",
+    "varh",
+    "kvarh",
+    "Wh",
+    "kWh",
+    "W",
+    "kW",
+    "A",
+    "V",
+    "Celsius",
+    "Fahrenheit",
+    "K",
+)
+
+#: The values of the library's ``PhaseEnumType``.
+PHASES: Final[tuple[str, ...]] = (
+    "L1",
+    "L2",
+    "L3",
+    "N",
+    "L1-N",
+    "L2-N",
+    "L3-N",
+    "L1-L2",
+    "L2-L3",
+    "L3-L1",
+)
+
+#: The values of the library's ``ReadingContextEnumType``.
+READING_CONTEXTS: Final[tuple[str, ...]] = (
+    "Interruption.Begin",
+    "Interruption.End",
+    "Other",
+    "Sample.Clock",
+    "Sample.Periodic",
+    "Transaction.Begin",
+    "Transaction.End",
+    "Trigger",
+)
+
+#: The values of the library's ``LocationEnumType``.
+LOCATIONS: Final[tuple[str, ...]] = (
+    "Body",
+    "Cable",
+    "EV",
+    "Inlet",
+    "Outlet",
+)
