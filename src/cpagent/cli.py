@@ -96,8 +96,31 @@ def _load(path: Path | None) -> Any:
     return load_config(path or default_config_path())
 
 
+def _run_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """``cpagent run [--config PATH]`` read without building the parser, or None for any
+    other command line.
+
+    ``cpagent run`` is the agent's start, and building the parser of every command costs it
+    some milliseconds on a small board (fourteen parsers and their help texts, each text
+    looked up on disk for a translation). Only forms that :func:`build_parser` reads the
+    same way are read here, into the namespace it gives; anything else (another option, an
+    abbreviation, a value that starts with ``-``, ``--help``) goes to the full parser, so
+    its errors and help are unchanged."""
+    if not argv or argv[0] != "run":
+        return None
+    rest = argv[1:]
+    if not rest:
+        return argparse.Namespace(command="run", config=None)
+    if len(rest) == 1 and rest[0].startswith("--config="):
+        return argparse.Namespace(command="run", config=Path(rest[0].removeprefix("--config=")))
+    if len(rest) == 2 and rest[0] == "--config" and not rest[1].startswith("-"):
+        return argparse.Namespace(command="run", config=Path(rest[1]))
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = _run_args(words) or build_parser().parse_args(words)
     from cpagent.exc import ConfigError, ControlError
 
     try:

@@ -61,8 +61,8 @@ def _parse(version: str, table: str) -> str:
 
 def test_a_16_config_does_not_load_the_201_device_model() -> None:
     """Reading and summing up a 1.6 config (check-config, the agent's start) leaves the 2.0.1
-    device model, and the ocpp library's 2.0.1 enums it is built from, unloaded; a 2.0.1
-    config loads them, and a 2.0.1 config does not load the 1.6 key table."""
+    device model, and the ocpp library's 2.0.1 modules, unloaded; a 2.0.1 config loads the
+    device model, and a 2.0.1 config does not load the 1.6 key table."""
     ocpp16 = "'ocpp16': {'HeartbeatInterval': 60}"
     assert modules_after(_parse("1.6", ocpp16), "cpagent.protocol.v201") == []
     assert modules_after(_parse("1.6", ocpp16), "ocpp.v201") == []
@@ -155,6 +155,16 @@ def test_a_simulated_agent_loads_no_generic_validator_and_no_hardware_driver(
     v201 = loaded_after(_wired("2.0.1", "'ocpp201': {}", str(tmp_path / "b")))
     assert "cpagent.protocol.v201.charge_point" in v201
     assert under(v201, *NEVER_ON_THE_AGENTS_PATH, *HARDWARE, "cpagent.protocol.v16") == []
+
+
+def test_a_201_agent_loads_its_report_and_renewal_code_when_first_used(tmp_path: Path) -> None:
+    """What the 2.0.1 agent needs only after its BootNotification (the NotifyReport parts of
+    GetBaseReport and GetReport, the certificate renewal) is not loaded by its start-up;
+    the integration tests that ask for reports and certificates load them."""
+    v201 = loaded_after(_wired("2.0.1", "'ocpp201': {}", str(tmp_path / "b")))
+    assert "cpagent.protocol.v201.charge_point" in v201
+    late = ("cpagent.protocol.v201.reports", "cpagent.protocol.v201.certificate_renewal")
+    assert under(v201, *late) == []
 
 
 TRANSFERS = ("cpagent.transfer", "cpagent.diagnostics", "ftplib", "tarfile", "gzip")

@@ -105,12 +105,28 @@ def test_an_answer_refuses_a_missing_or_unknown_field() -> None:
 
 
 def test_the_201_enums_are_the_library_s() -> None:
-    for name in ("Action", "ReasonEnumType", "OCPPCommCtrlrVariableName"):
-        ours: type[enum.Enum] = getattr(v201_enums, name)
-        theirs: type[enum.Enum] = getattr(library_v201, name)
-        assert [(m.name, m.value) for m in ours] == [(m.name, m.value) for m in theirs]
-    with pytest.raises(AttributeError):
-        v201_enums.NoSuchEnum  # noqa: B018
+    """Each enum the agent copies has the library's members (names and values, in order)."""
+    copies = [
+        value
+        for value in vars(v201_enums).values()
+        if isinstance(value, type) and issubclass(value, enum.Enum) and value is not enum.StrEnum
+    ]
+    assert {cls.__name__ for cls in copies} >= {"Action", "ReasonEnumType", "BootReasonEnumType"}
+    for ours in copies:
+        theirs: type[enum.Enum] = getattr(library_v201, ours.__name__)
+        assert issubclass(theirs, enum.StrEnum), ours.__name__
+        assert [(m.name, m.value) for m in ours] == [(m.name, m.value) for m in theirs], (
+            ours.__name__
+        )
+    value_sets = {
+        v201_enums.MEASURANDS: library_v201.MeasurandEnumType,
+        v201_enums.UNITS_OF_MEASURE: library_v201.StandardizedUnitsOfMeasureType,
+        v201_enums.PHASES: library_v201.PhaseEnumType,
+        v201_enums.READING_CONTEXTS: library_v201.ReadingContextEnumType,
+        v201_enums.LOCATIONS: library_v201.LocationEnumType,
+    }
+    for values, library_enum in value_sets.items():
+        assert values == tuple(m.value for m in library_enum), library_enum.__name__
 
 
 def test_an_installed_cpagent_says_the_version_of_its_dist_info(tmp_path: Path) -> None:

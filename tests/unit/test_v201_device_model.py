@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import ocpp.v201.enums as enums
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cpagent.protocol.v201 import enums
 from cpagent.protocol.v201.addressing import (
     AddressError,
     ComponentRef,
@@ -106,6 +106,28 @@ def problems(evses: int, tables: dict[str, object]) -> tuple[str, ...]:
 # -- catalogue ------------------------------------------------------------------------------
 
 
+def library_known() -> dict[str, frozenset[str]]:
+    """Every standardized component name with its variable names, from the library's enums
+    (ControllerComponentName, PhysicalComponentName, ``<Component>VariableName``)."""
+    known: dict[str, frozenset[str]] = {}
+    for component in (*enums.ControllerComponentName, *enums.PhysicalComponentName):
+        name = str(component.value)
+        cls = getattr(enums, f"{name}VariableName", None)
+        known[name] = frozenset(str(m.value) for m in cls) if isinstance(cls, type) else frozenset()
+    return known
+
+
+def test_the_standardized_names_are_the_ocpp_enums() -> None:
+    library = library_known()
+    assert list(KNOWN) == list(library)
+    for component, names in library.items():
+        assert KNOWN[component] == names, (
+            component,
+            sorted(names - KNOWN[component]),
+            sorted(KNOWN[component] - names),
+        )
+
+
 def test_every_name_comes_from_the_ocpp_enums() -> None:
     components = {c.value for c in enums.ControllerComponentName} | {
         c.value for c in enums.PhysicalComponentName
@@ -119,6 +141,9 @@ def test_every_name_comes_from_the_ocpp_enums() -> None:
 
 def test_instances_come_from_the_ocpp_enums() -> None:
     assert spec("OCPPCommCtrlr", "MessageAttempts").instances == ("TransactionEvent",)
+    comm = {i.value for i in enums.OCPPCommCtrlrInstanceName}
+    for name in ("MessageAttempts", "MessageAttemptInterval", "MessageTimeout"):
+        assert set(spec("OCPPCommCtrlr", name).instances) <= comm, name
     assert set(spec("DeviceDataCtrlr", "ItemsPerMessage").instances) == {
         i.value for i in enums.DeviceDataCtrlrInstanceName
     }

@@ -10,6 +10,12 @@ from typing import Any
 import ocpp
 import pytest
 from ocpp.messages import MessageType
+from ocpp.v201.enums import (
+    MeasurandEnumType,
+    ReadingContextEnumType,
+    StandardizedUnitsOfMeasureType,
+)
+from ocpp.v201.enums import SecurityEventType as SecurityEvent201
 
 from cpagent.hal.base import MeterReading
 from cpagent.protocol.v16.config_keys import SUPPORTED_MEASURANDS
@@ -17,12 +23,8 @@ from cpagent.protocol.v201 import messages as m
 from cpagent.protocol.v201.enums import (
     AuthorizationStatusEnumType,
     BootReasonEnumType,
-    MeasurandEnumType,
-    ReadingContextEnumType,
-    StandardizedUnitsOfMeasureType,
     UploadLogStatusEnumType,
 )
-from cpagent.protocol.v201.enums import SecurityEventType as SecurityEvent201
 from cpagent.protocol.v201.schemas import validate
 from cpagent.security.events import SecurityEventType
 from cpagent.station.firmware import FirmwareStatus

@@ -38,7 +38,7 @@ class AddressError(ValueError):
         self.reason = key if reason is None else reason
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ComponentRef:
     """A component as OCPP's ComponentType addresses it."""
 
@@ -48,7 +48,7 @@ class ComponentRef:
     connector: int | None = None
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class VariableRef:
     """A variable as OCPP's VariableType addresses it."""
 

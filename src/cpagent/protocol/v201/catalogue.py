@@ -3,14 +3,16 @@
 Two layers, because the spec gives names for far more than cpagent implements:
 
 * :data:`KNOWN` maps every standardized component name to the set of its standardized
-  variable names. It is built from the ``ocpp`` library's v201 enums (ControllerComponentName,
-  PhysicalComponentName and the per-component ``*VariableName`` enums), so that no name is
-  retyped here. A name in :data:`KNOWN` but not in :data:`CATALOGUE` belongs to a functional
-  block cpagent does not implement: the config may still give it a value (with a warning).
+  variable names, as the ``ocpp`` library's v201 enums list them
+  (:mod:`~cpagent.protocol.v201.standard_names`). A name in :data:`KNOWN` but not in
+  :data:`CATALOGUE` belongs to a functional block cpagent does not implement: the config may
+  still give it a value (with a warning).
 * :data:`CATALOGUE` holds, for the components cpagent implements (and the
   ``Available``/``Enabled`` switches of some it does not, so that a CSMS can read that they are
   off), each variable's characteristics, mutability, attributes, whether the spec requires it,
-  its instances and cpagent's factory value.
+  its instances and cpagent's factory value. Its names are written as the spec spells them;
+  the unit tests check that each is one of :data:`KNOWN` (and the instance names the
+  library's).
 
 Characteristics were read from Part 2's tables (edition 3 errata where known) and checked
 against independent implementations where possible; entries marked ``UNSURE`` in a comment
@@ -25,65 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from cpagent.protocol.v201 import enums as _enums
-from cpagent.protocol.v201.enums import (
-    AlignedDataCtrlrVariableName as AlignedV,
-)
-from cpagent.protocol.v201.enums import (
-    AuthCacheCtrlrVariableName as AuthCacheV,
-)
-from cpagent.protocol.v201.enums import (
-    AuthCtrlrVariableName as AuthV,
-)
-from cpagent.protocol.v201.enums import (
-    ChargingStationVariableName as StationV,
-)
-from cpagent.protocol.v201.enums import (
-    ClockCtrlrVariableName as ClockV,
-)
-from cpagent.protocol.v201.enums import (
-    ConnectorVariableName as ConnectorV,
-)
-from cpagent.protocol.v201.enums import (
-    ControllerComponentName as Ctrlr,
-)
-from cpagent.protocol.v201.enums import (
-    DeviceDataCtrlrInstanceName as DeviceDataI,
-)
-from cpagent.protocol.v201.enums import (
-    DeviceDataCtrlrVariableName as DeviceDataV,
-)
-from cpagent.protocol.v201.enums import (
-    EVSEVariableName as EvseV,
-)
-from cpagent.protocol.v201.enums import (
-    LocalAuthListCtrlrVariableName as LocalListV,
-)
-from cpagent.protocol.v201.enums import (
-    MeasurandEnumType,
-    PhysicalComponentName,
-)
-from cpagent.protocol.v201.enums import (
-    OCPPCommCtrlrInstanceName as CommI,
-)
-from cpagent.protocol.v201.enums import (
-    OCPPCommCtrlrVariableName as CommV,
-)
-from cpagent.protocol.v201.enums import (
-    ReservationCtrlrVariableName as ReservationV,
-)
-from cpagent.protocol.v201.enums import (
-    SampledDataCtrlrVariableName as SampledV,
-)
-from cpagent.protocol.v201.enums import (
-    SecurityCtrlrVariableName as SecurityV,
-)
-from cpagent.protocol.v201.enums import (
-    SmartChargingCtrlrVariableName as SmartV,
-)
-from cpagent.protocol.v201.enums import (
-    TxCtrlrVariableName as TxV,
-)
+from cpagent.protocol.v201 import enums
+from cpagent.protocol.v201.standard_names import KNOWN
 from cpagent.station.model import SUPPORTED_TX_POINTS, TxPoint
 
 
@@ -161,25 +106,8 @@ class ComponentSpec:
     variables: Mapping[str, VariableSpec] = field(default_factory=dict)
 
 
-def _enum_values(cls: type[enum.Enum]) -> frozenset[str]:
-    return frozenset(str(member.value) for member in cls)
-
-
-def _known_names() -> dict[str, frozenset[str]]:
-    """Every standardized component name with its standardized variable names."""
-    known: dict[str, frozenset[str]] = {}
-    for component in (*Ctrlr, *PhysicalComponentName):
-        name = str(component.value)
-        cls = getattr(_enums, f"{name}VariableName", None)
-        known[name] = _enum_values(cls) if isinstance(cls, type) else frozenset()
-    return known
-
-
-#: Every standardized component name -> its standardized variable names (from ``ocpp``).
-KNOWN: Final[Mapping[str, frozenset[str]]] = _known_names()
-
 #: The measurands a MemberList of SampledDataCtrlr / AlignedDataCtrlr may name.
-MEASURANDS: Final[tuple[str, ...]] = tuple(str(m.value) for m in MeasurandEnumType)
+MEASURANDS: Final[tuple[str, ...]] = enums.MEASURANDS
 
 #: TxStartPoint / TxStopPoint members (Part 2, TxCtrlr; E01-E10) the station has facts for:
 #: no parking bay sensor, no signed meter data.
@@ -198,9 +126,9 @@ AVAILABILITY_STATES: Final[tuple[str, ...]] = (
 
 #: DeviceDataCtrlr and its message instances.
 MESSAGE_INSTANCES: Final[tuple[str, ...]] = (
-    str(DeviceDataI.get_report.value),
-    str(DeviceDataI.get_variables.value),
-    str(DeviceDataI.set_variables.value),
+    "GetReport",
+    "GetVariables",
+    "SetVariables",
 )
 
 #: Longest attributeValue a SetVariables request may carry (SetVariableDataType, 1000).
@@ -218,7 +146,7 @@ _T = DataType
 
 
 def _v(
-    name: enum.Enum,
+    name: str,
     data_type: DataType,
     mutability: Mutability,
     required: bool,
@@ -233,7 +161,7 @@ def _v(
     reboot_required: bool = False,
 ) -> VariableSpec:
     return VariableSpec(
-        str(name.value),
+        name,
         data_type,
         mutability,
         required,
@@ -248,7 +176,7 @@ def _v(
     )
 
 
-def _measurands(name: enum.Enum, default: str) -> VariableSpec:
+def _measurands(name: str, default: str) -> VariableSpec:
     """A required, CSMS-writable list of measurands (the sampled and aligned data sets)."""
     return _v(
         name, DataType.MEMBER_LIST, Mutability.READ_WRITE, True, default, values_list=MEASURANDS
@@ -256,42 +184,42 @@ def _measurands(name: enum.Enum, default: str) -> VariableSpec:
 
 
 def _component(
-    name: enum.Enum, scope: Scope, implemented: bool, *variables: VariableSpec
+    name: str, scope: Scope, implemented: bool, *variables: VariableSpec
 ) -> ComponentSpec:
-    return ComponentSpec(str(name.value), scope, implemented, {v.name: v for v in variables})
+    return ComponentSpec(name, scope, implemented, {v.name: v for v in variables})
 
 
-_TE = (str(CommI.transaction_event.value),)
+_TE = ("TransactionEvent",)
 _S = "s"
 
 _COMPONENTS: tuple[ComponentSpec, ...] = (
     _component(
-        Ctrlr.ocpp_comm_ctrlr,
+        "OCPPCommCtrlr",
         Scope.STATION,
         True,
-        _v(CommV.active_network_profile, _T.INTEGER, _RO, False, "1"),
+        _v("ActiveNetworkProfile", _T.INTEGER, _RO, False, "1"),
         _v(
-            CommV.file_transfer_protocols,
+            "FileTransferProtocols",
             _T.MEMBER_LIST,
             _RO,
             True,
             "HTTP,HTTPS",
             values_list=("FTP", "FTPS", "HTTP", "HTTPS", "SFTP"),
         ),
-        _v(CommV.heartbeat_interval, _T.INTEGER, _RW, False, "300", unit=_S, min_limit=1),
+        _v("HeartbeatInterval", _T.INTEGER, _RW, False, "300", unit=_S, min_limit=1),
         # UNSURE: Part 2 lists MessageTimeout:Default as ReadOnly in some editions and
         # ReadWrite in others; cpagent offers it ReadOnly (its own timeout is fixed).
         _v(
-            CommV.message_timeout,
+            "MessageTimeout",
             _T.INTEGER,
             _RO,
             True,
             "30",
             unit=_S,
-            instances=(str(CommI.default.value),),
+            instances=("Default",),
         ),
         _v(
-            CommV.message_attempt_interval,
+            "MessageAttemptInterval",
             _T.INTEGER,
             _RW,
             True,
@@ -300,60 +228,60 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             min_limit=0,
             instances=_TE,
         ),
-        _v(CommV.message_attempts, _T.INTEGER, _RW, True, "3", min_limit=0, instances=_TE),
-        _v(CommV.minimum_status_duration, _T.INTEGER, _RW, False, "0", unit=_S, min_limit=0),
+        _v("MessageAttempts", _T.INTEGER, _RW, True, "3", min_limit=0, instances=_TE),
+        _v("MinimumStatusDuration", _T.INTEGER, _RW, False, "0", unit=_S, min_limit=0),
         # valuesList is the configured slots: cpagent has slots 0-7 (UNSURE: the number
         # of slots is the station's choice; the adapter may narrow it).
         _v(
-            CommV.network_configuration_priority,
+            "NetworkConfigurationPriority",
             _T.SEQUENCE_LIST,
             _RW,
             True,
             "1",
             values_list=tuple(str(i) for i in range(8)),
         ),
-        _v(CommV.network_profile_connection_attempts, _T.INTEGER, _RW, True, "3", min_limit=1),
-        _v(CommV.offline_threshold, _T.INTEGER, _RW, True, "60", unit=_S, min_limit=0),
+        _v("NetworkProfileConnectionAttempts", _T.INTEGER, _RW, True, "3", min_limit=1),
+        _v("OfflineThreshold", _T.INTEGER, _RW, True, "60", unit=_S, min_limit=0),
         _v(
-            CommV.public_key_with_signed_meter_value,
+            "PublicKeyWithSignedMeterValue",
             _T.OPTION_LIST,
             _RW,
             False,
             "Never",
             values_list=("Never", "OncePerTransaction", "EveryMeterValue"),
         ),
-        _v(CommV.queue_all_messages, _T.BOOLEAN, _RW, False, "false"),
-        _v(CommV.reset_retries, _T.INTEGER, _RW, True, "2", min_limit=0),
+        _v("QueueAllMessages", _T.BOOLEAN, _RW, False, "false"),
+        _v("ResetRetries", _T.INTEGER, _RW, True, "2", min_limit=0),
         # UNSURE: whether the three RetryBackOff variables are required (edition 3 lists
         # them under B "Reconnecting"); cpagent offers all three.
-        _v(CommV.retry_back_off_random_range, _T.INTEGER, _RW, True, "10", unit=_S, min_limit=0),
-        _v(CommV.retry_back_off_repeat_times, _T.INTEGER, _RW, True, "8", min_limit=0),
-        _v(CommV.retry_back_off_wait_minimum, _T.INTEGER, _RW, True, "5", unit=_S, min_limit=0),
-        _v(CommV.unlock_on_ev_side_disconnect, _T.BOOLEAN, _RW, True, "true"),
-        _v(CommV.web_socket_ping_interval, _T.INTEGER, _RW, False, "30", unit=_S, min_limit=0),
+        _v("RetryBackOffRandomRange", _T.INTEGER, _RW, True, "10", unit=_S, min_limit=0),
+        _v("RetryBackOffRepeatTimes", _T.INTEGER, _RW, True, "8", min_limit=0),
+        _v("RetryBackOffWaitMinimum", _T.INTEGER, _RW, True, "5", unit=_S, min_limit=0),
+        _v("UnlockOnEVSideDisconnect", _T.BOOLEAN, _RW, True, "true"),
+        _v("WebSocketPingInterval", _T.INTEGER, _RW, False, "30", unit=_S, min_limit=0),
     ),
     _component(
-        Ctrlr.auth_ctrlr,
+        "AuthCtrlr",
         Scope.STATION,
         True,
-        _v(AuthV.enabled, _T.BOOLEAN, _RW, False, "true"),
-        _v(AuthV.additional_info_items_per_message, _T.INTEGER, _RO, False, "0"),
-        _v(AuthV.authorize_remote_start, _T.BOOLEAN, _RW, True, "true"),
-        _v(AuthV.local_authorize_offline, _T.BOOLEAN, _RW, True, "true"),
-        _v(AuthV.local_pre_authorize, _T.BOOLEAN, _RW, True, "false"),
-        _v(AuthV.master_pass_group_id, _T.STRING, _RW, False, "", max_limit=36),
-        _v(AuthV.offline_tx_for_unknown_id_enabled, _T.BOOLEAN, _RW, False, "false"),
-        _v(AuthV.disable_remote_authorization, _T.BOOLEAN, _RW, False, "false"),
+        _v("Enabled", _T.BOOLEAN, _RW, False, "true"),
+        _v("AdditionalInfoItemsPerMessage", _T.INTEGER, _RO, False, "0"),
+        _v("AuthorizeRemoteStart", _T.BOOLEAN, _RW, True, "true"),
+        _v("LocalAuthorizeOffline", _T.BOOLEAN, _RW, True, "true"),
+        _v("LocalPreAuthorize", _T.BOOLEAN, _RW, True, "false"),
+        _v("MasterPassGroupId", _T.STRING, _RW, False, "", max_limit=36),
+        _v("OfflineTxForUnknownIdEnabled", _T.BOOLEAN, _RW, False, "false"),
+        _v("DisableRemoteAuthorization", _T.BOOLEAN, _RW, False, "false"),
     ),
     _component(
-        Ctrlr.auth_cache_ctrlr,
+        "AuthCacheCtrlr",
         Scope.STATION,
         True,
-        _v(AuthCacheV.available, _T.BOOLEAN, _RO, False, "true"),
-        _v(AuthCacheV.enabled, _T.BOOLEAN, _RW, False, "true"),
-        _v(AuthCacheV.life_time, _T.INTEGER, _RW, False, "86400", unit=_S, min_limit=0),
+        _v("Available", _T.BOOLEAN, _RO, False, "true"),
+        _v("Enabled", _T.BOOLEAN, _RW, False, "true"),
+        _v("LifeTime", _T.INTEGER, _RW, False, "86400", unit=_S, min_limit=0),
         _v(
-            AuthCacheV.policy,
+            "Policy",
             _T.OPTION_LIST,
             _RW,
             False,
@@ -361,34 +289,34 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             values_list=("LRU", "LFU", "FIFO", "CUSTOM"),
         ),
         # Storage: Actual is the bytes in use (the station updates it), maxLimit the capacity.
-        _v(AuthCacheV.storage, _T.INTEGER, _RO, False, "0", unit="B", max_limit=STORAGE_BYTES),
-        _v(AuthCacheV.disable_post_authorize, _T.BOOLEAN, _RW, False, "false"),
+        _v("Storage", _T.INTEGER, _RO, False, "0", unit="B", max_limit=STORAGE_BYTES),
+        _v("DisablePostAuthorize", _T.BOOLEAN, _RW, False, "false"),
     ),
     _component(
-        Ctrlr.local_auth_list_ctrlr,
+        "LocalAuthListCtrlr",
         Scope.STATION,
         True,
-        _v(LocalListV.available, _T.BOOLEAN, _RO, False, "true"),
-        _v(LocalListV.enabled, _T.BOOLEAN, _RW, True, "true"),
+        _v("Available", _T.BOOLEAN, _RO, False, "true"),
+        _v("Enabled", _T.BOOLEAN, _RW, True, "true"),
         # Entries: Actual is the ids in the list now, maxLimit the most it holds (the same
         # limit the 1.6 adapter gives as LocalAuthListMaxLength).
-        _v(LocalListV.entries, _T.INTEGER, _RO, True, "0", min_limit=0, max_limit=1000),
-        _v(LocalListV.items_per_message, _T.INTEGER, _RO, True, "100", min_limit=1),
-        _v(LocalListV.bytes_per_message, _T.INTEGER, _RO, True, "65536", min_limit=1),
-        _v(LocalListV.storage, _T.INTEGER, _RO, False, "0", unit="B", max_limit=STORAGE_BYTES),
-        _v(LocalListV.disable_post_authorize, _T.BOOLEAN, _RW, False, "false"),
+        _v("Entries", _T.INTEGER, _RO, True, "0", min_limit=0, max_limit=1000),
+        _v("ItemsPerMessage", _T.INTEGER, _RO, True, "100", min_limit=1),
+        _v("BytesPerMessage", _T.INTEGER, _RO, True, "65536", min_limit=1),
+        _v("Storage", _T.INTEGER, _RO, False, "0", unit="B", max_limit=STORAGE_BYTES),
+        _v("DisablePostAuthorize", _T.BOOLEAN, _RW, False, "false"),
     ),
     _component(
-        Ctrlr.tx_ctrlr,
+        "TxCtrlr",
         Scope.STATION,
         True,
-        _v(TxV.ev_connection_time_out, _T.INTEGER, _RW, True, "60", unit=_S, min_limit=0),
-        _v(TxV.max_energy_on_invalid_id, _T.INTEGER, _RW, False, "0", unit="Wh", min_limit=0),
-        _v(TxV.stop_tx_on_ev_side_disconnect, _T.BOOLEAN, _RW, True, "true"),
-        _v(TxV.stop_tx_on_invalid_id, _T.BOOLEAN, _RW, True, "true"),
-        _v(TxV.tx_before_accepted_enabled, _T.BOOLEAN, _RW, False, "false"),
+        _v("EVConnectionTimeOut", _T.INTEGER, _RW, True, "60", unit=_S, min_limit=0),
+        _v("MaxEnergyOnInvalidId", _T.INTEGER, _RW, False, "0", unit="Wh", min_limit=0),
+        _v("StopTxOnEVSideDisconnect", _T.BOOLEAN, _RW, True, "true"),
+        _v("StopTxOnInvalidId", _T.BOOLEAN, _RW, True, "true"),
+        _v("TxBeforeAcceptedEnabled", _T.BOOLEAN, _RW, False, "false"),
         _v(
-            TxV.tx_start_point,
+            "TxStartPoint",
             _T.MEMBER_LIST,
             _RW,
             True,
@@ -396,7 +324,7 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             values_list=TX_POINTS,
         ),
         _v(
-            TxV.tx_stop_point,
+            "TxStopPoint",
             _T.MEMBER_LIST,
             _RW,
             True,
@@ -405,42 +333,40 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
         ),
     ),
     _component(
-        Ctrlr.sampled_data_ctrlr,
+        "SampledDataCtrlr",
         Scope.STATION,
         True,
-        _v(SampledV.available, _T.BOOLEAN, _RO, False, "true"),
-        _v(SampledV.enabled, _T.BOOLEAN, _RW, False, "true"),
-        _v(SampledV.sign_readings, _T.BOOLEAN, _RW, False, "false"),
-        _measurands(SampledV.tx_ended_measurands, "Energy.Active.Import.Register"),
-        _v(SampledV.tx_ended_interval, _T.INTEGER, _RW, True, "0", unit=_S, min_limit=0),
-        _measurands(SampledV.tx_started_measurands, "Energy.Active.Import.Register"),
-        _measurands(
-            SampledV.tx_updated_measurands, "Energy.Active.Import.Register,Power.Active.Import"
-        ),
-        _v(SampledV.tx_updated_interval, _T.INTEGER, _RW, True, "60", unit=_S, min_limit=0),
-        _v(SampledV.register_values_without_phases, _T.BOOLEAN, _RW, False, "false"),
+        _v("Available", _T.BOOLEAN, _RO, False, "true"),
+        _v("Enabled", _T.BOOLEAN, _RW, False, "true"),
+        _v("SignReadings", _T.BOOLEAN, _RW, False, "false"),
+        _measurands("TxEndedMeasurands", "Energy.Active.Import.Register"),
+        _v("TxEndedInterval", _T.INTEGER, _RW, True, "0", unit=_S, min_limit=0),
+        _measurands("TxStartedMeasurands", "Energy.Active.Import.Register"),
+        _measurands("TxUpdatedMeasurands", "Energy.Active.Import.Register,Power.Active.Import"),
+        _v("TxUpdatedInterval", _T.INTEGER, _RW, True, "60", unit=_S, min_limit=0),
+        _v("RegisterValuesWithoutPhases", _T.BOOLEAN, _RW, False, "false"),
     ),
     _component(
-        Ctrlr.aligned_data_ctrlr,
+        "AlignedDataCtrlr",
         Scope.STATION,
         True,
-        _v(AlignedV.available, _T.BOOLEAN, _RO, False, "true"),
-        _v(AlignedV.enabled, _T.BOOLEAN, _RW, False, "true"),
-        _measurands(AlignedV.measurands, "Energy.Active.Import.Register"),
-        _v(AlignedV.interval, _T.INTEGER, _RW, True, "900", unit=_S, min_limit=0),
-        _v(AlignedV.send_during_idle, _T.BOOLEAN, _RW, False, "false"),
-        _v(AlignedV.sign_readings, _T.BOOLEAN, _RW, False, "false"),
-        _measurands(AlignedV.tx_ended_measurands, "Energy.Active.Import.Register"),
-        _v(AlignedV.tx_ended_interval, _T.INTEGER, _RW, True, "0", unit=_S, min_limit=0),
+        _v("Available", _T.BOOLEAN, _RO, False, "true"),
+        _v("Enabled", _T.BOOLEAN, _RW, False, "true"),
+        _measurands("Measurands", "Energy.Active.Import.Register"),
+        _v("Interval", _T.INTEGER, _RW, True, "900", unit=_S, min_limit=0),
+        _v("SendDuringIdle", _T.BOOLEAN, _RW, False, "false"),
+        _v("SignReadings", _T.BOOLEAN, _RW, False, "false"),
+        _measurands("TxEndedMeasurands", "Energy.Active.Import.Register"),
+        _v("TxEndedInterval", _T.INTEGER, _RW, True, "0", unit=_S, min_limit=0),
     ),
     _component(
-        Ctrlr.security_ctrlr,
+        "SecurityCtrlr",
         Scope.STATION,
         True,
         # UNSURE: Part 2 gives no maxLimit for BasicAuthPassword; A01 asks for 16 to 40
         # characters (passwordString), enforced here as min/max length.
         _v(
-            SecurityV.basic_auth_password,
+            "BasicAuthPassword",
             _T.STRING,
             _WO,
             False,
@@ -451,22 +377,22 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
         # UNSURE: Identity is required here (as other implementations have it); its
         # mutability differs between readings (ReadOnly or ReadWrite). cpagent lets the CSMS
         # change it and applies it on the next start (RebootRequired).
-        _v(SecurityV.identity, _T.STRING, _RW, True, None, max_limit=48, reboot_required=True),
-        _v(SecurityV.organization_name, _T.STRING, _RW, True, ""),
-        _v(SecurityV.certificate_entries, _T.INTEGER, _RO, True, "0", min_limit=0),
+        _v("Identity", _T.STRING, _RW, True, None, max_limit=48, reboot_required=True),
+        _v("OrganizationName", _T.STRING, _RW, True, ""),
+        _v("CertificateEntries", _T.INTEGER, _RO, True, "0", min_limit=0),
         # UNSURE: whether profile 0 (none) is a valid value; cpagent speaks 1-3.
-        _v(SecurityV.security_profile, _T.INTEGER, _RO, True, "1", min_limit=1, max_limit=3),
-        _v(SecurityV.additional_root_certificate_check, _T.BOOLEAN, _RO, False, "false"),
-        _v(SecurityV.max_certificate_chain_size, _T.INTEGER, _RO, False, "10000", max_limit=10000),
-        _v(SecurityV.cert_signing_wait_minimum, _T.INTEGER, _RW, False, "60", unit=_S, min_limit=0),
-        _v(SecurityV.cert_signing_repeat_times, _T.INTEGER, _RW, False, "3", min_limit=0),
+        _v("SecurityProfile", _T.INTEGER, _RO, True, "1", min_limit=1, max_limit=3),
+        _v("AdditionalRootCertificateCheck", _T.BOOLEAN, _RO, False, "false"),
+        _v("MaxCertificateChainSize", _T.INTEGER, _RO, False, "10000", max_limit=10000),
+        _v("CertSigningWaitMinimum", _T.INTEGER, _RW, False, "60", unit=_S, min_limit=0),
+        _v("CertSigningRepeatTimes", _T.INTEGER, _RW, False, "3", min_limit=0),
     ),
     _component(
-        Ctrlr.device_data_ctrlr,
+        "DeviceDataCtrlr",
         Scope.STATION,
         True,
         _v(
-            DeviceDataV.items_per_message,
+            "ItemsPerMessage",
             _T.INTEGER,
             _RO,
             True,
@@ -475,7 +401,7 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             instances=MESSAGE_INSTANCES,
         ),
         _v(
-            DeviceDataV.bytes_per_message,
+            "BytesPerMessage",
             _T.INTEGER,
             _RO,
             True,
@@ -484,7 +410,7 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             instances=MESSAGE_INSTANCES,
         ),
         _v(
-            DeviceDataV.configuration_value_size,
+            "ConfigurationValueSize",
             _T.INTEGER,
             _RO,
             False,
@@ -492,7 +418,7 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             max_limit=MAX_SET_VALUE_LENGTH,
         ),
         _v(
-            DeviceDataV.reporting_value_size,
+            "ReportingValueSize",
             _T.INTEGER,
             _RO,
             False,
@@ -500,7 +426,7 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
             max_limit=MAX_REPORT_VALUE_LENGTH,
         ),
         _v(
-            DeviceDataV.value_size,
+            "ValueSize",
             _T.INTEGER,
             _RO,
             False,
@@ -509,19 +435,19 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
         ),
     ),
     _component(
-        Ctrlr.clock_ctrlr,
+        "ClockCtrlr",
         Scope.STATION,
         True,
-        _v(ClockV.date_time, _T.DATETIME, _RO, True, None),
-        _v(ClockV.ntp_source, _T.OPTION_LIST, _RW, False, "DHCP", values_list=("DHCP", "manual")),
-        _v(ClockV.ntp_server_uri, _T.STRING, _RW, False, "", max_limit=512),
+        _v("DateTime", _T.DATETIME, _RO, True, None),
+        _v("NtpSource", _T.OPTION_LIST, _RW, False, "DHCP", values_list=("DHCP", "manual")),
+        _v("NtpServerUri", _T.STRING, _RW, False, "", max_limit=512),
         # TimeOffset is an RFC 3339 offset ("+01:00"); the NextTransition instance is the
         # offset that applies from NextTimeOffsetTransitionDateTime. UNSURE: no format check
         # beyond string (the spec gives none as a characteristic).
-        _v(ClockV.time_offset, _T.STRING, _RW, False, "+00:00", instances=(None, "NextTransition")),
-        _v(ClockV.next_time_offset_transition_date_time, _T.DATETIME, _RW, False, None),
+        _v("TimeOffset", _T.STRING, _RW, False, "+00:00", instances=(None, "NextTransition")),
+        _v("NextTimeOffsetTransitionDateTime", _T.DATETIME, _RW, False, None),
         _v(
-            ClockV.time_source,
+            "TimeSource",
             _T.SEQUENCE_LIST,
             _RW,
             True,
@@ -535,83 +461,83 @@ _COMPONENTS: tuple[ComponentSpec, ...] = (
                 "RadioTimeTransmitter",
             ),
         ),
-        _v(ClockV.time_zone, _T.STRING, _RW, False, ""),
-        _v(ClockV.time_adjustment_reporting_threshold, _T.INTEGER, _RW, False, "20", unit=_S),
+        _v("TimeZone", _T.STRING, _RW, False, ""),
+        _v("TimeAdjustmentReportingThreshold", _T.INTEGER, _RW, False, "20", unit=_S),
     ),
     _component(
-        PhysicalComponentName.charging_station,
+        "ChargingStation",
         Scope.STATION,
         True,
         _v(
-            StationV.availability_state,
+            "AvailabilityState",
             _T.OPTION_LIST,
             _RO,
             True,
             None,
             values_list=AVAILABILITY_STATES,
         ),
-        _v(StationV.available, _T.BOOLEAN, _RO, True, "true"),
+        _v("Available", _T.BOOLEAN, _RO, True, "true"),
         # UNSURE: Problem and SupplyPhases required for ChargingStation in edition 3.
-        _v(StationV.problem, _T.BOOLEAN, _RO, True, "false"),
-        _v(StationV.supply_phases, _T.INTEGER, _RO, True, "3", min_limit=0, max_limit=3),
-        _v(StationV.model, _T.STRING, _RO, False, None),
-        _v(StationV.vendor_name, _T.STRING, _RO, False, None),
-        _v(StationV.allow_new_sessions_pending_firmware_update, _T.BOOLEAN, _RW, False, "false"),
+        _v("Problem", _T.BOOLEAN, _RO, True, "false"),
+        _v("SupplyPhases", _T.INTEGER, _RO, True, "3", min_limit=0, max_limit=3),
+        _v("Model", _T.STRING, _RO, False, None),
+        _v("VendorName", _T.STRING, _RO, False, None),
+        _v("AllowNewSessionsPendingFirmwareUpdate", _T.BOOLEAN, _RW, False, "false"),
     ),
     _component(
-        PhysicalComponentName.evse,
+        "EVSE",
         Scope.EVSE,
         True,
         _v(
-            EvseV.availability_state,
+            "AvailabilityState",
             _T.OPTION_LIST,
             _RO,
             True,
             None,
             values_list=AVAILABILITY_STATES,
         ),
-        _v(EvseV.available, _T.BOOLEAN, _RO, True, "true"),
-        _v(EvseV.problem, _T.BOOLEAN, _RO, False, "false"),
+        _v("Available", _T.BOOLEAN, _RO, True, "true"),
+        _v("Problem", _T.BOOLEAN, _RO, False, "false"),
         # EVSE.Power: Actual is the present power (the station updates it), maxLimit the
         # rating. UNSURE: whether edition 3 requires it; 22 kW is a factory rating that
         # the config cannot change yet (characteristics are not configurable).
-        _v(EvseV.power, _T.DECIMAL, _RO, True, "0", unit="W", min_limit=0, max_limit=22000),
-        _v(EvseV.supply_phases, _T.INTEGER, _RO, True, "3", min_limit=0, max_limit=3),
-        _v(EvseV.allow_reset, _T.BOOLEAN, _RO, False, "true"),
-        _v(EvseV.evse_id, _T.STRING, _RO, False, None, max_limit=36),
+        _v("Power", _T.DECIMAL, _RO, True, "0", unit="W", min_limit=0, max_limit=22000),
+        _v("SupplyPhases", _T.INTEGER, _RO, True, "3", min_limit=0, max_limit=3),
+        _v("AllowReset", _T.BOOLEAN, _RO, False, "true"),
+        _v("EvseId", _T.STRING, _RO, False, None, max_limit=36),
     ),
     _component(
-        PhysicalComponentName.connector,
+        "Connector",
         Scope.CONNECTOR,
         True,
         _v(
-            ConnectorV.availability_state,
+            "AvailabilityState",
             _T.OPTION_LIST,
             _RO,
             True,
             None,
             values_list=AVAILABILITY_STATES,
         ),
-        _v(ConnectorV.available, _T.BOOLEAN, _RO, True, "true"),
-        _v(ConnectorV.problem, _T.BOOLEAN, _RO, False, "false"),
+        _v("Available", _T.BOOLEAN, _RO, True, "true"),
+        _v("Problem", _T.BOOLEAN, _RO, False, "false"),
         # ConnectorEnumType values are open-ended ("Other1PhMax16A", ...): a string.
-        _v(ConnectorV.connector_type, _T.STRING, _RO, True, "cType2"),
-        _v(ConnectorV.supply_phases, _T.INTEGER, _RO, True, "3", min_limit=0, max_limit=3),
+        _v("ConnectorType", _T.STRING, _RO, True, "cType2"),
+        _v("SupplyPhases", _T.INTEGER, _RO, True, "3", min_limit=0, max_limit=3),
     ),
     # Blocks cpagent does not implement for 2.0.1: their switches say so.
     _component(
-        Ctrlr.smart_charging_ctrlr,
+        "SmartChargingCtrlr",
         Scope.STATION,
         False,
-        _v(SmartV.available, _T.BOOLEAN, _RO, False, "false"),
-        _v(SmartV.enabled, _T.BOOLEAN, _RW, False, "false"),
+        _v("Available", _T.BOOLEAN, _RO, False, "false"),
+        _v("Enabled", _T.BOOLEAN, _RW, False, "false"),
     ),
     _component(
-        Ctrlr.reservation_ctrlr,
+        "ReservationCtrlr",
         Scope.STATION,
         False,
-        _v(ReservationV.available, _T.BOOLEAN, _RO, False, "false"),
-        _v(ReservationV.enabled, _T.BOOLEAN, _RW, False, "false"),
+        _v("Available", _T.BOOLEAN, _RO, False, "false"),
+        _v("Enabled", _T.BOOLEAN, _RW, False, "false"),
     ),
 )
 

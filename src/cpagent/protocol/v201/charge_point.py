@@ -24,7 +24,7 @@ from ocpp.routing import on
 
 from cpagent.protocol import intake
 from cpagent.protocol.rpc import ConnectionLost, RpcEndpoint
-from cpagent.protocol.v201 import live, messages, reports, schemas
+from cpagent.protocol.v201 import live, messages, schemas
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
 from cpagent.protocol.v201.catalogue import Attribute
 from cpagent.protocol.v201.device_model import (
@@ -236,6 +236,9 @@ class ChargePoint(
         with no NotifyReport when nothing matches."""
         if not records:
             return {"status": "EmptyResultSet"}
+        # Loaded at the first report rather than before the BootNotification.
+        from cpagent.protocol.v201 import reports
+
         parts = reports.notify_report_parts(
             request_id,
             utcnow(),
@@ -251,6 +254,8 @@ class ChargePoint(
         """Once accepted, the parts join the queue behind what waits there. While the boot
         is Pending the queue does not run, and a CSMS may well wait for the report before it
         accepts the station (B02): the parts go at once, one CALL after the other."""
+        from cpagent.protocol.v201 import reports
+
         if self.adapter.registered:
             for part in parts:
                 self.adapter.send_triggered(reports.ACTION, part)

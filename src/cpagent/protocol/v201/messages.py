@@ -23,6 +23,11 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from cpagent.protocol.v201.enums import (
+    LOCATIONS,
+    MEASURANDS,
+    PHASES,
+    READING_CONTEXTS,
+    UNITS_OF_MEASURE,
     AuthorizationStatusEnumType,
     BootReasonEnumType,
     ChargingStateEnumType,
@@ -31,12 +36,7 @@ from cpagent.protocol.v201.enums import (
     EventTriggerEnumType,
     FirmwareStatusEnumType,
     IdTokenEnumType,
-    LocationEnumType,
-    MeasurandEnumType,
-    PhaseEnumType,
-    ReadingContextEnumType,
     ReasonEnumType,
-    StandardizedUnitsOfMeasureType,
     TransactionEventEnumType,
     TriggerReasonEnumType,
     UploadLogStatusEnumType,
@@ -198,9 +198,9 @@ def charging_state(status: ConnectorStatus, *, plugged: bool | None = None) -> s
 # --- J01/J02: sampled values ----------------------------------------------------------
 
 _UNITS: Final[dict[str, str]] = {
-    **{str(unit): str(unit) for unit in StandardizedUnitsOfMeasureType},
-    "Celcius": str(StandardizedUnitsOfMeasureType.celsius),  # 1.6 schema's misspelling
-    "Hertz": str(StandardizedUnitsOfMeasureType.hz),  # 1.6 JSON schema's name for Hz
+    **{unit: unit for unit in UNITS_OF_MEASURE},
+    "Celcius": "Celsius",  # 1.6 schema's misspelling
+    "Hertz": "Hz",  # 1.6 JSON schema's name for Hz
 }
 """Units the station may use (the 1.6 UnitOfMeasure names) in the 2.0.1 spelling of Part 2's
 standardized units of measure. The 1.6 names Wh, kWh, varh, kvarh, W, kW, VA, kVA, var,
@@ -223,10 +223,10 @@ _DEFAULT_UNIT: Final[dict[str, str]] = {
 so the station's unitless Frequency (station/metering.py) must say Hz; energy measurands
 default to Wh anyway. Power.Factor has no unit and is sent without one."""
 
-_MEASURANDS: Final = frozenset(str(m) for m in MeasurandEnumType)
-_CONTEXTS: Final = frozenset(str(c) for c in ReadingContextEnumType)
-_PHASES: Final = frozenset(str(p) for p in PhaseEnumType)
-_LOCATIONS: Final = frozenset(str(loc) for loc in LocationEnumType)
+_MEASURANDS: Final = frozenset(MEASURANDS)
+_CONTEXTS: Final = frozenset(READING_CONTEXTS)
+_PHASES: Final = frozenset(PHASES)
+_LOCATIONS: Final = frozenset(LOCATIONS)
 
 
 def _number(value: float) -> int | float:
@@ -257,7 +257,7 @@ def sampled_value(v: SampledValue) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {
         "value": _number(v.value),
-        "context": v.context if v.context in _CONTEXTS else str(ReadingContextEnumType.other),
+        "context": v.context if v.context in _CONTEXTS else "Other",
         "measurand": v.measurand,
         "location": v.location,
     }
@@ -359,7 +359,7 @@ def auth_decision(info: dict[str, Any]) -> AuthDecision:
     Invalid. ``groupIdToken.idToken`` becomes ``parent_id_tag`` (C09).
     """
     try:
-        status = _AUTH_STATUS[AuthorizationStatusEnumType(info.get("status"))]
+        status = _AUTH_STATUS[AuthorizationStatusEnumType(info.get("status", ""))]
     except ValueError:
         status = AuthStatus.INVALID
     group = info.get("groupIdToken")
