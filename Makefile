@@ -3,13 +3,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-all soak clean interop-deps
+.PHONY: run test lint bench bench-all soak clean interop-deps validators
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(MAKE) --no-print-directory validators
 	touch $(STAMP)
+
+# The OCPP schemas' validators generated ahead and byte-compiled, as the Debian package has
+# them (src/cpagent/protocol/_validators/, git-ignored; see cpagent.protocol.validator_build):
+# part of the venv step, and again by hand after the ocpp or fastjsonschema library changed
+# (until then the agent compiles the schemas whose validators no longer match at run time).
+validators:
+	$(BIN)/python -m cpagent.protocol.validator_build
+	$(BIN)/python -m compileall -q src/cpagent/protocol/_validators
 
 run: $(STAMP)
 	$(BIN)/cpagent demo
