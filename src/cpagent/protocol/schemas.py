@@ -201,7 +201,11 @@ class SchemaSet:
     ) -> tuple[dict[str, Any], str | None]:
         """The schema the validator of (``message_type_id``, ``action``) is compiled from,
         with the name of the transform it went through (None: the file as it is)."""
-        schema = self.schema(message_type_id, action)
+        return self._transformed(message_type_id, action, self.schema(message_type_id, action))
+
+    def _transformed(
+        self, message_type_id: int, action: str, schema: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None]:
         if (message_type_id, action) in self.decimal_schemas:
             return _without_multiple_of(schema), WITHOUT_MULTIPLE_OF
         return schema, None
@@ -211,7 +215,8 @@ class SchemaSet:
         the bytes ``data`` of its schema file (parsed only when a transform applies)."""
         transform = transformed = None
         if (message_type_id, action) in self.decimal_schemas:
-            schema, transform = self.compiled_schema(message_type_id, action)
+            parsed = json.loads(data.decode("utf-8-sig"))
+            schema, transform = self._transformed(message_type_id, action, parsed)
             transformed = canonical_sha256(schema)
         return Fingerprint(
             hashlib.sha256(data).hexdigest(), transform, transformed, fastjsonschema.VERSION
@@ -225,12 +230,11 @@ class SchemaSet:
         path = self._path(message_type_id, action)
         name = f"{self.validators}.{path.stem}"
         try:
-            data = path.read_bytes()
+            expected = self.fingerprint(message_type_id, action, path.read_bytes())
             module = importlib.import_module(name)
         except (OSError, ImportError, SyntaxError, ValueError):
-            return None
+            return None  # no such file (compiling says so), or no module to trust
         validate = getattr(module, "validate", None)
-        expected = self.fingerprint(message_type_id, action, data)
         if Fingerprint.recorded(module) != expected or not callable(validate):
             log.debug("%s: generated for another schema or library; compiling it", name)
             sys.modules.pop(name, None)
