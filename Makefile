@@ -67,6 +67,8 @@ bench-all: $(STAMP)
 	$(BIN)/python benchmarks/smart_charging.py
 	$(BIN)/python benchmarks/requests.py
 	$(BIN)/python benchmarks/requests.py --ocpp 2.0.1
+	$(BIN)/python benchmarks/first_validation.py
+	$(BIN)/python benchmarks/first_validation.py --ocpp 2.0.1
 
 soak: $(STAMP)
 	$(BIN)/python benchmarks/crash_soak.py --ocpp 1.6 --iterations 200
