@@ -75,7 +75,8 @@ soak: $(STAMP)
 	$(BIN)/python benchmarks/crash_soak.py --ocpp 2.0.1 --iterations 200
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache $(INTEROP201)/node_modules
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache $(INTEROP201)/node_modules \
+	    src/cpagent/protocol/_validators
 
 # The Debian package (packaging/debian; see packaging/debian/README.Debian) for ARCH=amd64,
 # arm64 or armhf (default: this machine's), cross-built on amd64; deb-test installs it in a
