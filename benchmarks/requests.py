@@ -17,6 +17,9 @@ interleaved on the same machine.
     2.0.1: GetVariables of every station variable (up to ItemsPerMessage), of one,
     SetVariables (accepted: written to the store), TriggerMessage Heartbeat, DataTransfer,
     GetLocalListVersion.
+    Each also gives the answer time of its first call, warm-up included (``..._first_ms``):
+    for the first figure of an action, what the agent's first request of that action costs
+    (its schemas' validators loaded, or compiled, then).
 (b) Remote start, with the EV plugged into connector 1 first (``cpagent sim plug 1``):
     1.6: RemoteStartTransaction sent -> StartTransaction.req received, ``--rounds`` times,
     each session stopped by RemoteStopTransaction before the next.
@@ -125,16 +128,22 @@ async def time_request(
     check: Callable[[dict[str, Any]], None],
     settle: Callable[[int], Awaitable[None]] | None = None,
 ) -> dict[str, float]:
+    """The summary of the ``calls`` timed calls, with ``first``: the answer time of the very
+    first call, warm-up included (for the first figure of an action, what the agent's first
+    request of that action costs: loading its schemas' validators)."""
     times: list[float] = []
+    first = 0.0
     for i in range(warmup + calls):
         mark = csms.mark()
         ms, reply = await time_call(csms, clock, action, payload)
         check(reply)
         if settle is not None:
             await settle(mark)
+        if i == 0:
+            first = ms
         if i >= warmup:
             times.append(ms)
-    return summary(times)
+    return {**summary(times), "first": first}
 
 
 def expect(**fields: Any) -> Callable[[dict[str, Any]], None]:
@@ -435,6 +444,8 @@ def main() -> None:
     for name, figure in figures.items():
         result[f"{name}_median_ms"] = round(figure["median"], 4)
         result[f"{name}_p99_ms"] = round(figure["p99"], 4)
+        if "first" in figure:
+            result[f"{name}_first_ms"] = round(figure["first"], 4)
     for name, figure in figures.items():
         what = {
             "ping": "websocket ping round trip (the floor)",
@@ -459,6 +470,8 @@ def main() -> None:
             f"    {what:<48} median {figure['median']:7.3f} ms  p99 {figure['p99']:7.3f} ms"
             f"  (n={int(figure['n'])}){goal}"
         )
+        if "first" in figure:
+            print(f"    {'':<48} first call {figure['first']:7.3f} ms")
     if args.json:
         print(json.dumps(result))
 

@@ -13,8 +13,8 @@ The package's prerm asks the agent, before dpkg replaces anything, to load:
   by attribute, ``serial`` by URL scheme, ``gpiozero`` its pin factories), except parts
   for other platforms or uses (:data:`SKIPPED_PARTS`, :data:`SKIPPED_MODULES`);
 * the JSON schemas of the OCPP version the agent speaks, which are read from the ``ocpp``
-  package and compiled on first use of each action (:meth:`SchemaSet.preload
-  <cpagent.protocol.schemas.SchemaSet.preload>`).
+  package on first use of each action, with their validators (generated ahead, or compiled
+  then; :meth:`SchemaSet.preload <cpagent.protocol.schemas.SchemaSet.preload>`).
 
 A module that fails to import (a backend for another platform, a missing optional library)
 is counted, logged and skipped; it was not loadable before the upgrade either. The cost is
@@ -45,6 +45,7 @@ SKIPPED_PARTS = frozenset(
 """A module with one of these in its dotted name is not loaded: test code, entry points,
 deprecated or other-framework variants the agent never imports."""
 SKIPPED_MODULES = (
+    "cpagent.protocol._validators",
     "cpagent.security.token_helper",
     "ocpp.v201",
     "ocpp.v21",
@@ -53,7 +54,9 @@ SKIPPED_MODULES = (
 )
 """Modules the agent process has no path to (and their sub-modules): the token helper, which
 only ever runs as a process of its own (and would bring python-pkcs11 into the agent),
-other OCPP versions, a Modbus server, the synchronous websocket API."""
+other OCPP versions, a Modbus server, the synchronous websocket API. The generated schema
+validators are loaded by :meth:`SchemaSet.preload <cpagent.protocol.schemas.SchemaSet.preload>`,
+those of the OCPP version spoken only (the other's are some 3-4 MB)."""
 
 
 @dataclass

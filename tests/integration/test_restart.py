@@ -207,6 +207,8 @@ async def test_prepare_upgrade_loads_everything_and_the_agent_keeps_working(
     cpagent_modules = sorted(Path(__file__).parents[2].joinpath("src/cpagent").rglob("*.py"))
     expected = [p for p in cpagent_modules if "testing" not in p.parts]
     expected = [p for p in expected if p.name not in ("__main__.py", "token_helper.py")]
+    # The generated schema validators (make's venv step) come with the schemas, below.
+    expected = [p for p in expected if "_validators" not in p.parts]
     assert int(match[1]) == len(expected)
     assert int(match[2]) > 100
     assert int(match[3]) == len(list(SCHEMA_DIR.glob("*.json")))  # every OCPP 1.6 schema

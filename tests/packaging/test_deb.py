@@ -42,6 +42,22 @@ from tests.packaging.debroot import (
     run,
 )
 
+# The schema validators generated at the package build: every one found, byte-compiled by
+# the postinst, and none compiled at run time (fastjsonschema's compile refuses here).
+GENERATED_VALIDATORS = """
+import os, sys
+import fastjsonschema
+def refuse(*args, **kwargs):
+    raise AssertionError("a schema was compiled at run time")
+fastjsonschema.compile = refuse
+from cpagent.protocol.v16 import schemas as v16
+from cpagent.protocol.v201 import schemas as v201
+counts = v16.preload(), v201.preload()
+module = sys.modules["cpagent.protocol._validators.v201.BootNotificationRequest"]
+assert os.path.exists(module.__cached__), module.__cached__
+print("generated validators", *counts)
+"""
+
 # --- the shipped default config (always run) ----------------------------------------------
 
 
@@ -150,6 +166,8 @@ def test_install_upgrade_remove_purge(debs: tuple[Deb, Deb], chroot: Chroot) -> 
         root.dpkg_install(first)
     check_installed(root, first)
     root.run(f"{VENV}/bin/python3", "-c", IMPORT_ALL, user="cpagent")
+    out = root.run(f"{VENV}/bin/python3", "-c", GENERATED_VALIDATORS, user="cpagent").stdout
+    assert re.search(r"^generated validators \d+ \d+$", out, re.M), out
 
     with Timer("reinstall the same version"):
         root.dpkg_install(first)

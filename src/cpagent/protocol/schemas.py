@@ -13,14 +13,29 @@ and (shortened) the value, never the whole payload.
 
 One :class:`SchemaSet` per OCPP version: each version names its errors by its own rules
 (OCPP-J 1.6 and 2.0.1 differ), given as ``error_for``.
+
+Compiling a schema costs 1-27 ms (code generation, then Python's compile of the generated
+source), paid on first use of each action: at start for BootNotification, in a CSMS
+request's answer time for the first GetVariables. An installed agent therefore finds the
+validators generated ahead, as Python modules (:mod:`cpagent.protocol.validator_build`, run
+by ``make`` and the Debian package build, byte-compiled like any module), in the package
+:func:`validators_package`. Each records what it was generated from (:class:`Fingerprint`):
+one is used only while the schema file it would otherwise compile hashes the same, with the
+same transform and fastjsonschema version; else the schema is compiled at run time as
+before, so an ``ocpp`` or fastjsonschema upgraded alone never gets a stale validator.
 """
 
 from __future__ import annotations
 
 import decimal
 import functools
+import hashlib
+import importlib
 import json
-from collections.abc import Callable, Collection, Iterable
+import logging
+import sys
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +44,57 @@ from ocpp.exceptions import NotImplementedError, OCPPError
 
 from cpagent.protocol.ocppj import MessageType
 
+log = logging.getLogger(__name__)
+
 ErrorFor = Callable[[Any, dict[str, str]], OCPPError]
 """The OCPPError for a broken schema rule (``type``, ``required``, ...) with its details."""
 
 _EXACT = decimal.Context(prec=400)
 """Enough digits for ``multipleOf`` 0.1 on any finite float (up to about 1.8e308)."""
 CAUSE_CHARS = 200
+
+VALIDATORS_PACKAGE = "cpagent.protocol._validators"
+"""Where the generated validators are, one sub-package per OCPP version (git-ignored)."""
+WITHOUT_MULTIPLE_OF = "without_multiple_of"
+"""The name a generated module records for the :func:`_without_multiple_of` transform."""
+
+
+def validators_package(version: str) -> str:
+    """The package of OCPP ``version``'s generated validators: ``..._validators.v201``."""
+    return f"{VALIDATORS_PACKAGE}.v{version.replace('.', '')}"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a validator was compiled from: the SHA-256 of the schema file's bytes, the
+    transform applied to the parsed schema (None or :data:`WITHOUT_MULTIPLE_OF`) with the
+    SHA-256 of its result as canonical JSON (None without one), and fastjsonschema's
+    version. A generated module records these as ``SCHEMA_SHA256``, ``TRANSFORM``,
+    ``TRANSFORMED_SHA256`` and ``FASTJSONSCHEMA_VERSION``."""
+
+    schema_sha256: str
+    transform: str | None
+    transformed_sha256: str | None
+    fastjsonschema_version: str
+
+    @classmethod
+    def recorded(cls, module: Any) -> Fingerprint | None:
+        """The fingerprint a generated ``module`` records; None when it records none."""
+        try:
+            return cls(
+                module.SCHEMA_SHA256,
+                module.TRANSFORM,
+                module.TRANSFORMED_SHA256,
+                module.FASTJSONSCHEMA_VERSION,
+            )
+        except AttributeError:
+            return None
+
+
+def canonical_sha256(schema: Any) -> str:
+    """The SHA-256 of ``schema`` as canonical JSON (sorted keys, no spaces, ASCII)."""
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def json_path(parts: Iterable[str | int]) -> str:
@@ -98,12 +158,16 @@ class SchemaSet:
         request_suffix: str,
         error_for: ErrorFor,
         decimal_schemas: Collection[tuple[int, str]] = (),
+        validators: str | None = None,
     ) -> None:
+        """``validators``: the package of the generated validators (default:
+        :func:`validators_package` of ``version``)."""
         self.version = version
         self.directory = directory
         self.request_suffix = request_suffix
         self.error_for = error_for
         self.decimal_schemas = frozenset(decimal_schemas)
+        self.validators = validators or validators_package(version)
         self._compiled: dict[tuple[int, str, bool], Callable[[Any], Any]] = {}
         self.date_time_fields = functools.cache(self._date_time_fields)
 
@@ -121,14 +185,70 @@ class SchemaSet:
             ) from err
         return schema
 
+    def entries(self) -> Iterator[tuple[Path, int, str]]:
+        """Each schema file of the set, sorted, with the message type and action it is for."""
+        for path in sorted(self.directory.glob("*.json")):
+            name = path.stem
+            if name.endswith("Response"):
+                yield path, MessageType.CallResult, name.removesuffix("Response")
+            elif self.request_suffix:
+                yield path, MessageType.Call, name.removesuffix(self.request_suffix)
+            else:
+                yield path, MessageType.Call, name
+
+    def compiled_schema(
+        self, message_type_id: int, action: str
+    ) -> tuple[dict[str, Any], str | None]:
+        """The schema the validator of (``message_type_id``, ``action``) is compiled from,
+        with the name of the transform it went through (None: the file as it is)."""
+        return self._transformed(message_type_id, action, self.schema(message_type_id, action))
+
+    def _transformed(
+        self, message_type_id: int, action: str, schema: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None]:
+        if (message_type_id, action) in self.decimal_schemas:
+            return _without_multiple_of(schema), WITHOUT_MULTIPLE_OF
+        return schema, None
+
+    def fingerprint(self, message_type_id: int, action: str, data: bytes) -> Fingerprint:
+        """What the validator of (``message_type_id``, ``action``) is compiled from, given
+        the bytes ``data`` of its schema file (parsed only when a transform applies)."""
+        transform = transformed = None
+        if (message_type_id, action) in self.decimal_schemas:
+            parsed = json.loads(data.decode("utf-8-sig"))
+            schema, transform = self._transformed(message_type_id, action, parsed)
+            transformed = canonical_sha256(schema)
+        return Fingerprint(
+            hashlib.sha256(data).hexdigest(), transform, transformed, fastjsonschema.VERSION
+        )
+
+    def _generated(self, message_type_id: int, action: str) -> Callable[[Any], Any] | None:
+        """The validator generated ahead for the schema, if its module records this very
+        schema file (and transform, and fastjsonschema version); None otherwise."""
+        if not action.isidentifier():
+            return None
+        path = self._path(message_type_id, action)
+        name = f"{self.validators}.{path.stem}"
+        try:
+            expected = self.fingerprint(message_type_id, action, path.read_bytes())
+            module = importlib.import_module(name)
+        except (OSError, ImportError, SyntaxError, ValueError):
+            return None  # no such file (compiling says so), or no module to trust
+        validate = getattr(module, "validate", None)
+        if Fingerprint.recorded(module) != expected or not callable(validate):
+            log.debug("%s: generated for another schema or library; compiling it", name)
+            sys.modules.pop(name, None)
+            return None
+        return validate  # type: ignore[no-any-return]
+
     def _validator(self, message_type_id: int, action: str, formats: bool) -> Callable[[Any], Any]:
         key = (message_type_id, action, formats)
         validator = self._compiled.get(key)
         if validator is None:
-            schema = self.schema(message_type_id, action)
-            if (message_type_id, action) in self.decimal_schemas:
-                schema = _without_multiple_of(schema)
-            validator = fastjsonschema.compile(schema, use_formats=formats, use_default=False)
+            validator = None if formats else self._generated(message_type_id, action)
+            if validator is None:
+                schema, _ = self.compiled_schema(message_type_id, action)
+                validator = fastjsonschema.compile(schema, use_formats=formats, use_default=False)
             self._compiled[key] = validator
         return validator
 
@@ -136,17 +256,12 @@ class SchemaSet:
         return self.error_for(rule, {"cause": cause[:CAUSE_CHARS]})
 
     def preload(self) -> int:
-        """Read and compile every schema now, as :meth:`validate` would on first use of each
-        action (``prepare-upgrade``: the ``ocpp`` package's files may be replaced while the
-        agent runs on). Returns the number of schema files loaded."""
+        """Read every schema and load (or compile) its validator now, as :meth:`validate`
+        would on first use of each action (``prepare-upgrade``: the ``ocpp`` package's files
+        and the generated validators may be replaced while the agent runs on). Returns the
+        number of schema files loaded."""
         count = 0
-        for path in sorted(self.directory.glob("*.json")):
-            name = path.stem
-            if name.endswith("Response"):
-                kind, action = MessageType.CallResult, name.removesuffix("Response")
-            else:
-                kind = MessageType.Call
-                action = name.removesuffix(self.request_suffix) if self.request_suffix else name
+        for _, kind, action in self.entries():
             if (kind, action) in self.decimal_schemas:
                 validator = self._exact_validator(kind, action)
                 next(iter(validator.iter_errors({})), None)  # what jsonschema loads on first use
