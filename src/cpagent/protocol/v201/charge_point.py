@@ -23,6 +23,7 @@ from ocpp.exceptions import (
 from ocpp.routing import on
 
 from cpagent.protocol import intake
+from cpagent.protocol.ocppj import MessageType
 from cpagent.protocol.rpc import ConnectionLost, RpcEndpoint
 from cpagent.protocol.v201 import live, messages, reports, schemas
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
@@ -38,6 +39,7 @@ from cpagent.protocol.v201.enums import Action
 from cpagent.protocol.v201.firmware_handlers import FirmwareHandlers
 from cpagent.protocol.v201.network_handlers import NetworkHandlers
 from cpagent.protocol.v201.security_handlers import SecurityHandlers
+from cpagent.protocol.verdicts import ItemVerdicts
 from cpagent.station.model import StopReason
 from cpagent.store import AuthCacheRow
 from cpagent.systemd import journal_fields
@@ -54,6 +56,17 @@ Payload = dict[str, Any]
 Handler = Callable[[Payload], Awaitable[Payload]]
 
 VENDOR_ID = "cpagent"
+
+_VERDICTS = ItemVerdicts(
+    lambda kind, action, payload: schemas.validate(kind, action, payload),
+    lambda kind, action: schemas.SCHEMAS.schema(kind, action),
+    {
+        (MessageType.Call, "GetVariables"): "getVariableData",
+        (MessageType.CallResult, "GetVariables"): "getVariableResult",
+    },
+)
+"""The schema verdicts of every CALL and answer; the items of GetVariables, which a CSMS
+reads again and again, judged once each (:mod:`cpagent.protocol.verdicts`)."""
 LOCAL_LIST = "LocalAuthListCtrlr"
 
 
@@ -98,7 +111,7 @@ class ChargePoint(
     # ------------------------------------------------------------- OCPP-J 2.0.1
 
     def _validate(self, message_type_id: int, action: str, payload: Payload) -> None:
-        schemas.validate(message_type_id, action, payload)
+        _VERDICTS.validate(message_type_id, action, payload)
 
     def _check_request(self, action: str, payload: Payload) -> None:
         intake.check_request(action, payload, schemas.date_time_fields(action))
@@ -144,17 +157,28 @@ class ChargePoint(
         data = payload["getVariableData"]
         self._limit("getVariableData", len(data), "GetVariables")
         self._refresh()
+        get_at = self.model.get_at
         results = []
         for item in data:
-            attribute = Attribute(item.get("attributeType", "Actual"))
-            found = self.model.get(
-                _component(item["component"]), _variable(item["variable"]), attribute
+            attribute = item.get("attributeType", "Actual")
+            component, variable = item["component"], item["variable"]
+            evse = component.get("evse") or {}
+            found = get_at(
+                (
+                    component["name"],
+                    component.get("instance"),
+                    evse.get("id"),
+                    evse.get("connectorId"),
+                    variable["name"],
+                    variable.get("instance"),
+                ),
+                attribute,
             )
             result: Payload = {
-                "attributeStatus": str(found.status),
-                "attributeType": str(attribute),
-                "component": item["component"],
-                "variable": item["variable"],
+                "attributeStatus": found.status.value,
+                "attributeType": attribute,
+                "component": component,
+                "variable": variable,
             }
             if found.status is GetStatus.ACCEPTED and found.value is not None:
                 result["attributeValue"] = found.value
