@@ -70,6 +70,10 @@ reads again and again, judged once each (:mod:`cpagent.protocol.verdicts`)."""
 LOCAL_LIST = "LocalAuthListCtrlr"
 
 
+_NO_EVSE: dict[str, Any] = {}
+"""What a component without an EVSE has of one (read, never written)."""
+
+
 def _status_info(reason: str | None) -> dict[str, Any]:
     """statusInfo for an answer: a reason code and, shortened, the details."""
     return {"reasonCode": "Other", "additionalInfo": (reason or "")[:512]} if reason else {}
@@ -162,7 +166,7 @@ class ChargePoint(
         for item in data:
             attribute = item.get("attributeType", "Actual")
             component, variable = item["component"], item["variable"]
-            evse = component.get("evse") or {}
+            evse = component.get("evse") or _NO_EVSE
             found = get_at(
                 (
                     component["name"],
@@ -175,7 +179,7 @@ class ChargePoint(
                 attribute,
             )
             result: Payload = {
-                "attributeStatus": found.status.value,
+                "attributeStatus": str(found.status),
                 "attributeType": attribute,
                 "component": component,
                 "variable": variable,
@@ -240,7 +244,7 @@ class ChargePoint(
         selectors = []
         for item in payload.get("componentVariable", []):
             component, variable = item["component"], item.get("variable") or {}
-            evse = component.get("evse") or {}
+            evse = component.get("evse") or _NO_EVSE
             selectors.append(
                 Selector(
                     component["name"],

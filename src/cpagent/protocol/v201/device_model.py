@@ -470,7 +470,8 @@ class DeviceModel:
     def get_at(self, address: Address, attribute: str = Attribute.ACTUAL) -> GetResult:
         """:meth:`get` of a GetVariableData's address as it came (``attribute`` one of
         AttributeEnumType's names, as the request's schema holds it)."""
-        return self._read(self._resolve_address(address), attribute)
+        found = self._addressed.get(address)
+        return self._read(found or self._resolve_address(address), attribute)
 
     def _read(self, found: _Resolved, attribute: str) -> GetResult:
         entry, unknown = found
