@@ -10,7 +10,8 @@ NotSupported when 2.0.1 defines the action, NotImplemented when it does not (Par
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
@@ -56,6 +57,7 @@ Payload = dict[str, Any]
 Handler = Callable[[Payload], Awaitable[Payload]]
 
 VENDOR_ID = "cpagent"
+LOCAL_LIST = "LocalAuthListCtrlr"
 
 _VERDICTS = ItemVerdicts(
     lambda kind, action, payload: schemas.validate(kind, action, payload),
@@ -66,12 +68,11 @@ _VERDICTS = ItemVerdicts(
     },
 )
 """The schema verdicts of every CALL and answer; the items of GetVariables, which a CSMS
-reads again and again, judged once each (:mod:`cpagent.protocol.verdicts`)."""
-LOCAL_LIST = "LocalAuthListCtrlr"
+reads again and again, judged once each (:mod:`cpagent.protocol.verdicts`). The validator
+is looked up at each call, as :mod:`.schemas` has it then."""
 
-
-_NO_EVSE: dict[str, Any] = {}
-"""What a component without an EVSE has of one (read, never written)."""
+_NO_EVSE: Mapping[str, Any] = MappingProxyType({})
+"""What a component without an EVSE has of one."""
 
 
 def _status_info(reason: str | None) -> dict[str, Any]:

@@ -482,7 +482,7 @@ class DeviceModel:
             return _NOT_SUPPORTED
         if entry.spec.mutability is Mutability.WRITE_ONLY:
             return _WRITE_ONLY
-        value = values[attribute]  # type: ignore[index]  # a StrEnum key finds its name
+        value = values[attribute]  # type: ignore[index]  # a name finds its Attribute key
         assert not isinstance(value, Secret)  # only WriteOnly entries hold a Secret
         answer = entry.answers.get(attribute)
         if answer is None or answer.value is not value:
