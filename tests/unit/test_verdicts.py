@@ -160,3 +160,18 @@ def test_a_request_of_remembered_items_is_judged_once() -> None:
     turned = [{"variable": i["variable"], "component": i["component"]} for i in GOOD_DATA[:1]]
     verdicts.validate(CALL, "GetVariables", {"getVariableData": turned})
     assert len(calls) == 2
+
+
+def test_prepared_verdicts_read_no_schema_later() -> None:
+    read: list[tuple[int, str]] = []
+
+    def schema_of(kind: int, action: str) -> dict[str, Any]:
+        read.append((kind, action))
+        return schemas.SCHEMAS.schema(kind, action)
+
+    verdicts = ItemVerdicts(schemas.validate, schema_of, FIELDS)
+    verdicts.prepare()
+    assert sorted(read) == sorted(FIELDS)
+    verdicts.validate(CALL, "GetVariables", {"getVariableData": GOOD_DATA})
+    verdicts.validate(RESULT, "GetVariables", {"getVariableResult": GOOD_RESULTS})
+    assert len(read) == 2

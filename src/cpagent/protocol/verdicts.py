@@ -109,6 +109,12 @@ class ItemVerdicts:
             self._valid[kind] = set() if fits else None
         return self._valid[kind]
 
+    def prepare(self) -> None:
+        """Read now whether each schema has the form (``prepare-upgrade``: the ``ocpp``
+        package's files may be replaced while the agent runs on)."""
+        for kind, field in self._fields.items():
+            self._remembered(kind, field)
+
     def validate(self, message_type_id: int, action: str, payload: dict[str, Any]) -> None:
         """Raise what ``validate`` raises for ``payload``; return quietly when it is valid."""
         kind = (message_type_id, action)

@@ -59,7 +59,7 @@ Handler = Callable[[Payload], Awaitable[Payload]]
 VENDOR_ID = "cpagent"
 LOCAL_LIST = "LocalAuthListCtrlr"
 
-_VERDICTS = ItemVerdicts(
+VERDICTS = ItemVerdicts(
     lambda kind, action, payload: schemas.validate(kind, action, payload),
     lambda kind, action: schemas.SCHEMAS.schema(kind, action),
     {
@@ -116,7 +116,7 @@ class ChargePoint(
     # ------------------------------------------------------------- OCPP-J 2.0.1
 
     def _validate(self, message_type_id: int, action: str, payload: Payload) -> None:
-        _VERDICTS.validate(message_type_id, action, payload)
+        VERDICTS.validate(message_type_id, action, payload)
 
     def _check_request(self, action: str, payload: Payload) -> None:
         intake.check_request(action, payload, schemas.date_time_fields(action))
