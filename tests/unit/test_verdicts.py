@@ -175,3 +175,17 @@ def test_prepared_verdicts_read_no_schema_later() -> None:
     verdicts.validate(CALL, "GetVariables", {"getVariableData": GOOD_DATA})
     verdicts.validate(RESULT, "GetVariables", {"getVariableResult": GOOD_RESULTS})
     assert len(read) == 2
+
+
+def test_only_the_payload_just_passed_by_its_items_is_named_passed() -> None:
+    verdicts = ItemVerdicts(schemas.validate, schemas.SCHEMAS.schema, FIELDS)
+    answer = {"getVariableResult": GOOD_RESULTS}
+    verdicts.validate(RESULT, "GetVariables", answer)
+    assert verdicts.passed(answer) == ("getVariableResult", [repr(r) for r in GOOD_RESULTS])
+    assert verdicts.passed({"getVariableResult": GOOD_RESULTS}) is None  # another object
+    verdicts.validate(CALL, "Heartbeat", {})
+    assert verdicts.passed(answer) is None
+    broken = {"getVariableResult": [*GOOD_RESULTS, BAD_RESULTS[0]]}
+    with pytest.raises(OCPPError):
+        verdicts.validate(RESULT, "GetVariables", broken)
+    assert verdicts.passed(broken) is None

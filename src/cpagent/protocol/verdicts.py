@@ -21,6 +21,10 @@ another item to check). The payloads judged here hold nothing else: a request as
 :func:`cpagent.protocol.intake.read_frame` parsed it, an answer built of strings, integers,
 dicts and lists by its handler.
 
+:meth:`ItemVerdicts.passed` names the items of the payload just passed that way, so that
+an answer's frame can be written from the text of each item written before (the v201
+charge point's ``_result_frame``): the same ``repr``, the same JSON text.
+
 Whether a schema has that form is read from the schema itself, the first time its action is
 judged: a schema of another form (one that an upgrade of the ``ocpp`` package might bring)
 is simply validated whole every time.
@@ -98,6 +102,7 @@ class ItemVerdicts:
         self._fields = dict(fields)
         self._kept = kept
         self._valid: dict[tuple[int, str], set[str] | None] = {}
+        self._passed: tuple[dict[str, Any], str, list[str]] | None = None
 
     def _remembered(self, kind: tuple[int, str], field: str) -> set[str] | None:
         """The items remembered for ``kind``; None when its schema is not of the form."""
@@ -117,6 +122,7 @@ class ItemVerdicts:
 
     def validate(self, message_type_id: int, action: str, payload: dict[str, Any]) -> None:
         """Raise what ``validate`` raises for ``payload``; return quietly when it is valid."""
+        self._passed = None
         kind = (message_type_id, action)
         field = self._fields.get(kind)
         if field is None:
@@ -128,9 +134,16 @@ class ItemVerdicts:
             self._validate(message_type_id, action, payload)
             return
         keys = [repr(item) for item in items]
-        if remembered.issuperset(keys):
-            return
-        self._validate(message_type_id, action, payload)
-        if len(remembered) + len(keys) > self._kept:
-            remembered.clear()
-        remembered.update(keys[: self._kept])
+        if not remembered.issuperset(keys):
+            self._validate(message_type_id, action, payload)
+            if len(remembered) + len(keys) > self._kept:
+                remembered.clear()
+            remembered.update(keys[: self._kept])
+        self._passed = (payload, field, keys)
+
+    def passed(self, payload: dict[str, Any]) -> tuple[str, list[str]] | None:
+        """When ``payload`` is the very object :meth:`validate` last judged, valid, by its
+        items: the key of its array and the ``repr`` of each item; None otherwise."""
+        if self._passed is None or self._passed[0] is not payload:
+            return None
+        return self._passed[1], self._passed[2]

@@ -23,7 +23,7 @@ from ocpp.exceptions import (
 )
 from ocpp.routing import on
 
-from cpagent.protocol import intake
+from cpagent.protocol import intake, ocppj
 from cpagent.protocol.ocppj import MessageType
 from cpagent.protocol.rpc import ConnectionLost, RpcEndpoint
 from cpagent.protocol.v201 import live, messages, reports, schemas
@@ -71,6 +71,11 @@ VERDICTS = ItemVerdicts(
 reads again and again, judged once each (:mod:`cpagent.protocol.verdicts`). The validator
 is looked up at each call, as :mod:`.schemas` has it then."""
 
+ITEM_TEXTS_KEPT = 2048
+"""Answer items whose JSON text is kept, beyond which the texts are written afresh."""
+_ITEM_TEXTS: dict[str, str] = {}
+"""The JSON text of each answer item written, by the item's ``repr``."""
+
 _NO_EVSE: Mapping[str, Any] = MappingProxyType({})
 """What a component without an EVSE has of one."""
 
@@ -117,6 +122,25 @@ class ChargePoint(
 
     def _validate(self, message_type_id: int, action: str, payload: Payload) -> None:
         VERDICTS.validate(message_type_id, action, payload)
+
+    def _result_frame(self, unique_id: str, action: str, payload: Payload) -> str:
+        """A GetVariables answer, judged by its items, is written from the text of each
+        item as written before (the same text: an item's ``repr`` tells its content and
+        types apart, and the frame is the items' texts joined as the encoder joins them)."""
+        passed = VERDICTS.passed(payload)
+        if passed is None:
+            return super()._result_frame(unique_id, action, payload)
+        field, keys = passed
+        texts = []
+        for key, item in zip(keys, payload[field], strict=True):
+            text = _ITEM_TEXTS.get(key)
+            if text is None:
+                if len(_ITEM_TEXTS) >= ITEM_TEXTS_KEPT:
+                    _ITEM_TEXTS.clear()
+                text = _ITEM_TEXTS[key] = ocppj.to_text(item)
+            texts.append(text)
+        head = f"[{MessageType.CallResult},{ocppj.to_text(unique_id)},{{{ocppj.to_text(field)}:["
+        return head + ",".join(texts) + "]}]"
 
     def _check_request(self, action: str, payload: Payload) -> None:
         intake.check_request(action, payload, schemas.date_time_fields(action))
