@@ -71,8 +71,9 @@ VERDICTS = ItemVerdicts(
 reads again and again, judged once each (:mod:`cpagent.protocol.verdicts`). The validator
 is looked up at each call, as :mod:`.schemas` has it then."""
 
-ITEM_TEXTS_KEPT = 2048
-"""Answer items whose JSON text is kept, beyond which the texts are written afresh."""
+ITEM_TEXTS_KEPT = 1024
+"""Answer items whose JSON text is kept (as many as the verdicts remember), beyond which
+the texts are written afresh."""
 _ITEM_TEXTS: dict[str, str] = {}
 """The JSON text of each answer item written, by the item's ``repr``."""
 
