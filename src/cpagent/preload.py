@@ -14,7 +14,9 @@ The package's prerm asks the agent, before dpkg replaces anything, to load:
   for other platforms or uses (:data:`SKIPPED_PARTS`, :data:`SKIPPED_MODULES`);
 * the JSON schemas of the OCPP version the agent speaks, which are read from the ``ocpp``
   package on first use of each action, with their validators (generated ahead, or compiled
-  then; :meth:`SchemaSet.preload <cpagent.protocol.schemas.SchemaSet.preload>`).
+  then; :meth:`SchemaSet.preload <cpagent.protocol.schemas.SchemaSet.preload>`), and for
+  2.0.1 the form of the GetVariables schemas that :mod:`cpagent.protocol.verdicts` reads on
+  first use.
 
 A module that fails to import (a backend for another platform, a missing optional library)
 is counted, logged and skipped; it was not loadable before the upgrade either. The cost is
@@ -145,6 +147,10 @@ def preload(ocpp_version: str = "1.6") -> Preloaded:
     # Before the libraries: the Decimal-exact validators bring jsonschema in, which the
     # agent otherwise imports only when it first needs them.
     result.schemas = schemas.preload()
+    if ocpp_version == "2.0.1":
+        from cpagent.protocol.v201.charge_point import VERDICTS
+
+        VERDICTS.prepare()  # the form of the GetVariables schemas, read on first use
     for package in installed_packages():
         library_failed: list[str] = []
         # Expected for parts made for other platforms (serial's Windows ports): DEBUG.

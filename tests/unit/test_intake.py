@@ -54,6 +54,15 @@ def test_nesting_is_bounded_and_brackets_in_strings_do_not_count() -> None:
     assert refusal(nested(100_000))[1] is None
 
 
+@pytest.mark.parametrize("text", ["x", "é", "[x]", '\\"'])
+def test_many_brackets_side_by_side_are_no_nesting_however_the_strings_read(text: str) -> None:
+    items = ",".join('{"component":{"name":"EVSE","evse":{"id":1}}}' for _ in range(50))
+    frame = read_frame(f'[2,"ok","X",{{"t":"{text}","items":[{items}]}}]')
+    assert isinstance(frame, Call) and len(frame.payload["items"]) == 50
+    deep = f'[2,"deep","X",{{"t":"{text}","items":[{items}],"x":{nested(MAX_DEPTH - 1)}}}]'
+    assert refusal(deep)[:2] == ("FormatViolation", "deep")
+
+
 def test_size_is_bounded_before_anything_is_parsed() -> None:
     big = '[2,"big","DataTransfer",{"vendorId":"v","data":"' + "a" * MAX_FRAME_CHARS + '"}]'
     code, reply_to, why = refusal(big)

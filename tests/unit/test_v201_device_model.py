@@ -475,6 +475,30 @@ def test_get_outcomes() -> None:
     )
 
 
+def test_a_request_address_reads_as_its_references_do_and_follows_the_value() -> None:
+    m = model(2)
+    names = [(r.component, r.variable) for r in m.base_report()]
+    spelt = [(ComponentRef(c.name.upper(), c.instance, c.evse, c.connector), v) for c, v in names]
+    odd = [
+        (ComponentRef("Connector", evse=2), VariableRef("connectortype")),
+        (ComponentRef("EVSE"), VariableRef("Power")),
+        (ComponentRef("EVSE", evse=3), VariableRef("Power")),
+        (ComponentRef("NoSuch"), HEARTBEAT),
+        (STATION, VariableRef("NoSuch")),
+        (ComponentRef("SecurityCtrlr"), VariableRef("BasicAuthPassword")),
+    ]
+    for _ in range(2):  # the second time as remembered
+        for c, v in names + spelt + odd:
+            for attribute in Attribute:
+                address = (c.name, c.instance, c.evse, c.connector, v.name, v.instance)
+                assert m.get_at(address, attribute.value) == m.get(c, v, attribute), address
+    address = ("OCPPCommCtrlr", None, None, None, "heartbeatinterval", None)
+    assert m.set(STATION, HEARTBEAT, "61").status is SetStatus.ACCEPTED
+    assert m.get_at(address, "Actual").value == "61"
+    m.update(STATION, HEARTBEAT, "62")
+    assert m.get_at(address, "Actual").value == "62"
+
+
 def test_a_variable_may_exist_with_and_without_an_instance() -> None:
     m = model(ClockCtrlr={"TimeOffset": "+01:00", "TimeOffset:NextTransition": "+02:00"})
     clock = ComponentRef("ClockCtrlr")

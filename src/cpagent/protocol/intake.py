@@ -79,14 +79,38 @@ def _call_id(text: str) -> str | None:
     return unique_id if isinstance(unique_id, str) else None
 
 
+_NESTING = str.maketrans(
+    {chr(c): "(" if chr(c) in "[{" else ")" if chr(c) in "]}" else None for c in range(128)}
+    | {'"': '"'}
+)
+"""An ASCII text's brackets as ``(`` and ``)``, its quotes kept, all else dropped."""
+
+
 def _too_deep(text: str) -> bool:
     """Whether arrays and objects nest deeper than :data:`MAX_DEPTH` in ``text`` (JSON or
     not), found in linear time: escapes, then strings and everything else but brackets are
-    dropped, and the brackets counted. A text with fewer opening brackets is not scanned."""
+    dropped, and the brackets counted. A text with fewer opening brackets is not scanned.
+
+    Most frames are answered sooner, and alike: ASCII JSON whose strings hold no bracket
+    (its quotes, once all else is dropped, come in adjacent pairs), with brackets that
+    close within :data:`MAX_DEPTH` rounds of dropping the innermost pairs, is no deeper
+    than that. Every other text is counted as described."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
         return False
+    if text.isascii():
+        marks = _ESCAPE.sub("", text).translate(_NESTING).replace('""', "")
+        if '"' not in marks:
+            for _ in range(MAX_DEPTH):
+                marks = marks.replace("()", "")
+                if not marks:
+                    return False
+    return _nesting(text) > MAX_DEPTH
+
+
+def _nesting(text: str) -> int:
+    """How deep the brackets of ``text`` nest outside its strings (:func:`_too_deep`)."""
     brackets = _NOT_A_BRACKET.sub("", _ESCAPE.sub("", text))
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
 def _not_json(constant: str) -> Any:

@@ -50,6 +50,11 @@ def _dumps(message: list[Any]) -> str:
     return json.dumps(message, separators=(",", ":"), cls=_DecimalEncoder)
 
 
+def to_text(value: Any) -> str:
+    """``value`` as a frame writes it (the text of one element of :func:`_dumps`'s list)."""
+    return json.dumps(value, separators=(",", ":"), cls=_DecimalEncoder)
+
+
 class Call:
     """A request: ``[2, "<UniqueId>", "<Action>", {<Payload>}]``."""
 

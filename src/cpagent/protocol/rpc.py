@@ -257,7 +257,8 @@ class RpcEndpoint:
         (one log line) or a handler fails with (a fault of the agent: logged with its
         traceback, answered InternalError). Follow-ups the handler left run after that."""
         try:
-            reply = CallResult(msg.unique_id, await self._handle_request(msg)).to_json()
+            payload = await self._handle_request(msg)
+            reply = self._result_frame(msg.unique_id, msg.action, payload)
         except OCPPError as err:
             log.warning(
                 "CSMS %s %s refused: %s %s",
@@ -275,6 +276,12 @@ class RpcEndpoint:
         deferred, self._deferred = self._deferred, []
         for make in deferred:
             self._spawn(make())
+
+    def _result_frame(self, unique_id: str, action: str, payload: dict[str, Any]) -> str:
+        """The CALLRESULT frame of ``payload``, the schema-valid answer to ``action``: the
+        text ``CallResult.to_json`` writes (a version may write answers it has written
+        before sooner, to the same text)."""
+        return CallResult(unique_id, payload).to_json()
 
     async def _handle_request(self, msg: Call) -> dict[str, Any]:
         """The CALLRESULT payload for ``msg``. Its handler runs only on a request valid by

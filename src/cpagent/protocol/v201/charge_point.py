@@ -10,7 +10,8 @@ NotSupported when 2.0.1 defines the action, NotImplemented when it does not (Par
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import NotImplementedError as OcppNotImplementedError
@@ -22,7 +23,8 @@ from ocpp.exceptions import (
 )
 from ocpp.routing import on
 
-from cpagent.protocol import intake
+from cpagent.protocol import intake, ocppj
+from cpagent.protocol.ocppj import MessageType
 from cpagent.protocol.rpc import ConnectionLost, RpcEndpoint
 from cpagent.protocol.v201 import live, messages, schemas
 from cpagent.protocol.v201.addressing import ComponentRef, VariableRef
@@ -38,6 +40,7 @@ from cpagent.protocol.v201.enums import Action
 from cpagent.protocol.v201.firmware_handlers import FirmwareHandlers
 from cpagent.protocol.v201.network_handlers import NetworkHandlers
 from cpagent.protocol.v201.security_handlers import SecurityHandlers
+from cpagent.protocol.verdicts import ItemVerdicts
 from cpagent.station.model import StopReason
 from cpagent.store import AuthCacheRow
 from cpagent.systemd import journal_fields
@@ -55,6 +58,27 @@ Handler = Callable[[Payload], Awaitable[Payload]]
 
 VENDOR_ID = "cpagent"
 LOCAL_LIST = "LocalAuthListCtrlr"
+
+VERDICTS = ItemVerdicts(
+    lambda kind, action, payload: schemas.validate(kind, action, payload),
+    lambda kind, action: schemas.SCHEMAS.schema(kind, action),
+    {
+        (MessageType.Call, "GetVariables"): "getVariableData",
+        (MessageType.CallResult, "GetVariables"): "getVariableResult",
+    },
+)
+"""The schema verdicts of every CALL and answer; the items of GetVariables, which a CSMS
+reads again and again, judged once each (:mod:`cpagent.protocol.verdicts`). The validator
+is looked up at each call, as :mod:`.schemas` has it then."""
+
+ITEM_TEXTS_KEPT = 1024
+"""Answer items whose JSON text is kept (as many as the verdicts remember), beyond which
+the texts are written afresh."""
+_ITEM_TEXTS: dict[str, str] = {}
+"""The JSON text of each answer item written, by the item's ``repr``."""
+
+_NO_EVSE: Mapping[str, Any] = MappingProxyType({})
+"""What a component without an EVSE has of one."""
 
 
 def _status_info(reason: str | None) -> dict[str, Any]:
@@ -98,7 +122,26 @@ class ChargePoint(
     # ------------------------------------------------------------- OCPP-J 2.0.1
 
     def _validate(self, message_type_id: int, action: str, payload: Payload) -> None:
-        schemas.validate(message_type_id, action, payload)
+        VERDICTS.validate(message_type_id, action, payload)
+
+    def _result_frame(self, unique_id: str, action: str, payload: Payload) -> str:
+        """A GetVariables answer, judged by its items, is written from the text of each
+        item as written before (the same text: an item's ``repr`` tells its content and
+        types apart, and the frame is the items' texts joined as the encoder joins them)."""
+        passed = VERDICTS.passed(payload)
+        if passed is None:
+            return super()._result_frame(unique_id, action, payload)
+        field, keys = passed
+        texts = []
+        for key, item in zip(keys, payload[field], strict=True):
+            text = _ITEM_TEXTS.get(key)
+            if text is None:
+                if len(_ITEM_TEXTS) >= ITEM_TEXTS_KEPT:
+                    _ITEM_TEXTS.clear()
+                text = _ITEM_TEXTS[key] = ocppj.to_text(item)
+            texts.append(text)
+        head = f"[{MessageType.CallResult},{ocppj.to_text(unique_id)},{{{ocppj.to_text(field)}:["
+        return head + ",".join(texts) + "]}]"
 
     def _check_request(self, action: str, payload: Payload) -> None:
         intake.check_request(action, payload, schemas.date_time_fields(action))
@@ -144,17 +187,28 @@ class ChargePoint(
         data = payload["getVariableData"]
         self._limit("getVariableData", len(data), "GetVariables")
         self._refresh()
+        get_at = self.model.get_at
         results = []
         for item in data:
-            attribute = Attribute(item.get("attributeType", "Actual"))
-            found = self.model.get(
-                _component(item["component"]), _variable(item["variable"]), attribute
+            attribute = item.get("attributeType", "Actual")
+            component, variable = item["component"], item["variable"]
+            evse = component.get("evse") or _NO_EVSE
+            found = get_at(
+                (
+                    component["name"],
+                    component.get("instance"),
+                    evse.get("id"),
+                    evse.get("connectorId"),
+                    variable["name"],
+                    variable.get("instance"),
+                ),
+                attribute,
             )
             result: Payload = {
                 "attributeStatus": str(found.status),
-                "attributeType": str(attribute),
-                "component": item["component"],
-                "variable": item["variable"],
+                "attributeType": attribute,
+                "component": component,
+                "variable": variable,
             }
             if found.status is GetStatus.ACCEPTED and found.value is not None:
                 result["attributeValue"] = found.value
@@ -216,7 +270,7 @@ class ChargePoint(
         selectors = []
         for item in payload.get("componentVariable", []):
             component, variable = item["component"], item.get("variable") or {}
-            evse = component.get("evse") or {}
+            evse = component.get("evse") or _NO_EVSE
             selectors.append(
                 Selector(
                     component["name"],

@@ -165,6 +165,9 @@ class _Entry:
     spec: VariableSpec
     implemented: bool
     values: dict[Attribute, Stored | None] = field(default_factory=dict)
+    answers: dict[str, GetResult] = field(default_factory=dict)
+    """The Accepted GetResult of each attribute as last read, good while its value is the
+    very object the result holds (values are replaced, never changed in place)."""
 
     def __repr__(self) -> str:  # values may hold a Secret: its repr hides it anyway
         return f"_Entry({full_key(self.component, self.variable)})"
@@ -181,6 +184,14 @@ def _refs_for(spec: ComponentSpec, evse_count: int) -> list[ComponentRef]:
 
 
 _Resolved = tuple[_Entry | None, str | None]
+Address = tuple[str, str | None, int | None, int | None, str, str | None]
+"""A component and variable as a GetVariableData names them, in plain values: component
+name, instance, evseId, connectorId, variable name, instance (None where absent)."""
+
+_UNKNOWN_COMPONENT: Final = GetResult(GetStatus.UNKNOWN_COMPONENT)
+_UNKNOWN_VARIABLE: Final = GetResult(GetStatus.UNKNOWN_VARIABLE)
+_NOT_SUPPORTED: Final = GetResult(GetStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE)
+_WRITE_ONLY: Final = GetResult(GetStatus.REJECTED, reason="WriteOnly", write_only=True)
 RESOLVED_KEPT = 4096
 """Addresses :meth:`DeviceModel._resolve` remembers: every variable of a station, in more
 spellings than a CSMS uses."""
@@ -202,6 +213,7 @@ class DeviceModel:
         self._changed: dict[tuple[ComponentRef, VariableRef], Stored] = {}
         self._components: set[ComponentRef] = set()
         self._resolved: dict[tuple[ComponentRef, VariableRef], _Resolved] = {}
+        self._addressed: dict[Address, _Resolved] = {}
         for component in CATALOGUE.values():
             for ref in _refs_for(component, evse_count):
                 for spec in component.variables.values():
@@ -217,7 +229,12 @@ class DeviceModel:
             values[Attribute.ACTUAL] = Secret(spec.default)
         self._entries[ref, var] = _Entry(ref, var, spec, component.implemented, values)
         self._components.add(ref)
+        self._forget_addresses()
+
+    def _forget_addresses(self) -> None:
+        """An entry was added: what :meth:`_resolve` remembers as unknown may now be known."""
         self._resolved.clear()
+        self._addressed.clear()
 
     # -- building from the config -------------------------------------------------------
 
@@ -327,7 +344,7 @@ class DeviceModel:
         entry = _Entry(ref, var, spec, False, {Attribute.ACTUAL: stored})
         self._entries[ref, var] = entry
         self._components.add(ref)
-        self._resolved.clear()
+        self._forget_addresses()
         warnings.append(
             f"{where}: cpagent does not implement {ref.name}.{var.name}; "
             "value reported read-only and not acted on"
@@ -428,6 +445,19 @@ class DeviceModel:
             return None, "variable"
         return entry, None
 
+    def _resolve_address(self, address: Address) -> _Resolved:
+        """:meth:`_resolve` of an address in plain values, remembered as such: a GetVariables
+        of many variables finds each without building its references."""
+        found = self._addressed.get(address)
+        if found is None:
+            name, instance, evse, connector, var_name, var_instance = address
+            found = self._resolve(
+                ComponentRef(name, instance, evse, connector), VariableRef(var_name, var_instance)
+            )
+            if len(self._addressed) < RESOLVED_KEPT:
+                self._addressed[address] = found
+        return found
+
     def get(
         self,
         component: ComponentRef,
@@ -435,18 +465,29 @@ class DeviceModel:
         attribute: Attribute = Attribute.ACTUAL,
     ) -> GetResult:
         """Answer one GetVariableData (B06)."""
-        entry, unknown = self._resolve(component, variable)
+        return self._read(self._resolve(component, variable), attribute)
+
+    def get_at(self, address: Address, attribute: str = Attribute.ACTUAL) -> GetResult:
+        """:meth:`get` of a GetVariableData's address as it came (``attribute`` one of
+        AttributeEnumType's names, as the request's schema holds it)."""
+        found = self._addressed.get(address)
+        return self._read(found or self._resolve_address(address), attribute)
+
+    def _read(self, found: _Resolved, attribute: str) -> GetResult:
+        entry, unknown = found
         if entry is None:
-            if unknown == "component":
-                return GetResult(GetStatus.UNKNOWN_COMPONENT)
-            return GetResult(GetStatus.UNKNOWN_VARIABLE)
-        if attribute not in entry.values:
-            return GetResult(GetStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE)
+            return _UNKNOWN_COMPONENT if unknown == "component" else _UNKNOWN_VARIABLE
+        values = entry.values
+        if attribute not in values:
+            return _NOT_SUPPORTED
         if entry.spec.mutability is Mutability.WRITE_ONLY:
-            return GetResult(GetStatus.REJECTED, reason="WriteOnly", write_only=True)
-        value = entry.values[attribute]
+            return _WRITE_ONLY
+        value = values[attribute]  # type: ignore[index]  # a name finds its Attribute key
         assert not isinstance(value, Secret)  # only WriteOnly entries hold a Secret
-        return GetResult(GetStatus.ACCEPTED, value)
+        answer = entry.answers.get(attribute)
+        if answer is None or answer.value is not value:
+            answer = entry.answers[attribute] = GetResult(GetStatus.ACCEPTED, value)
+        return answer
 
     def set(
         self,
@@ -624,6 +665,7 @@ def _selected(entry: _Entry, selector: Selector) -> bool:
 
 
 __all__ = [
+    "Address",
     "AttributeRecord",
     "Criterion",
     "DeviceModel",

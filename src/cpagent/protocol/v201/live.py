@@ -11,6 +11,7 @@ report carries a value, as B06 and B07 expect of a variable that exists.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING
 
 from cpagent.protocol.v201 import messages
@@ -24,6 +25,21 @@ if TYPE_CHECKING:
     from cpagent.station.station import Station
 
 _AVAILABILITY = VariableRef("AvailabilityState")
+_CLOCK, _DATE_TIME = ComponentRef("ClockCtrlr"), VariableRef("DateTime")
+_STATION = ComponentRef("ChargingStation")
+_IDENTITY = (
+    (_STATION, VariableRef("VendorName")),
+    (_STATION, VariableRef("Model")),
+    (ComponentRef("SecurityCtrlr"), VariableRef("Identity")),
+)
+
+
+@functools.cache
+def _evse_refs(evse_id: int) -> tuple[ComponentRef, ComponentRef]:
+    """The EVSE and the Connector component of an EVSE (as many as the station has)."""
+    return ComponentRef("EVSE", evse=evse_id), ComponentRef(
+        "Connector", evse=evse_id, connector=CONNECTOR_ID
+    )
 
 
 def refresh(model: DeviceModel, station: Station | None, config: Config) -> None:
@@ -32,14 +48,9 @@ def refresh(model: DeviceModel, station: Station | None, config: Config) -> None
     Identity values the installer or the CSMS set are kept; the config's charge point id,
     vendor and model fill them only where the model has none.
     """
-    model.update(ComponentRef("ClockCtrlr"), VariableRef("DateTime"), now_iso())
-    station_ref = ComponentRef("ChargingStation")
+    model.update(_CLOCK, _DATE_TIME, now_iso())
     cp = config.charge_point
-    for ref, variable, value in (
-        (station_ref, VariableRef("VendorName"), cp.vendor),
-        (station_ref, VariableRef("Model"), cp.model),
-        (ComponentRef("SecurityCtrlr"), VariableRef("Identity"), cp.id),
-    ):
+    for (ref, variable), value in zip(_IDENTITY, (cp.vendor, cp.model, cp.id), strict=True):
         if model.actual(ref, variable) is None and value:
             with contextlib.suppress(ValueRejected):  # one too long for its variable
                 model.update(ref, variable, value)
@@ -47,12 +58,11 @@ def refresh(model: DeviceModel, station: Station | None, config: Config) -> None
         return
     charger = station.charger.status
     if charger is not None:
-        model.update(station_ref, _AVAILABILITY, messages.connector_status(charger))
+        model.update(_STATION, _AVAILABILITY, messages.connector_status(charger))
     for cid, connector in station.connectors.items():
         if connector.status is None:
             continue
         state = messages.connector_status(connector.status, plugged=station.plugged(cid))
-        model.update(ComponentRef("EVSE", evse=cid), _AVAILABILITY, state)
-        model.update(
-            ComponentRef("Connector", evse=cid, connector=CONNECTOR_ID), _AVAILABILITY, state
-        )
+        evse, plug = _evse_refs(cid)
+        model.update(evse, _AVAILABILITY, state)
+        model.update(plug, _AVAILABILITY, state)
