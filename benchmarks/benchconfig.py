@@ -1,12 +1,18 @@
-"""What the benchmark scripts share: the agent's console script, a throwaway config, and
-the agent's byte code compiled as an installed package has it."""
+"""What the benchmark scripts share: the agent's console script, a throwaway config, the
+agent's byte code compiled as an installed package has it, and an idle agent to measure."""
 
 from __future__ import annotations
 
+import asyncio
 import compileall
+import contextlib
 import json
+import shutil
 import sys
 import sysconfig
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +71,63 @@ def compile_bytecode() -> list[str]:
     for directory in dirs:
         compileall.compile_dir(directory, quiet=1, workers=1)
     return dirs
+
+
+@dataclass
+class IdleAgent:
+    """A running ``cpagent run`` and the loopback CSMS it is connected to."""
+
+    proc: asyncio.subprocess.Process
+    csms: Any  # cpagent.testing.LoopbackCsms
+    log_path: Path
+
+    def check_running(self) -> None:
+        """SystemExit with the agent's log if it has exited."""
+        if self.proc.returncode is not None:
+            raise SystemExit(
+                f"agent exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
+            )
+
+
+@contextlib.asynccontextmanager
+async def idle_agent(ocpp: str, cp_id: str, warmup: float) -> AsyncIterator[IdleAgent]:
+    """An agent with 2 simulated connectors, connected to a loopback CSMS that sets
+    HeartbeatInterval to 60 s, its byte code compiled first: yielded once both connectors
+    have reported their status and ``warmup`` seconds more have passed; stopped after (SIGTERM,
+    killed if it does not end) and its directory removed. SystemExit with the agent's log
+    when it does not come up."""
+    from cpagent.testing import LoopbackCsms
+
+    compile_bytecode()  # as installed: no module compiled from source in the measured process
+    workdir = Path(tempfile.mkdtemp(prefix=f"cpa-{cp_id.lower()}-", dir="/tmp"))
+    log_path = workdir / "agent.log"
+    log = log_path.open("wb")
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        async with LoopbackCsms(heartbeat_interval=60) as csms:
+            config = write_config(workdir, csms.url, cp_id=cp_id, connectors=2, csms={}, ocpp=ocpp)
+            proc = await asyncio.create_subprocess_exec(
+                CPAGENT, "run", "--config", str(config), stdout=log, stderr=log
+            )
+            try:
+                await csms.wait_for("BootNotification", timeout=30)
+                await csms.wait_for(
+                    "StatusNotification",
+                    lambda p: p.get("connectorId" if ocpp == "1.6" else "evseId") == 2,
+                    timeout=30,
+                )
+            except AssertionError:
+                raise SystemExit(f"agent did not come up:\n{log_path.read_text()}") from None
+            print(f"OCPP {ocpp} agent pid {proc.pid} up; warming up {warmup:g} s", flush=True)
+            await asyncio.sleep(warmup)
+            agent = IdleAgent(proc, csms, log_path)
+            agent.check_running()
+            yield agent
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        log.close()
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -23,15 +23,11 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from benchconfig import CPAGENT, add_ocpp_option, compile_bytecode, write_config
-
-from cpagent.testing import LoopbackCsms
+from benchconfig import add_ocpp_option, idle_agent
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RSS_TARGET_MB = 32.0
@@ -79,62 +75,26 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true", help="end with one line of JSON figures")
     args = parser.parse_args()
 
-    compile_bytecode()  # as installed: no module compiled from source in the measured process
-    workdir = Path(tempfile.mkdtemp(prefix="cpa-idle-", dir="/tmp"))
-    log_path = workdir / "agent.log"
-    log = log_path.open("wb")
-    proc: asyncio.subprocess.Process | None = None
-    try:
-        async with LoopbackCsms(heartbeat_interval=60) as csms:
-            config = write_config(
-                workdir, csms.url, cp_id="IDLE1", connectors=2, csms={}, ocpp=args.ocpp
-            )
-            proc = await asyncio.create_subprocess_exec(
-                CPAGENT, "run", "--config", str(config), stdout=log, stderr=log
-            )
-            pid = proc.pid
-            try:
-                await csms.wait_for("BootNotification", timeout=30)
-                await csms.wait_for(
-                    "StatusNotification",
-                    lambda p: p.get("connectorId" if args.ocpp == "1.6" else "evseId") == 2,
-                    timeout=30,
-                )
-            except AssertionError:
-                raise SystemExit(f"agent did not come up:\n{log_path.read_text()}") from None
-            print(f"OCPP {args.ocpp} agent pid {pid} up; warming up {args.warmup:g} s", flush=True)
-            await asyncio.sleep(args.warmup)
-
-            mark = csms.mark()
-            frames_before = len(csms.frames)
-            rss: list[float] = []
-            pss: list[float] = []
-            cpu_start, t_start = cpu_s(pid), time.monotonic()
-            deadline = t_start + args.seconds
-            print(f"measuring for {args.seconds:g} s ...", flush=True)
-            while (now := time.monotonic()) < deadline:
-                if proc.returncode is not None:
-                    raise SystemExit(
-                        f"agent exited with {proc.returncode}:\n{log_path.read_text()}"
-                    )
-                rss.append(rss_mb(pid))
-                pss.append(pss_mb(pid))
-                await asyncio.sleep(min(1.0, deadline - now))
+    async with idle_agent(args.ocpp, "IDLE1", args.warmup) as agent:
+        pid, csms = agent.proc.pid, agent.csms
+        mark = csms.mark()
+        frames_before = len(csms.frames)
+        rss: list[float] = []
+        pss: list[float] = []
+        cpu_start, t_start = cpu_s(pid), time.monotonic()
+        deadline = t_start + args.seconds
+        print(f"measuring for {args.seconds:g} s ...", flush=True)
+        while (now := time.monotonic()) < deadline:
+            agent.check_running()
             rss.append(rss_mb(pid))
             pss.append(pss_mb(pid))
-            cpu_end, t_end = cpu_s(pid), time.monotonic()
-            window = t_end - t_start
-            heartbeats = len(csms.messages("Heartbeat", since=mark))
-            frames = len(csms.frames) - frames_before
-
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 15)
-    finally:
-        log.close()
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+            await asyncio.sleep(min(1.0, deadline - now))
+        rss.append(rss_mb(pid))
+        pss.append(pss_mb(pid))
+        cpu_end, t_end = cpu_s(pid), time.monotonic()
+        window = t_end - t_start
+        heartbeats = len(csms.messages("Heartbeat", since=mark))
+        frames = len(csms.frames) - frames_before
 
     used = cpu_end - cpu_start
     per_hour = used / window * 3600.0

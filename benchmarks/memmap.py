@@ -32,14 +32,10 @@ import asyncio
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
-from benchconfig import CPAGENT, add_ocpp_option, compile_bytecode, write_config
-
-from cpagent.testing import LoopbackCsms
+from benchconfig import add_ocpp_option, idle_agent
 
 _MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
 _ARENA_ALIGN = 64 << 20  # glibc's HEAP_MAX_SIZE on 64-bit: per-thread arenas sit on it
@@ -118,41 +114,9 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true", help="end with one line of JSON figures")
     args = parser.parse_args()
 
-    compile_bytecode()
-    workdir = Path(tempfile.mkdtemp(prefix="cpa-memmap-", dir="/tmp"))
-    log_path = workdir / "agent.log"
-    log = log_path.open("wb")
-    proc: asyncio.subprocess.Process | None = None
-    try:
-        async with LoopbackCsms(heartbeat_interval=60) as csms:
-            config = write_config(
-                workdir, csms.url, cp_id="MEM1", connectors=2, csms={}, ocpp=args.ocpp
-            )
-            proc = await asyncio.create_subprocess_exec(
-                CPAGENT, "run", "--config", str(config), stdout=log, stderr=log
-            )
-            try:
-                await csms.wait_for("BootNotification", timeout=30)
-                await csms.wait_for(
-                    "StatusNotification",
-                    lambda p: p.get("connectorId" if args.ocpp == "1.6" else "evseId") == 2,
-                    timeout=30,
-                )
-            except AssertionError:
-                raise SystemExit(f"agent did not come up:\n{log_path.read_text()}") from None
-            await asyncio.sleep(args.warmup)
-            if proc.returncode is not None:
-                raise SystemExit(f"agent exited with {proc.returncode}:\n{log_path.read_text()}")
-            rss, pss = read_smaps(proc.pid)
-            threads = len(os.listdir(f"/proc/{proc.pid}/task"))
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 15)
-    finally:
-        log.close()
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+    async with idle_agent(args.ocpp, "MEM1", args.warmup) as agent:
+        rss, pss = read_smaps(agent.proc.pid)
+        threads = len(os.listdir(f"/proc/{agent.proc.pid}/task"))
 
     print(f"OCPP {args.ocpp} agent, {threads} thread(s), {args.warmup:g} s after boot")
     print(f"{'group':<46} {'RSS MB':>7} {'PSS MB':>7}")
