@@ -5,6 +5,7 @@ before."""
 from __future__ import annotations
 
 import copy
+import decimal
 import random
 from typing import Any
 
@@ -13,7 +14,7 @@ from ocpp.exceptions import OCPPError
 
 from cpagent.protocol.ocppj import MessageType
 from cpagent.protocol.v201 import schemas
-from cpagent.protocol.verdicts import ItemVerdicts, decomposes
+from cpagent.protocol.verdicts import ItemVerdicts, decomposes, item_key
 
 CALL, RESULT = MessageType.Call, MessageType.CallResult
 FIELDS = {(CALL, "GetVariables"): "getVariableData", (RESULT, "GetVariables"): "getVariableResult"}
@@ -162,6 +163,24 @@ def test_a_request_of_remembered_items_is_judged_once() -> None:
     assert len(calls) == 2
 
 
+def test_items_without_a_key_are_validated_with_their_payload_every_time() -> None:
+    """A value marshal cannot encode (none that JSON gives) leaves the payload to the
+    validator, whatever it holds beside."""
+    calls: list[dict[str, Any]] = []
+
+    def validate(kind: int, action: str, payload: dict[str, Any]) -> None:
+        calls.append(payload)
+        schemas.validate(kind, action, payload)
+
+    verdicts = ItemVerdicts(validate, schemas.SCHEMAS.schema, FIELDS)
+    odd = {**GOOD_DATA[0], "component": {"name": "EVSE", "evse": {"id": decimal.Decimal(1)}}}
+    for _ in range(2):
+        payload = {"getVariableData": [*GOOD_DATA, odd]}
+        assert verdict(verdicts.validate, CALL, payload) == verdict(schemas.validate, CALL, payload)
+        assert verdicts.passed(payload) is None
+    assert len(calls) == 2
+
+
 def test_prepared_verdicts_read_no_schema_later() -> None:
     read: list[tuple[int, str]] = []
 
@@ -181,7 +200,7 @@ def test_only_the_payload_just_passed_by_its_items_is_named_passed() -> None:
     verdicts = ItemVerdicts(schemas.validate, schemas.SCHEMAS.schema, FIELDS)
     answer = {"getVariableResult": GOOD_RESULTS}
     verdicts.validate(RESULT, "GetVariables", answer)
-    assert verdicts.passed(answer) == ("getVariableResult", [repr(r) for r in GOOD_RESULTS])
+    assert verdicts.passed(answer) == ("getVariableResult", [item_key(r) for r in GOOD_RESULTS])
     assert verdicts.passed({"getVariableResult": GOOD_RESULTS}) is None  # another object
     verdicts.validate(CALL, "Heartbeat", {})
     assert verdicts.passed(answer) is None

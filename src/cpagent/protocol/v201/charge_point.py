@@ -74,8 +74,8 @@ is looked up at each call, as :mod:`.schemas` has it then."""
 ITEM_TEXTS_KEPT = 1024
 """Answer items whose JSON text is kept (as many as the verdicts remember), beyond which
 the texts are written afresh."""
-_ITEM_TEXTS: dict[str, str] = {}
-"""The JSON text of each answer item written, by the item's ``repr``."""
+_ITEM_TEXTS: dict[bytes, str] = {}
+"""The JSON text of each answer item written, by the item's key (:func:`.verdicts.item_key`)."""
 
 _NO_EVSE: Mapping[str, Any] = MappingProxyType({})
 """What a component without an EVSE has of one."""
@@ -126,7 +126,7 @@ class ChargePoint(
 
     def _result_frame(self, unique_id: str, action: str, payload: Payload) -> str:
         """A GetVariables answer, judged by its items, is written from the text of each
-        item as written before (the same text: an item's ``repr`` tells its content and
+        item as written before (the same text: an item's key tells its content and
         types apart, and the frame is the items' texts joined as the encoder joins them)."""
         passed = VERDICTS.passed(payload)
         if passed is None:
