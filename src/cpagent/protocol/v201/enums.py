@@ -10,8 +10,8 @@ the agent needs. The class statements are the library's; the unit tests check th
 class here has the library's members, names and values in the same order, as they check
 the 1.6 :mod:`~cpagent.protocol.v16.actions`. Five enums the agent only checks membership
 in (measurands, units, phases, reading contexts, locations) are tuples of the library's
-values, checked the same way. The names of the standardized
-components and variables are in :mod:`cpagent.protocol.v201.standard_names`.
+values, checked the same way. The names of the standardized components and variables are in
+:mod:`cpagent.protocol.v201.standard_names`.
 
 Code that compares the agent's enum members by identity (``is``) takes them from here; by
 value (``==``, as StrEnum members are strings) they equal the library's.
