@@ -46,12 +46,8 @@ class _DecimalEncoder(json.JSONEncoder):
             return to_json()
 
 
-def _dumps(message: list[Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), cls=_DecimalEncoder)
-
-
 def to_text(value: Any) -> str:
-    """``value`` as a frame writes it (the text of one element of :func:`_dumps`'s list)."""
+    """``value`` as a frame writes it: a whole message (its list), or one element of one."""
     return json.dumps(value, separators=(",", ":"), cls=_DecimalEncoder)
 
 
@@ -68,7 +64,7 @@ class Call:
             self.payload = asdict(payload)
 
     def to_json(self) -> str:
-        return _dumps([self.message_type_id, self.unique_id, self.action, self.payload])
+        return to_text([self.message_type_id, self.unique_id, self.action, self.payload])
 
     def __repr__(self) -> str:
         return f"<Call - unique_id={self.unique_id}, action={self.action}, payload={self.payload}>"
@@ -85,7 +81,7 @@ class CallResult:
         self.action = action
 
     def to_json(self) -> str:
-        return _dumps([self.message_type_id, self.unique_id, self.payload])
+        return to_text([self.message_type_id, self.unique_id, self.payload])
 
     def __repr__(self) -> str:
         return (
@@ -109,7 +105,7 @@ class CallError:
         self.error_details = error_details
 
     def to_json(self) -> str:
-        return _dumps(
+        return to_text(
             [
                 self.message_type_id,
                 self.unique_id,

@@ -8,9 +8,9 @@ station publishes as ``DeviceDataCtrlr.ItemsPerMessage`` and ``DeviceDataCtrlr.B
 (instance ``GetReport``). It is pure: no I/O, no clock; the adapter passes ``generatedAt``.
 
 The size of a part is measured as the adapter will send it: the whole OCPP-J CALL frame
-``[2,"<message id>","NotifyReport",<payload>]`` serialized as the ``ocpp`` library does
-(``json.dumps`` with separators ``(",", ":")`` and ``ensure_ascii=True``, so every byte is
-ASCII and the length in characters is the length in UTF-8 bytes), with a message id of
+``[2,"<message id>","NotifyReport",<payload>]`` serialized as the endpoint writes frames
+(:func:`cpagent.protocol.ocppj.to_text`: separators ``(",", ":")``, ASCII only, so every
+byte is ASCII and the length in characters is the length in UTF-8 bytes), with a message id of
 :data:`MESSAGE_ID_LENGTH` (36) characters, the length of the UUID the adapter uses.
 
 Two cases the spec leaves to the station:
@@ -28,11 +28,11 @@ Two cases the spec leaves to the station:
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cpagent.protocol.ocppj import to_text
 from cpagent.protocol.v201.catalogue import Mutability
 from cpagent.protocol.v201.device_model import ReportRecord
 from cpagent.protocol.v201.values import render_datetime
@@ -94,14 +94,9 @@ def report_data(record: ReportRecord) -> dict[str, Any]:
     }
 
 
-def _dumps(value: object) -> str:
-    """JSON as the ``ocpp`` library writes a frame: compact separators, ASCII only."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
-
-
 def frame_size(payload: dict[str, Any]) -> int:
     """Bytes of the CALL frame carrying ``payload`` (see the module docstring)."""
-    return len(_dumps([_CALL, "x" * MESSAGE_ID_LENGTH, ACTION, payload]).encode("utf-8"))
+    return len(to_text([_CALL, "x" * MESSAGE_ID_LENGTH, ACTION, payload]).encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -144,7 +139,7 @@ def split_report(
         raise ValueError("ItemsPerMessage and BytesPerMessage are at least 1")
     when = render_datetime(generated_at)
     items = [report_data(r) for r in records]
-    sizes = [len(_dumps(item)) for item in items]
+    sizes = [len(to_text(item)) for item in items]
     parts: list[dict[str, Any]] = []
     oversized: list[int] = []
     start = 0
