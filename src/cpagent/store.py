@@ -929,11 +929,17 @@ class Store:
             await self.run(self._checkpoint_answered)
 
     def _checkpoint_answered(self) -> None:
-        with self._mutex, self._read() as conn:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        with self._mutex:
+            self._checkpoint_wal()
             self._unsynced_removals = False
             # The next write may restart the WAL, syncing its header: the worker's turn.
             self._quick_removals = None
+
+    def _checkpoint_wal(self) -> None:
+        """Checkpoint the WAL on the main connection, which syncs it first: every quick
+        deletion before is then on disk."""
+        with self._read() as conn:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def _remove_quickly(self, seq: int) -> bool:
         """The deletion of :meth:`remove_answered` without waiting; False when it cannot
@@ -981,8 +987,7 @@ class Store:
         before is on disk), then delete ``seq`` in a synced commit, which restarts the WAL
         if the checkpoint emptied it; quick deletions may follow."""
         with self._mutex:
-            with self._read() as conn:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._checkpoint_wal()
             self.remove(seq)
             # Nothing else holds a read of the WAL (both connections work under the lock),
             # so the WAL restarted here if it could; without a new checkpoint, which only
